@@ -1,0 +1,758 @@
+//! Data files: shards, delta layers and the prefix table (SPEC.md §5).
+//!
+//! Shards and layers are column-wise: keys delta-coded as LEB128 varints,
+//! sequence numbers as varints, ids length-prefixed, and a small index into a
+//! per-file table of distinct policies. zstd then squeezes the runs that
+//! clustered ISRCs produce.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cbor;
+use crate::declaration::Record;
+use crate::envelope::sha256;
+use crate::error::{VResult, reject};
+use crate::isrc::{KEY_SPACE, Scope};
+use crate::limits::Limits;
+use crate::model::Policy;
+
+/// zstd level for every data file. Fixed, because the same state must give the
+/// same bytes.
+pub const ZSTD_LEVEL: i32 = 9;
+/// Largest zstd window a reader accepts (2^27 = 128 MiB), bounding decoder memory.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+/// Longest declaration id (its length is one byte in the state encoding).
+pub const MAX_ID_LEN: usize = 255;
+
+/// A table of distinct policies shared by many rows.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub list: Vec<Policy>,
+    map: HashMap<Policy, u32>,
+}
+
+impl PolicySet {
+    pub fn intern(&mut self, p: &Policy) -> u32 {
+        if let Some(&i) = self.map.get(p) {
+            return i;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(p.clone());
+        self.map.insert(p.clone(), i);
+        i
+    }
+
+    pub fn get(&self, i: u32) -> &Policy {
+        &self.list[i as usize]
+    }
+}
+
+/// Exact-scope entries sorted by `(key, seq)`, column-wise in memory. `pol`
+/// indexes a [`PolicySet`] held by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rows {
+    pub keys: Vec<u64>,
+    pub seqs: Vec<u64>,
+    id_buf: Vec<u8>,
+    id_end: Vec<usize>,
+    pub pol: Vec<u32>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn id(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.id_end[i - 1] };
+        // Ids are checked to be ASCII when they enter a Rows.
+        std::str::from_utf8(&self.id_buf[start..self.id_end[i]]).unwrap_or("")
+    }
+
+    pub fn push(&mut self, key: u64, seq: u64, id: &str, pol: u32) {
+        self.keys.push(key);
+        self.seqs.push(seq);
+        self.id_buf.extend_from_slice(id.as_bytes());
+        self.id_end.push(self.id_buf.len());
+        self.pol.push(pol);
+    }
+
+    fn push_from(&mut self, other: &Rows, i: usize) {
+        self.push(other.keys[i], other.seqs[i], other.id(i), other.pol[i]);
+    }
+
+    /// Rows `[a, b)` as a new `Rows`.
+    pub fn slice(&self, a: usize, b: usize) -> Rows {
+        let mut out = Rows::default();
+        for i in a..b {
+            out.push_from(self, i);
+        }
+        out
+    }
+
+    /// First row index whose key is ≥ `key`.
+    pub fn lower_bound(&self, key: u64) -> usize {
+        self.keys.partition_point(|&k| k < key)
+    }
+
+    /// Apply sorted deletions and upserts (SPEC.md §7 step 8). A deletion of a
+    /// row that does not exist is refused: a layer must describe exactly the
+    /// change between two states.
+    pub fn apply(&self, dels: &[(u64, u64)], puts: &Rows, file: &str) -> VResult<Rows> {
+        let mut out = Rows::default();
+        let (mut i, mut d, mut p) = (0, 0, 0);
+        loop {
+            let cur = (i < self.len()).then(|| (self.keys[i], self.seqs[i]));
+            let del = dels.get(d).copied();
+            let put = (p < puts.len()).then(|| (puts.keys[p], puts.seqs[p]));
+            let Some(next) = [cur, del, put].into_iter().flatten().min() else {
+                break;
+            };
+            let has_cur = cur == Some(next);
+            if del == Some(next) {
+                if !has_cur {
+                    return Err(reject(
+                        file,
+                        "layer_mismatch",
+                        format!(
+                            "deletes ({}, seq {}), which the previous state does not hold",
+                            crate::isrc::Isrc::from_key(next.0)
+                                .map_or_else(|| next.0.to_string(), |k| k.compact()),
+                            next.1
+                        ),
+                    ));
+                }
+                d += 1;
+                i += 1;
+                continue;
+            }
+            if put == Some(next) {
+                out.push_from(puts, p);
+                p += 1;
+                if has_cur {
+                    i += 1;
+                }
+                continue;
+            }
+            out.push_from(self, i);
+            i += 1;
+        }
+        Ok(out)
+    }
+}
+
+/// Column encoding on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    #[serde(with = "serde_bytes")]
+    pub ids: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub keys: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub seqs: Vec<u8>,
+    pub count: u64,
+    #[serde(with = "serde_bytes")]
+    pub policy: Vec<u8>,
+    pub policies: Vec<Policy>,
+}
+
+/// Keys of deleted rows on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyColumns {
+    #[serde(with = "serde_bytes")]
+    pub keys: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub seqs: Vec<u8>,
+    pub count: u64,
+}
+
+/// A base shard: the entries of `[lo, hi)` at the base version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardDoc {
+    pub hi: u64,
+    pub lo: u64,
+    pub rows: Columns,
+}
+
+/// A delta layer from version `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerDoc {
+    pub to: u64,
+    pub dels: KeyColumns,
+    pub from: u64,
+    pub puts: Columns,
+}
+
+/// One prefix-scope entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixRow {
+    pub id: String,
+    pub seq: u64,
+    pub scope: String,
+    pub policy: Policy,
+}
+
+/// The prefix table: every entry whose scope is `CC-XXX` or `CC-XXX-YY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixDoc {
+    pub rows: Vec<PrefixRow>,
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads minimal LEB128 varints from a blob.
+struct VarintReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl VarintReader<'_> {
+    fn next(&mut self) -> Option<u64> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos)?;
+            self.pos += 1;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return None;
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                // Minimal: a final byte of zero is only allowed as the sole byte.
+                if b == 0 && shift > 0 {
+                    return None;
+                }
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn done(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+fn valid_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.iter().all(u8::is_ascii_graphic)
+}
+
+/// Build the sorted, unique per-file policy table and the remapping.
+fn file_table(pols: &[u32], set: &PolicySet) -> (Vec<Policy>, HashMap<u32, u64>) {
+    let mut used: Vec<u32> = pols.to_vec();
+    used.sort_unstable();
+    used.dedup();
+    let mut with_bytes: Vec<(Vec<u8>, u32)> = used
+        .into_iter()
+        .map(|i| (cbor::to_vec(set.get(i)), i))
+        .collect();
+    with_bytes.sort();
+    let mut remap = HashMap::new();
+    let mut table = Vec::new();
+    for (n, (_, i)) in with_bytes.into_iter().enumerate() {
+        remap.insert(i, n as u64);
+        table.push(set.get(i).clone());
+    }
+    (table, remap)
+}
+
+/// Encode rows column-wise with their own policy table.
+pub fn encode_columns(rows: &Rows, set: &PolicySet) -> Columns {
+    let (policies, remap) = file_table(&rows.pol, set);
+    let mut c = Columns {
+        ids: Vec::new(),
+        keys: Vec::with_capacity(rows.len() * 2),
+        seqs: Vec::with_capacity(rows.len() * 3),
+        count: rows.len() as u64,
+        policy: Vec::with_capacity(rows.len()),
+        policies,
+    };
+    let mut prev = 0;
+    for i in 0..rows.len() {
+        put_varint(&mut c.keys, rows.keys[i] - prev);
+        prev = rows.keys[i];
+        put_varint(&mut c.seqs, rows.seqs[i]);
+        let id = rows.id(i).as_bytes();
+        put_varint(&mut c.ids, id.len() as u64);
+        c.ids.extend_from_slice(id);
+        put_varint(&mut c.policy, remap[&rows.pol[i]]);
+    }
+    c
+}
+
+fn encode_keys(keys: &[(u64, u64)]) -> KeyColumns {
+    let mut k = KeyColumns {
+        keys: Vec::new(),
+        seqs: Vec::new(),
+        count: keys.len() as u64,
+    };
+    let mut prev = 0;
+    for &(key, seq) in keys {
+        put_varint(&mut k.keys, key - prev);
+        prev = key;
+        put_varint(&mut k.seqs, seq);
+    }
+    k
+}
+
+/// Decode key/seq columns, checking strict `(key, seq)` order and bounds.
+fn decode_keys(
+    file: &str,
+    what: &str,
+    keys: &[u8],
+    seqs: &[u8],
+    count: u64,
+    range: (u64, u64),
+) -> VResult<Vec<(u64, u64)>> {
+    let bad = |d: String| reject(file, "malformed_data", format!("{what}: {d}"));
+    let mut kr = VarintReader { buf: keys, pos: 0 };
+    let mut sr = VarintReader { buf: seqs, pos: 0 };
+    // A varint takes at least one byte, so a count above the blob length is a lie
+    // and is refused before any allocation.
+    if count > keys.len() as u64 {
+        return Err(bad("count exceeds the key column".into()));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    let mut prev: Option<(u64, u64)> = None;
+    let mut key = 0u64;
+    for _ in 0..count {
+        let delta = kr
+            .next()
+            .ok_or_else(|| bad("key column is truncated or not minimal LEB128".into()))?;
+        key = key
+            .checked_add(delta)
+            .ok_or_else(|| bad("key overflows".into()))?;
+        let seq = sr
+            .next()
+            .ok_or_else(|| bad("seq column is truncated or not minimal LEB128".into()))?;
+        if seq == 0 {
+            return Err(bad("seq 0 is not allowed".into()));
+        }
+        if key < range.0 || key >= range.1 {
+            return Err(reject(
+                file,
+                "key_out_of_range",
+                format!("{what}: key {key} is outside [{}, {})", range.0, range.1),
+            ));
+        }
+        if prev.is_some_and(|p| p >= (key, seq)) {
+            return Err(reject(
+                file,
+                "unsorted_keys",
+                format!("{what}: rows are not in strictly increasing (key, seq) order"),
+            ));
+        }
+        prev = Some((key, seq));
+        out.push((key, seq));
+    }
+    if !kr.done() || !sr.done() {
+        return Err(bad("columns hold more data than count says".into()));
+    }
+    Ok(out)
+}
+
+/// Decode columns into rows, interning the file's policies into `set`.
+pub fn decode_columns(
+    file: &str,
+    c: &Columns,
+    range: (u64, u64),
+    limits: &Limits,
+    set: &mut PolicySet,
+) -> VResult<Rows> {
+    let bad = |d: String| reject(file, "malformed_data", d);
+    if c.count > limits.max_records_per_file {
+        return Err(bad(format!(
+            "{} rows exceed the limit of {}",
+            c.count, limits.max_records_per_file
+        )));
+    }
+    if c.policies.len() as u64 > limits.max_policies {
+        return Err(bad("too many policies".into()));
+    }
+    let mut prev_bytes: Option<Vec<u8>> = None;
+    let mut ids_map = Vec::with_capacity(c.policies.len());
+    for p in &c.policies {
+        p.validate().map_err(|e| bad(format!("policy: {e}")))?;
+        let b = cbor::to_vec(p);
+        if prev_bytes.as_ref().is_some_and(|pb| *pb >= b) {
+            return Err(bad("policy table is not sorted and unique".into()));
+        }
+        prev_bytes = Some(b);
+        ids_map.push(set.intern(p));
+    }
+    let pairs = decode_keys(file, "rows", &c.keys, &c.seqs, c.count, range)?;
+    let mut ir = VarintReader {
+        buf: &c.ids,
+        pos: 0,
+    };
+    let mut pr = VarintReader {
+        buf: &c.policy,
+        pos: 0,
+    };
+    let mut used = vec![false; c.policies.len()];
+    let mut rows = Rows::default();
+    for (key, seq) in pairs {
+        let n = ir
+            .next()
+            .ok_or_else(|| bad("id column is truncated".into()))? as usize;
+        let start = ir.pos;
+        let id = c
+            .ids
+            .get(start..start.saturating_add(n))
+            .ok_or_else(|| bad("id column is truncated".into()))?;
+        if !valid_id(id) {
+            return Err(bad(
+                "an id is empty, longer than 255 bytes or not printable ASCII".into(),
+            ));
+        }
+        ir.pos += n;
+        let pi = pr
+            .next()
+            .ok_or_else(|| bad("policy column is truncated".into()))?;
+        let slot = usize::try_from(pi)
+            .ok()
+            .filter(|&i| i < c.policies.len())
+            .ok_or_else(|| bad(format!("policy index {pi} is outside the table")))?;
+        used[slot] = true;
+        rows.push(
+            key,
+            seq,
+            std::str::from_utf8(id).unwrap_or(""),
+            ids_map[slot],
+        );
+    }
+    if !ir.done() || !pr.done() {
+        return Err(bad("columns hold more data than count says".into()));
+    }
+    if used.iter().any(|u| !u) {
+        return Err(bad("policy table holds a policy no row uses".into()));
+    }
+    Ok(rows)
+}
+
+/// Compress a canonical payload.
+pub fn compress(raw: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(raw, ZSTD_LEVEL).unwrap_or_else(|e| unreachable!("zstd compress: {e}"))
+}
+
+/// SPEC.md §7 step 7: check length and hash of the *compressed* bytes against
+/// the signed reference, then decompress with a hard cap and require the exact
+/// signed decompressed length.
+pub fn open_file(
+    file: &str,
+    bytes: &[u8],
+    fref: &crate::docs::FileRef,
+    limits: &Limits,
+) -> VResult<Vec<u8>> {
+    if bytes.len() as u64 != fref.length {
+        return Err(reject(
+            file,
+            "length_mismatch",
+            format!(
+                "is {} bytes; the manifest says {}",
+                bytes.len(),
+                fref.length
+            ),
+        ));
+    }
+    if sha256(bytes) != fref.sha256 {
+        return Err(reject(
+            file,
+            "hash_mismatch",
+            "SHA-256 differs from the manifest; the file was altered or belongs to another snapshot",
+        ));
+    }
+    if fref.raw_length > limits.max_raw_bytes {
+        return Err(reject(
+            file,
+            "limit_exceeded",
+            format!(
+                "declared decompressed length {} exceeds the limit {}",
+                fref.raw_length, limits.max_raw_bytes
+            ),
+        ));
+    }
+    let mut dec = zstd::stream::read::Decoder::with_buffer(bytes)
+        .map_err(|e| reject(file, "malformed_data", format!("zstd: {e}")))?;
+    dec.window_log_max(ZSTD_WINDOW_LOG_MAX)
+        .map_err(|e| reject(file, "malformed_data", format!("zstd: {e}")))?;
+    let mut raw = Vec::with_capacity(fref.raw_length.min(1 << 26) as usize);
+    dec.take(fref.raw_length + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| reject(file, "malformed_data", format!("zstd: {e}")))?;
+    if raw.len() as u64 != fref.raw_length {
+        return Err(reject(
+            file,
+            "length_mismatch",
+            format!(
+                "decompresses to {}{} bytes; the manifest says {}",
+                raw.len(),
+                if raw.len() as u64 > fref.raw_length {
+                    "+"
+                } else {
+                    ""
+                },
+                fref.raw_length
+            ),
+        ));
+    }
+    Ok(raw)
+}
+
+/// Encode a shard payload.
+pub fn encode_shard(lo: u64, hi: u64, rows: &Rows, set: &PolicySet) -> Vec<u8> {
+    cbor::to_vec(&ShardDoc {
+        hi,
+        lo,
+        rows: encode_columns(rows, set),
+    })
+}
+
+/// Decode a shard payload for range `[lo, hi)` holding `count` rows.
+pub fn decode_shard(
+    file: &str,
+    raw: &[u8],
+    lo: u64,
+    hi: u64,
+    count: u64,
+    limits: &Limits,
+    set: &mut PolicySet,
+) -> VResult<Rows> {
+    let doc: ShardDoc = cbor::from_slice_canonical(raw)
+        .map_err(|e| reject(file, "malformed_data", format!("shard is {e}")))?;
+    if doc.lo != lo || doc.hi != hi {
+        return Err(reject(
+            file,
+            "range_mismatch",
+            format!(
+                "shard covers [{}, {}), the manifest's range is [{lo}, {hi})",
+                doc.lo, doc.hi
+            ),
+        ));
+    }
+    if doc.rows.count != count {
+        return Err(reject(
+            file,
+            "count_mismatch",
+            format!(
+                "shard holds {} rows; the manifest says {count}",
+                doc.rows.count
+            ),
+        ));
+    }
+    decode_columns(file, &doc.rows, (lo, hi), limits, set)
+}
+
+/// A decoded layer.
+#[derive(Debug, Clone, Default)]
+pub struct Layer {
+    pub from: u64,
+    pub to: u64,
+    pub dels: Vec<(u64, u64)>,
+    pub puts: Rows,
+}
+
+/// Encode a layer payload.
+pub fn encode_layer(
+    from: u64,
+    to: u64,
+    dels: &[(u64, u64)],
+    puts: &Rows,
+    set: &PolicySet,
+) -> Vec<u8> {
+    cbor::to_vec(&LayerDoc {
+        to,
+        dels: encode_keys(dels),
+        from,
+        puts: encode_columns(puts, set),
+    })
+}
+
+/// Decode a layer payload; `count` is the manifest's change count.
+pub fn decode_layer(
+    file: &str,
+    raw: &[u8],
+    count: u64,
+    limits: &Limits,
+    set: &mut PolicySet,
+) -> VResult<Layer> {
+    let doc: LayerDoc = cbor::from_slice_canonical(raw)
+        .map_err(|e| reject(file, "malformed_data", format!("layer is {e}")))?;
+    if doc.to != doc.from + 1 {
+        return Err(reject(
+            file,
+            "layer_mismatch",
+            format!(
+                "layer goes from {} to {}; layers span exactly one version",
+                doc.from, doc.to
+            ),
+        ));
+    }
+    if doc.dels.count.checked_add(doc.puts.count) != Some(count) {
+        return Err(reject(
+            file,
+            "count_mismatch",
+            "layer's change count differs from the manifest",
+        ));
+    }
+    if doc.dels.count > limits.max_records_per_file {
+        return Err(reject(file, "limit_exceeded", "too many deletions"));
+    }
+    let dels = decode_keys(
+        file,
+        "dels",
+        &doc.dels.keys,
+        &doc.dels.seqs,
+        doc.dels.count,
+        (0, KEY_SPACE),
+    )?;
+    let puts = decode_columns(file, &doc.puts, (0, KEY_SPACE), limits, set)?;
+    // A row is either deleted or put, never both.
+    let mut j = 0;
+    for &(k, s) in &dels {
+        j += puts.keys[j..].partition_point(|&pk| pk < k);
+        let mut t = j;
+        while t < puts.len() && puts.keys[t] == k {
+            if puts.seqs[t] == s {
+                return Err(reject(
+                    file,
+                    "malformed_data",
+                    "a row is both deleted and put",
+                ));
+            }
+            t += 1;
+        }
+    }
+    Ok(Layer {
+        from: doc.from,
+        to: doc.to,
+        dels,
+        puts,
+    })
+}
+
+fn prefix_sort_key(r: &Record) -> (u64, u8, u64) {
+    (r.scope.key_range().0, r.scope.specificity(), r.seq)
+}
+
+/// Encode the prefix table; `records` must all have prefix scopes.
+pub fn encode_prefixes(records: &[Record]) -> Vec<u8> {
+    let mut rows: Vec<&Record> = records.iter().collect();
+    rows.sort_by_key(|r| prefix_sort_key(r));
+    cbor::to_vec(&PrefixDoc {
+        rows: rows
+            .into_iter()
+            .map(|r| PrefixRow {
+                id: r.id.clone(),
+                seq: r.seq,
+                scope: r.scope.canonical(),
+                policy: r.policy.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// Decode the prefix table holding `count` entries.
+pub fn decode_prefixes(
+    file: &str,
+    raw: &[u8],
+    count: u64,
+    limits: &Limits,
+) -> VResult<Vec<Record>> {
+    let bad = |d: String| reject(file, "malformed_data", d);
+    let doc: PrefixDoc =
+        cbor::from_slice_canonical(raw).map_err(|e| bad(format!("prefix table is {e}")))?;
+    if doc.rows.len() as u64 != count {
+        return Err(reject(
+            file,
+            "count_mismatch",
+            format!(
+                "prefix table holds {} entries; the manifest says {count}",
+                doc.rows.len()
+            ),
+        ));
+    }
+    if count > limits.max_records_per_file {
+        return Err(bad("too many prefix entries".into()));
+    }
+    let mut out: Vec<Record> = Vec::with_capacity(doc.rows.len());
+    for r in doc.rows {
+        let scope = Scope::parse(&r.scope).map_err(|e| bad(format!("scope: {e}")))?;
+        if matches!(scope, Scope::Exact(_)) || scope.canonical() != r.scope {
+            return Err(bad(format!(
+                "scope {:?} is not a canonical CC-XXX or CC-XXX-YY prefix",
+                r.scope
+            )));
+        }
+        if !valid_id(r.id.as_bytes()) || r.seq == 0 {
+            return Err(bad("an entry has an invalid id or seq 0".into()));
+        }
+        r.policy
+            .validate()
+            .map_err(|e| bad(format!("policy: {e}")))?;
+        let rec = Record {
+            scope,
+            seq: r.seq,
+            id: r.id,
+            policy: r.policy,
+        };
+        if out
+            .last()
+            .is_some_and(|p| prefix_sort_key(p) >= prefix_sort_key(&rec))
+        {
+            return Err(reject(
+                file,
+                "unsorted_keys",
+                "prefix entries are not sorted strictly by (scope start, specificity, seq)",
+            ));
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_are_minimal() {
+        let mut b = Vec::new();
+        for v in [0, 1, 127, 128, 300, u64::MAX] {
+            b.clear();
+            put_varint(&mut b, v);
+            let mut r = VarintReader { buf: &b, pos: 0 };
+            assert_eq!(r.next(), Some(v));
+            assert!(r.done());
+        }
+        // 0 written in two bytes is refused.
+        let mut r = VarintReader {
+            buf: &[0x80, 0x00],
+            pos: 0,
+        };
+        assert_eq!(r.next(), None);
+        let mut r = VarintReader {
+            buf: &[0xff; 11],
+            pos: 0,
+        };
+        assert_eq!(r.next(), None);
+    }
+}

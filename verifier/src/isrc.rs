@@ -1,0 +1,342 @@
+//! ISRC codes, their order-preserving `u64` packing, and prefix scopes as key ranges.
+//!
+//! An ISRC is `CC XXX YY NNNNN`: a country code (two letters), a registrant
+//! (three letters or digits), a year (two digits) and a designation (five digits).
+//! Packing maps the twelve characters to an integer whose numeric order equals the
+//! string order, so a registrant's catalogue (`CC-XXX`) or one year of it
+//! (`CC-XXX-YY`) is one contiguous key range.
+
+use std::fmt;
+
+/// Number of distinct values of the trailing `YYNNNNN` digits.
+const DIGITS7: u64 = 10_000_000;
+/// Exclusive upper bound of every packed key: 26² · 36³ · 10⁷.
+pub const KEY_SPACE: u64 = 26 * 26 * 36 * 36 * 36 * DIGITS7;
+
+/// Why a string is not an ISRC (or not a scope). Positions are 1-based and count
+/// characters of the normalized form (after case folding and removing separators
+/// and an `ISRC` prefix), which is what the message shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IsrcError {
+    #[error("empty ISRC")]
+    Empty,
+    #[error("{normalized:?} has {len} characters; an ISRC has 12 (CC-XXX-YY-NNNNN)")]
+    Length { normalized: String, len: usize },
+    #[error(
+        "{normalized:?}: character {pos} ({ch:?}) must be {expected} (ISRC is CC-XXX-YY-NNNNN: \
+         2 letters, 3 letters or digits, 7 digits)"
+    )]
+    Char {
+        normalized: String,
+        pos: usize,
+        ch: char,
+        expected: &'static str,
+    },
+    #[error(
+        "{0:?} is not a scope: use a full ISRC, CC-XXX (a registrant's catalogue) or CC-XXX-YY (one year of it)"
+    )]
+    Scope(String),
+}
+
+/// A validated ISRC, stored packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Isrc(u64);
+
+fn alnum_value(c: u8) -> Option<u64> {
+    match c {
+        b'0'..=b'9' => Some(u64::from(c - b'0')),
+        b'A'..=b'Z' => Some(u64::from(c - b'A') + 10),
+        _ => None,
+    }
+}
+
+fn alnum_char(v: u64) -> char {
+    if v < 10 {
+        char::from(b'0' + v as u8)
+    } else {
+        char::from(b'A' + (v - 10) as u8)
+    }
+}
+
+/// Upper-case, drop ASCII spaces and hyphens, and drop a leading `ISRC` (with an
+/// optional `:`) — the spellings people actually paste.
+pub fn normalize(input: &str) -> String {
+    let mut s: String = input
+        .chars()
+        .filter(|c| *c != '-' && *c != ' ' && *c != '\t')
+        .flat_map(char::to_uppercase)
+        .collect();
+    // Only a string longer than an ISRC can carry the prefix: `ISRCX2500017` is
+    // itself a valid Icelandic code and must stay as it is.
+    if s.len() > 12 {
+        if let Some(rest) = s.strip_prefix("ISRC") {
+            s = rest.strip_prefix(':').unwrap_or(rest).to_string();
+        }
+    }
+    s
+}
+
+/// Check the normalized characters `chars` against the ISRC pattern from `from`
+/// (0-based) on; returns the packed prefix value.
+fn pack_chars(normalized: &str, bytes: &[u8]) -> Result<u64, IsrcError> {
+    let mut v: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let bad = |expected| IsrcError::Char {
+            normalized: normalized.to_string(),
+            pos: i + 1,
+            ch: char::from(b),
+            expected,
+        };
+        v = match i {
+            0 | 1 => {
+                if !b.is_ascii_uppercase() {
+                    return Err(bad("a letter A-Z"));
+                }
+                v * 26 + u64::from(b - b'A')
+            }
+            2..=4 => v * 36 + alnum_value(b).ok_or_else(|| bad("a letter or digit"))?,
+            _ => {
+                if !b.is_ascii_digit() {
+                    return Err(bad("a digit 0-9"));
+                }
+                v * 10 + u64::from(b - b'0')
+            }
+        };
+    }
+    Ok(v)
+}
+
+impl Isrc {
+    /// Parse any accepted spelling: case-insensitive, hyphens and spaces anywhere,
+    /// an optional `ISRC` prefix.
+    pub fn parse(input: &str) -> Result<Self, IsrcError> {
+        let n = normalize(input);
+        if n.is_empty() {
+            return Err(IsrcError::Empty);
+        }
+        if !n.is_ascii() || n.len() != 12 {
+            return Err(IsrcError::Length {
+                len: n.chars().count(),
+                normalized: n,
+            });
+        }
+        Ok(Isrc(pack_chars(&n, n.as_bytes())?))
+    }
+
+    /// The packed key. Numeric order equals string order.
+    pub fn key(self) -> u64 {
+        self.0
+    }
+
+    /// Rebuild from a packed key; `None` when the key is outside the ISRC space.
+    pub fn from_key(key: u64) -> Option<Self> {
+        (key < KEY_SPACE).then_some(Isrc(key))
+    }
+
+    /// The 12-character normalized form, e.g. `GBNWR2500017`.
+    pub fn compact(self) -> String {
+        let mut out = [' '; 12];
+        let mut v = self.0;
+        let mut digits = v % DIGITS7;
+        v /= DIGITS7;
+        for slot in out[5..].iter_mut().rev() {
+            *slot = char::from(b'0' + (digits % 10) as u8);
+            digits /= 10;
+        }
+        for slot in out[2..5].iter_mut().rev() {
+            *slot = alnum_char(v % 36);
+            v /= 36;
+        }
+        for slot in out[..2].iter_mut().rev() {
+            *slot = char::from(b'A' + (v % 26) as u8);
+            v /= 26;
+        }
+        out.iter().collect()
+    }
+
+    /// The hyphenated display form, e.g. `GB-NWR-25-00017`.
+    pub fn hyphenated(self) -> String {
+        let c = self.compact();
+        format!("{}-{}-{}-{}", &c[..2], &c[2..5], &c[5..7], &c[7..])
+    }
+}
+
+impl fmt::Display for Isrc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.compact())
+    }
+}
+
+/// What a declaration covers: one recording, one registrant-year, or a whole
+/// registrant catalogue. Variants are ordered from least to most specific.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// `CC-XXX`: every ISRC of one registrant.
+    Registrant(u64),
+    /// `CC-XXX-YY`: one registrant, one year.
+    RegistrantYear(u64),
+    /// One ISRC.
+    Exact(Isrc),
+}
+
+impl Scope {
+    /// Parse `CC-XXX`, `CC-XXX-YY` or a full ISRC (hyphens optional throughout;
+    /// a five- or seven-character form without hyphens is read as a prefix).
+    pub fn parse(input: &str) -> Result<Self, IsrcError> {
+        let n = normalize(input);
+        match n.len() {
+            12 => Ok(Scope::Exact(Isrc::parse(input)?)),
+            5 if n.is_ascii() => Ok(Scope::Registrant(pack_chars(&n, n.as_bytes())?)),
+            7 if n.is_ascii() => Ok(Scope::RegistrantYear(pack_chars(&n, n.as_bytes())?)),
+            _ => Err(IsrcError::Scope(input.to_string())),
+        }
+    }
+
+    /// Specificity rank used by the lookup rule: exact 3, registrant-year 2,
+    /// registrant 1.
+    pub fn specificity(self) -> u8 {
+        match self {
+            Scope::Registrant(_) => 1,
+            Scope::RegistrantYear(_) => 2,
+            Scope::Exact(_) => 3,
+        }
+    }
+
+    /// The half-open key range `[lo, hi)` this scope covers.
+    pub fn key_range(self) -> (u64, u64) {
+        match self {
+            Scope::Exact(i) => (i.key(), i.key() + 1),
+            Scope::RegistrantYear(p) => (p * 100_000, (p + 1) * 100_000),
+            Scope::Registrant(p) => (p * DIGITS7, (p + 1) * DIGITS7),
+        }
+    }
+
+    /// Whether this scope covers the ISRC.
+    pub fn covers(self, isrc: Isrc) -> bool {
+        let (lo, hi) = self.key_range();
+        (lo..hi).contains(&isrc.key())
+    }
+
+    /// Canonical text: `GBNWR2500017`, `GB-NWR-25` or `GB-NWR`.
+    pub fn canonical(self) -> String {
+        match self {
+            Scope::Exact(i) => i.compact(),
+            Scope::RegistrantYear(p) => {
+                let c = Isrc(p * 100_000).compact();
+                format!("{}-{}-{}", &c[..2], &c[2..5], &c[5..7])
+            }
+            Scope::Registrant(p) => {
+                let c = Isrc(p * DIGITS7).compact();
+                format!("{}-{}", &c[..2], &c[2..5])
+            }
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.canonical())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_the_spellings_people_paste() {
+        for s in [
+            "GBNWR2500017",
+            "gbnwr2500017",
+            "GB-NWR-25-00017",
+            "gb nwr 25 00017",
+            "ISRC GBNWR2500017",
+            "isrc:GB-NWR-25-00017",
+        ] {
+            assert_eq!(Isrc::parse(s).unwrap().compact(), "GBNWR2500017", "{s}");
+        }
+        assert_eq!(
+            Isrc::parse("ISRCX2500017").unwrap().compact(),
+            "ISRCX2500017"
+        );
+        assert_eq!(
+            Isrc::parse("GBNWR2500017").unwrap().hyphenated(),
+            "GB-NWR-25-00017"
+        );
+    }
+
+    #[test]
+    fn bad_isrcs_name_the_position() {
+        let e = Isrc::parse("G1NWR2500017").unwrap_err();
+        assert!(e.to_string().contains("character 2"), "{e}");
+        let e = Isrc::parse("GBNWR25000X7").unwrap_err();
+        assert!(e.to_string().contains("character 11"), "{e}");
+        assert!(matches!(
+            Isrc::parse("USQZ9240012"),
+            Err(IsrcError::Length { len: 11, .. })
+        ));
+        assert!(matches!(
+            Isrc::parse("NOTANISRC"),
+            Err(IsrcError::Length { .. })
+        ));
+        assert!(matches!(Isrc::parse(""), Err(IsrcError::Empty)));
+        assert!(Isrc::parse("GBNWR25ÖÖ017").is_err());
+        assert!(Isrc::parse("GB_NWR2500017").is_err());
+    }
+
+    #[test]
+    fn scopes_are_key_ranges() {
+        let r = Scope::parse("GB-NWR").unwrap();
+        let ry = Scope::parse("gb-nwr-25").unwrap();
+        let ex = Scope::parse("GBNWR2500017").unwrap();
+        let i = Isrc::parse("GBNWR2500017").unwrap();
+        assert!(r.covers(i) && ry.covers(i) && ex.covers(i));
+        assert!(!Scope::parse("GB-NWR-24").unwrap().covers(i));
+        assert!(!Scope::parse("GB-NWS").unwrap().covers(i));
+        assert_eq!(r.canonical(), "GB-NWR");
+        assert_eq!(ry.canonical(), "GB-NWR-25");
+        assert_eq!(Scope::parse("GBNWR").unwrap(), r);
+        assert!(Scope::parse("GB-NW").is_err());
+        assert!(Scope::parse("GB-NWR-2").is_err());
+        assert_eq!(
+            (r.specificity(), ry.specificity(), ex.specificity()),
+            (1, 2, 3)
+        );
+    }
+
+    fn isrc_string() -> impl Strategy<Value = String> {
+        "[A-Z]{2}[A-Z0-9]{3}[0-9]{7}"
+    }
+
+    proptest! {
+        #[test]
+        fn pack_round_trips(s in isrc_string()) {
+            let i = Isrc::parse(&s).unwrap();
+            prop_assert_eq!(i.compact(), s.clone());
+            prop_assert_eq!(Isrc::from_key(i.key()), Some(i));
+            prop_assert!(i.key() < KEY_SPACE);
+        }
+
+        #[test]
+        fn packing_preserves_string_order(a in isrc_string(), b in isrc_string()) {
+            let (ia, ib) = (Isrc::parse(&a).unwrap(), Isrc::parse(&b).unwrap());
+            prop_assert_eq!(a.cmp(&b), ia.key().cmp(&ib.key()));
+        }
+
+        #[test]
+        fn prefix_scope_contains_exactly_its_codes(a in isrc_string(), b in isrc_string()) {
+            let scope = Scope::parse(&a[..7]).unwrap();
+            let ib = Isrc::parse(&b).unwrap();
+            prop_assert_eq!(scope.covers(ib), b.starts_with(&a[..7]));
+            let scope = Scope::parse(&a[..5]).unwrap();
+            prop_assert_eq!(scope.covers(ib), b.starts_with(&a[..5]));
+        }
+
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,40}") {
+            let _ = Isrc::parse(&s);
+            let _ = Scope::parse(&s);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! consentry: the format, verification and offline lookup of signed
+//! AI-training consent snapshots.
+//!
+//! Core modules (`isrc`, `model`, `declaration`, `lookup`, `cbor`, `envelope`,
+//! `docs`, `columns`, `state`, `verify`, `limits`) do no filesystem or network
+//! I/O, so they compile for wasm32 and can be wrapped by other bindings. The
+//! store, sources and CLI sit beside them.
+
+pub mod cbor;
+pub mod columns;
+pub mod declaration;
+pub mod docs;
+pub mod envelope;
+pub mod error;
+pub mod isrc;
+pub mod limits;
+pub mod lookup;
+pub mod model;
+pub mod state;
+pub mod time;
+pub mod verify;
+
+pub use error::Rejection;
+pub use isrc::{Isrc, Scope};
+pub use limits::Limits;

@@ -1,0 +1,321 @@
+//! Document verification, step by step as SPEC.md §7 numbers it. Pure: bytes in,
+//! verified documents or a [`Rejection`] out; the caller fetches and stores.
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::cbor;
+use crate::docs::{Head, Manifest, Role, Root};
+use crate::envelope::{Envelope, HEAD_TYPE, MANIFEST_TYPE, ROOT_TYPE, key_id, load_key, sha256};
+use crate::error::{VResult, reject};
+use crate::limits::Limits;
+
+/// How expiry is treated. `AllowExpired` is the explicit, loud override for
+/// frozen clocks; answers made under it are marked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Enforce,
+    AllowExpired,
+}
+
+/// The keys of `role` in `root`, loaded.
+pub fn role_keys(root: &Root, role: Role) -> Vec<([u8; 32], VerifyingKey)> {
+    let ids = &root.role(role).keyids;
+    root.keys
+        .iter()
+        .filter_map(|k| {
+            let id = key_id(k);
+            if !ids.contains(&id) {
+                return None;
+            }
+            load_key(k).ok().map(|vk| (id, vk))
+        })
+        .collect()
+}
+
+fn check_len(file: &str, bytes: &[u8], max: u64) -> VResult<()> {
+    if bytes.len() as u64 > max {
+        return Err(reject(
+            file,
+            "limit_exceeded",
+            format!("is {} bytes; at most {max} are accepted", bytes.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a root envelope and its payload (no signature check).
+pub fn parse_root(file: &str, bytes: &[u8], limits: &Limits) -> VResult<(Envelope, Root)> {
+    check_len(file, bytes, limits.max_root_bytes)?;
+    let env = Envelope::parse(file, bytes, limits)?;
+    if env.payload_type != ROOT_TYPE {
+        return Err(reject(
+            file,
+            "wrong_payload_type",
+            format!(
+                "payload type is {:?}, expected {ROOT_TYPE:?}",
+                env.payload_type
+            ),
+        ));
+    }
+    let root: Root = cbor::from_slice_canonical(&env.payload)
+        .map_err(|e| reject(file, "malformed_document", format!("root payload is {e}")))?;
+    root.check(limits)
+        .map_err(|e| reject(file, "malformed_document", format!("root: {e}")))?;
+    Ok((env, root))
+}
+
+/// Step 1 (pinning): a root given out of band must be signed by a threshold of
+/// its own root keys.
+pub fn verify_pinned_root(file: &str, bytes: &[u8], limits: &Limits) -> VResult<Root> {
+    let (env, root) = parse_root(file, bytes, limits)?;
+    env.verify(
+        file,
+        ROOT_TYPE,
+        &role_keys(&root, Role::Root),
+        root.roles.root.threshold,
+        "root",
+    )?;
+    Ok(root)
+}
+
+/// Step 2 (root rotation): root N+1 must be version N+1 and signed by a
+/// threshold of root N's root keys *and* of its own.
+pub fn verify_next_root(
+    trusted: &Root,
+    file: &str,
+    bytes: &[u8],
+    limits: &Limits,
+) -> VResult<Root> {
+    let (env, new) = parse_root(file, bytes, limits)?;
+    env.verify(
+        file,
+        ROOT_TYPE,
+        &role_keys(trusted, Role::Root),
+        trusted.roles.root.threshold,
+        "previous root's root",
+    )?;
+    env.verify(
+        file,
+        ROOT_TYPE,
+        &role_keys(&new, Role::Root),
+        new.roles.root.threshold,
+        "new root's root",
+    )?;
+    if new.version != trusted.version + 1 {
+        return Err(reject(
+            file,
+            "root_version",
+            format!(
+                "root version {} does not follow trusted version {}",
+                new.version, trusted.version
+            ),
+        ));
+    }
+    Ok(new)
+}
+
+/// Whether a document expiring at `expires` is expired at `now`: at or after
+/// its expiry instant.
+pub fn is_expired(expires: u64, now: i64) -> bool {
+    now >= 0 && expires <= now as u64
+}
+
+/// Step 2 end: the final root must not be expired.
+pub fn check_root_expiry(root: &Root, file: &str, now: i64, expiry: Expiry) -> VResult<()> {
+    if expiry == Expiry::Enforce && is_expired(root.expires, now) {
+        return Err(reject(
+            file,
+            "expired",
+            format!(
+                "root version {} expired at {}",
+                root.version,
+                crate::time::format_timestamp(root.expires as i64)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Step 3 (head): size cap, head keys threshold, expiry.
+pub fn verify_head(
+    root: &Root,
+    file: &str,
+    bytes: &[u8],
+    now: i64,
+    expiry: Expiry,
+    limits: &Limits,
+) -> VResult<Head> {
+    check_len(file, bytes, limits.max_head_bytes)?;
+    let env = Envelope::parse(file, bytes, limits)?;
+    env.verify(
+        file,
+        HEAD_TYPE,
+        &role_keys(root, Role::Head),
+        root.roles.head.threshold,
+        "head",
+    )?;
+    let head: Head = cbor::from_slice_canonical(&env.payload)
+        .map_err(|e| reject(file, "malformed_document", format!("head payload is {e}")))?;
+    if head.version == 0 || head.manifest.version == 0 {
+        return Err(reject(file, "malformed_document", "versions start at 1"));
+    }
+    if expiry == Expiry::Enforce && is_expired(head.expires, now) {
+        return Err(reject(
+            file,
+            "expired",
+            format!(
+                "head version {} expired at {}; the mirror may be frozen (use --allow-expired only if you accept stale answers)",
+                head.version,
+                crate::time::format_timestamp(head.expires as i64)
+            ),
+        ));
+    }
+    Ok(head)
+}
+
+/// Step 3 (rollback): compare a new head with the trusted one.
+pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VResult<()> {
+    let Some(t) = trusted else { return Ok(()) };
+    if new.version < t.version {
+        return Err(reject(
+            file,
+            "rollback",
+            format!(
+                "head version {} is older than the trusted version {}",
+                new.version, t.version
+            ),
+        ));
+    }
+    if new.manifest.version < t.manifest.version {
+        return Err(reject(
+            file,
+            "rollback",
+            format!(
+                "head names manifest version {}, older than the trusted version {}",
+                new.manifest.version, t.manifest.version
+            ),
+        ));
+    }
+    if new.manifest.version == t.manifest.version && new.manifest.sha256 != t.manifest.sha256 {
+        return Err(reject(
+            file,
+            "split_view",
+            format!(
+                "head names a different manifest for the trusted version {}",
+                t.manifest.version
+            ),
+        ));
+    }
+    if new.version == t.version && new != t {
+        return Err(reject(
+            file,
+            "split_view",
+            format!("two different heads carry version {}", t.version),
+        ));
+    }
+    Ok(())
+}
+
+/// Step 4 (manifest): exact length and hash from the head, manifest keys
+/// threshold, version as named, expiry, structure.
+pub fn verify_manifest(
+    root: &Root,
+    head: &Head,
+    file: &str,
+    bytes: &[u8],
+    now: i64,
+    expiry: Expiry,
+    limits: &Limits,
+) -> VResult<Manifest> {
+    check_len(file, bytes, limits.max_manifest_bytes)?;
+    if bytes.len() as u64 != head.manifest.length {
+        return Err(reject(
+            file,
+            "length_mismatch",
+            format!(
+                "is {} bytes; the head says {}",
+                bytes.len(),
+                head.manifest.length
+            ),
+        ));
+    }
+    if sha256(bytes) != head.manifest.sha256 {
+        return Err(reject(
+            file,
+            "hash_mismatch",
+            "SHA-256 differs from the one the head names",
+        ));
+    }
+    let env = Envelope::parse(file, bytes, limits)?;
+    env.verify(
+        file,
+        MANIFEST_TYPE,
+        &role_keys(root, Role::Manifest),
+        root.roles.manifest.threshold,
+        "manifest",
+    )?;
+    let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
+        reject(
+            file,
+            "malformed_document",
+            format!("manifest payload is {e}"),
+        )
+    })?;
+    if m.version != head.manifest.version {
+        return Err(reject(
+            file,
+            "version_mismatch",
+            format!(
+                "manifest version {} differs from the head's {}",
+                m.version, head.manifest.version
+            ),
+        ));
+    }
+    m.check(limits)
+        .map_err(|e| reject(file, "malformed_document", format!("manifest: {e}")))?;
+    if expiry == Expiry::Enforce && is_expired(m.expires, now) {
+        return Err(reject(
+            file,
+            "expired",
+            format!(
+                "manifest version {} expired at {}",
+                m.version,
+                crate::time::format_timestamp(m.expires as i64)
+            ),
+        ));
+    }
+    Ok(m)
+}
+
+/// Step 5 (chain): a manifest one version after the trusted one must name the
+/// trusted manifest's hash as `previous`; any newer manifest must not be older.
+pub fn check_manifest_chain(
+    file: &str,
+    m: &Manifest,
+    trusted: Option<(u64, [u8; 32])>,
+) -> VResult<()> {
+    let Some((tv, th)) = trusted else {
+        return Ok(());
+    };
+    if m.version < tv {
+        return Err(reject(
+            file,
+            "rollback",
+            format!(
+                "manifest version {} is older than the trusted version {tv}",
+                m.version
+            ),
+        ));
+    }
+    if m.version == tv + 1 && m.previous != Some(th) {
+        return Err(reject(
+            file,
+            "chain_broken",
+            format!(
+                "manifest {} does not name the trusted manifest {tv} as its previous",
+                m.version
+            ),
+        ));
+    }
+    Ok(())
+}
