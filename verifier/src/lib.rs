@@ -23,3 +23,11 @@ pub mod verify;
 pub use error::Rejection;
 pub use isrc::{Isrc, Scope};
 pub use limits::Limits;
+
+// I/O around the core: where files come from, where verified state lives.
+pub mod bundle;
+pub mod cli;
+pub mod fetch;
+pub mod index;
+pub mod store;
+pub mod sync;

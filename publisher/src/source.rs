@@ -1,0 +1,60 @@
+//! The registry as the snapshot builder sees it. SQLite implements it today
+//! (`db.rs`); PostgreSQL can follow without touching the builder.
+
+use anyhow::Result;
+use consentry::Scope;
+use consentry::declaration::Record;
+
+/// One entry's net change over a window of the change log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub scope: Scope,
+    pub seq: u64,
+    /// The entry was live before the window.
+    pub existed_before: bool,
+    /// The entry is live after the window.
+    pub exists_after: bool,
+}
+
+/// A publication recorded in the registry: which change-log position a
+/// published manifest version reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub version: u64,
+    pub change_id: u64,
+    pub manifest_sha256: [u8; 32],
+}
+
+/// What the snapshot builder needs from a registry.
+pub trait Source {
+    /// The registry's own clock: the latest `recorded_at` (Unix seconds), or 0
+    /// for an empty registry. Publishing uses it instead of the system clock so
+    /// the same database gives the same bytes.
+    fn registry_time(&self) -> Result<i64>;
+
+    /// The id of the newest change-log row (0 when the log is empty).
+    fn last_change(&self) -> Result<u64>;
+
+    /// All live exact-scope entries (ISRC scope), sorted by (key, seq).
+    fn live_exact(&self) -> Result<Vec<Record>>;
+
+    /// All live prefix-scope entries (`CC-XXX`, `CC-XXX-YY`), in any order.
+    fn live_prefixes(&self) -> Result<Vec<Record>>;
+
+    /// Net changes of exact-scope entries with change id in `(after, upto]`,
+    /// sorted by (key, seq), one per entry.
+    fn exact_changes(&self, after: u64, upto: u64) -> Result<Vec<Change>>;
+
+    /// Whether any prefix-scope entry changed in `(after, upto]`.
+    fn prefixes_changed(&self, after: u64, upto: u64) -> Result<bool>;
+
+    /// The live entries for the given exact scopes, sorted by (key, seq);
+    /// entries that are not live are left out.
+    fn records(&self, keys: &[(Scope, u64)]) -> Result<Vec<Record>>;
+
+    /// The publication recorded for `version`, if any.
+    fn publication(&self, version: u64) -> Result<Option<Publication>>;
+
+    /// Record that `version` was published at change-log position `change_id`.
+    fn record_publication(&mut self, p: &Publication) -> Result<()>;
+}
