@@ -23,15 +23,12 @@ pub fn policy_hash(p: &Policy) -> [u8; 32] {
     Sha256::digest(cbor::to_vec(p)).into()
 }
 
-/// Leaf hash of the range `[lo, hi)` holding `rows`:
-/// SHA-256(tag ‖ lo ‖ hi ‖ for each row: key ‖ seq ‖ len(id) ‖ id ‖ policy hash),
-/// integers as 8-byte big-endian, `len(id)` as one byte.
-pub fn range_leaf(lo: u64, hi: u64, rows: &Rows, policy_hashes: &[[u8; 32]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(RANGE_TAG);
-    h.update(lo.to_be_bytes());
-    h.update(hi.to_be_bytes());
-    let mut buf = Vec::with_capacity(64 * 1024);
+/// The canonical entry stream of a range: for each row, key ‖ seq ‖ len(id) ‖
+/// id ‖ policy hash, integers as 8-byte big-endian and `len(id)` as one byte.
+/// The verifier's local index stores exactly these bytes, so checking an index
+/// block against the signed manifest is one hash.
+pub fn entry_stream(rows: &Rows, policy_hashes: &[[u8; 32]]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(rows.len() * 56);
     for i in 0..rows.len() {
         buf.extend_from_slice(&rows.keys[i].to_be_bytes());
         buf.extend_from_slice(&rows.seqs[i].to_be_bytes());
@@ -39,13 +36,23 @@ pub fn range_leaf(lo: u64, hi: u64, rows: &Rows, policy_hashes: &[[u8; 32]]) -> 
         buf.push(id.len() as u8);
         buf.extend_from_slice(id);
         buf.extend_from_slice(&policy_hashes[rows.pol[i] as usize]);
-        if buf.len() >= 60 * 1024 {
-            h.update(&buf);
-            buf.clear();
-        }
     }
-    h.update(&buf);
+    buf
+}
+
+/// Leaf hash of `[lo, hi)` given its entry stream: SHA-256(tag ‖ lo ‖ hi ‖ stream).
+pub fn range_leaf_stream(lo: u64, hi: u64, stream: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(RANGE_TAG);
+    h.update(lo.to_be_bytes());
+    h.update(hi.to_be_bytes());
+    h.update(stream);
     h.finalize().into()
+}
+
+/// Leaf hash of the range `[lo, hi)` holding `rows` (see [`entry_stream`]).
+pub fn range_leaf(lo: u64, hi: u64, rows: &Rows, policy_hashes: &[[u8; 32]]) -> [u8; 32] {
+    range_leaf_stream(lo, hi, &entry_stream(rows, policy_hashes))
 }
 
 /// RFC 6962 Merkle tree head: leaf = SHA-256(0x00 ‖ d), node = SHA-256(0x01 ‖ l ‖ r),
