@@ -1,6 +1,12 @@
 //! consentry-publish: the registry database, import, keys, signing, snapshot
 //! building and bundling. The format itself lives in the `consentry` crate.
 
+pub mod build;
+pub mod bundle;
 pub mod db;
+pub mod gc;
 pub mod import;
+pub mod keys;
+pub mod root;
+pub mod site;
 pub mod source;

@@ -83,6 +83,13 @@ impl Rows {
         self.pol.push(pol);
     }
 
+    /// Append all of `other`'s rows (which must sort after ours).
+    pub fn append(&mut self, other: &Rows) {
+        for i in 0..other.len() {
+            self.push_from(other, i);
+        }
+    }
+
     fn push_from(&mut self, other: &Rows, i: usize) {
         self.push(other.keys[i], other.seqs[i], other.id(i), other.pol[i]);
     }

@@ -105,11 +105,7 @@ impl State {
     pub fn flatten(&self) -> Rows {
         let mut all = Rows::default();
         for (_, _, r) in &self.ranges {
-            all = if all.is_empty() {
-                r.clone()
-            } else {
-                concat(&all, r)
-            };
+            all.append(r);
         }
         all
     }
@@ -166,14 +162,6 @@ impl State {
         }
         Ok(())
     }
-}
-
-fn concat(a: &Rows, b: &Rows) -> Rows {
-    let mut out = a.clone();
-    for i in 0..b.len() {
-        out.push(b.keys[i], b.seqs[i], b.id(i), b.pol[i]);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,560 @@
+//! Building and publishing a snapshot version: base shards or a delta layer,
+//! the prefix table, the manifest and the head — then a self-check with the
+//! verifier's own code before the head is switched.
+//!
+//! Order of writes (SPEC.md §2): immutable content-addressed files first, the
+//! manifest next, `head.cbor` last by atomic rename. A failure or kill at any
+//! point leaves the previous head, and so the previous snapshot, fully valid.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result, anyhow, bail};
+use consentry::columns::{self, PolicySet, Rows};
+use consentry::declaration::Record;
+use consentry::docs::{FileRef, Head, LayerRef, Manifest, ManifestRef, Range, Role, Root, paths};
+use consentry::envelope::{HEAD_TYPE, MANIFEST_TYPE, sha256};
+use consentry::isrc::{KEY_SPACE, Scope};
+use consentry::state::{self, State};
+use consentry::verify::{self, Expiry};
+use consentry::{cbor, time};
+
+use crate::keys::{KeyPair, sign_envelope, signers_for};
+use crate::site::{Current, Site};
+use crate::source::{Publication, Source};
+
+/// When a publish folds the layers into a new base.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPolicy {
+    /// Compact when the manifest would list more layers than this.
+    pub max_layers: u64,
+    /// Compact when the layers' bytes exceed this fraction of the base's bytes.
+    pub max_layer_fraction: f64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            max_layers: 14,
+            max_layer_fraction: 0.25,
+        }
+    }
+}
+
+/// Options of one publish.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// The time the snapshot is made at (Unix seconds). Defaults to the
+    /// registry's own time so the same database gives the same bytes.
+    pub now: Option<i64>,
+    /// Manifest lifetime in seconds.
+    pub manifest_ttl: u64,
+    /// Head lifetime in seconds (short: re-sign it with `refresh`).
+    pub head_ttl: u64,
+    /// Force a new base.
+    pub compact: bool,
+    pub policy: CompactionPolicy,
+    /// Target entries per shard; a range splits when it holds twice as many.
+    pub target_rows: usize,
+    /// Test hook: fail on purpose at a named point (`after-data`,
+    /// `after-manifest`, `before-head`) to prove the previous snapshot survives.
+    pub failpoint: Option<String>,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        PublishOptions {
+            now: None,
+            manifest_ttl: 30 * 86_400,
+            head_ttl: 3 * 86_400,
+            compact: false,
+            policy: CompactionPolicy::default(),
+            target_rows: 1 << 17,
+            failpoint: None,
+        }
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Default)]
+pub struct PublishReport {
+    pub version: u64,
+    pub previous_version: Option<u64>,
+    pub mode: &'static str,
+    pub entries: u64,
+    pub ranges: usize,
+    pub puts: u64,
+    pub dels: u64,
+    pub files_written: u64,
+    pub files_reused: u64,
+    pub bytes_written: u64,
+    pub manifest_sha256: [u8; 32],
+    pub state_root: [u8; 32],
+}
+
+impl std::fmt::Display for PublishReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "published version {} ({}; previous {})",
+            self.version,
+            self.mode,
+            self.previous_version
+                .map_or_else(|| "none".into(), |v| v.to_string())
+        )?;
+        writeln!(
+            f,
+            "  entries      {} in {} range(s)",
+            self.entries, self.ranges
+        )?;
+        writeln!(
+            f,
+            "  changes      {} upserts, {} deletions",
+            self.puts, self.dels
+        )?;
+        writeln!(
+            f,
+            "  files        {} written, {} reused, {} bytes written",
+            self.files_written, self.files_reused, self.bytes_written
+        )?;
+        writeln!(f, "  manifest     {}", hex::encode(self.manifest_sha256))?;
+        write!(f, "  state root   {}", hex::encode(self.state_root))
+    }
+}
+
+/// Convert records into rows with an interned policy table.
+pub fn rows_of(records: &[Record], set: &mut PolicySet) -> Result<Rows> {
+    let mut rows = Rows::default();
+    for r in records {
+        let Scope::Exact(isrc) = r.scope else {
+            bail!("entry {} is not exact-scoped", r.id);
+        };
+        rows.push(isrc.key(), r.seq, &r.id, set.intern(&r.policy));
+    }
+    Ok(rows)
+}
+
+/// Range starts for `rows`: the previous boundaries where given (so unchanged
+/// ranges keep their shard files), splitting any range that grew past twice the
+/// target; otherwise a cut every `target` entries. Cuts fall between keys.
+pub fn boundaries(rows: &Rows, prev: Option<&[u64]>, target: usize) -> Vec<u64> {
+    let target = target.max(1);
+    let cut_every = |a: usize, b: usize, out: &mut Vec<u64>| {
+        let mut i = a + target;
+        while i < b {
+            // Never split one key's entries across ranges.
+            while i < b && rows.keys[i] == rows.keys[i - 1] {
+                i += 1;
+            }
+            if i < b {
+                out.push(rows.keys[i]);
+            }
+            i += target;
+        }
+    };
+    let mut out = vec![0];
+    match prev {
+        Some(prev) if !prev.is_empty() => {
+            for (n, &lo) in prev.iter().enumerate() {
+                if n > 0 {
+                    out.push(lo);
+                }
+                let hi = prev.get(n + 1).copied().unwrap_or(KEY_SPACE);
+                let (a, b) = (rows.lower_bound(lo), rows.lower_bound(hi));
+                if b - a > 2 * target {
+                    cut_every(a, b, &mut out);
+                }
+            }
+        }
+        _ => cut_every(0, rows.len(), &mut out),
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// One encoded data file ready to write.
+struct DataFile {
+    rel: String,
+    bytes: Vec<u8>,
+    fref: FileRef,
+}
+
+fn data_file(raw: &[u8], count: u64, name: fn(&[u8; 32]) -> String) -> DataFile {
+    let bytes = columns::compress(raw);
+    let h = sha256(&bytes);
+    DataFile {
+        rel: name(&h),
+        fref: FileRef {
+            count,
+            length: bytes.len() as u64,
+            sha256: h,
+            raw_length: raw.len() as u64,
+        },
+        bytes,
+    }
+}
+
+/// The layer from the previous publication to now, or `None` when the registry
+/// cannot tell (no matching publication record).
+fn layer_since(
+    source: &dyn Source,
+    prev: &Current,
+    upto: u64,
+    set: &mut PolicySet,
+) -> Result<Option<(Vec<(u64, u64)>, Rows)>> {
+    let Some(p) = source.publication(prev.manifest.version)? else {
+        return Ok(None);
+    };
+    if p.manifest_sha256 != prev.manifest_sha256 {
+        return Ok(None);
+    }
+    let changes = source.exact_changes(p.change_id, upto)?;
+    let mut dels = Vec::new();
+    let mut wanted = Vec::new();
+    for c in &changes {
+        let Scope::Exact(isrc) = c.scope else {
+            continue;
+        };
+        if c.exists_after {
+            wanted.push((c.scope, c.seq));
+        } else if c.existed_before {
+            dels.push((isrc.key(), c.seq));
+        }
+    }
+    let puts = rows_of(&source.records(&wanted)?, set)?;
+    if puts.len() != wanted.len() {
+        bail!(
+            "the change log names {} live entries but the registry returned {}; the database is inconsistent",
+            wanted.len(),
+            puts.len()
+        );
+    }
+    dels.sort_unstable();
+    Ok(Some((dels, puts)))
+}
+
+/// Publish the next version of `source` into `site`.
+pub fn publish(
+    source: &mut dyn Source,
+    keys: &[KeyPair],
+    site: &Site,
+    opts: &PublishOptions,
+) -> Result<PublishReport> {
+    let roots = site.roots()?;
+    let root = roots
+        .last()
+        .map(|(r, _)| r.clone())
+        .ok_or_else(|| anyhow!("no root"))?;
+    let now = match opts.now {
+        Some(t) => t,
+        None => source.registry_time()?,
+    };
+    if verify::is_expired(root.expires, now) {
+        bail!(
+            "root version {} expired at {}\nhint: rotate the root with a later expiry: consentry-publish root rotate",
+            root.version,
+            time::format_timestamp(root.expires as i64)
+        );
+    }
+    let manifest_signers = signers_for(keys, &root.roles.manifest.keyids);
+    let head_signers = signers_for(keys, &root.roles.head.keyids);
+    check_threshold(&root, Role::Manifest, manifest_signers.len())?;
+    check_threshold(&root, Role::Head, head_signers.len())?;
+
+    let prev = site.current(&root)?;
+    let upto = source.last_change()?;
+    let mut set = PolicySet::default();
+    let all = rows_of(&source.live_exact()?, &mut set)?;
+    let prefixes = source.live_prefixes()?;
+    let version = prev.as_ref().map_or(1, |p| p.manifest.version + 1);
+
+    let layer = match &prev {
+        Some(p) => layer_since(source, p, upto, &mut set)?,
+        None => None,
+    };
+    let prev_bytes_of = |p: &Current| -> (u64, u64) {
+        let base: u64 = p.manifest.ranges.iter().map(|r| r.shard.length).sum();
+        let layers: u64 = p.manifest.layers.iter().map(|l| l.length).sum();
+        (base, layers)
+    };
+    let compact = match (&prev, &layer) {
+        (None, _) | (_, None) => true,
+        (Some(p), Some(_)) => {
+            let (base, layers) = prev_bytes_of(p);
+            opts.compact
+                || p.manifest.layers.len() as u64 + 1 > opts.policy.max_layers
+                || (layers as f64) > opts.policy.max_layer_fraction * base.max(1) as f64
+        }
+    };
+
+    let hashes =
+        |set: &PolicySet| -> Vec<[u8; 32]> { set.list.iter().map(state::policy_hash).collect() };
+    let mut files: Vec<DataFile> = Vec::new();
+    let mut report = PublishReport {
+        version,
+        previous_version: prev.as_ref().map(|p| p.manifest.version),
+        ..PublishReport::default()
+    };
+
+    // The delta layer, when there is a previous version to diff against.
+    let layer_ref = layer.as_ref().map(|(dels, puts)| {
+        report.puts = puts.len() as u64;
+        report.dels = dels.len() as u64;
+        let raw = columns::encode_layer(version - 1, version, dels, puts, &set);
+        let f = data_file(&raw, (dels.len() + puts.len()) as u64, paths::layer);
+        let r = LayerRef {
+            count: f.fref.count,
+            length: f.fref.length,
+            sha256: f.fref.sha256,
+            version,
+            raw_length: f.fref.raw_length,
+        };
+        files.push(f);
+        r
+    });
+
+    let prefix_file = data_file(
+        &columns::encode_prefixes(&prefixes),
+        prefixes.len() as u64,
+        paths::prefixes,
+    );
+    let prefix_ref = prefix_file.fref.clone();
+    files.push(prefix_file);
+
+    let policy_hashes = hashes(&set);
+    let (base, layers, ranges) = if compact {
+        report.mode = if prev.is_none() {
+            "first base"
+        } else {
+            "compaction: new base"
+        };
+        let prev_los: Option<Vec<u64>> = prev
+            .as_ref()
+            .map(|p| p.manifest.ranges.iter().map(|r| r.lo).collect());
+        let los = boundaries(&all, prev_los.as_deref(), opts.target_rows);
+        let mut ranges = Vec::with_capacity(los.len());
+        for (i, &lo) in los.iter().enumerate() {
+            let hi = los.get(i + 1).copied().unwrap_or(KEY_SPACE);
+            let rows = all.slice(all.lower_bound(lo), all.lower_bound(hi));
+            let f = data_file(
+                &columns::encode_shard(lo, hi, &rows, &set),
+                rows.len() as u64,
+                paths::shard,
+            );
+            ranges.push(Range {
+                lo,
+                leaf: state::range_leaf(lo, hi, &rows, &policy_hashes),
+                count: rows.len() as u64,
+                shard: f.fref.clone(),
+            });
+            files.push(f);
+        }
+        (version, Vec::new(), ranges)
+    } else {
+        report.mode = "delta layer";
+        let p = prev
+            .as_ref()
+            .map(|p| &p.manifest)
+            .ok_or_else(|| anyhow!("delta without a previous version"))?;
+        let mut ranges = p.ranges.clone();
+        for (i, r) in ranges.iter_mut().enumerate() {
+            let (lo, hi) = p.range_bounds(i);
+            let rows = all.slice(all.lower_bound(lo), all.lower_bound(hi));
+            r.count = rows.len() as u64;
+            r.leaf = state::range_leaf(lo, hi, &rows, &policy_hashes);
+        }
+        let mut layers = p.layers.clone();
+        layers.extend(layer_ref.clone());
+        (p.base, layers, ranges)
+    };
+
+    let entries = ranges.iter().map(|r| r.count).sum::<u64>() + prefix_ref.count;
+    let mut manifest = Manifest {
+        base,
+        delta: layer_ref,
+        layers,
+        ranges,
+        created: now.max(0) as u64,
+        entries,
+        expires: (now.max(0) as u64).saturating_add(opts.manifest_ttl),
+        version,
+        prefixes: prefix_ref,
+        previous: prev.as_ref().map(|p| p.manifest_sha256),
+        state_root: [0; 32],
+    };
+    manifest.state_root = state::merkle_root(&state::leaves_of(&manifest));
+    let manifest_bytes =
+        sign_envelope(MANIFEST_TYPE, cbor::to_vec(&manifest), &manifest_signers).to_bytes();
+    let manifest_sha256 = sha256(&manifest_bytes);
+    let head = Head {
+        expires: (now.max(0) as u64).saturating_add(opts.head_ttl),
+        version: prev.as_ref().map_or(1, |p| p.head.version + 1),
+        manifest: ManifestRef {
+            length: manifest_bytes.len() as u64,
+            sha256: manifest_sha256,
+            version,
+        },
+    };
+    let head_bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &head_signers).to_bytes();
+
+    // Immutable files first.
+    let mut seen = HashSet::new();
+    for f in &files {
+        if !seen.insert(f.rel.clone()) {
+            continue;
+        }
+        if site.write_immutable(&f.rel, &f.bytes)? {
+            report.files_written += 1;
+            report.bytes_written += f.bytes.len() as u64;
+        } else {
+            report.files_reused += 1;
+        }
+    }
+    failpoint(opts, "after-data")?;
+    let mrel = paths::manifest(version, &manifest_sha256);
+    site.write_immutable(&mrel, &manifest_bytes)?;
+    report.files_written += 1;
+    report.bytes_written += manifest_bytes.len() as u64;
+    failpoint(opts, "after-manifest")?;
+
+    // Self-check: read everything back from disk and verify it as a verifier would.
+    self_check(site, &root, &head_bytes, now, prev.as_ref())
+        .context("self-check of the new snapshot failed; the previous head is still in place")?;
+    failpoint(opts, "before-head")?;
+
+    site.write_atomic(paths::HEAD, &head_bytes)?;
+    report.files_written += 1;
+    report.bytes_written += head_bytes.len() as u64;
+    source.record_publication(&Publication {
+        version,
+        change_id: upto,
+        manifest_sha256,
+    })?;
+
+    report.entries = entries;
+    report.ranges = manifest.ranges.len();
+    report.manifest_sha256 = manifest_sha256;
+    report.state_root = manifest.state_root;
+    Ok(report)
+}
+
+fn failpoint(opts: &PublishOptions, name: &str) -> Result<()> {
+    if opts.failpoint.as_deref() == Some(name) {
+        bail!("failpoint {name} reached (test hook): stopping before the head is switched");
+    }
+    Ok(())
+}
+
+fn check_threshold(root: &Root, role: Role, have: usize) -> Result<()> {
+    let need = root.role(role).threshold;
+    if (have as u64) < need {
+        bail!(
+            "only {have} of the {need} {} key(s) the root requires were found\nhint: pass --keys with the directory holding the {} role's .key files",
+            role.name(),
+            role.name()
+        );
+    }
+    Ok(())
+}
+
+/// Verify a site's would-be head and everything under it, from disk, with the
+/// verifier's code: manifest signature and structure, every data file's hash
+/// and decoding, layers applied onto the base, every range leaf, and the chain
+/// link to the previous manifest.
+pub fn self_check(
+    site: &Site,
+    root: &Root,
+    head_bytes: &[u8],
+    now: i64,
+    prev: Option<&Current>,
+) -> Result<State> {
+    let limits = &site.limits;
+    let head = verify::verify_head(
+        root,
+        paths::HEAD,
+        head_bytes,
+        now,
+        Expiry::AllowExpired,
+        limits,
+    )?;
+    let mrel = paths::manifest(head.manifest.version, &head.manifest.sha256);
+    let mbytes = site.read(&mrel)?;
+    let m = verify::verify_manifest(
+        root,
+        &head,
+        &mrel,
+        &mbytes,
+        now,
+        Expiry::AllowExpired,
+        limits,
+    )?;
+    if let Some(p) = prev {
+        verify::check_manifest_chain(&mrel, &m, Some((p.manifest.version, p.manifest_sha256)))?;
+    }
+    load_state(site, &m)
+}
+
+/// Rebuild the state a manifest describes from the site's base shards and
+/// layers, checking every file and every leaf.
+pub fn load_state(site: &Site, m: &Manifest) -> Result<State> {
+    let limits = &site.limits;
+    let mut st = State::default();
+    let mut all = Rows::default();
+    for (i, r) in m.ranges.iter().enumerate() {
+        let (lo, hi) = m.range_bounds(i);
+        let rel = paths::shard(&r.shard.sha256);
+        let raw = columns::open_file(&rel, &site.read(&rel)?, &r.shard, limits)?;
+        let rows =
+            columns::decode_shard(&rel, &raw, lo, hi, r.shard.count, limits, &mut st.policies)?;
+        all.append(&rows);
+    }
+    for l in &m.layers {
+        let rel = paths::layer(&l.sha256);
+        let raw = columns::open_file(&rel, &site.read(&rel)?, &l.file(), limits)?;
+        let layer = columns::decode_layer(&rel, &raw, l.count, limits, &mut st.policies)?;
+        if layer.to != l.version {
+            bail!(
+                "{rel}: layer is for version {}, the manifest lists it as {}",
+                layer.to,
+                l.version
+            );
+        }
+        all = all.apply(&layer.dels, &layer.puts, &rel)?;
+    }
+    let prel = paths::prefixes(&m.prefixes.sha256);
+    let raw = columns::open_file(&prel, &site.read(&prel)?, &m.prefixes, limits)?;
+    st.prefixes = columns::decode_prefixes(&prel, &raw, m.prefixes.count, limits)?;
+    st.ranges = State::split(&all, m);
+    st.check_against(m, "manifest")?;
+    Ok(st)
+}
+
+/// Re-sign the head with a new expiry, without rebuilding anything.
+pub fn refresh(site: &Site, keys: &[KeyPair], now: i64, head_ttl: u64) -> Result<Head> {
+    let root = site.root()?;
+    let signers = signers_for(keys, &root.roles.head.keyids);
+    check_threshold(&root, Role::Head, signers.len())?;
+    let cur = site.current(&root)?.ok_or_else(|| {
+        anyhow!(
+            "{} has no head yet\nhint: publish first",
+            site.dir.display()
+        )
+    })?;
+    let head = Head {
+        expires: (now.max(0) as u64).saturating_add(head_ttl),
+        version: cur.head.version + 1,
+        manifest: cur.head.manifest.clone(),
+    };
+    let bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &signers).to_bytes();
+    verify::verify_head(
+        &root,
+        paths::HEAD,
+        &bytes,
+        now,
+        Expiry::Enforce,
+        &site.limits,
+    )
+    .context("self-check of the refreshed head failed")?;
+    site.write_atomic(paths::HEAD, &bytes)?;
+    Ok(head)
+}

@@ -1,0 +1,89 @@
+//! Removing files no recent manifest references. The current head's manifest
+//! and everything it names are never removed.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use anyhow::{Context, Result, anyhow};
+use consentry::docs::{Manifest, paths};
+use consentry::envelope::Envelope;
+use consentry::{cbor, limits::Limits};
+
+use crate::site::Site;
+
+/// What gc did.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    pub kept_manifests: u64,
+    pub removed_files: u64,
+    pub removed_bytes: u64,
+}
+
+fn referenced(m: &Manifest, manifest_rel: &str, keep: &mut BTreeSet<String>) {
+    keep.insert(manifest_rel.to_string());
+    keep.extend(m.ranges.iter().map(|r| paths::shard(&r.shard.sha256)));
+    keep.extend(m.layers.iter().map(|l| paths::layer(&l.sha256)));
+    keep.extend(m.delta.iter().map(|l| paths::layer(&l.sha256)));
+    keep.insert(paths::prefixes(&m.prefixes.sha256));
+}
+
+/// Keep the files of the `keep` newest manifest versions (at least the current).
+pub fn gc(site: &Site, keep: u64) -> Result<GcReport> {
+    let root = site.root()?;
+    let cur = site
+        .current(&root)?
+        .ok_or_else(|| anyhow!("nothing published yet"))?;
+    let mut manifests: Vec<(u64, String)> = Vec::new();
+    if let Ok(rd) = fs::read_dir(site.path("manifest")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(v) = name.split('.').next().and_then(|v| v.parse::<u64>().ok()) {
+                manifests.push((v, format!("manifest/{name}")));
+            }
+        }
+    }
+    manifests.sort();
+    let mut keep_set = BTreeSet::new();
+    referenced(
+        &cur.manifest,
+        &paths::manifest(cur.manifest.version, &cur.manifest_sha256),
+        &mut keep_set,
+    );
+    let floor = cur.manifest.version.saturating_sub(keep.max(1) - 1);
+    let mut report = GcReport {
+        kept_manifests: 1,
+        ..GcReport::default()
+    };
+    for (v, rel) in &manifests {
+        if *v < floor || *v > cur.manifest.version || keep_set.contains(rel) {
+            continue;
+        }
+        // An older manifest of our own site: read its payload to learn what it
+        // names. A file we cannot read is kept, never guessed about.
+        let Ok(bytes) = site.read(rel) else { continue };
+        let Ok(env) = Envelope::parse(rel, &bytes, &Limits::DEFAULT) else {
+            continue;
+        };
+        let Ok(m) = cbor::from_slice_canonical::<Manifest>(&env.payload) else {
+            continue;
+        };
+        referenced(&m, rel, &mut keep_set);
+        report.kept_manifests += 1;
+    }
+    for dir in ["manifest", "shard", "layer", "prefix"] {
+        let Ok(rd) = fs::read_dir(site.path(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
+            if keep_set.contains(&rel) {
+                continue;
+            }
+            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(e.path()).with_context(|| format!("removing {rel}"))?;
+            report.removed_files += 1;
+            report.removed_bytes += len;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,267 @@
+//! Signing keys: generation, key files, and signing envelopes.
+//!
+//! A key pair is two small JSON files: `NAME.key` (the 32-byte ed25519 seed,
+//! mode 0600, never overwritten without `--force`) and `NAME.pub`. Each names
+//! its role and key id, so a keys directory can be searched by key id when a
+//! root lists which keys must sign.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use consentry::docs::Role;
+use consentry::envelope::{Envelope, Sig, key_id, pae};
+use ed25519_dalek::{Signer, SigningKey, Verifier};
+use serde::{Deserialize, Serialize};
+
+/// `type` field of a secret key file.
+pub const SECRET_TYPE: &str = "consentry-secret-key-v1";
+/// `type` field of a public key file.
+pub const PUBLIC_TYPE: &str = "consentry-public-key-v1";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretFile {
+    #[serde(rename = "type")]
+    kind: String,
+    role: String,
+    keyid: String,
+    /// Hex of the 32-byte ed25519 seed.
+    secret: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicFile {
+    #[serde(rename = "type")]
+    kind: String,
+    role: String,
+    keyid: String,
+    public: String,
+}
+
+/// A loaded secret key.
+#[derive(Debug)]
+pub struct KeyPair {
+    pub role: Role,
+    pub signing: SigningKey,
+    pub path: PathBuf,
+}
+
+impl KeyPair {
+    pub fn public(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    pub fn id(&self) -> [u8; 32] {
+        key_id(&self.public())
+    }
+}
+
+/// A loaded public key.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    pub role: Role,
+    pub public: [u8; 32],
+    pub path: PathBuf,
+}
+
+/// Write a file that must not exist yet (or may be replaced with `force`),
+/// with `mode` set at creation so a secret is never world-readable.
+fn write_new(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; refusing to overwrite a key (pass --force to replace it, after backing it up)",
+            path.display()
+        );
+    }
+    let tmp = path.with_extension("tmp-new");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Generate a key pair from `seed` (32 random bytes, or fixed bytes for the
+/// INSECURE test keys) and write `OUT.key` (0600) and `OUT.pub`. Signs and
+/// verifies a test message before writing, so a broken key never lands.
+pub fn write_keypair(out: &Path, role: Role, seed: [u8; 32], force: bool) -> Result<KeyPair> {
+    let signing = SigningKey::from_bytes(&seed);
+    let msg = b"consentry keygen self-check";
+    signing
+        .verifying_key()
+        .verify(msg, &signing.sign(msg))
+        .map_err(|e| anyhow!("key self-check failed: {e}"))?;
+    let public = signing.verifying_key().to_bytes();
+    let id = hex::encode(key_id(&public));
+    let secret_path = out.with_extension("key");
+    let public_path = out.with_extension("pub");
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if !force && public_path.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite a key (pass --force)",
+            public_path.display()
+        );
+    }
+    let secret = serde_json::to_vec_pretty(&SecretFile {
+        kind: SECRET_TYPE.into(),
+        role: role.name().into(),
+        keyid: id.clone(),
+        secret: hex::encode(seed),
+    })?;
+    write_new(&secret_path, &secret, 0o600, force)?;
+    let public_json = serde_json::to_vec_pretty(&PublicFile {
+        kind: PUBLIC_TYPE.into(),
+        role: role.name().into(),
+        keyid: id,
+        public: hex::encode(public),
+    })?;
+    write_new(&public_path, &public_json, 0o644, force)?;
+    Ok(KeyPair {
+        role,
+        signing,
+        path: secret_path,
+    })
+}
+
+/// Generate a fresh random key pair.
+pub fn generate(out: &Path, role: Role, force: bool) -> Result<KeyPair> {
+    let mut seed = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+    write_keypair(out, role, seed, force)
+}
+
+fn hex32(s: &str, what: &str, path: &Path) -> Result<[u8; 32]> {
+    let v = hex::decode(s).with_context(|| format!("{}: {what} is not hex", path.display()))?;
+    v.try_into()
+        .map_err(|_| anyhow!("{}: {what} must be 32 bytes", path.display()))
+}
+
+/// Load a secret key file, checking its key id.
+pub fn load_secret(path: &Path) -> Result<KeyPair> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        eprintln!(
+            "warning: {} is readable by other users; run chmod 600 on it",
+            path.display()
+        );
+    }
+    let f: SecretFile = serde_json::from_slice(&fs::read(path)?)
+        .with_context(|| format!("{} is not a consentry secret key file", path.display()))?;
+    if f.kind != SECRET_TYPE {
+        bail!(
+            "{}: type is {:?}, expected {SECRET_TYPE:?}",
+            path.display(),
+            f.kind
+        );
+    }
+    let role = Role::parse(&f.role).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let signing = SigningKey::from_bytes(&hex32(&f.secret, "secret", path)?);
+    let kp = KeyPair {
+        role,
+        signing,
+        path: path.to_path_buf(),
+    };
+    if hex::encode(kp.id()) != f.keyid {
+        bail!(
+            "{}: keyid does not match the key; the file was edited or damaged",
+            path.display()
+        );
+    }
+    Ok(kp)
+}
+
+/// Load a public key file, checking its key id.
+pub fn load_public(path: &Path) -> Result<PublicKey> {
+    let f: PublicFile = serde_json::from_slice(
+        &fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a consentry public key file", path.display()))?;
+    if f.kind != PUBLIC_TYPE {
+        bail!(
+            "{}: type is {:?}, expected {PUBLIC_TYPE:?}",
+            path.display(),
+            f.kind
+        );
+    }
+    let role = Role::parse(&f.role).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let public = hex32(&f.public, "public", path)?;
+    if hex::encode(key_id(&public)) != f.keyid {
+        bail!("{}: keyid does not match the key", path.display());
+    }
+    consentry::envelope::load_key(&public).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(PublicKey {
+        role,
+        public,
+        path: path.to_path_buf(),
+    })
+}
+
+fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("reading keys directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// All secret keys in the given directories.
+pub fn load_secrets(dirs: &[PathBuf]) -> Result<Vec<KeyPair>> {
+    let mut out = Vec::new();
+    for d in dirs {
+        for p in files_with_ext(d, "key")? {
+            out.push(load_secret(&p)?);
+        }
+    }
+    Ok(out)
+}
+
+/// All public keys in a directory.
+pub fn load_publics(dir: &Path) -> Result<Vec<PublicKey>> {
+    files_with_ext(dir, "pub")?
+        .iter()
+        .map(|p| load_public(p))
+        .collect()
+}
+
+/// Sign `payload` with every key in `signers` (sorted by key id, so the
+/// envelope is deterministic: ed25519 signatures are deterministic too).
+pub fn sign_envelope(payload_type: &str, payload: Vec<u8>, signers: &[&KeyPair]) -> Envelope {
+    let msg = pae(payload_type, &payload);
+    let mut sigs: Vec<Sig> = signers
+        .iter()
+        .map(|k| Sig {
+            sig: k.signing.sign(&msg).to_bytes().to_vec(),
+            keyid: k.id(),
+        })
+        .collect();
+    sigs.sort_by_key(|s| s.keyid);
+    sigs.dedup_by_key(|s| s.keyid);
+    Envelope {
+        payload,
+        signatures: sigs,
+        payload_type: payload_type.to_string(),
+    }
+}
+
+/// The secret keys among `keys` whose ids a root lists for `role`, sorted by id.
+pub fn signers_for<'a>(keys: &'a [KeyPair], keyids: &[[u8; 32]]) -> Vec<&'a KeyPair> {
+    let mut out: Vec<&KeyPair> = keys.iter().filter(|k| keyids.contains(&k.id())).collect();
+    out.sort_by_key(|k| k.id());
+    out.dedup_by_key(|k| k.id());
+    out
+}

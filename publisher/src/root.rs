@@ -1,0 +1,130 @@
+//! Creating and rotating the trust root. Every root version stays in the site
+//! (`root/{N}.cbor`) so verifiers pinned to any older root can walk the chain.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use consentry::cbor;
+use consentry::docs::{Role, RoleKeys, Roles, Root, paths};
+use consentry::envelope::{ROOT_TYPE, key_id};
+use consentry::verify;
+
+use crate::keys::{KeyPair, PublicKey, load_publics, sign_envelope, signers_for};
+use crate::site::Site;
+
+/// Thresholds per role.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub root: u64,
+    pub manifest: u64,
+    pub head: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            root: 1,
+            manifest: 1,
+            head: 1,
+        }
+    }
+}
+
+/// Build a root document from the public keys in `keys_dir` (each `.pub`
+/// names its role).
+pub fn root_from_publics(
+    publics: &[PublicKey],
+    th: Thresholds,
+    version: u64,
+    expires: u64,
+) -> Result<Root> {
+    let mut keys: Vec<[u8; 32]> = publics.iter().map(|p| p.public).collect();
+    keys.sort_by_key(key_id);
+    keys.dedup();
+    let role = |r: Role, threshold: u64| -> Result<RoleKeys> {
+        let mut keyids: Vec<[u8; 32]> = publics
+            .iter()
+            .filter(|p| p.role == r)
+            .map(|p| key_id(&p.public))
+            .collect();
+        keyids.sort_unstable();
+        keyids.dedup();
+        if keyids.is_empty() {
+            bail!(
+                "no {} public key found\nhint: consentry-publish keygen --role {} --out KEYS/{}-1",
+                r.name(),
+                r.name(),
+                r.name()
+            );
+        }
+        if threshold == 0 || threshold > keyids.len() as u64 {
+            bail!(
+                "threshold {threshold} for role {} must be between 1 and its {} key(s)",
+                r.name(),
+                keyids.len()
+            );
+        }
+        Ok(RoleKeys { keyids, threshold })
+    };
+    Ok(Root {
+        keys,
+        roles: Roles {
+            head: role(Role::Head, th.head)?,
+            root: role(Role::Root, th.root)?,
+            manifest: role(Role::Manifest, th.manifest)?,
+        },
+        expires,
+        version,
+    })
+}
+
+fn sign_root(root: &Root, signers: &[&KeyPair]) -> Vec<u8> {
+    sign_envelope(ROOT_TYPE, cbor::to_vec(root), signers).to_bytes()
+}
+
+/// Create `root/1.cbor`, signed by the root keys available in `secrets`.
+pub fn init(
+    site: &Site,
+    keys_dir: &Path,
+    secrets: &[KeyPair],
+    th: Thresholds,
+    expires: u64,
+    force: bool,
+) -> Result<(Root, Vec<u8>)> {
+    let rel = paths::root(1);
+    if site.path(&rel).exists() && !force {
+        bail!(
+            "{} already exists; a trust root is created once\nhint: use `consentry-publish root rotate` to change keys",
+            site.path(&rel).display()
+        );
+    }
+    let root = root_from_publics(&load_publics(keys_dir)?, th, 1, expires)?;
+    root.check(&site.limits).map_err(|e| anyhow!("root: {e}"))?;
+    let bytes = sign_root(&root, &signers_for(secrets, &root.roles.root.keyids));
+    verify::verify_pinned_root(&rel, &bytes, &site.limits).map_err(|e| anyhow!("self-check of the new root failed (are the root role's secret keys in the keys directory?): {e}"))?;
+    site.write_atomic(&rel, &bytes)?;
+    Ok((root, bytes))
+}
+
+/// Write root N+1 from the public keys now in `keys_dir`, signed by a threshold
+/// of the current root's keys and of the new root's keys.
+pub fn rotate(
+    site: &Site,
+    keys_dir: &Path,
+    secrets: &[KeyPair],
+    th: Thresholds,
+    expires: u64,
+) -> Result<(Root, Vec<u8>)> {
+    let old = site.root()?;
+    let new = root_from_publics(&load_publics(keys_dir)?, th, old.version + 1, expires)?;
+    new.check(&site.limits).map_err(|e| anyhow!("root: {e}"))?;
+    let mut ids = old.roles.root.keyids.clone();
+    ids.extend(new.roles.root.keyids.iter().copied());
+    let bytes = sign_root(&new, &signers_for(secrets, &ids));
+    let rel = paths::root(new.version);
+    verify::verify_next_root(&old, &rel, &bytes, &site.limits).map_err(|e| {
+        anyhow!("self-check of root {} failed: {e}\nhint: the old root's keys (--sign-with DIR) and the new root keys must both reach their thresholds", new.version)
+    })?;
+    site.write_atomic(&rel, &bytes)?;
+    Ok((new, bytes))
+}

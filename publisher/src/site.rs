@@ -1,0 +1,154 @@
+//! A published site on disk, read back through the verifier's own checks, and
+//! atomic writes into it.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use consentry::docs::{Head, Manifest, Root, paths};
+use consentry::envelope::sha256;
+use consentry::limits::Limits;
+use consentry::verify::{self, Expiry};
+
+/// The site's current, verified state.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub head: Head,
+    pub head_bytes: Vec<u8>,
+    pub manifest: Manifest,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_sha256: [u8; 32],
+}
+
+/// A site directory.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub dir: PathBuf,
+    pub limits: Limits,
+}
+
+impl Site {
+    pub fn new(dir: &Path) -> Site {
+        Site {
+            dir: dir.to_path_buf(),
+            limits: Limits::DEFAULT,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        fs::read(self.path(rel)).with_context(|| format!("reading {}", self.path(rel).display()))
+    }
+
+    /// The root chain, verified from `root/1.cbor` up to the newest version.
+    pub fn roots(&self) -> Result<Vec<(Root, Vec<u8>)>> {
+        let first = self.path(&paths::root(1));
+        if !first.exists() {
+            bail!(
+                "{} has no root/1.cbor\nhint: create the trust root first: consentry-publish root init --keys DIR --site {}",
+                self.dir.display(),
+                self.dir.display()
+            );
+        }
+        let bytes = self.read(&paths::root(1))?;
+        let mut root = verify::verify_pinned_root("root/1.cbor", &bytes, &self.limits)?;
+        let mut chain = vec![(root.clone(), bytes)];
+        loop {
+            let rel = paths::root(root.version + 1);
+            if !self.path(&rel).exists() {
+                break;
+            }
+            let bytes = self.read(&rel)?;
+            root = verify::verify_next_root(&root, &rel, &bytes, &self.limits)?;
+            chain.push((root.clone(), bytes));
+        }
+        Ok(chain)
+    }
+
+    /// The newest verified root.
+    pub fn root(&self) -> Result<Root> {
+        Ok(self
+            .roots()?
+            .pop()
+            .map(|(r, _)| r)
+            .unwrap_or_else(|| unreachable!("roots() returns at least root 1")))
+    }
+
+    /// The current head and manifest, verified under `root` (expiry ignored:
+    /// the publisher reads its own possibly stale state to replace it).
+    pub fn current(&self, root: &Root) -> Result<Option<Current>> {
+        if !self.path(paths::HEAD).exists() {
+            return Ok(None);
+        }
+        let head_bytes = self.read(paths::HEAD)?;
+        let head = verify::verify_head(
+            root,
+            paths::HEAD,
+            &head_bytes,
+            0,
+            Expiry::AllowExpired,
+            &self.limits,
+        )?;
+        let rel = paths::manifest(head.manifest.version, &head.manifest.sha256);
+        let manifest_bytes = self.read(&rel)?;
+        let manifest = verify::verify_manifest(
+            root,
+            &head,
+            &rel,
+            &manifest_bytes,
+            0,
+            Expiry::AllowExpired,
+            &self.limits,
+        )?;
+        Ok(Some(Current {
+            manifest_sha256: sha256(&manifest_bytes),
+            head,
+            head_bytes,
+            manifest,
+            manifest_bytes,
+        }))
+    }
+
+    /// Write `bytes` at `rel` atomically (temp file, fsync, rename).
+    pub fn write_atomic(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.path(rel), bytes)
+    }
+
+    /// Write an immutable content-addressed file unless it already holds these
+    /// bytes. Returns whether it was written.
+    pub fn write_immutable(&self, rel: &str, bytes: &[u8]) -> Result<bool> {
+        let p = self.path(rel);
+        if let Ok(existing) = fs::read(&p)
+            && existing == bytes
+        {
+            return Ok(false);
+        }
+        write_atomic(&p, bytes)?;
+        Ok(true)
+    }
+}
+
+/// Temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    let mut perms = tmp.as_file().metadata()?.permissions();
+    // Temp files are created 0600; published files are meant to be served.
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    tmp.as_file().set_permissions(perms)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
