@@ -321,6 +321,32 @@ pub fn publish(
     let prefix_ref = prefix_file.fref.clone();
     files.push(prefix_file);
 
+    // Nothing changed: no new version (versions mean changes), unless the
+    // current manifest is past half its lifetime and needs re-issuing.
+    if let (Some(p), Some((dels, puts))) = (&prev, &layer)
+        && dels.is_empty()
+        && puts.is_empty()
+        && p.manifest.prefixes.sha256 == prefix_ref.sha256
+        && !opts.compact
+        && (now.max(0) as u64).saturating_add(opts.manifest_ttl / 2) < p.manifest.expires
+    {
+        source.record_publication(&Publication {
+            version: p.manifest.version,
+            change_id: upto,
+            manifest_sha256: p.manifest_sha256,
+        })?;
+        return Ok(PublishReport {
+            version: p.manifest.version,
+            previous_version: Some(p.manifest.version),
+            mode: "unchanged: nothing to publish (use `refresh` to extend the head's expiry)",
+            entries: p.manifest.entries,
+            ranges: p.manifest.ranges.len(),
+            manifest_sha256: p.manifest_sha256,
+            state_root: p.manifest.state_root,
+            ..PublishReport::default()
+        });
+    }
+
     let policy_hashes = hashes(&set);
     let (base, layers, ranges) = if compact {
         report.mode = if prev.is_none() {

@@ -265,3 +265,28 @@ pub fn signers_for<'a>(keys: &'a [KeyPair], keyids: &[[u8; 32]]) -> Vec<&'a KeyP
     out.dedup_by_key(|k| k.id());
     out
 }
+
+/// Seed of a well-known INSECURE test key: SHA-256 of
+/// `"consentry INSECURE test key {role}-{n}"`. Anyone can recompute it; such
+/// keys sign demos, tests and test vectors only.
+pub fn insecure_seed(role: Role, n: u32) -> [u8; 32] {
+    consentry::envelope::sha256(
+        format!("consentry INSECURE test key {}-{n}", role.name()).as_bytes(),
+    )
+}
+
+/// Write the INSECURE test key pairs `INSECURE-{role}-{n}` into `dir`, one per
+/// role (n = 1), and return them.
+pub fn write_insecure_keys(dir: &Path, force: bool) -> Result<Vec<KeyPair>> {
+    [Role::Root, Role::Manifest, Role::Head]
+        .into_iter()
+        .map(|r| {
+            write_keypair(
+                &dir.join(format!("INSECURE-{}-1", r.name())),
+                r,
+                insecure_seed(r, 1),
+                force,
+            )
+        })
+        .collect()
+}

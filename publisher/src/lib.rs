@@ -3,8 +3,10 @@
 
 pub mod build;
 pub mod bundle;
+pub mod cli;
 pub mod db;
 pub mod gc;
+pub mod generate;
 pub mod import;
 pub mod keys;
 pub mod root;

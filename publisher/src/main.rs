@@ -1,1 +1,11 @@
-fn main() {}
+//! `consentry-publish`: parse arguments, run, map errors to exit code 2.
+
+use clap::Parser;
+
+fn main() {
+    let cli = consentry_publish::cli::Cli::parse();
+    if let Err(e) = consentry_publish::cli::run(cli) {
+        consentry_publish::cli::report_error(&e);
+        std::process::exit(2);
+    }
+}

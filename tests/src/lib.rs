@@ -1,1 +1,225 @@
+//! Harness for the workspace end-to-end tests: the real binaries, a real HTTP
+//! server on 127.0.0.1, real SQLite files and temp directories.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Directory holding the built binaries (`target/debug`), building them once
+/// if a test runs before they exist.
+pub fn bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/debug/deps/e2e-… → target/debug
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf();
+        let want = ["consentry", "consentry-publish"];
+        if want.iter().any(|b| !dir.join(b).exists()) {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--bins",
+                    "-p",
+                    "consentry",
+                    "-p",
+                    "consentry-publish",
+                ])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building the binaries failed");
+        }
+        dir
+    })
+    .clone()
+}
+
+/// Path of the shared example data (`tests/data`).
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+/// The result of running a binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Panic with both streams unless the exit code is `code`.
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        self.expect_code(0)
+    }
+}
+
+/// Run `name` (a workspace binary) with `args` in `cwd`.
+pub fn run(name: &str, args: &[&str], cwd: &Path) -> Run {
+    let out = Command::new(bin_dir().join(name))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("CONSENTRY_STORE")
+        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
+        .output()
+        .expect("spawn binary");
+    Run::from(out)
+}
+
+/// Run `consentry-publish`.
+pub fn publish(args: &[&str], cwd: &Path) -> Run {
+    run("consentry-publish", args, cwd)
+}
+
+/// Run `consentry`.
+pub fn verifier(args: &[&str], cwd: &Path) -> Run {
+    run("consentry", args, cwd)
+}
+
+/// How the test server misbehaves.
+#[derive(Debug, Clone, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// Send the body one byte per `Duration`.
+    Trickle(Duration),
+}
+
+/// A static file server on 127.0.0.1 serving a directory, for as long as it
+/// lives. Requests are logged so tests can assert what was fetched.
+#[derive(Debug)]
+pub struct Server {
+    pub url: String,
+    stop: Arc<AtomicBool>,
+    pub log: Arc<Mutex<Vec<String>>>,
+    handle: Option<JoinHandle<()>>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Server {
+    pub fn serve(dir: &Path) -> Server {
+        Server::serve_with(dir, Fault::None)
+    }
+
+    pub fn serve_with(dir: &Path, fault: Fault) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("addr");
+        let server = Arc::new(tiny_http::Server::from_listener(listener, None).expect("server"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (s2, stop2, log2, dir) = (server.clone(), stop.clone(), log.clone(), dir.to_path_buf());
+        let handle = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok(Some(req)) = s2.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let path = req.url().trim_start_matches('/').to_string();
+                log2.lock().expect("log").push(path.clone());
+                let file = dir.join(&path);
+                let ok_path = !path.split('/').any(|c| c == ".." || c.is_empty());
+                match (ok_path, std::fs::read(&file)) {
+                    (true, Ok(bytes)) => match &fault {
+                        Fault::None => {
+                            let _ = req.respond(tiny_http::Response::from_data(bytes));
+                        }
+                        Fault::Trickle(d) => {
+                            let d = *d;
+                            let reader = Trickle {
+                                bytes,
+                                pos: 0,
+                                delay: d,
+                                until: std::time::Instant::now() + Duration::from_secs(10),
+                            };
+                            let _ = req.respond(tiny_http::Response::new(
+                                tiny_http::StatusCode(200),
+                                vec![],
+                                reader,
+                                None,
+                                None,
+                            ));
+                        }
+                    },
+                    _ => {
+                        let _ = req.respond(tiny_http::Response::empty(404));
+                    }
+                }
+            }
+        });
+        Server {
+            url: format!("http://{addr}/"),
+            stop,
+            log,
+            handle: Some(handle),
+            server,
+        }
+    }
+
+    /// Paths requested so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.server.unblock();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A body that dribbles out one byte per `delay`, giving up after `until` so a
+/// test server never outlives its test for long.
+struct Trickle {
+    bytes: Vec<u8>,
+    pos: usize,
+    delay: Duration,
+    until: std::time::Instant,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.bytes.len() || buf.is_empty() {
+            return Ok(0);
+        }
+        if std::time::Instant::now() > self.until {
+            return Err(std::io::Error::other("trickle deadline"));
+        }
+        std::thread::sleep(self.delay);
+        buf[0] = self.bytes[self.pos];
+        self.pos += 1;
+        Ok(1)
+    }
+}

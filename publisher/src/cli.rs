@@ -1,0 +1,351 @@
+//! Command-line interface of `consentry-publish`. Parsing and printing only;
+//! every action is a library call.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use consentry::docs::Role;
+use consentry::time;
+
+use crate::build::{self, PublishOptions};
+use crate::db::Db;
+use crate::import::{self, ImportOptions};
+use crate::keys;
+use crate::root::{self, Thresholds};
+use crate::site::Site;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "consentry-publish",
+    version,
+    about = "Publish an AI-training consent registry as signed, sharded snapshots",
+    long_about = "Publish an AI-training consent registry as signed, zstd-compressed, sharded snapshot \
+                  files that any web server or CDN can serve.\n\nA typical first run:\n  \
+                  consentry-publish init --db registry.db\n  \
+                  consentry-publish import --db registry.db declarations.csv\n  \
+                  consentry-publish keygen --role root --out keys/root-1   (and manifest, head)\n  \
+                  consentry-publish root init --keys keys --site site\n  \
+                  consentry-publish publish --db registry.db --keys keys --site site\n\n\
+                  Or see everything end to end: consentry-publish demo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an empty registry database (SQLite).
+    Init {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Import declarations from CSV or JSONL files, all or nothing.
+    Import {
+        #[arg(long)]
+        db: PathBuf,
+        /// Files to import (.csv, .jsonl or .ndjson).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Time to record the declarations at (RFC 3339); default: the clock.
+        #[arg(long)]
+        recorded_at: Option<String>,
+    },
+    /// Generate an ed25519 key pair: OUT.key (0600) and OUT.pub.
+    Keygen {
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Path without extension, e.g. keys/head-1.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create or rotate the trust root.
+    #[command(subcommand)]
+    Root(RootCommand),
+    /// Build, sign, self-check and publish the next snapshot version.
+    Publish(PublishArgs),
+    /// Re-sign the head with a new expiry, without rebuilding (run it from cron).
+    Refresh {
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long)]
+        site: PathBuf,
+        /// Head lifetime, e.g. 72h.
+        #[arg(long, default_value = "72h", value_parser = parse_duration)]
+        head_ttl: u64,
+        /// Sign as of this time (RFC 3339) instead of the clock.
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Write a tar bundle of the current snapshot for offline transfer.
+    Bundle {
+        #[arg(long)]
+        site: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Remove files that none of the newest N manifests references.
+    Gc {
+        #[arg(long)]
+        site: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        keep: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RootCommand {
+    /// Create root version 1 from the .pub files in --keys.
+    Init(RootArgs),
+    /// Write root N+1 from the .pub files now in --keys, signed by the old and
+    /// the new root keys.
+    Rotate(RootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// Directory with the .pub files of the new root (and .key files to sign).
+    #[arg(long)]
+    pub keys: PathBuf,
+    #[arg(long)]
+    pub site: PathBuf,
+    /// More directories with secret keys to sign with (e.g. the old root keys).
+    #[arg(long)]
+    pub sign_with: Vec<PathBuf>,
+    /// Root lifetime from now, e.g. 365d.
+    #[arg(long, default_value = "365d", value_parser = parse_duration)]
+    pub expires_in: u64,
+    /// Threshold per role, e.g. --threshold root=2 (default 1 each).
+    #[arg(long, value_parser = parse_threshold)]
+    pub threshold: Vec<(Role, u64)>,
+    /// Time to count the expiry from (RFC 3339); default: the clock.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Replace an existing root/1.cbor (init only).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[arg(long)]
+    pub db: PathBuf,
+    #[arg(long)]
+    pub keys: PathBuf,
+    #[arg(long)]
+    pub site: PathBuf,
+    /// Snapshot time (RFC 3339, or `clock`). Default: the registry's latest
+    /// recorded_at, so the same database gives byte-identical files.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Fold all layers into a new base now.
+    #[arg(long)]
+    pub compact: bool,
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    pub manifest_ttl: u64,
+    #[arg(long, default_value = "72h", value_parser = parse_duration)]
+    pub head_ttl: u64,
+    /// Target entries per shard.
+    #[arg(long, default_value_t = 1 << 17)]
+    pub shard_rows: usize,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s)
+}
+
+/// Parse `30d`, `72h`, `15m`, `3600s` or `2w` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 72h, 30d or 3600s"))?;
+    let mul = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h, d or w")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+fn parse_threshold(s: &str) -> Result<(Role, u64), String> {
+    let (r, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected ROLE=N, e.g. root=2"))?;
+    Ok((
+        Role::parse(r)?,
+        n.parse()
+            .map_err(|_| format!("{s:?}: N must be a number"))?,
+    ))
+}
+
+fn thresholds(list: &[(Role, u64)]) -> Thresholds {
+    let mut t = Thresholds::default();
+    for (r, n) in list {
+        match r {
+            Role::Root => t.root = *n,
+            Role::Manifest => t.manifest = *n,
+            Role::Head => t.head = *n,
+        }
+    }
+    t
+}
+
+fn parse_now(s: Option<&str>) -> Result<i64> {
+    match s {
+        None | Some("clock") => Ok(time::now()),
+        Some(t) => time::parse_timestamp(t).map_err(|e| anyhow!("--now: {e}")),
+    }
+}
+
+fn root_cmd(a: &RootArgs, rotate: bool) -> Result<()> {
+    let site = Site::new(&a.site);
+    let mut dirs = vec![a.keys.clone()];
+    dirs.extend(a.sign_with.iter().cloned());
+    let secrets = keys::load_secrets(&dirs)?;
+    let expires = (parse_now(a.now.as_deref())?.max(0) as u64).saturating_add(a.expires_in);
+    let th = thresholds(&a.threshold);
+    let (r, _) = if rotate {
+        root::rotate(&site, &a.keys, &secrets, th, expires)?
+    } else {
+        root::init(&site, &a.keys, &secrets, th, expires, a.force)?
+    };
+    println!(
+        "root version {} written to {}",
+        r.version,
+        site.path(&consentry::docs::paths::root(r.version))
+            .display()
+    );
+    println!("  expires   {}", time::format_timestamp(r.expires as i64));
+    for role in [Role::Root, Role::Manifest, Role::Head] {
+        let rk = r.role(role);
+        for id in &rk.keyids {
+            println!(
+                "  {:<9} {} (threshold {})",
+                role.name(),
+                hex::encode(id),
+                rk.threshold
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Run one command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { db } => {
+            Db::create(&db)?;
+            println!("created registry database {}", db.display());
+        }
+        Command::Import {
+            db,
+            files,
+            recorded_at,
+        } => {
+            let mut d = Db::open(&db)?;
+            let recorded_at = recorded_at
+                .map(|t| time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}")))
+                .transpose()?;
+            let report = import::import_files(&mut d, &files, &ImportOptions { recorded_at })?;
+            println!("{report}");
+        }
+        Command::Keygen { role, out, force } => {
+            let kp = keys::generate(&out, role, force)?;
+            println!("{}", hex::encode(kp.id()));
+            eprintln!(
+                "wrote {} (secret, mode 0600) and {}",
+                out.with_extension("key").display(),
+                out.with_extension("pub").display()
+            );
+        }
+        Command::Root(RootCommand::Init(a)) => root_cmd(&a, false)?,
+        Command::Root(RootCommand::Rotate(a)) => root_cmd(&a, true)?,
+        Command::Publish(a) => {
+            let mut d = Db::open(&a.db)?;
+            let secrets = keys::load_secrets(std::slice::from_ref(&a.keys))?;
+            let now = match a.now.as_deref() {
+                None => None,
+                Some(t) => Some(parse_now(Some(t))?),
+            };
+            let opts = PublishOptions {
+                now,
+                manifest_ttl: a.manifest_ttl,
+                head_ttl: a.head_ttl,
+                compact: a.compact,
+                target_rows: a.shard_rows.max(1),
+                failpoint: std::env::var("CONSENTRY_PUBLISH_FAILPOINT")
+                    .ok()
+                    .filter(|s| !s.is_empty()),
+                ..PublishOptions::default()
+            };
+            let report = build::publish(&mut d, &secrets, &Site::new(&a.site), &opts)?;
+            println!("{report}");
+        }
+        Command::Refresh {
+            keys: kdir,
+            site,
+            head_ttl,
+            now,
+        } => {
+            let secrets = keys::load_secrets(std::slice::from_ref(&kdir))?;
+            let head = build::refresh(
+                &Site::new(&site),
+                &secrets,
+                parse_now(now.as_deref())?,
+                head_ttl,
+            )?;
+            println!(
+                "head version {} (manifest {}) now expires {}",
+                head.version,
+                head.manifest.version,
+                time::format_timestamp(head.expires as i64)
+            );
+        }
+        Command::Bundle { site, out } => {
+            let r = crate::bundle::write_bundle(&Site::new(&site), &out)?;
+            println!(
+                "wrote {} ({} files, {} bytes of snapshot version {})",
+                out.display(),
+                r.entries,
+                r.bytes,
+                r.version
+            );
+        }
+        Command::Gc { site, keep } => {
+            if keep == 0 {
+                bail!("--keep must be at least 1: the current snapshot is never removed");
+            }
+            let r = crate::gc::gc(&Site::new(&site), keep)?;
+            println!(
+                "kept {} manifest(s); removed {} file(s), {} bytes",
+                r.kept_manifests, r.removed_files, r.removed_bytes
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Print an error chain as `error:` plus `hint:` lines.
+pub fn report_error(e: &anyhow::Error) {
+    let text = format!("{e:#}");
+    let mut first = true;
+    for line in text.lines() {
+        if line.starts_with("hint:") {
+            eprintln!("{line}");
+        } else if first {
+            eprintln!("error: {line}");
+            first = false;
+        } else {
+            eprintln!("  {line}");
+        }
+    }
+}
