@@ -78,17 +78,38 @@ impl Site {
             .unwrap_or_else(|| unreachable!("roots() returns at least root 1")))
     }
 
-    /// The current head and manifest, verified under `root` (expiry ignored:
+    /// The current head and manifest, verified under `root` or, after a key
+    /// rotation, under the newest older root that signed them (expiry ignored:
     /// the publisher reads its own possibly stale state to replace it).
     pub fn current(&self, root: &Root) -> Result<Option<Current>> {
         if !self.path(paths::HEAD).exists() {
             return Ok(None);
         }
         let head_bytes = self.read(paths::HEAD)?;
+        let mut roots: Vec<Root> = self
+            .roots()?
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| r.version < root.version)
+            .collect();
+        roots.push(root.clone());
+        let mut first_err = None;
+        for r in roots.iter().rev() {
+            match self.current_under(r, &head_bytes) {
+                Ok(c) => return Ok(Some(c)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| anyhow::anyhow!("no root verifies head.cbor")))
+    }
+
+    fn current_under(&self, root: &Root, head_bytes: &[u8]) -> Result<Current> {
         let head = verify::verify_head(
             root,
             paths::HEAD,
-            &head_bytes,
+            head_bytes,
             0,
             Expiry::AllowExpired,
             &self.limits,
@@ -104,13 +125,13 @@ impl Site {
             Expiry::AllowExpired,
             &self.limits,
         )?;
-        Ok(Some(Current {
+        Ok(Current {
             manifest_sha256: sha256(&manifest_bytes),
-            head,
-            head_bytes,
+            head: head.clone(),
+            head_bytes: head_bytes.to_vec(),
             manifest,
             manifest_bytes,
-        }))
+        })
     }
 
     /// Write `bytes` at `rel` atomically (temp file, fsync, rename).

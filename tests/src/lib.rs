@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Directory holding the built binaries (`target/debug`), building them once
-/// if a test runs before they exist.
+/// Directory holding the built binaries (`target/debug`). Unless
+/// `CONSENTRY_TESTS_NO_BUILD` is set (CI builds them first), the binaries are
+/// brought up to date once per test process, so a test never runs a stale one.
 pub fn bin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -21,11 +22,14 @@ pub fn bin_dir() -> PathBuf {
             .and_then(Path::parent)
             .expect("target dir")
             .to_path_buf();
-        let want = ["consentry", "consentry-publish"];
-        if want.iter().any(|b| !dir.join(b).exists()) {
+        let missing = ["consentry", "consentry-publish"]
+            .iter()
+            .any(|b| !dir.join(b).exists());
+        if missing || std::env::var_os("CONSENTRY_TESTS_NO_BUILD").is_none() {
             let status = Command::new(env!("CARGO"))
                 .args([
                     "build",
+                    "--quiet",
                     "--bins",
                     "-p",
                     "consentry",
@@ -117,7 +121,6 @@ pub enum Fault {
 
 /// A static file server on 127.0.0.1 serving a directory, for as long as it
 /// lives. Requests are logged so tests can assert what was fetched.
-#[derive(Debug)]
 pub struct Server {
     pub url: String,
     stop: Arc<AtomicBool>,
@@ -190,6 +193,14 @@ impl Server {
     }
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -222,4 +233,17 @@ impl std::io::Read for Trickle {
         self.pos += 1;
         Ok(1)
     }
+}
+
+/// Run `name` with extra environment variables.
+pub fn run_env(name: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
+    let mut c = Command::new(bin_dir().join(name));
+    c.args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("CONSENTRY_STORE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Run::from(c.output().expect("spawn binary"))
 }

@@ -1,1 +1,7 @@
+//! Workspace end-to-end tests: the real binaries, real SQLite files, real zstd,
+//! real tar, a real HTTP server on 127.0.0.1. One test binary, several modules.
 
+mod e2e {
+    pub mod fixture;
+    mod publisher;
+}
