@@ -1,1 +1,1328 @@
-//! (in progress)
+//! The registry database: one SQLite file (rusqlite, bundled SQLite).
+//!
+//! The database holds every declaration the registry ever recorded, which of
+//! them are *live* (what a snapshot publishes: [`consentry::declaration::resolve`]
+//! of all declarations), an append-only change log of the live set that the
+//! snapshot builder turns into delta layers, and the publications made so far.
+//!
+//! # Schema (version 1)
+//!
+//! All tables are `STRICT`. Keys are packed ISRC values (`< 2^49`) stored as
+//! SQLite `INTEGER`.
+//!
+//! `meta (key TEXT PRIMARY KEY, value ANY)`
+//! : `schema_version = 1`. [`Db::open`] refuses a file without it.
+//!
+//! `declarations` — one row per declaration, never deleted:
+//!
+//! | column | meaning |
+//! |---|---|
+//! | `id TEXT PRIMARY KEY` | declaration id |
+//! | `seq INTEGER UNIQUE NOT NULL` | registry sequence number (> 0) |
+//! | `action TEXT` | `declare` or `revoke` |
+//! | `supersedes TEXT` | id it replaces or revokes, or NULL |
+//! | `scope TEXT` | canonical scope text ([`Scope::canonical`]) |
+//! | `scope_lo INTEGER` | first key of the scope ([`Scope::key_range`]`.0`) |
+//! | `specificity INTEGER` | 1 registrant, 2 registrant-year, 3 exact ISRC |
+//! | `exact INTEGER` | 1 for an ISRC scope, 0 for a prefix |
+//! | `declarant_id`, `declarant_name`, `declarant_role` | who declares |
+//! | `all_use`, `train_ai`, `train_genai`, `ai_use`, `search` | `y`, `n`, `c` or NULL (silent) |
+//! | `policy_url`, `policy_sha256` | terms of `c`; digest as lower-case hex |
+//! | `territories_include`, `territories_exclude` | space-separated codes (`WW` = worldwide) |
+//! | `valid_from`, `valid_until` | `YYYY-MM-DD` or NULL |
+//! | `declared_at`, `recorded_at` | Unix seconds |
+//! | `status TEXT` | `active` or `disputed` |
+//! | `live INTEGER` | 1 when the entry is published (not superseded or revoked) |
+//! | `superseded_by TEXT` | id of the declaration that replaced or revoked it |
+//! | `policy BLOB` | canonical CBOR of [`Policy`] (the source of truth; the columns above it are for people and queries) |
+//!
+//! Indexes: `(exact, live, scope_lo, seq)` for the live listings and batch
+//! fetches, `(supersedes)` for relation checks.
+//!
+//! `declarants (id TEXT PRIMARY KEY, name, role)` — the latest name and role
+//! each declarant used.
+//!
+//! `change_log (change_id INTEGER PRIMARY KEY AUTOINCREMENT, declaration_id,
+//! scope_lo, seq, exact, kind, recorded_at)` — append-only; `kind` is
+//! `insert` (an entry became live), `delete` (a live entry was superseded or
+//! revoked) or `update` (a live entry's policy changed, e.g. its status). An
+//! entry is identified by `(scope_lo, seq)`. `change_id` is the rowid, so
+//! windows `(after, upto]` are range scans; index `(exact, change_id)`.
+//!
+//! `publications (version INTEGER PRIMARY KEY, change_id, manifest_sha256 BLOB)`
+//! — which change-log position each published manifest version reflects.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use consentry::Scope;
+use consentry::declaration::{Action, Declaration, Record};
+use consentry::model::{Policy, Pref, Use};
+use consentry::time::format_date;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
+
+use crate::source::{Change, Publication, Source};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value ANY
+) STRICT;
+
+CREATE TABLE declarants (
+    id   TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE declarations (
+    id                  TEXT PRIMARY KEY,
+    seq                 INTEGER UNIQUE NOT NULL CHECK (seq > 0),
+    action              TEXT NOT NULL CHECK (action IN ('declare', 'revoke')),
+    supersedes          TEXT,
+    scope               TEXT NOT NULL,
+    scope_lo            INTEGER NOT NULL,
+    specificity         INTEGER NOT NULL CHECK (specificity IN (1, 2, 3)),
+    exact               INTEGER NOT NULL CHECK (exact IN (0, 1)),
+    declarant_id        TEXT NOT NULL,
+    declarant_name      TEXT NOT NULL,
+    declarant_role      TEXT NOT NULL,
+    all_use             TEXT CHECK (all_use IN ('y', 'n', 'c')),
+    train_ai            TEXT CHECK (train_ai IN ('y', 'n', 'c')),
+    train_genai         TEXT CHECK (train_genai IN ('y', 'n', 'c')),
+    ai_use              TEXT CHECK (ai_use IN ('y', 'n', 'c')),
+    search              TEXT CHECK (search IN ('y', 'n', 'c')),
+    policy_url          TEXT,
+    policy_sha256       TEXT,
+    territories_include TEXT NOT NULL,
+    territories_exclude TEXT NOT NULL,
+    valid_from          TEXT,
+    valid_until         TEXT,
+    declared_at         INTEGER NOT NULL,
+    recorded_at         INTEGER NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('active', 'disputed')),
+    live                INTEGER NOT NULL CHECK (live IN (0, 1)),
+    superseded_by       TEXT,
+    policy              BLOB NOT NULL
+) STRICT;
+CREATE INDEX declarations_live ON declarations (exact, live, scope_lo, seq);
+CREATE INDEX declarations_supersedes ON declarations (supersedes);
+
+CREATE TABLE change_log (
+    change_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    declaration_id TEXT NOT NULL,
+    scope_lo       INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    exact          INTEGER NOT NULL CHECK (exact IN (0, 1)),
+    kind           TEXT NOT NULL CHECK (kind IN ('insert', 'delete', 'update')),
+    recorded_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX change_log_exact ON change_log (exact, change_id);
+
+CREATE TABLE publications (
+    version         INTEGER PRIMARY KEY,
+    change_id       INTEGER NOT NULL,
+    manifest_sha256 BLOB NOT NULL CHECK (length(manifest_sha256) = 32)
+) STRICT;
+";
+
+/// Columns that rebuild a [`Declaration`].
+const DECL_COLUMNS: &str = "id, seq, action, supersedes, scope, declared_at, policy";
+
+/// How many rows the registry holds, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Every declaration ever recorded (live or not).
+    pub declarations: u64,
+    /// Live entries (what a snapshot publishes), revocations included.
+    pub live: u64,
+    /// Live entries with an ISRC scope.
+    pub exact: u64,
+    /// Live entries with a prefix scope (`CC-XXX`, `CC-XXX-YY`).
+    pub prefix: u64,
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} declarations, {} live entries ({} ISRC, {} prefix)",
+            self.declarations, self.live, self.exact, self.prefix
+        )
+    }
+}
+
+/// A validated set of changes for [`Db::apply`]: new declarations and
+/// status-only updates of existing ones. The importer builds it after checking
+/// every rule; `apply` writes it in one transaction.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Batch {
+    /// New declarations; applied in `seq` order.
+    pub adds: Vec<Declaration>,
+    /// Existing declarations whose `status` changed (the new version).
+    pub status_updates: Vec<Declaration>,
+    /// Unix seconds written as `recorded_at`.
+    pub recorded_at: i64,
+}
+
+/// The registry database.
+#[derive(Debug)]
+pub struct Db {
+    conn: Connection,
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| anyhow!("{what} {v} is too large for the registry database"))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| anyhow!("corrupt registry database: negative {what} {v}"))
+}
+
+fn letter(code: u8) -> Option<&'static str> {
+    match Pref::from_code(code) {
+        Some(Pref::Allow) => Some("y"),
+        Some(Pref::Disallow) => Some("n"),
+        Some(Pref::Constrained) => Some("c"),
+        Some(Pref::Silent) | None => None,
+    }
+}
+
+fn decode_policy(blob: &[u8], id: &str) -> Result<Policy> {
+    consentry::cbor::from_slice_canonical(blob)
+        .map_err(|e| anyhow!("corrupt registry database: policy of {id}: {e}"))
+}
+
+fn parse_scope(text: &str, id: &str) -> Result<Scope> {
+    Scope::parse(text).map_err(|e| anyhow!("corrupt registry database: scope of {id}: {e}"))
+}
+
+/// Rebuild a declaration from a row selected with [`DECL_COLUMNS`].
+fn declaration_from_row(row: &Row<'_>) -> Result<Declaration> {
+    let id: String = row.get(0)?;
+    let seq = to_u64(row.get(1)?, "seq")?;
+    let action = match row.get_ref(2)?.as_str()? {
+        "declare" => Action::Declare,
+        "revoke" => Action::Revoke,
+        other => bail!("corrupt registry database: action {other:?} of {id}"),
+    };
+    let supersedes: Option<String> = row.get(3)?;
+    let scope = parse_scope(row.get_ref(4)?.as_str()?, &id)?;
+    let declared_at: i64 = row.get(5)?;
+    let policy = decode_policy(row.get_ref(6)?.as_blob()?, &id)?;
+    Ok(Declaration {
+        id,
+        seq,
+        action,
+        supersedes,
+        scope,
+        policy,
+        declared_at,
+    })
+}
+
+/// Decodes policy blobs, decoding each distinct blob once (entries share
+/// policies: a label's ten thousand opt-outs are one policy).
+#[derive(Default)]
+struct PolicyCache(HashMap<Vec<u8>, Policy>);
+
+impl PolicyCache {
+    fn get(&mut self, blob: &[u8], id: &str) -> Result<Policy> {
+        if let Some(p) = self.0.get(blob) {
+            return Ok(p.clone());
+        }
+        let p = decode_policy(blob, id)?;
+        self.0.insert(blob.to_vec(), p.clone());
+        Ok(p)
+    }
+}
+
+/// Read `scope, seq, id, policy` rows into records.
+fn records_from_query(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    cache: &mut PolicyCache,
+    out: &mut Vec<Record>,
+) -> Result<()> {
+    let mut rows = stmt.query(params)?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(2)?;
+        let scope = parse_scope(row.get_ref(0)?.as_str()?, &id)?;
+        let seq = to_u64(row.get(1)?, "seq")?;
+        let policy = cache.get(row.get_ref(3)?.as_blob()?, &id)?;
+        out.push(Record {
+            scope,
+            seq,
+            id,
+            policy,
+        });
+    }
+    Ok(())
+}
+
+fn log_change(
+    tx: &Transaction<'_>,
+    id: &str,
+    scope_lo: i64,
+    seq: i64,
+    exact: bool,
+    kind: &str,
+    recorded_at: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO change_log (declaration_id, scope_lo, seq, exact, kind, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, scope_lo, seq, exact, kind, recorded_at])?;
+    Ok(())
+}
+
+fn insert_declaration(
+    tx: &Transaction<'_>,
+    d: &Declaration,
+    recorded_at: i64,
+    superseded_by: Option<&str>,
+) -> Result<()> {
+    let p = &d.policy;
+    let uses: Vec<Option<&str>> = Use::ALL.iter().map(|u| letter(p.uses[u.index()])).collect();
+    let seq = to_i64(d.seq, "seq")?;
+    let scope_lo = to_i64(d.scope.key_range().0, "key")?;
+    let exact = matches!(d.scope, Scope::Exact(_));
+    let live = superseded_by.is_none();
+    tx.prepare_cached(
+        "INSERT INTO declarations (id, seq, action, supersedes, scope, scope_lo, specificity,
+             exact, declarant_id, declarant_name, declarant_role, all_use, train_ai, train_genai,
+             ai_use, search, policy_url, policy_sha256, territories_include, territories_exclude,
+             valid_from, valid_until, declared_at, recorded_at, status, live, superseded_by,
+             policy)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+    )?
+    .execute(params![
+        d.id,
+        seq,
+        match d.action {
+            Action::Declare => "declare",
+            Action::Revoke => "revoke",
+        },
+        d.supersedes,
+        d.scope.canonical(),
+        scope_lo,
+        d.scope.specificity(),
+        exact,
+        p.declarant.id,
+        p.declarant.name,
+        p.declarant.role,
+        uses[0],
+        uses[1],
+        uses[2],
+        uses[3],
+        uses[4],
+        p.terms.as_ref().map(|t| t.url.as_str()),
+        p.terms.as_ref().and_then(|t| t.sha256).map(hex::encode),
+        p.include.join(" "),
+        p.exclude.join(" "),
+        p.from.map(format_date),
+        p.until.map(format_date),
+        d.declared_at,
+        recorded_at,
+        p.status,
+        live,
+        superseded_by,
+        consentry::cbor::to_vec(p),
+    ])
+    .with_context(|| format!("recording declaration {}", d.id))?;
+    tx.prepare_cached(
+        "INSERT INTO declarants (id, name, role) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
+    )?
+    .execute(params![p.declarant.id, p.declarant.name, p.declarant.role])?;
+    if live {
+        log_change(tx, &d.id, scope_lo, seq, exact, "insert", recorded_at)?;
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Create a new, empty registry database at `path`. Refuses to touch an
+    /// existing file.
+    pub fn create(path: &Path) -> Result<Db> {
+        // `create_new` makes the existence check and the creation one step.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "{} already exists; refusing to overwrite a registry database \
+                 (open it instead, or choose another path)",
+                path.display()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", path.display()));
+            }
+        }
+        let made = (|| -> Result<Db> {
+            let mut conn = Connection::open(path)?;
+            let tx = conn.transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [SCHEMA_VERSION],
+            )?;
+            tx.commit()?;
+            Ok(Db { conn })
+        })();
+        if made.is_err() {
+            // We created the file a moment ago; leave nothing half-made behind.
+            let _ = std::fs::remove_file(path);
+        }
+        made.with_context(|| format!("cannot create registry database {}", path.display()))
+    }
+
+    /// Open an existing registry database. Refuses a missing file and any file
+    /// that is not a registry database of this schema version.
+    pub fn open(path: &Path) -> Result<Db> {
+        let hint = "create one with `consentry-publish init`";
+        if !path.is_file() {
+            bail!("{} does not exist or is not a file; {hint}", path.display());
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open {}", path.display()))?;
+        let version: Option<rusqlite::types::Value> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| {
+                anyhow!(
+                    "{} is not a consentry registry database ({e}); {hint}",
+                    path.display()
+                )
+            })?;
+        match version {
+            Some(rusqlite::types::Value::Integer(SCHEMA_VERSION)) => Ok(Db { conn }),
+            Some(v) => bail!(
+                "{} has registry schema version {v:?}; this build reads version {SCHEMA_VERSION}",
+                path.display()
+            ),
+            None => bail!(
+                "{} is not a consentry registry database (no schema_version); {hint}",
+                path.display()
+            ),
+        }
+    }
+
+    /// Every declaration ever recorded, live or not, in `seq` order.
+    pub fn all_declarations(&self) -> Result<Vec<Declaration>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {DECL_COLUMNS} FROM declarations ORDER BY seq"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(declaration_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// The declaration with this id, if the registry has it.
+    pub fn declaration(&self, id: &str) -> Result<Option<Declaration>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {DECL_COLUMNS} FROM declarations WHERE id = ?1"
+        ))?;
+        let mut rows = stmt.query([id])?;
+        rows.next()?.map(declaration_from_row).transpose()
+    }
+
+    /// The declarations that supersede or revoke `id` (at most one in a
+    /// consistent registry).
+    pub fn superseding(&self, id: &str) -> Result<Vec<Declaration>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {DECL_COLUMNS} FROM declarations WHERE supersedes = ?1 ORDER BY seq"
+        ))?;
+        let mut rows = stmt.query([id])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(declaration_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// The largest `seq` recorded, or 0 for an empty registry.
+    pub fn max_seq(&self) -> Result<u64> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(seq) FROM declarations", [], |r| r.get(0))?;
+        to_u64(v.unwrap_or(0), "seq")
+    }
+
+    /// Row counts for reports.
+    pub fn counts(&self) -> Result<Counts> {
+        let (declarations, live, exact): (i64, i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(live), 0), COALESCE(SUM(live * exact), 0)
+             FROM declarations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let (declarations, live, exact) = (
+            to_u64(declarations, "count")?,
+            to_u64(live, "count")?,
+            to_u64(exact, "count")?,
+        );
+        Ok(Counts {
+            declarations,
+            live,
+            exact,
+            prefix: live - exact,
+        })
+    }
+
+    /// A value from the `meta` table, as text.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        let v: Option<rusqlite::types::Value> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        Ok(v.map(|v| match v {
+            rusqlite::types::Value::Integer(i) => i.to_string(),
+            rusqlite::types::Value::Real(f) => f.to_string(),
+            rusqlite::types::Value::Text(s) => s,
+            rusqlite::types::Value::Blob(b) => hex::encode(b),
+            rusqlite::types::Value::Null => String::new(),
+        }))
+    }
+
+    /// Set a text value in the `meta` table. `schema_version` is reserved.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        if key == "schema_version" {
+            bail!("meta key schema_version is managed by the database itself");
+        }
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Write a validated batch in one transaction: status updates first, then
+    /// new declarations in `seq` order. A new declaration is live unless another
+    /// declaration of the batch supersedes it; a declaration it supersedes that
+    /// is already recorded stops being live. The change log records every
+    /// change of the live set. On any error nothing is written.
+    pub(crate) fn apply(&mut self, batch: &Batch) -> Result<()> {
+        let recorded_at = batch.recorded_at;
+        let tx = self.conn.transaction()?;
+        for d in &batch.status_updates {
+            let row: Option<(i64, i64, bool, bool)> = tx
+                .query_row(
+                    "SELECT scope_lo, seq, exact, live FROM declarations WHERE id = ?1",
+                    [&d.id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((scope_lo, seq, exact, live)) = row else {
+                bail!("cannot update declaration {}: it is not recorded", d.id);
+            };
+            tx.prepare_cached("UPDATE declarations SET status = ?1, policy = ?2 WHERE id = ?3")?
+                .execute(params![
+                    d.policy.status,
+                    consentry::cbor::to_vec(&d.policy),
+                    d.id
+                ])?;
+            if live {
+                log_change(&tx, &d.id, scope_lo, seq, exact, "update", recorded_at)?;
+            }
+        }
+
+        let mut adds: Vec<&Declaration> = batch.adds.iter().collect();
+        adds.sort_by_key(|d| d.seq);
+        let new_ids: HashSet<&str> = adds.iter().map(|d| d.id.as_str()).collect();
+        // Which new declarations are superseded by another new one.
+        let superseded_by: HashMap<&str, &str> = adds
+            .iter()
+            .filter_map(|d| {
+                d.supersedes
+                    .as_deref()
+                    .filter(|t| new_ids.contains(t))
+                    .map(|t| (t, d.id.as_str()))
+            })
+            .collect();
+        for d in adds {
+            insert_declaration(
+                &tx,
+                d,
+                recorded_at,
+                superseded_by.get(d.id.as_str()).copied(),
+            )?;
+            let Some(target) = d.supersedes.as_deref() else {
+                continue;
+            };
+            if new_ids.contains(target) {
+                continue; // inserted above as not live
+            }
+            let row: Option<(i64, i64, bool, bool)> = tx
+                .prepare_cached(
+                    "SELECT scope_lo, seq, exact, live FROM declarations WHERE id = ?1",
+                )?
+                .query_row([target], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            let Some((scope_lo, seq, exact, live)) = row else {
+                bail!("{} supersedes {target}, which is not recorded", d.id);
+            };
+            tx.prepare_cached(
+                "UPDATE declarations SET live = 0, superseded_by = ?1 WHERE id = ?2",
+            )?
+            .execute(params![d.id, target])?;
+            if live {
+                log_change(&tx, target, scope_lo, seq, exact, "delete", recorded_at)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Source for Db {
+    fn registry_time(&self) -> Result<i64> {
+        // A status update changes what is published without adding a
+        // declaration, so the change log's times count as well.
+        let t: Option<i64> = self.conn.query_row(
+            "SELECT MAX(t) FROM (SELECT MAX(recorded_at) AS t FROM declarations
+                                 UNION ALL SELECT MAX(recorded_at) FROM change_log)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(t.unwrap_or(0))
+    }
+
+    fn last_change(&self) -> Result<u64> {
+        let v: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(change_id) FROM change_log", [], |r| r.get(0))?;
+        to_u64(v.unwrap_or(0), "change id")
+    }
+
+    fn live_exact(&self) -> Result<Vec<Record>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT scope, seq, id, policy FROM declarations
+             WHERE exact = 1 AND live = 1 ORDER BY scope_lo, seq",
+        )?;
+        let mut out = Vec::new();
+        records_from_query(&mut stmt, [], &mut PolicyCache::default(), &mut out)?;
+        Ok(out)
+    }
+
+    fn live_prefixes(&self) -> Result<Vec<Record>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT scope, seq, id, policy FROM declarations
+             WHERE exact = 0 AND live = 1 ORDER BY scope_lo, specificity, seq",
+        )?;
+        let mut out = Vec::new();
+        records_from_query(&mut stmt, [], &mut PolicyCache::default(), &mut out)?;
+        Ok(out)
+    }
+
+    fn exact_changes(&self, after: u64, upto: u64) -> Result<Vec<Change>> {
+        // (key, seq) -> (first kind, last kind)
+        let mut fold: BTreeMap<(u64, u64), (String, String)> = BTreeMap::new();
+        let mut stmt = self.conn.prepare(
+            "SELECT scope_lo, seq, kind FROM change_log
+             WHERE exact = 1 AND change_id > ?1 AND change_id <= ?2 ORDER BY change_id",
+        )?;
+        let mut rows = stmt.query(params![
+            to_i64(after, "change id")?,
+            to_i64(upto, "change id")?
+        ])?;
+        while let Some(row) = rows.next()? {
+            let key = to_u64(row.get(0)?, "key")?;
+            let seq = to_u64(row.get(1)?, "seq")?;
+            let kind: String = row.get(2)?;
+            fold.entry((key, seq))
+                .and_modify(|(_, last)| last.clone_from(&kind))
+                .or_insert_with(|| (kind.clone(), kind));
+        }
+        let mut out = Vec::new();
+        for ((key, seq), (first, last)) in fold {
+            let existed_before = first == "delete" || first == "update";
+            let exists_after = last == "insert" || last == "update";
+            if !existed_before && !exists_after {
+                continue;
+            }
+            let isrc = consentry::Isrc::from_key(key)
+                .ok_or_else(|| anyhow!("corrupt registry database: change log key {key}"))?;
+            out.push(Change {
+                scope: Scope::Exact(isrc),
+                seq,
+                existed_before,
+                exists_after,
+            });
+        }
+        Ok(out)
+    }
+
+    fn prefixes_changed(&self, after: u64, upto: u64) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM change_log
+                            WHERE exact = 0 AND change_id > ?1 AND change_id <= ?2)",
+            params![to_i64(after, "change id")?, to_i64(upto, "change id")?],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn records(&self, keys: &[(Scope, u64)]) -> Result<Vec<Record>> {
+        // One indexed point lookup per entry (seq is unique): O(n log N), with
+        // no statement-size limits, so 10^5 keys are a fraction of a second.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT scope, seq, id, policy FROM declarations
+             WHERE seq = ?1 AND scope_lo = ?2 AND exact = 1 AND live = 1",
+        )?;
+        let mut cache = PolicyCache::default();
+        let mut out = Vec::with_capacity(keys.len());
+        for &(scope, seq) in keys {
+            let Scope::Exact(isrc) = scope else {
+                continue; // only exact scopes are asked for; a prefix has no record here
+            };
+            let Ok(seq) = i64::try_from(seq) else {
+                continue; // no such entry can exist
+            };
+            records_from_query(
+                &mut stmt,
+                params![seq, to_i64(isrc.key(), "key")?],
+                &mut cache,
+                &mut out,
+            )?;
+        }
+        out.sort_by_key(|r| (r.scope.key_range().0, r.seq));
+        out.dedup_by_key(|r| (r.scope.key_range().0, r.seq));
+        Ok(out)
+    }
+
+    fn publication(&self, version: u64) -> Result<Option<Publication>> {
+        let Ok(v) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT change_id, manifest_sha256 FROM publications WHERE version = ?1",
+                [v],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(change_id, sha)| {
+            Ok(Publication {
+                version,
+                change_id: to_u64(change_id, "change id")?,
+                manifest_sha256: sha.try_into().map_err(|_| {
+                    anyhow!("corrupt registry database: manifest hash of version {version}")
+                })?,
+            })
+        })
+        .transpose()
+    }
+
+    fn record_publication(&mut self, p: &Publication) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO publications (version, change_id, manifest_sha256)
+             VALUES (?1, ?2, ?3)",
+            params![
+                to_i64(p.version, "version")?,
+                to_i64(p.change_id, "change id")?,
+                &p.manifest_sha256[..]
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Db {
+    /// Every row of every table, as text: equal dumps mean equal content.
+    pub(crate) fn dump(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for table in [
+            "meta",
+            "declarants",
+            "declarations",
+            "change_log",
+            "publications",
+        ] {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+                .unwrap();
+            let n = stmt.column_count();
+            let mut rows = stmt.query([]).unwrap();
+            writeln!(out, "[{table}]").unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                for i in 0..n {
+                    let v: rusqlite::types::Value = row.get(i).unwrap();
+                    write!(out, "{v:?}|").unwrap();
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The kinds of the change-log rows, in order, as `kind:declaration_id`.
+    pub(crate) fn change_kinds(&self) -> Vec<String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, declaration_id FROM change_log ORDER BY change_id")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok(format!(
+                "{}:{}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::{ImportOptions, import_files};
+    use consentry::declaration::{COLUMNS, resolve};
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+
+    const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    fn data(name: &str) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/")).join(name)
+    }
+
+    fn opts(t: i64) -> ImportOptions {
+        ImportOptions {
+            recorded_at: Some(t),
+        }
+    }
+
+    /// The example CSV's header and its data lines.
+    fn example_lines() -> (String, Vec<String>) {
+        let text = std::fs::read_to_string(data("declarations.csv")).unwrap();
+        let mut lines = text.lines().map(str::to_string);
+        let header = lines.next().unwrap();
+        (header, lines.collect())
+    }
+
+    /// Write a CSV of the example rows whose ids are in `ids`.
+    fn example_subset(dir: &Path, name: &str, ids: &[&str]) -> PathBuf {
+        let (header, lines) = example_lines();
+        let mut text = header + "\n";
+        for l in lines {
+            if ids.contains(&l.split(',').next().unwrap()) {
+                text.push_str(&l);
+                text.push('\n');
+            }
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn live_set(db: &Db) -> BTreeSet<(u64, u64)> {
+        db.live_exact()
+            .unwrap()
+            .iter()
+            .map(|r| (r.scope.key_range().0, r.seq))
+            .collect()
+    }
+
+    fn assert_live_is_resolve(db: &Db) {
+        let all = db.all_declarations().unwrap();
+        assert!(consentry::declaration::check_relations(&all).is_empty());
+        let expected = resolve(&all);
+        let mut live = db.live_prefixes().unwrap();
+        live.extend(db.live_exact().unwrap());
+        live.sort_by(|a, b| {
+            (a.scope.key_range().0, a.scope, a.seq).cmp(&(b.scope.key_range().0, b.scope, b.seq))
+        });
+        assert_eq!(live, expected);
+        let c = db.counts().unwrap();
+        assert_eq!(c.declarations as usize, all.len());
+        assert_eq!(c.live as usize, expected.len());
+        assert_eq!(c.exact + c.prefix, c.live);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_file_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        std::fs::write(&path, b"precious").unwrap();
+        let e = Db::create(&path).unwrap_err().to_string();
+        assert!(e.contains("already exists"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+
+        let fresh = dir.path().join("new.db");
+        let db = Db::create(&fresh).unwrap();
+        assert_eq!(db.counts().unwrap(), Counts::default());
+        drop(db);
+        assert!(Db::create(&fresh).is_err());
+        let db = Db::open(&fresh).unwrap();
+        assert_eq!(db.meta("schema_version").unwrap().as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn open_refuses_missing_foreign_and_other_version_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.db");
+        let e = Db::open(&missing).unwrap_err().to_string();
+        assert!(e.contains("consentry-publish init"), "{e}");
+        assert!(!missing.exists(), "open must not create the file");
+
+        let text = dir.path().join("notes.db");
+        std::fs::write(&text, "not a database at all, just some text").unwrap();
+        let e = format!("{:#}", Db::open(&text).unwrap_err());
+        assert!(e.contains("not a consentry registry database"), "{e}");
+
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let e = Db::open(&other).unwrap_err().to_string();
+        assert!(e.contains("consentry-publish init"), "{e}");
+
+        let future = dir.path().join("future.db");
+        drop(Db::create(&future).unwrap());
+        Connection::open(&future)
+            .unwrap()
+            .execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'", [])
+            .unwrap();
+        let e = Db::open(&future).unwrap_err().to_string();
+        assert!(e.contains("version"), "{e}");
+    }
+
+    #[test]
+    fn empty_registry_has_time_zero_and_no_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::create(&dir.path().join("r.db")).unwrap();
+        assert_eq!(db.registry_time().unwrap(), 0);
+        assert_eq!(db.last_change().unwrap(), 0);
+        assert_eq!(db.max_seq().unwrap(), 0);
+        assert!(db.live_exact().unwrap().is_empty());
+        assert!(db.exact_changes(0, 10).unwrap().is_empty());
+        assert!(!db.prefixes_changed(0, 10).unwrap());
+        assert!(db.all_declarations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn example_import_stores_every_column_and_the_live_set_is_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::create(&dir.path().join("r.db")).unwrap();
+        import_files(&mut db, &[data("declarations.csv")], &opts(T0)).unwrap();
+        assert_live_is_resolve(&db);
+        assert_eq!(db.registry_time().unwrap(), T0);
+        assert_eq!(db.max_seq().unwrap(), 16);
+        let c = db.counts().unwrap();
+        // D9 is revoked by D10 and D13 superseded by D14: 14 live entries, of
+        // which the 6 prefix scopes D1, D3, D5, D11, D16 ... are counted apart.
+        assert_eq!((c.declarations, c.live), (16, 14));
+        assert_eq!(c.prefix, 5);
+
+        let row: (
+            String,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+            String,
+        ) = db
+            .connection()
+            .query_row(
+                "SELECT scope, scope_lo, specificity, train_ai, policy_sha256,
+                        territories_include, status, declarant_role
+                 FROM declarations WHERE id = 'D6'",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )
+            .unwrap();
+        let key = consentry::Isrc::parse("DEXY12300001").unwrap().key();
+        assert_eq!(row.0, "DEXY12300001");
+        assert_eq!(row.1, key as i64);
+        assert_eq!(row.2, 3);
+        assert_eq!(row.3.as_deref(), Some("c"));
+        assert_eq!(
+            row.4.as_deref(),
+            Some("2f0c1b5a7d9e3f41c6a8b2d4e6f80a1c3e5b7d9f1a2c4e6b8d0f2a4c6e8b0d2f")
+        );
+        assert_eq!(
+            (row.5.as_str(), row.6.as_str(), row.7.as_str()),
+            ("WW", "active", "rights_owner")
+        );
+
+        let (live, by): (bool, Option<String>) = db
+            .connection()
+            .query_row(
+                "SELECT live, superseded_by FROM declarations WHERE id = 'D9'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(!live);
+        assert_eq!(by.as_deref(), Some("D10"));
+        let n: i64 = db
+            .connection()
+            .query_row("SELECT COUNT(*) FROM declarants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 9);
+        // The revocation is itself a live entry that says "revoked".
+        let revocation = db
+            .live_exact()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.id == "D10")
+            .unwrap();
+        assert!(revocation.policy.revoke);
+        // Within one import, a declaration superseded by another of the same
+        // import never enters the change log.
+        let kinds = db.change_kinds();
+        assert_eq!(kinds.len(), 14);
+        assert!(kinds.iter().all(|k| k.starts_with("insert:")));
+        assert!(!kinds.contains(&"insert:D9".to_string()));
+        assert!(!kinds.contains(&"insert:D13".to_string()));
+    }
+
+    #[test]
+    fn change_log_folds_per_entry_over_a_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::create(&dir.path().join("r.db")).unwrap();
+        let ids = |r: std::ops::RangeInclusive<u32>| -> Vec<String> {
+            r.map(|i| format!("D{i}")).collect()
+        };
+        let import = |db: &mut Db, name: &str, ids: Vec<String>, t: i64| {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let path = example_subset(dir.path(), name, &ids);
+            import_files(db, &[path], &opts(t)).unwrap();
+            db.last_change().unwrap()
+        };
+        let c1 = import(&mut db, "a.csv", ids(1..=9), T0);
+        assert_eq!(c1, 9);
+        assert!(db.prefixes_changed(0, c1).unwrap());
+        let exact_first = db.exact_changes(0, c1).unwrap();
+        assert_eq!(exact_first.len(), 6);
+        assert!(
+            exact_first
+                .iter()
+                .all(|c| !c.existed_before && c.exists_after)
+        );
+        assert!(
+            exact_first
+                .windows(2)
+                .all(|w| (w[0].scope, w[0].seq) < (w[1].scope, w[1].seq))
+        );
+
+        let c2 = import(&mut db, "b.csv", ids(10..=13), T0 + 60);
+        assert_eq!(
+            db.change_kinds()[c1 as usize..],
+            [
+                "insert:D10",
+                "delete:D9",
+                "insert:D11",
+                "insert:D12",
+                "insert:D13"
+            ]
+        );
+        let c3 = import(&mut db, "c.csv", ids(14..=15), T0 + 120);
+        assert_eq!(
+            db.change_kinds()[c2 as usize..],
+            ["insert:D14", "delete:D13", "insert:D15"]
+        );
+        assert_eq!(db.registry_time().unwrap(), T0 + 120);
+        assert!(db.prefixes_changed(c1, c2).unwrap()); // D11 is NL-A1B-25
+        assert!(!db.prefixes_changed(c2, c3).unwrap());
+        let ch = |s: &str, seq, before, after| Change {
+            scope: Scope::parse(s).unwrap(),
+            seq,
+            existed_before: before,
+            exists_after: after,
+        };
+        // Deletes of entries live before the window, inserts of new ones.
+        assert_eq!(
+            db.exact_changes(c2, c3).unwrap(),
+            vec![
+                ch("GBNWR2500099", 13, true, false),
+                ch("GBNWR2500099", 14, false, true),
+                ch("SEABC2200001", 15, false, true),
+            ]
+        );
+        // D13 inserted and deleted inside the window: nothing.
+        assert_eq!(
+            db.exact_changes(c1, c3).unwrap(),
+            vec![
+                ch("GBNWR2500099", 14, false, true),
+                ch("JPAB02500010", 9, true, false),
+                ch("JPAB02500010", 10, false, true),
+                ch("NLA1B2500005", 12, false, true),
+                ch("SEABC2200001", 15, false, true),
+            ]
+        );
+        let all = db.exact_changes(0, c3).unwrap();
+        assert!(all.iter().all(|c| c.seq != 9 && c.seq != 13));
+        assert!(all.iter().all(|c| !c.existed_before && c.exists_after));
+        assert_eq!(all.len(), live_set(&db).len());
+        // Empty and reversed windows.
+        assert!(db.exact_changes(c3, c3).unwrap().is_empty());
+        assert!(db.exact_changes(c3, c1).unwrap().is_empty());
+        assert_live_is_resolve(&db);
+    }
+
+    #[test]
+    fn records_fetches_live_exact_entries_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::create(&dir.path().join("r.db")).unwrap();
+        import_files(&mut db, &[data("declarations.csv")], &opts(T0)).unwrap();
+        let s = |t: &str| Scope::parse(t).unwrap();
+        let got = db
+            .records(&[
+                (s("USQZ92400123"), 4),
+                (s("GBNWR2500017"), 2),
+                (s("GBNWR2500099"), 13), // superseded: left out
+                (s("GBNWR2500099"), 14),
+                (s("GBNWR2500017"), 3), // wrong seq: left out
+                (s("ZZZZZ9999999"), 2), // nothing there
+                (s("GB-NWR"), 1),       // a prefix has no exact record
+                (s("GBNWR2500017"), 2), // asked twice, returned once
+            ])
+            .unwrap();
+        let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["D2", "D14", "D4"]);
+        let all = db.live_exact().unwrap();
+        let keys: Vec<(Scope, u64)> = all.iter().map(|r| (r.scope, r.seq)).collect();
+        assert_eq!(db.records(&keys).unwrap(), all);
+    }
+
+    #[test]
+    fn records_scales_to_a_hundred_thousand_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::create(&dir.path().join("r.db")).unwrap();
+        let mut text = COLUMNS.join(",") + "\n";
+        for i in 0..20_000u64 {
+            text.push_str(&format!(
+                "B{i},{},declare,,GBXYZ25{:05},Big Label,ddex:PADPIDA2000000001B,label,n,,,,,,,,,,,2025-01-01T00:00:00Z,active\n",
+                i + 1,
+                i
+            ));
+        }
+        let path = dir.path().join("big.csv");
+        std::fs::write(&path, text).unwrap();
+        let r = import_files(&mut db, &[path], &opts(T0)).unwrap();
+        assert_eq!(r.added, 20_000);
+        let live = db.live_exact().unwrap();
+        let mut keys: Vec<(Scope, u64)> = Vec::new();
+        for _ in 0..5 {
+            keys.extend(live.iter().map(|r| (r.scope, r.seq)));
+        }
+        keys.reverse();
+        assert_eq!(keys.len(), 100_000);
+        assert_eq!(db.records(&keys).unwrap(), live);
+    }
+
+    #[test]
+    fn publications_are_recorded_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::create(&dir.path().join("r.db")).unwrap();
+        assert_eq!(db.publication(1).unwrap(), None);
+        let p = Publication {
+            version: 1,
+            change_id: 7,
+            manifest_sha256: [7; 32],
+        };
+        db.record_publication(&p).unwrap();
+        assert_eq!(db.publication(1).unwrap(), Some(p.clone()));
+        let q = Publication {
+            change_id: 9,
+            manifest_sha256: [9; 32],
+            ..p
+        };
+        db.record_publication(&q).unwrap();
+        assert_eq!(db.publication(1).unwrap(), Some(q));
+        assert_eq!(db.publication(u64::MAX).unwrap(), None);
+        let big = Publication {
+            version: u64::MAX,
+            change_id: 1,
+            manifest_sha256: [0; 32],
+        };
+        assert!(db.record_publication(&big).is_err());
+    }
+
+    /// Random registries imported in batches (new declarations, replacements,
+    /// revocations and status changes): after every batch the live set is
+    /// `resolve` of all declarations, and the change log folded over any
+    /// window is exactly the difference between the live sets at its ends.
+    #[test]
+    fn change_log_replays_the_live_set_over_random_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::create(&dir.path().join("r.db")).unwrap();
+        let mut rng = crate::generate::Rng::new(42);
+        let declarants = [
+            ("ddex:PADPIDA0000000001A", "Label A", "label"),
+            ("isni:0000000000000002", "Artist B", "artist"),
+            ("ipi:00000000003", "Agent C", "agent"),
+        ];
+        let scopes = [
+            "GBAAA2500001",
+            "GBAAA2500002",
+            "GBAAA2500003",
+            "USBBB2400001",
+            "USBBB2400002",
+            "GB-AAA",
+            "GB-AAA-25",
+            "US-BBB",
+        ];
+        // id -> (row fields, declarant index, scope, is revocation)
+        let mut rows: Vec<(Vec<String>, usize, &str, bool)> = Vec::new();
+        let mut superseded: HashSet<usize> = HashSet::new();
+        let mut seq = 0u64;
+        let mut checkpoints: Vec<(u64, BTreeSet<(u64, u64)>, BTreeMap<u64, Policy>)> =
+            vec![(0, BTreeSet::new(), BTreeMap::new())];
+        for batch in 0..25 {
+            let mut lines: Vec<Vec<String>> = Vec::new();
+            let mut touched: HashSet<usize> = HashSet::new();
+            for _ in 0..(1 + rng.below(12)) {
+                seq += 1;
+                let who = rng.below(3) as usize;
+                let open: Vec<usize> = (0..rows.len())
+                    .filter(|i| !superseded.contains(i) && !rows[*i].3 && rows[*i].1 == who)
+                    .collect();
+                let mut f = vec![String::new(); COLUMNS.len()];
+                let (pid, name, role) = declarants[who];
+                f[0] = format!("R{seq}");
+                f[1] = seq.to_string();
+                f[5] = name.into();
+                f[6] = pid.into();
+                f[7] = role.into();
+                f[19] = "2025-01-01T00:00:00Z".into();
+                f[20] = "active".into();
+                let mut revoke = false;
+                let scope;
+                if !open.is_empty() && rng.chance(0.4) {
+                    let t = *rng.pick(&open);
+                    superseded.insert(t);
+                    f[3] = rows[t].0[0].clone();
+                    if rng.chance(0.4) {
+                        revoke = true;
+                        scope = rows[t].2;
+                    } else {
+                        scope = *rng.pick(&scopes);
+                    }
+                } else {
+                    scope = *rng.pick(&scopes);
+                }
+                f[2] = if revoke { "revoke" } else { "declare" }.into();
+                f[4] = scope.into();
+                if !revoke {
+                    f[8 + rng.below(5) as usize] = (*rng.pick(&["y", "n"])).into();
+                }
+                lines.push(f.clone());
+                rows.push((f, who, scope, revoke));
+                touched.insert(rows.len() - 1);
+            }
+            // A few status flips of older declarations.
+            for _ in 0..rng.below(3) {
+                if rows.is_empty() {
+                    break;
+                }
+                let i = rng.below(rows.len() as u64) as usize;
+                if touched.insert(i) {
+                    let f = &mut rows[i].0;
+                    f[20] = if f[20] == "active" {
+                        "disputed"
+                    } else {
+                        "active"
+                    }
+                    .into();
+                    lines.push(f.clone());
+                }
+            }
+            let mut text = COLUMNS.join(",") + "\n";
+            for l in &lines {
+                text.push_str(&l.join(","));
+                text.push('\n');
+            }
+            let path = dir.path().join(format!("batch{batch}.csv"));
+            std::fs::write(&path, &text).unwrap();
+            if let Err(e) = import_files(&mut db, &[path], &opts(T0 + batch)) {
+                panic!("{e}\n{text}");
+            }
+            assert_live_is_resolve(&db);
+            let policies: BTreeMap<u64, Policy> = db
+                .live_exact()
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.seq, r.policy))
+                .collect();
+            checkpoints.push((db.last_change().unwrap(), live_set(&db), policies));
+        }
+        for (i, (a, live_a, pol_a)) in checkpoints.iter().enumerate() {
+            for (b, live_b, pol_b) in &checkpoints[i..] {
+                let changes = db.exact_changes(*a, *b).unwrap();
+                let key = |c: &Change| (c.scope.key_range().0, c.seq);
+                let inserted: BTreeSet<_> = changes
+                    .iter()
+                    .filter(|c| !c.existed_before && c.exists_after)
+                    .map(key)
+                    .collect();
+                let deleted: BTreeSet<_> = changes
+                    .iter()
+                    .filter(|c| c.existed_before && !c.exists_after)
+                    .map(key)
+                    .collect();
+                assert_eq!(inserted, live_b.difference(live_a).copied().collect());
+                assert_eq!(deleted, live_a.difference(live_b).copied().collect());
+                for c in changes
+                    .iter()
+                    .filter(|c| c.existed_before && c.exists_after)
+                {
+                    assert!(live_a.contains(&key(c)) && live_b.contains(&key(c)));
+                }
+                // Every entry whose policy differs between the ends is named.
+                for k in live_a.intersection(live_b) {
+                    if pol_a[&k.1] != pol_b[&k.1] {
+                        assert!(changes.iter().any(|c| key(c) == *k));
+                    }
+                }
+                assert!(changes.windows(2).all(|w| key(&w[0]) < key(&w[1])));
+            }
+        }
+    }
+}
