@@ -4,4 +4,5 @@
 mod e2e {
     pub mod fixture;
     mod publisher;
+    mod snapshots;
 }
