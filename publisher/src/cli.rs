@@ -88,6 +88,19 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The whole job end to end on an embedded demo registry: import, keys,
+    /// publish, serve on 127.0.0.1, sync, verify, check, a nightly delta.
+    Demo {
+        /// Directory to work in (created; default ./consentry-demo).
+        #[arg(default_value = "consentry-demo")]
+        dir: PathBuf,
+        /// Replace an earlier demo directory.
+        #[arg(long)]
+        force: bool,
+        /// Synthetic per-ISRC declarations to add to the example registry.
+        #[arg(long, default_value_t = 20_000)]
+        records: u64,
+    },
     /// Remove files that none of the newest N manifests references.
     Gc {
         #[arg(long)]
@@ -319,6 +332,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 r.bytes,
                 r.version
             );
+        }
+        Command::Demo {
+            dir,
+            force,
+            records,
+        } => {
+            crate::demo::run(&crate::demo::DemoOptions {
+                dir,
+                force,
+                records,
+            })?;
         }
         Command::Gc { site, keep } => {
             if keep == 0 {

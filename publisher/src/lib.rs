@@ -5,6 +5,7 @@ pub mod build;
 pub mod bundle;
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod gc;
 pub mod generate;
 pub mod import;

@@ -1,0 +1,369 @@
+//! `consentry-publish demo`: the whole job on an embedded registry, with real
+//! parts — a SQLite file, CSV import, INSECURE keys, a signed site, a real HTTP
+//! server on 127.0.0.1, the verifier library syncing from it, lookups, and a
+//! nightly delta.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use consentry::Isrc;
+use consentry::fetch::{HttpFetch, Timeouts};
+use consentry::lookup::Question;
+use consentry::model::Use;
+use consentry::store::Store;
+use consentry::sync::{SyncOptions, sync};
+use consentry::verify::Expiry;
+
+use crate::build::{self, PublishOptions};
+use crate::db::Db;
+use crate::generate::{GenOptions, generate, to_csv};
+use crate::import::{ImportOptions, import_files};
+use crate::keys;
+use crate::root::{self, Thresholds};
+use crate::site::Site;
+
+/// The example registry of `tests/data`, embedded so the demo needs no files.
+const EXAMPLE_CSV: &str = include_str!("../../tests/data/declarations.csv");
+/// Marks a directory as made by the demo, so `--force` only ever removes one of ours.
+const MARKER: &str = ".consentry-demo";
+
+/// Options of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub dir: PathBuf,
+    pub force: bool,
+    /// Synthetic per-ISRC declarations added to the example registry.
+    pub records: u64,
+}
+
+/// A static file server on 127.0.0.1 for the demo's site.
+struct Serve {
+    url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Result<Serve> {
+        let server = tiny_http::Server::http("127.0.0.1:0")
+            .map_err(|e| anyhow!("starting the demo web server: {e}"))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| anyhow!("demo server has no IP address"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, dir) = (stop.clone(), dir.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let rel = req.url().trim_start_matches('/').to_string();
+                let safe = !rel.is_empty()
+                    && rel
+                        .split('/')
+                        .all(|c| !c.is_empty() && c != "." && c != "..");
+                let resp = match (safe, fs::read(dir.join(&rel))) {
+                    (true, Ok(b)) => req.respond(tiny_http::Response::from_data(b)),
+                    _ => req.respond(tiny_http::Response::empty(404)),
+                };
+                let _ = resp;
+            }
+        });
+        Ok(Serve {
+            url: format!("http://{addr}/"),
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn prepare_dir(o: &DemoOptions) -> Result<()> {
+    if o.dir.exists()
+        && fs::read_dir(&o.dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        if !o.force {
+            bail!(
+                "{} already exists and is not empty\nhint: pass another directory, or --force to replace an earlier demo there",
+                o.dir.display()
+            );
+        }
+        if !o.dir.join(MARKER).exists() {
+            bail!(
+                "{} was not made by the demo; refusing to remove it even with --force",
+                o.dir.display()
+            );
+        }
+        fs::remove_dir_all(&o.dir).with_context(|| format!("removing {}", o.dir.display()))?;
+    }
+    fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
+    fs::write(o.dir.join(MARKER), "made by consentry-publish demo\n")?;
+    Ok(())
+}
+
+fn step(n: u32, what: &str) {
+    println!("\n{n}. {what}");
+}
+
+/// Run the demo, printing what happens on stdout.
+pub fn run(o: &DemoOptions) -> Result<()> {
+    prepare_dir(o)?;
+    let d = &o.dir;
+    let now = consentry::time::now();
+    println!("consentry demo in {}", d.display());
+
+    step(
+        1,
+        "registry: create a SQLite database and import declarations (CSV, all or nothing)",
+    );
+    let db_path = d.join("registry.db");
+    let mut db = Db::create(&db_path)?;
+    fs::create_dir_all(d.join("import"))?;
+    fs::write(d.join("import/example.csv"), EXAMPLE_CSV)?;
+    let rows = generate(&GenOptions {
+        records: o.records,
+        seed: 2026,
+        first_seq: 17,
+        id_prefix: "G".into(),
+    });
+    fs::write(d.join("import/synthetic.csv"), to_csv(&rows))?;
+    let rep = import_files(
+        &mut db,
+        &[d.join("import/example.csv"), d.join("import/synthetic.csv")],
+        &ImportOptions {
+            recorded_at: Some(now),
+        },
+    )?;
+    println!("   {rep}");
+    println!(
+        "   (labels with catalogue-wide CC-XXX declarations, per-ISRC opt-ins and opt-outs, territories,"
+    );
+    println!(
+        "    validity windows, revocations, superseded declarations, artists disagreeing with labels)"
+    );
+
+    step(
+        2,
+        "keys and trust root: INSECURE demo keys (never use them for real data)",
+    );
+    let kdir = d.join("keys");
+    let secrets = keys::write_insecure_keys(&kdir, false)?;
+    let site = Site::new(&d.join("site"));
+    let (r, root_bytes) = root::init(
+        &site,
+        &kdir,
+        &secrets,
+        Thresholds::default(),
+        (now.max(0) as u64) + 365 * 86_400,
+        false,
+    )?;
+    for (role, rk) in [
+        ("root", &r.roles.root),
+        ("manifest", &r.roles.manifest),
+        ("head", &r.roles.head),
+    ] {
+        println!("   {role:<9} key {}", hex::encode(rk.keyids[0]));
+    }
+
+    step(
+        3,
+        "publish: signed, zstd-compressed, sharded snapshot (self-checked before the head switches)",
+    );
+    let popts = PublishOptions {
+        now: Some(now),
+        target_rows: 4096,
+        ..PublishOptions::default()
+    };
+    let p1 = build::publish(&mut db, &secrets, &site, &popts)?;
+    for line in p1.to_string().lines() {
+        println!("   {line}");
+    }
+
+    step(
+        4,
+        "serve the site over HTTP on 127.0.0.1 (any static web server or CDN will do)",
+    );
+    let server = Serve::start(&site.dir)?;
+    println!("   {}", server.url);
+
+    step(
+        5,
+        "verifier: pin the root, sync over HTTP, verify every signature and hash",
+    );
+    let store_dir = d.join("store");
+    let (store, _) = Store::init(&store_dir, &root_bytes, false)?;
+    let fetch = HttpFetch::new(&server.url, Timeouts::default())?;
+    let sopts = SyncOptions {
+        now,
+        expiry: Expiry::Enforce,
+        keep_history: None,
+    };
+    let s1 = sync(&store, &fetch, &sopts)?;
+    println!(
+        "   synced to version {}: {} files fetched, {} bytes",
+        s1.to, s1.files_fetched, s1.bytes_fetched
+    );
+    let v = store.verify(now, Expiry::Enforce)?;
+    println!(
+        "   verify: root v{}, snapshot v{}, {} entries; {} files ({} bytes) re-hashed; index {:?}",
+        v.root_version, v.version, v.entries, v.files_checked, v.bytes_checked, v.index
+    );
+
+    step(6, "lookups, answered offline from the verified store");
+    let questions: [(&str, Use, Option<&str>); 9] = [
+        ("GB-NWR-25-00001", Use::TrainAi, None),
+        ("GBNWR2500017", Use::TrainAi, None),
+        ("USQZ92400123", Use::TrainGenai, None),
+        ("FRAB10012345", Use::TrainAi, Some("US")),
+        ("DEXY12300001", Use::TrainAi, None),
+        ("JPAB02500010", Use::TrainAi, None),
+        ("SEABC2200001", Use::TrainAi, None),
+        ("ZZABC0000000", Use::TrainAi, None),
+        ("NOTANISRC", Use::TrainAi, None),
+    ];
+    let today = consentry::time::day_of(now);
+    print_answers(&store, &questions, today, now)?;
+
+    step(
+        7,
+        "nightly: a label changes its mind; publish writes only a delta layer; sync fetches only it",
+    );
+    let change = format!(
+        "{}\nD1000000,1000000,declare,D2,GBNWR2500017,Northwind Records,ddex:PADPIDA2014021201U,label,,n,,,,,,WW,,,,{},active\n",
+        consentry::declaration::COLUMNS.join(","),
+        consentry::time::format_timestamp(now)
+    );
+    fs::write(d.join("import/nightly.csv"), change)?;
+    let rep = import_files(
+        &mut db,
+        &[d.join("import/nightly.csv")],
+        &ImportOptions {
+            recorded_at: Some(now),
+        },
+    )?;
+    println!("   {rep}");
+    let p2 = build::publish(
+        &mut db,
+        &secrets,
+        &site,
+        &PublishOptions {
+            now: Some(now),
+            ..popts
+        },
+    )?;
+    println!(
+        "   published version {} ({}): {} bytes written",
+        p2.version, p2.mode, p2.bytes_written
+    );
+    let s2 = sync(&store, &fetch, &sopts)?;
+    println!(
+        "   synced {} -> {} ({:?}): {} file(s), {} bytes fetched; {} reused",
+        s2.from.unwrap_or(0),
+        s2.to,
+        s2.mode,
+        s2.files_fetched,
+        s2.bytes_fetched,
+        s2.files_reused
+    );
+    print_answers(&store, &questions[1..2], today, now)?;
+    drop(server);
+
+    step(8, "try next");
+    let bin = |name: &str| -> String {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|p| p.join(name)))
+            .filter(|p| p.exists())
+            .map_or_else(|| name.to_string(), |p| p.display().to_string())
+    };
+    let (c, p) = (bin("consentry"), bin("consentry-publish"));
+    let s = store_dir.display();
+    println!("   {c} --store {s} check GB-NWR-25-00017 USQZ92400123 --use train-genai");
+    println!(
+        "   {c} --store {s} check --input {} --csv",
+        d.join("import/example.csv").display()
+    );
+    println!("   {c} --store {s} status");
+    println!("   {c} --store {s} verify");
+    println!(
+        "   {p} bundle --site {} --out {}",
+        site.dir.display(),
+        d.join("snapshot.tar").display()
+    );
+    println!(
+        "   {c} --store {}/offline init --root {}/root/1.cbor",
+        d.display(),
+        site.dir.display()
+    );
+    println!(
+        "   {c} --store {}/offline import {}",
+        d.display(),
+        d.join("snapshot.tar").display()
+    );
+    Ok(())
+}
+
+fn print_answers(
+    store: &Store,
+    qs: &[(&str, Use, Option<&str>)],
+    day: i32,
+    now: i64,
+) -> Result<()> {
+    let mut parsed = Vec::new();
+    for (isrc, u, t) in qs {
+        if let Ok(i) = Isrc::parse(isrc) {
+            parsed.push(Question {
+                isrc: i,
+                use_: *u,
+                territory: t.map(str::to_string),
+                at: day,
+            });
+        }
+    }
+    let res = store.check(&parsed, now, Expiry::Enforce)?;
+    let mut answers = res.answers.iter();
+    println!(
+        "   {:<18} {:<12} {:<4} {:<12} {:<22} decided by",
+        "isrc", "use", "terr", "decision", "reason"
+    );
+    for (isrc, u, t) in qs {
+        let a = if Isrc::parse(isrc).is_ok() {
+            answers
+                .next()
+                .cloned()
+                .ok_or_else(|| anyhow!("missing answer"))?
+        } else {
+            consentry::lookup::Answer::invalid_isrc()
+        };
+        println!(
+            "   {:<18} {:<12} {:<4} {:<12} {:<22} {}",
+            isrc,
+            u.name(),
+            t.unwrap_or("-"),
+            a.decision.name(),
+            a.reason.name(),
+            a.decided_by.join(" ")
+        );
+    }
+    println!(
+        "   (snapshot version {}, manifest {}…)",
+        res.snapshot.version,
+        &res.snapshot.manifest_sha256[..16]
+    );
+    Ok(())
+}
