@@ -750,6 +750,7 @@ impl Source for Db {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 impl Db {
     /// Every row of every table, as text: equal dumps mean equal content.
     pub(crate) fn dump(&self) -> String {
@@ -804,14 +805,19 @@ impl Db {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::import::{ImportOptions, import_files};
     use consentry::declaration::{COLUMNS, resolve};
     use std::collections::BTreeSet;
+    use std::fmt::Write as _;
     use std::path::PathBuf;
 
     const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    /// Change id, live exact entries and their policies at one moment.
+    type Checkpoint = (u64, BTreeSet<(u64, u64)>, BTreeMap<u64, Policy>);
 
     fn data(name: &str) -> PathBuf {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/")).join(name)
@@ -1137,11 +1143,13 @@ mod tests {
         let mut db = Db::create(&dir.path().join("r.db")).unwrap();
         let mut text = COLUMNS.join(",") + "\n";
         for i in 0..20_000u64 {
-            text.push_str(&format!(
-                "B{i},{},declare,,GBXYZ25{:05},Big Label,ddex:PADPIDA2000000001B,label,n,,,,,,,,,,,2025-01-01T00:00:00Z,active\n",
+            writeln!(
+                text,
+                "B{i},{},declare,,GBXYZ25{:05},Big Label,ddex:PADPIDA2000000001B,label,n,,,,,,,,,,,2025-01-01T00:00:00Z,active",
                 i + 1,
                 i
-            ));
+            )
+            .unwrap();
         }
         let path = dir.path().join("big.csv");
         std::fs::write(&path, text).unwrap();
@@ -1213,12 +1221,11 @@ mod tests {
         let mut rows: Vec<(Vec<String>, usize, &str, bool)> = Vec::new();
         let mut superseded: HashSet<usize> = HashSet::new();
         let mut seq = 0u64;
-        let mut checkpoints: Vec<(u64, BTreeSet<(u64, u64)>, BTreeMap<u64, Policy>)> =
-            vec![(0, BTreeSet::new(), BTreeMap::new())];
+        let mut checkpoints: Vec<Checkpoint> = vec![(0, BTreeSet::new(), BTreeMap::new())];
         for batch in 0..25 {
             let mut lines: Vec<Vec<String>> = Vec::new();
             let mut touched: HashSet<usize> = HashSet::new();
-            for _ in 0..(1 + rng.below(12)) {
+            for _ in 0..=rng.below(12) {
                 seq += 1;
                 let who = rng.below(3) as usize;
                 let open: Vec<usize> = (0..rows.len())

@@ -396,22 +396,17 @@ impl<R: Read> Read for Guard<R> {
         }
         let n = self.inner.read(out)?;
         let mut rest = &out[..n];
-        while !rest.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    self.line_len += i;
-                    if self.line_len > MAX_LINE {
-                        break;
-                    }
-                    self.line += 1;
-                    self.line_len = 0;
-                    rest = &rest[i + 1..];
-                }
-                None => {
-                    self.line_len += rest.len();
-                    rest = &[];
-                }
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            self.line_len += i;
+            if self.line_len > MAX_LINE {
+                break;
             }
+            self.line += 1;
+            self.line_len = 0;
+            rest = &rest[i + 1..];
+        }
+        if self.line_len <= MAX_LINE {
+            self.line_len += rest.len();
         }
         if self.line_len > MAX_LINE {
             self.tripped = Some(Trip::Line(self.line));
@@ -497,12 +492,14 @@ fn read_csv(input: &mut Input, file: usize, reader: impl Read) -> io::Result<()>
         .from_reader(guard);
     let mut rec = csv::ByteRecord::new();
     let mut header: Option<Vec<String>> = None;
+    // The line where the next row starts.
+    let mut next_line = 1;
     loop {
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let line = rdr.position().line();
+                let line = next_line;
                 match rdr.get_ref().tripped {
                     Some(Trip::Line(l)) => input.problem(
                         file,
@@ -539,6 +536,7 @@ fn read_csv(input: &mut Input, file: usize, reader: impl Read) -> io::Result<()>
             .position()
             .map_or_else(|| rdr.position().line(), csv::Position::line);
         let next = rdr.position().byte();
+        next_line = rdr.position().line();
         rdr.get_mut().row_start = next;
         let Some(columns) = &header else {
             match csv_header(input, file, line, &rec) {
@@ -878,4 +876,725 @@ pub fn import_files(
         db.apply(&batch)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::source::Source;
+    use consentry::declaration::resolve;
+
+    const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+    fn data(name: &str) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/")).join(name)
+    }
+
+    fn opts(t: i64) -> ImportOptions {
+        ImportOptions {
+            recorded_at: Some(t),
+        }
+    }
+
+    /// A registry holding the example data, in a temporary directory.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        path: PathBuf,
+        db: Db,
+    }
+
+    impl Fixture {
+        fn empty() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("registry.db");
+            let db = Db::create(&path).unwrap();
+            Fixture { dir, path, db }
+        }
+
+        fn loaded() -> Fixture {
+            let mut f = Fixture::empty();
+            let r = import_files(&mut f.db, &[data("declarations.csv")], &opts(T0)).unwrap();
+            assert_eq!(r.added, 16);
+            f
+        }
+
+        fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+            let p = self.dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        }
+
+        fn import(&mut self, files: &[PathBuf]) -> Result<ImportReport, ImportError> {
+            import_files(&mut self.db, files, &opts(T0 + 3600))
+        }
+
+        /// Import, expecting a refusal that changes nothing; the messages.
+        fn rejected(&mut self, files: &[PathBuf]) -> Vec<String> {
+            let dump = self.db.dump();
+            let bytes = std::fs::read(&self.path).unwrap();
+            let err = match self.import(files) {
+                Ok(r) => panic!("import was accepted: {r}"),
+                Err(e) => e,
+            };
+            assert_eq!(self.db.dump(), dump, "the database content changed");
+            assert_eq!(
+                std::fs::read(&self.path).unwrap(),
+                bytes,
+                "the file changed"
+            );
+            let text = err.to_string();
+            assert!(
+                text.ends_with("nothing was imported"),
+                "last line must say so: {text}"
+            );
+            err.problems().iter().map(ToString::to_string).collect()
+        }
+    }
+
+    fn assert_live_is_resolve(db: &Db) {
+        let all = db.all_declarations().unwrap();
+        let mut live = db.live_prefixes().unwrap();
+        live.extend(db.live_exact().unwrap());
+        live.sort_by(|a, b| {
+            (a.scope.key_range().0, a.scope, a.seq).cmp(&(b.scope.key_range().0, b.scope, b.seq))
+        });
+        assert_eq!(live, resolve(&all));
+    }
+
+    /// A valid CSV row (id X1, seq 101 unless overridden).
+    fn csv_row(overrides: &[(&str, &str)]) -> String {
+        let base = [
+            ("declaration_id", "X1"),
+            ("seq", "101"),
+            ("action", "declare"),
+            ("scope", "GBNWR2600001"),
+            ("declarant_name", "Northwind Records"),
+            ("declarant_id", "ddex:PADPIDA2014021201U"),
+            ("declarant_role", "label"),
+            ("train-ai", "n"),
+            ("declared_at", "2026-01-01T00:00:00Z"),
+            ("status", "active"),
+        ];
+        COLUMNS
+            .iter()
+            .map(|c| {
+                overrides
+                    .iter()
+                    .chain(base.iter())
+                    .find(|(k, _)| k == c)
+                    .map_or("", |(_, v)| *v)
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn csv(rows: &[String]) -> String {
+        let mut s = COLUMNS.join(",") + "\n";
+        for r in rows {
+            s.push_str(r);
+            s.push('\n');
+        }
+        s
+    }
+
+    fn json_row(id: &str, seq: u64) -> serde_json::Value {
+        serde_json::json!({
+            "declaration_id": id,
+            "seq": seq,
+            "action": "declare",
+            "scope": "GBNWR2600001",
+            "declarant": {"name": "Northwind Records", "id": "ddex:PADPIDA2014021201U", "role": "label"},
+            "preferences": {"train-ai": "n"},
+            "territories": {"include": ["WW"]},
+            "declared_at": "2026-01-01T00:00:00Z",
+            "status": "active"
+        })
+    }
+
+    fn has(messages: &[String], needle: &str) -> bool {
+        messages.iter().any(|m| m.contains(needle))
+    }
+
+    #[track_caller]
+    fn assert_has(messages: &[String], needles: &[&str]) {
+        for n in needles {
+            assert!(has(messages, n), "no message contains {n:?}: {messages:#?}");
+        }
+    }
+
+    #[test]
+    fn csv_then_jsonl_of_the_same_data_is_all_unchanged() {
+        let mut f = Fixture::loaded();
+        assert_live_is_resolve(&f.db);
+        let dump = f.db.dump();
+        let r = f.import(&[data("declarations.jsonl")]).unwrap();
+        assert_eq!(
+            r,
+            ImportReport {
+                added: 0,
+                unchanged: 16,
+                updated: 0,
+                files: 1,
+                rows: 16
+            }
+        );
+        assert_eq!(
+            r.to_string(),
+            "imported 0 declarations from 1 file (16 unchanged, 0 updated)"
+        );
+        assert_eq!(f.db.dump(), dump);
+        // And the other way round, from scratch.
+        let mut g = Fixture::empty();
+        let r = g.import(&[data("declarations.jsonl")]).unwrap();
+        assert_eq!(
+            r.to_string(),
+            "imported 16 declarations from 1 file (0 unchanged, 0 updated)"
+        );
+        assert_eq!(
+            g.db.all_declarations().unwrap(),
+            f.db.all_declarations().unwrap()
+        );
+        assert_live_is_resolve(&g.db);
+    }
+
+    #[test]
+    fn one_import_of_both_formats_rejects_every_id_twice() {
+        let mut f = Fixture::empty();
+        let m = f.rejected(&[data("declarations.csv"), data("declarations.jsonl")]);
+        assert_eq!(m.len(), 32, "{m:#?}");
+        assert_has(
+            &m,
+            &[
+                "declarations.csv:2:declaration_id: D1 appears more than once in this import (also at ",
+                "declarations.jsonl:1:declaration_id: D1 appears more than once",
+            ],
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_reported_with_file_line_and_field_and_nothing_is_imported() {
+        let ten_mb = "a".repeat(10 << 20);
+        let good = csv_row(&[]);
+        let cases: Vec<(&str, &str, Vec<u8>, Vec<&str>)> = vec![
+            (
+                "bad ISRC",
+                "bad.csv",
+                csv(&[csv_row(&[("scope", "GBNWR26000X1")])]).into(),
+                vec!["bad.csv:2:scope: \"GBNWR26000X1\": character 11"],
+            ),
+            (
+                "unknown use letter",
+                "bad.csv",
+                csv(&[csv_row(&[("all", "x")])]).into(),
+                vec!["bad.csv:2:all: \"x\" is not a preference"],
+            ),
+            (
+                "bad territory",
+                "bad.csv",
+                csv(&[csv_row(&[("territories_include", "FR XX")])]).into(),
+                vec!["bad.csv:2:territories_include: \"XX\" is not an ISO 3166-1"],
+            ),
+            (
+                "valid_until before valid_from",
+                "bad.csv",
+                csv(&[csv_row(&[
+                    ("valid_from", "2026-05-01"),
+                    ("valid_until", "2026-04-30"),
+                ])])
+                .into(),
+                vec!["bad.csv:2:valid_until: is before valid_from"],
+            ),
+            (
+                "duplicate ids",
+                "bad.csv",
+                csv(&[good.clone(), csv_row(&[("seq", "102")])]).into(),
+                vec![
+                    "bad.csv:2:declaration_id: X1 appears more than once in this import (also at ",
+                    "bad.csv:3:declaration_id: X1 appears more than once",
+                ],
+            ),
+            (
+                "non-UTF-8 CSV field",
+                "bad.csv",
+                [
+                    csv(std::slice::from_ref(&good)).as_bytes(),
+                    csv_row(&[("declaration_id", "X2"), ("seq", "102")])
+                        .replace("Northwind", "Caf\u{1}")
+                        .as_bytes(),
+                ]
+                .concat()
+                .into_iter()
+                .map(|b| if b == 1 { 0xE9 } else { b })
+                .collect(),
+                vec!["bad.csv:3:declarant_name: is not valid UTF-8; save the file as UTF-8"],
+            ),
+            (
+                "non-UTF-8 JSONL line",
+                "bad.jsonl",
+                b"{\"declaration_id\": \"X1\xff\"}\n".to_vec(),
+                vec!["bad.jsonl:1:(line): is not valid UTF-8; save the file as UTF-8"],
+            ),
+            (
+                "10 MB CSV line",
+                "bad.csv",
+                csv(&[good.clone(), ten_mb.clone()]).into(),
+                vec!["bad.csv:3:(line): is longer than 1048576 bytes (1 MiB)"],
+            ),
+            (
+                "10 MB JSONL line, and reading goes on after it",
+                "bad.jsonl",
+                format!("{}\n{ten_mb}\n{{\n", json_row("X1", 101)).into(),
+                vec![
+                    "bad.jsonl:2:(line): is 10485760 bytes long; a line may be at most 1048576",
+                    "bad.jsonl:3:(line): is not valid JSON",
+                ],
+            ),
+            (
+                "a quote left open",
+                "bad.csv",
+                format!(
+                    "{}\nX2,102,declare,,\"GBNWR2600002{}",
+                    csv(std::slice::from_ref(&good)),
+                    "\n0123456789".repeat(200_000)
+                )
+                .into(),
+                vec!["bad.csv:3:(row): the row starting here is longer than 1048576 bytes"],
+            ),
+            (
+                "unknown column",
+                "bad.csv",
+                format!("{},colour\n{good},blue\n", COLUMNS.join(",")).into(),
+                vec!["bad.csv:1:colour: unknown column \"colour\"; the columns are declaration_id"],
+            ),
+            (
+                "missing required column",
+                "bad.csv",
+                "declaration_id,scope\nX1,GBNWR2600001\n".into(),
+                vec![
+                    "bad.csv:1:seq: required column is missing",
+                    "bad.csv:1:declared_at: required column is missing",
+                ],
+            ),
+            (
+                "wrong field count",
+                "bad.csv",
+                csv(&["X1,101,declare".into()]).into(),
+                vec!["bad.csv:2:(row): has 3 fields; the header has 21 columns"],
+            ),
+            (
+                "empty CSV",
+                "bad.csv",
+                Vec::new(),
+                vec!["bad.csv:1:(header): the file is empty"],
+            ),
+            (
+                "not JSON",
+                "bad.jsonl",
+                b"{\"declaration_id\": \"X1\",\n".to_vec(),
+                vec![
+                    "bad.jsonl:1:(line): is not valid JSON: EOF while parsing a value (column 24)",
+                ],
+            ),
+            (
+                "not an object",
+                "bad.ndjson",
+                b"\n\n[1, 2]\n".to_vec(),
+                vec!["bad.ndjson:3:(line): must be a JSON object"],
+            ),
+            (
+                "JSONL problems use the JSON field names",
+                "bad.jsonl",
+                {
+                    let mut v = json_row("X1", 101);
+                    v["declarant"]["role"] = "boss".into();
+                    v["preferences"]["all"] = "maybe".into();
+                    v["colour"] = "blue".into();
+                    v["territories"] = serde_json::json!({"include": "WW"});
+                    format!("{v}\n").into()
+                },
+                vec!["bad.jsonl:1:territories.include: must be an array of codes"],
+            ),
+            (
+                "JSONL field errors after flattening",
+                "bad.jsonl",
+                {
+                    let mut v = json_row("X1", 101);
+                    v["declarant"]["role"] = "boss".into();
+                    v["preferences"]["all"] = "maybe".into();
+                    v["colour"] = "blue".into();
+                    format!("{v}\n").into()
+                },
+                vec![
+                    "bad.jsonl:1:declarant.role: \"boss\" is not one of",
+                    "bad.jsonl:1:preferences.all: \"maybe\" is not a preference",
+                    "bad.jsonl:1:colour: unknown field \"colour\"",
+                ],
+            ),
+            (
+                "supersedes nothing",
+                "bad.csv",
+                csv(&[csv_row(&[("supersedes", "NOPE")])]).into(),
+                vec!["bad.csv:2:supersedes: no declaration \"NOPE\" exists"],
+            ),
+            (
+                "supersedes another declarant's declaration",
+                "bad.csv",
+                csv(&[csv_row(&[("supersedes", "D4")])]).into(),
+                vec!["bad.csv:2:supersedes: D4 belongs to another declarant"],
+            ),
+            (
+                "supersedes what is already superseded",
+                "bad.csv",
+                csv(&[csv_row(&[("supersedes", "D13")])]).into(),
+                vec!["bad.csv:2:supersedes: D13 is already superseded by D14"],
+            ),
+            (
+                "replaces a revocation",
+                "bad.csv",
+                csv(&[csv_row(&[
+                    ("supersedes", "D10"),
+                    ("declarant_name", "Sakura Music"),
+                    ("declarant_id", "ddex:PADPIDA2020020202S"),
+                ])])
+                .into(),
+                vec!["bad.csv:2:supersedes: D10 is a revocation and cannot be replaced"],
+            ),
+            (
+                "revokes with another scope",
+                "bad.csv",
+                csv(&[csv_row(&[
+                    ("action", "revoke"),
+                    ("supersedes", "D2"),
+                    ("train-ai", ""),
+                ])])
+                .into(),
+                vec!["bad.csv:2:scope: a revocation must have the scope of D2 (GBNWR2500017)"],
+            ),
+            (
+                "two new declarations supersede the same one",
+                "bad.csv",
+                csv(&[
+                    csv_row(&[("supersedes", "D2")]),
+                    csv_row(&[
+                        ("declaration_id", "X2"),
+                        ("seq", "102"),
+                        ("supersedes", "D2"),
+                    ]),
+                ])
+                .into(),
+                vec!["bad.csv:3:supersedes: D2 is already superseded by X1"],
+            ),
+            (
+                "two new declarations share a seq",
+                "bad.csv",
+                csv(&[good.clone(), csv_row(&[("declaration_id", "X2")])]).into(),
+                vec!["bad.csv:3:seq: 101 is also the seq of X1"],
+            ),
+            (
+                "seq does not grow",
+                "bad.csv",
+                csv(&[csv_row(&[("seq", "16")])]).into(),
+                vec![
+                    "bad.csv:2:seq: 16 is not greater than 16, the largest seq already in the registry; sequence numbers only grow",
+                ],
+            ),
+            (
+                "seq beyond SQLite's integers",
+                "bad.csv",
+                csv(&[csv_row(&[("seq", "18446744073709551615")])]).into(),
+                vec!["bad.csv:2:seq: 18446744073709551615 is too large"],
+            ),
+            (
+                "a recorded declaration with other content",
+                "bad.csv",
+                std::fs::read_to_string(data("declarations.csv"))
+                    .unwrap()
+                    .replace(
+                        "D5,5,declare,,FR-AB1,Label Bleu,ddex:PADPIDA2011050918B,rights_owner,n",
+                        "D5,5,declare,,FR-AB1,Label Bleu,ddex:PADPIDA2011050918B,rights_owner,y",
+                    )
+                    .into(),
+                vec![
+                    "bad.csv:6:declaration_id: declaration D5 already exists with different content (preferences differ); declarations are immutable: publish a new declaration that supersedes it",
+                ],
+            ),
+            (
+                "unknown file type",
+                "bad.txt",
+                csv(std::slice::from_ref(&good)).into(),
+                vec!["bad.txt: unknown file type; name import files *.csv, *.jsonl or *.ndjson"],
+            ),
+        ];
+        let mut f = Fixture::loaded();
+        for (what, name, bytes, expected) in cases {
+            let path = f.write(name, &bytes);
+            let messages = f.rejected(std::slice::from_ref(&path));
+            for e in &expected {
+                assert!(
+                    has(&messages, e),
+                    "{what}: no message contains {e:?}: {messages:#?}"
+                );
+            }
+            std::fs::remove_file(path).unwrap();
+        }
+        let missing = f.dir.path().join("missing.csv");
+        assert_has(&f.rejected(&[missing]), &["missing.csv: cannot be read: "]);
+        assert_live_is_resolve(&f.db);
+    }
+
+    #[test]
+    fn a_row_relating_to_a_broken_row_is_not_blamed_for_it() {
+        let mut f = Fixture::loaded();
+        let path = f.write(
+            "bad.csv",
+            csv(&[
+                csv_row(&[("scope", "nonsense")]),
+                csv_row(&[
+                    ("declaration_id", "X2"),
+                    ("seq", "102"),
+                    ("supersedes", "X1"),
+                ]),
+            ]),
+        );
+        let m = f.rejected(&[path]);
+        assert_eq!(m.len(), 1, "{m:#?}");
+        assert_has(&m, &["bad.csv:2:scope: "]);
+    }
+
+    #[test]
+    fn problems_are_collected_across_files_and_capped_at_a_hundred() {
+        let mut f = Fixture::loaded();
+        let a = f.write("a.csv", csv(&[csv_row(&[("all", "x")])]));
+        let b = f.write("b.jsonl", "{}\n");
+        let m = f.rejected(&[a.clone(), b]);
+        assert_has(
+            &m,
+            &[
+                "a.csv:2:all: ",
+                "b.jsonl:1:declaration_id: is required and empty",
+            ],
+        );
+
+        let rows: Vec<String> = (0..150)
+            .map(|i| {
+                csv_row(&[
+                    ("declaration_id", &format!("Y{i}")),
+                    ("seq", &(200 + i).to_string()),
+                    ("scope", "bad"),
+                ])
+            })
+            .collect();
+        let many = f.write("many.csv", csv(&rows));
+        let err = f.import(&[many, a]).unwrap_err();
+        let text = err.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), MAX_PROBLEMS + 2, "{text}");
+        assert!(lines[0].contains("many.csv:2:scope: "), "{text}");
+        assert_eq!(lines[MAX_PROBLEMS], "… and 51 more problems");
+        assert_eq!(
+            lines[MAX_PROBLEMS + 1],
+            "151 problems; nothing was imported"
+        );
+    }
+
+    #[test]
+    fn a_status_only_change_is_an_update() {
+        let mut f = Fixture::loaded();
+        let before = f.db.last_change().unwrap();
+        let text = std::fs::read_to_string(data("declarations.csv"))
+            .unwrap()
+            .replace(
+                "2025-02-10T12:30:00Z,active",
+                "2025-02-10T12:30:00Z,disputed",
+            )
+            // D9 is revoked: its status changes, nothing is published.
+            .replace(
+                "2025-05-01T03:00:00Z,active",
+                "2025-05-01T03:00:00Z,disputed",
+            );
+        let path = f.write("status.csv", text);
+        let r = f.import(std::slice::from_ref(&path)).unwrap();
+        assert_eq!((r.added, r.unchanged, r.updated), (0, 14, 2));
+        assert_eq!(
+            r.to_string(),
+            "imported 0 declarations from 1 file (14 unchanged, 2 updated)"
+        );
+        assert_eq!(f.db.change_kinds()[before as usize..], ["update:D2"]);
+        let d2 = f.db.declaration("D2").unwrap().unwrap();
+        assert!(d2.policy.is_disputed());
+        let status: String =
+            f.db.connection()
+                .query_row("SELECT status FROM declarations WHERE id = 'D9'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+        assert_eq!(status, "disputed");
+        let after = f.db.last_change().unwrap();
+        let changes = f.db.exact_changes(before, after).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].existed_before && changes[0].exists_after);
+        assert_eq!(f.db.registry_time().unwrap(), T0 + 3600);
+        assert_live_is_resolve(&f.db);
+        // Importing the same again changes nothing.
+        let r = f.import(&[path]).unwrap();
+        assert_eq!((r.added, r.unchanged, r.updated), (0, 16, 0));
+    }
+
+    #[test]
+    fn bom_crlf_and_upper_case_extensions_are_accepted() {
+        let mut plain = Fixture::empty();
+        plain.import(&[data("declarations.csv")]).unwrap();
+        let csv_text = std::fs::read_to_string(data("declarations.csv")).unwrap();
+        let jsonl_text = std::fs::read_to_string(data("declarations.jsonl")).unwrap();
+        for (name, text) in [("bom.CSV", csv_text), ("bom.JSONL", jsonl_text)] {
+            let mut f = Fixture::empty();
+            let bytes = format!("\u{feff}{}", text.replace('\n', "\r\n"));
+            let path = f.write(name, bytes);
+            let r = f.import(&[path]).unwrap();
+            assert_eq!((r.added, r.rows), (16, 16), "{name}");
+            assert_eq!(
+                f.db.all_declarations().unwrap(),
+                plain.db.all_declarations().unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_only_csv_and_empty_jsonl_import_nothing() {
+        let mut f = Fixture::loaded();
+        let dump = f.db.dump();
+        let header = f.write("header.csv", format!("{}\r\n", COLUMNS.join(",")));
+        let empty = f.write("empty.jsonl", "");
+        let blank = f.write("blank.ndjson", "\n  \n\r\n");
+        let r = f.import(&[header, empty, blank]).unwrap();
+        assert_eq!(
+            r,
+            ImportReport {
+                files: 3,
+                ..ImportReport::default()
+            }
+        );
+        assert_eq!(
+            r.to_string(),
+            "imported 0 declarations from 3 files (0 unchanged, 0 updated)"
+        );
+        assert_eq!(f.db.dump(), dump);
+        assert_eq!(f.import(&[]).unwrap(), ImportReport::default());
+    }
+
+    #[test]
+    fn a_csv_with_only_some_optional_columns_and_quoted_fields_imports() {
+        let mut f = Fixture::loaded();
+        let text = "declaration_id,seq,scope,declarant_name,declarant_id,declarant_role,train-genai,declared_at,action\n\
+                    X1,101,gb-nwr-26,\"Northwind Records, Ltd\",ddex:PADPIDA2014021201U,label,n,2026-01-01T00:00:00Z,declare\n\
+                    X2,102,GB-NWR-26-00007,\"Northwind \"\"North\"\" Records\",ddex:PADPIDA2014021201U,label,y,2026-01-01T00:00:00Z,declare\n";
+        // A field spanning lines: the row is reported at its first line and
+        // the rows after it at theirs.
+        let broken = text.replace("Northwind Records, Ltd", "Northwind\nRecords")
+            + "X3,103,GB-NWR-26-00008,N,ddex:PADPIDA2014021201U,label,y,2026-01-01T00:00:00Z,revise\n";
+        let path = f.write("broken.csv", broken);
+        let m = f.rejected(&[path]);
+        assert_has(
+            &m,
+            &[
+                "broken.csv:2:declarant_name: must be at most ",
+                "broken.csv:5:action: \"revise\" is not declare or revoke",
+            ],
+        );
+        assert_eq!(m.len(), 2, "{m:#?}");
+        let path = f.write("some.csv", text);
+        let r = f.import(&[path]).unwrap();
+        assert_eq!((r.added, r.rows), (2, 2));
+        let x2 = f.db.declaration("X2").unwrap().unwrap();
+        assert_eq!(x2.policy.declarant.name, "Northwind \"North\" Records");
+        assert_eq!(x2.scope.canonical(), "GBNWR2600007");
+        let x1 = f.db.declaration("X1").unwrap().unwrap();
+        assert_eq!(x1.scope.canonical(), "GB-NWR-26");
+        assert_eq!(x1.policy.declarant.name, "Northwind Records, Ltd");
+        assert_live_is_resolve(&f.db);
+    }
+
+    #[test]
+    fn replacing_and_revoking_recorded_declarations_updates_the_live_set() {
+        let mut f = Fixture::loaded();
+        let before = f.db.last_change().unwrap();
+        let path = f.write(
+            "next.csv",
+            csv(&[
+                csv_row(&[
+                    ("supersedes", "D2"),
+                    ("scope", "GBNWR2500017"),
+                    ("seq", "17"),
+                ]),
+                csv_row(&[
+                    ("declaration_id", "X2"),
+                    ("seq", "18"),
+                    ("action", "revoke"),
+                    ("supersedes", "D1"),
+                    ("scope", "GB-NWR"),
+                    ("train-ai", ""),
+                ]),
+            ]),
+        );
+        let r = f.import(&[path]).unwrap();
+        assert_eq!(r.added, 2);
+        assert_eq!(
+            f.db.change_kinds()[before as usize..],
+            ["insert:X1", "delete:D2", "insert:X2", "delete:D1"]
+        );
+        assert_live_is_resolve(&f.db);
+        assert!(
+            f.db.prefixes_changed(before, f.db.last_change().unwrap())
+                .unwrap()
+        );
+    }
+
+    /// Mutated example files must give an answer or a list of problems, never a
+    /// panic, and a refusal must leave the database as it was.
+    #[test]
+    fn mutated_input_never_panics_and_refusals_change_nothing() {
+        let mut f = Fixture::empty();
+        let mut rng = crate::generate::Rng::new(7);
+        let sources = [
+            ("m.csv", std::fs::read(data("declarations.csv")).unwrap()),
+            (
+                "m.jsonl",
+                std::fs::read(data("declarations.jsonl")).unwrap(),
+            ),
+        ];
+        let specials = [
+            b'"', b',', b'\n', b'\r', 0xFF, 0xC3, b'{', b'}', b'\\', 0, b' ',
+        ];
+        let (mut ok, mut refused) = (0, 0);
+        for i in 0..300 {
+            let (name, src) = &sources[i % 2];
+            let mut bytes = src.clone();
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(bytes.len() as u64 + 1) as usize;
+                match rng.below(4) {
+                    0 if at < bytes.len() => bytes[at] = *rng.pick(&specials),
+                    1 => bytes.insert(at.min(bytes.len()), *rng.pick(&specials)),
+                    2 => bytes.truncate(at),
+                    _ => {
+                        let end = (at + rng.below(40) as usize).min(bytes.len());
+                        bytes.drain(at.min(end)..end);
+                    }
+                }
+            }
+            let path = f.write(name, &bytes);
+            let dump = f.db.dump();
+            match f.import(&[path]) {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    refused += 1;
+                    assert!(!e.problems().is_empty(), "{e}");
+                    assert_eq!(f.db.dump(), dump);
+                }
+            }
+            assert_live_is_resolve(&f.db);
+        }
+        assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+    }
 }
