@@ -95,6 +95,7 @@ impl Rows {
     }
 
     /// Rows `[a, b)` as a new `Rows`.
+    #[must_use]
     pub fn slice(&self, a: usize, b: usize) -> Rows {
         let mut out = Rows::default();
         for i in a..b {
@@ -130,7 +131,7 @@ impl Rows {
                         format!(
                             "deletes ({}, seq {}), which the previous state does not hold",
                             crate::isrc::Isrc::from_key(next.0)
-                                .map_or_else(|| next.0.to_string(), |k| k.compact()),
+                                .map_or_else(|| next.0.to_string(), crate::isrc::Isrc::compact),
                             next.1
                         ),
                     ));
@@ -385,14 +386,19 @@ pub fn decode_columns(
     set: &mut PolicySet,
 ) -> VResult<Rows> {
     let bad = |d: String| reject(file, "malformed_data", d);
+    let over = |d: String| reject(file, "limit_exceeded", d);
     if c.count > limits.max_records_per_file {
-        return Err(bad(format!(
+        return Err(over(format!(
             "{} rows exceed the limit of {}",
             c.count, limits.max_records_per_file
         )));
     }
     if c.policies.len() as u64 > limits.max_policies {
-        return Err(bad("too many policies".into()));
+        return Err(over(format!(
+            "{} policies exceed the limit of {}",
+            c.policies.len(),
+            limits.max_policies
+        )));
     }
     let mut prev_bytes: Option<Vec<u8>> = None;
     let mut ids_map = Vec::with_capacity(c.policies.len());
@@ -486,6 +492,28 @@ pub fn open_file(
             "hash_mismatch",
             "SHA-256 differs from the manifest; the file was altered or belongs to another snapshot",
         ));
+    }
+    if fref.length > limits.max_file_bytes {
+        return Err(reject(
+            file,
+            "limit_exceeded",
+            format!(
+                "declared length {} exceeds the limit {}",
+                fref.length, limits.max_file_bytes
+            ),
+        ));
+    }
+    // Exactly one zstd frame, covering every byte: no skippable frames, no
+    // second frame, nothing after it.
+    match zstd::zstd_safe::find_frame_compressed_size(bytes) {
+        Ok(n) if n == bytes.len() => {}
+        _ => {
+            return Err(reject(
+                file,
+                "malformed_data",
+                "is not exactly one zstd frame",
+            ));
+        }
     }
     if fref.raw_length > limits.max_raw_bytes {
         return Err(reject(
@@ -603,7 +631,7 @@ pub fn decode_layer(
 ) -> VResult<Layer> {
     let doc: LayerDoc = cbor::from_slice_canonical(raw)
         .map_err(|e| reject(file, "malformed_data", format!("layer is {e}")))?;
-    if doc.to != doc.from + 1 {
+    if doc.from.checked_add(1) != Some(doc.to) {
         return Err(reject(
             file,
             "layer_mismatch",
@@ -698,7 +726,7 @@ pub fn decode_prefixes(
         ));
     }
     if count > limits.max_records_per_file {
-        return Err(bad("too many prefix entries".into()));
+        return Err(reject(file, "limit_exceeded", "too many prefix entries"));
     }
     let mut out: Vec<Record> = Vec::with_capacity(doc.rows.len());
     for r in doc.rows {

@@ -11,8 +11,9 @@ use crate::isrc::Scope;
 use crate::model::{Declarant, PARTY_ID_SCHEMES, Policy, Pref, ROLES, Terms, Use, is_territory};
 use crate::time::{parse_date, parse_timestamp};
 
-/// Longest declaration id, declarant name or party id accepted.
-pub const MAX_TEXT: usize = 256;
+/// Longest declaration id, declarant name or party id accepted (an id's length
+/// is one byte in the state encoding, SPEC.md §6).
+pub const MAX_TEXT: usize = 255;
 
 /// The import columns, in the order of the example CSV.
 pub const COLUMNS: [&str; 21] = [
@@ -151,9 +152,8 @@ impl Declaration {
             }
         };
         let action = match get("action") {
-            "declare" => Action::Declare,
+            "declare" | "" => Action::Declare,
             "revoke" => Action::Revoke,
-            "" => Action::Declare,
             other => {
                 err("action", format!("{other:?} is not declare or revoke"));
                 Action::Declare
@@ -189,12 +189,11 @@ impl Declaration {
             );
         }
         let party = get("declarant_id").to_string();
-        if !party.is_empty()
-            && !(PARTY_ID_SCHEMES
-                .iter()
-                .any(|p| party.len() > p.len() && party.starts_with(p))
-                && is_id_text(&party))
-        {
+        let typed = PARTY_ID_SCHEMES
+            .iter()
+            .any(|p| party.len() > p.len() && party.starts_with(p));
+        let valid_party = party.is_empty() || (typed && is_id_text(&party));
+        if !valid_party {
             err(
                 "declarant_id",
                 format!("{party:?} must be typed: ddex:…, isni:… or ipi:…"),
@@ -484,6 +483,29 @@ pub fn row_from_json(v: &serde_json::Value) -> Result<BTreeMap<String, String>, 
             _ => None,
         }
     };
+    let nested_of = |flat: &str| -> Option<&str> {
+        if flat.starts_with("declarant_") {
+            Some("declarant")
+        } else if flat.starts_with("policy_") {
+            Some("policy")
+        } else if flat.starts_with("territories_") {
+            Some("territories")
+        } else if ["all", "train-ai", "train-genai", "ai-use", "search"].contains(&flat) {
+            Some("preferences")
+        } else {
+            None
+        }
+    };
+    for k in obj.keys() {
+        if let Some(parent) = nested_of(k)
+            && obj.contains_key(parent)
+        {
+            err(
+                k,
+                &format!("given both flat and inside \"{parent}\"; use one"),
+            );
+        }
+    }
     for (k, val) in obj {
         let nested: Option<(&str, &[&str])> = match k.as_str() {
             "declarant" => Some(("declarant_", &["name", "id", "role"])),

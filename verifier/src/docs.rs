@@ -256,8 +256,11 @@ impl Manifest {
         if self.ranges.last().is_some_and(|r| r.lo >= KEY_SPACE) {
             return Err("a range starts outside the ISRC key space".into());
         }
-        if self.base > self.version {
-            return Err("base is newer than version".into());
+        if self.base == 0 || self.base > self.version {
+            return Err("base must be between 1 and version".into());
+        }
+        if self.base == self.version && self.ranges.iter().any(|r| r.count != r.shard.count) {
+            return Err("with no layers, every range count must equal its shard's count".into());
         }
         if self.layers.len() as u64 != self.version - self.base {
             return Err(format!(

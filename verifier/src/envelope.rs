@@ -68,6 +68,10 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 pub fn load_key(public: &[u8; 32]) -> Result<VerifyingKey, String> {
     let k =
         VerifyingKey::from_bytes(public).map_err(|e| format!("not an ed25519 public key: {e}"))?;
+    // Refuse non-canonical encodings (a y coordinate ≥ p): one key, one byte string.
+    if k.to_bytes() != *public {
+        return Err("non-canonical ed25519 public key encoding".into());
+    }
     if k.is_weak() {
         return Err("weak (small-order) ed25519 public key".into());
     }

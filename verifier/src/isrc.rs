@@ -64,14 +64,16 @@ pub fn normalize(input: &str) -> String {
     let mut s: String = input
         .chars()
         .filter(|c| *c != '-' && *c != ' ' && *c != '\t')
-        .flat_map(char::to_uppercase)
+        // ASCII folding only: Unicode case mapping would turn `ſ` into `S`
+        // and accept look-alike codes.
+        .map(|c| c.to_ascii_uppercase())
         .collect();
     // Only a string longer than an ISRC can carry the prefix: `ISRCX2500017` is
     // itself a valid Icelandic code and must stay as it is.
-    if s.len() > 12 {
-        if let Some(rest) = s.strip_prefix("ISRC") {
-            s = rest.strip_prefix(':').unwrap_or(rest).to_string();
-        }
+    if s.len() > 12
+        && let Some(rest) = s.strip_prefix("ISRC")
+    {
+        s = rest.strip_prefix(':').unwrap_or(rest).to_string();
     }
     s
 }

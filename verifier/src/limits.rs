@@ -30,10 +30,13 @@ pub struct Limits {
     pub max_policies: u64,
     /// Most entries in a tar bundle.
     pub max_bundle_entries: u64,
+    /// Most bytes of file data in a tar bundle (all entries together).
+    pub max_bundle_bytes: u64,
 }
 
 impl Limits {
-    /// Defaults sized for 10^9 records in ranges of about 2^20 records.
+    /// Defaults sized for 10^9 records in ranges of 2^17 records (about 7,600
+    /// ranges); 32,768 ranges of ~150 bytes stay well under the manifest cap.
     pub const DEFAULT: Limits = Limits {
         max_root_bytes: 512 * 1024,
         max_head_bytes: 16 * 1024,
@@ -41,13 +44,14 @@ impl Limits {
         max_file_bytes: 256 * 1024 * 1024,
         max_raw_bytes: 1024 * 1024 * 1024,
         max_records_per_file: 16 * 1024 * 1024,
-        max_ranges: 65_536,
+        max_ranges: 32_768,
         max_layers: 64,
         max_signatures: 32,
         max_root_keys: 64,
         max_root_rotations: 1024,
         max_policies: 1_048_576,
         max_bundle_entries: 200_000,
+        max_bundle_bytes: 64 * 1024 * 1024 * 1024,
     };
 }
 

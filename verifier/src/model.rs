@@ -268,8 +268,32 @@ impl Policy {
                 self.declarant.role
             ));
         }
-        if self.declarant.id.is_empty() || self.declarant.name.is_empty() {
-            return Err("declarant: id and name must not be empty".into());
+        let d = &self.declarant;
+        if d.name.is_empty() || d.name.len() > 255 || d.name.chars().any(char::is_control) {
+            return Err("declarant.name: must be 1-255 bytes without control characters".into());
+        }
+        if d.id.len() > 255
+            || !d.id.bytes().all(|b| b.is_ascii_graphic())
+            || !PARTY_ID_SCHEMES
+                .iter()
+                .any(|p| d.id.len() > p.len() && d.id.starts_with(p))
+        {
+            return Err(format!(
+                "declarant.id: {:?} must be a typed party id (ddex:, ipi:, isni:) of printable ASCII",
+                d.id
+            ));
+        }
+        if self.from.is_some_and(|f| f < 0) || self.until.is_some_and(|u| u < 0) {
+            return Err("from/until: days before 1970-01-01 are not allowed".into());
+        }
+        if let Some(t) = &self.terms
+            && (!(t.url.starts_with("https://") || t.url.starts_with("http://"))
+                || t.url.len() > 2048
+                || t.url.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(
+                "terms.url: must be an http(s) URL of at most 2048 bytes without spaces".into(),
+            );
         }
         if let (Some(f), Some(u)) = (self.from, self.until)
             && f > u
@@ -291,6 +315,12 @@ impl Policy {
             }
         } else {
             check_territory_list(&self.include, true).map_err(|e| format!("include: {e}"))?;
+            if self.include.is_empty() {
+                return Err(
+                    "include: a declaration covers at least one territory (WW for worldwide)"
+                        .into(),
+                );
+            }
             if self.include.iter().any(|c| c == "WW") && self.include.len() != 1 {
                 return Err("include: WW (worldwide) must stand alone".into());
             }

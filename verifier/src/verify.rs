@@ -101,7 +101,7 @@ pub fn verify_next_root(
         new.roles.root.threshold,
         "new root's root",
     )?;
-    if new.version != trusted.version + 1 {
+    if trusted.version.checked_add(1) != Some(new.version) {
         return Err(reject(
             file,
             "root_version",
@@ -117,7 +117,8 @@ pub fn verify_next_root(
 /// Whether a document expiring at `expires` is expired at `now`: at or after
 /// its expiry instant.
 pub fn is_expired(expires: u64, now: i64) -> bool {
-    now >= 0 && expires <= now as u64
+    // A time before 1970 is no time at all: fail closed.
+    now < 0 || expires <= now as u64
 }
 
 /// Step 2 end: the final root must not be expired.
@@ -287,6 +288,28 @@ pub fn verify_manifest(
     Ok(m)
 }
 
+/// Step 5 (fork): a manifest with the trusted version must be the trusted
+/// manifest, byte for byte — two different manifests with one version are a
+/// split view.
+pub fn check_manifest_fork(
+    file: &str,
+    version: u64,
+    sha256: &[u8; 32],
+    trusted: Option<(u64, [u8; 32])>,
+) -> VResult<()> {
+    if let Some((tv, th)) = trusted
+        && tv == version
+        && th != *sha256
+    {
+        return Err(reject(
+            file,
+            "split_view",
+            format!("a different manifest carries the trusted version {tv}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Step 5 (chain): a manifest one version after the trusted one must name the
 /// trusted manifest's hash as `previous`; any newer manifest must not be older.
 pub fn check_manifest_chain(
@@ -307,7 +330,7 @@ pub fn check_manifest_chain(
             ),
         ));
     }
-    if m.version == tv + 1 && m.previous != Some(th) {
+    if tv.checked_add(1) == Some(m.version) && m.previous != Some(th) {
         return Err(reject(
             file,
             "chain_broken",
