@@ -1,1 +1,727 @@
-//! (in progress)
+//! Where snapshot files come from (SPEC.md §7): a mirror directory or an HTTP(S)
+//! server laid out like a published site (SPEC.md §2).
+//!
+//! A [`Fetch`] is asked only for the flat site names of [`crate::docs::paths`]
+//! ([`SiteFile::parse`] refuses anything else) and never returns more than the
+//! caller's bound: it reads at most `max_len + 1` bytes and refuses the file
+//! with `limit_exceeded` when that extra byte arrives. Nothing a fetcher
+//! returns is trusted; the caller verifies every byte.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Rejection, reject};
+
+/// A source of site files.
+pub trait Fetch {
+    /// The bytes of site file `path`, `None` when the source does not have it
+    /// (HTTP 404, no such file). At most `max_len` bytes are accepted; a longer
+    /// file is refused with `limit_exceeded` after reading `max_len + 1` bytes.
+    fn get(&self, path: &str, max_len: u64) -> Result<Option<Vec<u8>>, Rejection>;
+
+    /// Where `path` lives, for messages (a URL or a file path).
+    fn location(&self, path: &str) -> String;
+}
+
+/// The kinds of file a site holds, parsed from their exact flat names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteFile {
+    /// `head.cbor`
+    Head,
+    /// `root/{N}.cbor`
+    Root(u64),
+    /// `manifest/{V}.{sha256 hex}.cbor`
+    Manifest(u64, [u8; 32]),
+    /// `shard/{sha256 hex}.zst`
+    Shard([u8; 32]),
+    /// `layer/{sha256 hex}.zst`
+    Layer([u8; 32]),
+    /// `prefix/{sha256 hex}.zst`
+    Prefix([u8; 32]),
+}
+
+/// The subdirectories of a site.
+pub const SITE_DIRS: [&str; 5] = ["root", "manifest", "shard", "layer", "prefix"];
+
+fn parse_version(s: &str) -> Option<u64> {
+    // Canonical decimal only: no sign, no leading zero, at least 1.
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+impl SiteFile {
+    /// Parse an exact site name; anything else (other spellings, upper-case
+    /// hex, leading zeros, `..`, extra components) is `None`.
+    pub fn parse(name: &str) -> Option<SiteFile> {
+        if name == crate::docs::paths::HEAD {
+            return Some(SiteFile::Head);
+        }
+        let (dir, file) = name.split_once('/')?;
+        match dir {
+            "root" => parse_version(file.strip_suffix(".cbor")?).map(SiteFile::Root),
+            "manifest" => {
+                let (v, h) = file.strip_suffix(".cbor")?.split_once('.')?;
+                Some(SiteFile::Manifest(parse_version(v)?, parse_hash(h)?))
+            }
+            "shard" => parse_hash(file.strip_suffix(".zst")?).map(SiteFile::Shard),
+            "layer" => parse_hash(file.strip_suffix(".zst")?).map(SiteFile::Layer),
+            "prefix" => parse_hash(file.strip_suffix(".zst")?).map(SiteFile::Prefix),
+            _ => None,
+        }
+    }
+
+    /// The canonical name (inverse of [`SiteFile::parse`]).
+    pub fn name(self) -> String {
+        use crate::docs::paths;
+        match self {
+            SiteFile::Head => paths::HEAD.to_string(),
+            SiteFile::Root(v) => paths::root(v),
+            SiteFile::Manifest(v, h) => paths::manifest(v, &h),
+            SiteFile::Shard(h) => paths::shard(&h),
+            SiteFile::Layer(h) => paths::layer(&h),
+            SiteFile::Prefix(h) => paths::prefixes(&h),
+        }
+    }
+
+    /// The subdirectory holding the file, if any.
+    pub fn dir(self) -> Option<&'static str> {
+        match self {
+            SiteFile::Head => None,
+            SiteFile::Root(_) => Some("root"),
+            SiteFile::Manifest(..) => Some("manifest"),
+            SiteFile::Shard(_) => Some("shard"),
+            SiteFile::Layer(_) => Some("layer"),
+            SiteFile::Prefix(_) => Some("prefix"),
+        }
+    }
+}
+
+fn checked_name(path: &str, location: &str) -> Result<SiteFile, Rejection> {
+    SiteFile::parse(path).ok_or_else(|| {
+        reject(
+            location,
+            "bad_path",
+            format!("{path:?} is not a site file name"),
+        )
+    })
+}
+
+fn too_long(location: &str, max_len: u64) -> Rejection {
+    reject(
+        location,
+        "limit_exceeded",
+        format!("is longer than the {max_len} bytes accepted for it"),
+    )
+}
+
+/// Read at most `max_len + 1` bytes; refuse more than `max_len`.
+pub fn read_bounded(mut r: impl Read, max_len: u64, location: &str) -> Result<Vec<u8>, Rejection> {
+    let mut out = Vec::new();
+    r.by_ref()
+        .take(max_len.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| io_error(location, &e))?;
+    if out.len() as u64 > max_len {
+        return Err(too_long(location, max_len));
+    }
+    Ok(out)
+}
+
+/// A rejection for an I/O failure at `location`.
+pub fn io_error(location: &str, e: &io::Error) -> Rejection {
+    reject(location, "io_error", e.to_string())
+}
+
+/// A mirror directory (or a store, or an unpacked bundle).
+#[derive(Debug, Clone)]
+pub struct DirFetch {
+    base: PathBuf,
+}
+
+impl DirFetch {
+    pub fn new(base: impl Into<PathBuf>) -> DirFetch {
+        DirFetch { base: base.into() }
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+}
+
+impl Fetch for DirFetch {
+    fn location(&self, path: &str) -> String {
+        self.base.join(path).display().to_string()
+    }
+
+    fn get(&self, path: &str, max_len: u64) -> Result<Option<Vec<u8>>, Rejection> {
+        let loc = self.location(path);
+        let kind = checked_name(path, &loc)?;
+        // Neither the subdirectory nor the file may be a symlink: a mirror
+        // directory is served as it is, never redirected elsewhere on disk.
+        if let Some(dir) = kind.dir() {
+            let d = self.base.join(dir);
+            match std::fs::symlink_metadata(&d) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(reject(
+                        d.display().to_string(),
+                        "symlink_refused",
+                        "is a symbolic link; a mirror's directories must be real directories",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_error(&d.display().to_string(), &e)),
+            }
+        }
+        let full = self.base.join(path);
+        let lmeta = match std::fs::symlink_metadata(&full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&loc, &e)),
+        };
+        if lmeta.file_type().is_symlink() {
+            return Err(reject(
+                &loc,
+                "symlink_refused",
+                "is a symbolic link; a mirror's files must be regular files",
+            ));
+        }
+        if !lmeta.file_type().is_file() {
+            return Err(reject(&loc, "not_a_file", "is not a regular file"));
+        }
+        if lmeta.len() > max_len {
+            return Err(too_long(&loc, max_len));
+        }
+        let file = match File::open(&full) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&loc, &e)),
+        };
+        // The file opened must be the one inspected (no swap for a symlink in
+        // between).
+        let meta = file.metadata().map_err(|e| io_error(&loc, &e))?;
+        if meta.dev() != lmeta.dev() || meta.ino() != lmeta.ino() {
+            return Err(reject(
+                &loc,
+                "symlink_refused",
+                "changed while it was opened",
+            ));
+        }
+        read_bounded(file, max_len, &loc).map(Some)
+    }
+}
+
+/// Timeouts of [`HttpFetch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// Longest wait for the response headers, and for each further piece of
+    /// the body (an idle connection fails after this).
+    pub read: Duration,
+    /// The whole request, from connecting to the last body byte: a server that
+    /// trickles data fails here.
+    pub overall: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+            overall: Duration::from_mins(2),
+        }
+    }
+}
+
+/// How many times a request is tried (connection failures and 5xx only).
+pub const HTTP_ATTEMPTS: u32 = 3;
+/// First pause between attempts; doubled each time.
+pub const HTTP_BACKOFF: Duration = Duration::from_millis(250);
+/// Size of the pieces a body is read in.
+const CHUNK: usize = 64 * 1024;
+
+/// A site served over HTTP or HTTPS.
+#[derive(Debug, Clone)]
+pub struct HttpFetch {
+    base: String,
+    timeouts: Timeouts,
+    agent: ureq::Agent,
+}
+
+enum Attempt {
+    Done(Option<Vec<u8>>),
+    /// Worth trying again (connection failure, 5xx).
+    Retry(Rejection),
+    /// Final.
+    Fail(Rejection),
+}
+
+enum Piece {
+    Status(u16),
+    Length(Option<u64>),
+    Data(Vec<u8>),
+    End,
+    Failed { msg: String, retry: bool },
+}
+
+impl HttpFetch {
+    /// `base` is the site's URL, with or without a trailing `/`.
+    pub fn new(base: &str, timeouts: Timeouts) -> Result<HttpFetch, Rejection> {
+        let lower = base.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(reject(
+                base,
+                "bad_source",
+                "is not an http:// or https:// URL",
+            ));
+        }
+        let mut base = base.to_string();
+        if !base.ends_with('/') {
+            base.push('/');
+        }
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeouts.connect)
+            .timeout_read(timeouts.read)
+            .timeout_write(timeouts.read)
+            .timeout(timeouts.overall)
+            .user_agent(concat!("consentry/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(HttpFetch {
+            base,
+            timeouts,
+            agent,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// One request. The body is read on a helper thread and handed over in
+    /// pieces, so that the caller can give up when nothing arrives for the
+    /// read timeout even though ureq's deadline covers the whole request.
+    fn attempt(&self, url: &str, max_len: u64) -> Attempt {
+        let (tx, rx) = mpsc::sync_channel::<Piece>(4);
+        let agent = self.agent.clone();
+        let req_url = url.to_string();
+        std::thread::spawn(move || {
+            let resp = match agent.get(&req_url).call() {
+                Ok(r) => r,
+                Err(ureq::Error::Status(code, _)) => {
+                    let _ = tx.send(Piece::Status(code));
+                    return;
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    let retry = t.kind() == ureq::ErrorKind::ConnectionFailed;
+                    let _ = tx.send(Piece::Failed {
+                        msg: t.to_string(),
+                        retry,
+                    });
+                    return;
+                }
+            };
+            if tx.send(Piece::Status(resp.status())).is_err() {
+                return;
+            }
+            let len = resp
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if tx.send(Piece::Length(len)).is_err() {
+                return;
+            }
+            let mut reader = resp.into_reader().take(max_len.saturating_add(1));
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                match reader.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = tx.send(Piece::End);
+                        return;
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Piece::Data(buf)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Piece::Failed {
+                            msg: e.to_string(),
+                            retry: false,
+                        });
+                        return;
+                    }
+                }
+            }
+        });
+
+        let start = Instant::now();
+        let timed_out = |what: &str| {
+            reject(
+                url,
+                "fetch_failed",
+                format!("timed out {what}; the server is too slow or stalled"),
+            )
+        };
+        let mut body: Vec<u8> = Vec::new();
+        loop {
+            // Never wait past the overall deadline, nor longer than the read
+            // timeout for the next piece.
+            let left = self.timeouts.overall.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Attempt::Fail(timed_out(&format!(
+                    "after {} s (overall timeout)",
+                    self.timeouts.overall.as_secs()
+                )));
+            }
+            let piece = match rx.recv_timeout(left.min(self.timeouts.read)) {
+                Ok(p) => p,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let what = if left <= self.timeouts.read {
+                        format!(
+                            "after {} s (overall timeout)",
+                            self.timeouts.overall.as_secs()
+                        )
+                    } else {
+                        format!(
+                            "waiting {} s for data (read timeout)",
+                            self.timeouts.read.as_secs()
+                        )
+                    };
+                    return Attempt::Fail(timed_out(&what));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Attempt::Fail(reject(
+                        url,
+                        "fetch_failed",
+                        "the connection ended unexpectedly",
+                    ));
+                }
+            };
+            match piece {
+                Piece::Status(404) => return Attempt::Done(None),
+                Piece::Status(code) if (500..=599).contains(&code) => {
+                    return Attempt::Retry(reject(
+                        url,
+                        "fetch_failed",
+                        format!("server error: HTTP status {code}"),
+                    ));
+                }
+                Piece::Status(code) if !(200..=299).contains(&code) => {
+                    return Attempt::Fail(reject(
+                        url,
+                        "fetch_failed",
+                        format!("HTTP status {code}"),
+                    ));
+                }
+                Piece::Length(Some(n)) if n > max_len => {
+                    return Attempt::Fail(too_long(url, max_len));
+                }
+                Piece::Status(_) | Piece::Length(_) => {}
+                Piece::Data(d) => {
+                    body.extend_from_slice(&d);
+                    if body.len() as u64 > max_len {
+                        return Attempt::Fail(too_long(url, max_len));
+                    }
+                }
+                Piece::End => return Attempt::Done(Some(body)),
+                Piece::Failed { msg, retry: true } => {
+                    return Attempt::Retry(reject(url, "fetch_failed", msg));
+                }
+                Piece::Failed { msg, retry: false } => {
+                    return Attempt::Fail(reject(url, "fetch_failed", msg));
+                }
+            }
+        }
+    }
+}
+
+impl Fetch for HttpFetch {
+    fn location(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str, max_len: u64) -> Result<Option<Vec<u8>>, Rejection> {
+        let url = self.location(path);
+        checked_name(path, &url)?;
+        let mut pause = HTTP_BACKOFF;
+        let mut last = None;
+        for n in 1..=HTTP_ATTEMPTS {
+            match self.attempt(&url, max_len) {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(r) => return Err(r),
+                Attempt::Retry(r) => {
+                    last = Some(r);
+                    if n < HTTP_ATTEMPTS {
+                        std::thread::sleep(pause);
+                        pause *= 2;
+                    }
+                }
+            }
+        }
+        let r = last.unwrap_or_else(|| reject(&url, "fetch_failed", "no attempt was made"));
+        Err(Rejection {
+            detail: format!("{} (after {HTTP_ATTEMPTS} attempts)", r.detail),
+            ..r
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn site_names_parse_exactly() {
+        let h = [0x01u8; 32];
+        for f in [
+            SiteFile::Head,
+            SiteFile::Root(1),
+            SiteFile::Root(1234),
+            SiteFile::Manifest(7, h),
+            SiteFile::Shard(h),
+            SiteFile::Layer(h),
+            SiteFile::Prefix(h),
+        ] {
+            assert_eq!(SiteFile::parse(&f.name()), Some(f));
+        }
+        for bad in [
+            "root/0.cbor",
+            "root/01.cbor",
+            "root/+1.cbor",
+            "root/1.cbor/x",
+            "../head.cbor",
+            "/head.cbor",
+            "./head.cbor",
+            "HEAD.cbor",
+            "shard/../head.cbor",
+            &format!("shard/{}.zst", H.to_uppercase()),
+            &format!("shard/{H}0.zst"),
+            &format!("shard/{H}.zst.tmp"),
+            &format!("manifest/1.{H}.zst"),
+            &format!("manifest/1{H}.cbor"),
+            &format!("blob/{H}.zst"),
+            &format!("shard/x/{H}.zst"),
+            "",
+        ] {
+            assert_eq!(SiteFile::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn dir_fetch_reads_bounded_and_refuses_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("root")).unwrap();
+        std::fs::write(t.path().join("root/1.cbor"), b"hello").unwrap();
+        std::fs::write(t.path().join("head.cbor"), b"head").unwrap();
+        let f = DirFetch::new(t.path());
+        assert_eq!(f.get("root/1.cbor", 5).unwrap().unwrap(), b"hello");
+        assert_eq!(f.get("root/1.cbor", 4).unwrap_err().code, "limit_exceeded");
+        assert_eq!(f.get("root/2.cbor", 5).unwrap(), None);
+        assert_eq!(f.get(&format!("shard/{H}.zst"), 5).unwrap(), None);
+        assert_eq!(f.get("root/../head.cbor", 5).unwrap_err().code, "bad_path");
+
+        std::os::unix::fs::symlink(t.path().join("head.cbor"), t.path().join("root/3.cbor"))
+            .unwrap();
+        assert_eq!(
+            f.get("root/3.cbor", 50).unwrap_err().code,
+            "symlink_refused"
+        );
+
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(format!("{H}.zst")), b"x").unwrap();
+        std::os::unix::fs::symlink(other.path(), t.path().join("shard")).unwrap();
+        assert_eq!(
+            f.get(&format!("shard/{H}.zst"), 50).unwrap_err().code,
+            "symlink_refused"
+        );
+
+        std::fs::create_dir(t.path().join("root/4.cbor")).unwrap();
+        assert_eq!(f.get("root/4.cbor", 50).unwrap_err().code, "not_a_file");
+    }
+
+    /// A one-connection-at-a-time HTTP server; `handler` gets the request path
+    /// and the connection count so far and writes the whole response.
+    fn serve(
+        handler: impl Fn(&str, usize, &mut TcpStream) + Send + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h2 = hits.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut line = String::new();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                if r.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut hdr = String::new();
+                    if r.read_line(&mut hdr).is_err() || hdr.trim().is_empty() {
+                        break;
+                    }
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let n = h2.fetch_add(1, Ordering::SeqCst) + 1;
+                handler(&path, n, &mut s);
+                let _ = s.flush();
+            }
+        });
+        (format!("http://{addr}"), hits)
+    }
+
+    fn respond(s: &mut TcpStream, status: &str, body: &[u8]) {
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = s.write_all(body);
+    }
+
+    fn quick() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(2),
+            overall: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn http_fetch_statuses_and_limits() {
+        let (base, _) = serve(|path, _, s| match path {
+            "/site/head.cbor" => respond(s, "200 OK", b"head-bytes"),
+            "/site/root/1.cbor" => respond(s, "403 Forbidden", b"no"),
+            "/site/root/2.cbor" => {
+                // No Content-Length: the body runs until the connection closes.
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                let _ = s.write_all(&[7u8; 100]);
+            }
+            _ => respond(s, "404 Not Found", b""),
+        });
+        for b in [format!("{base}/site"), format!("{base}/site/")] {
+            let f = HttpFetch::new(&b, quick()).unwrap();
+            assert_eq!(f.get("head.cbor", 100).unwrap().unwrap(), b"head-bytes");
+            assert_eq!(f.get("head.cbor", 9).unwrap_err().code, "limit_exceeded");
+            assert_eq!(f.get("root/9.cbor", 100).unwrap(), None);
+            let e = f.get("root/1.cbor", 100).unwrap_err();
+            assert_eq!(e.code, "fetch_failed");
+            assert!(e.detail.contains("403"), "{e}");
+            assert!(e.file.ends_with("/site/root/1.cbor"), "{e}");
+            assert_eq!(f.get("root/2.cbor", 99).unwrap_err().code, "limit_exceeded");
+            assert_eq!(f.get("root/2.cbor", 100).unwrap().unwrap().len(), 100);
+        }
+        assert_eq!(
+            HttpFetch::new("ftp://x", quick()).unwrap_err().code,
+            "bad_source"
+        );
+    }
+
+    #[test]
+    fn http_fetch_retries_server_errors() {
+        let (base, hits) = serve(|_, n, s| {
+            if n < 3 {
+                respond(s, "503 Service Unavailable", b"busy");
+            } else {
+                respond(s, "200 OK", b"ok");
+            }
+        });
+        let f = HttpFetch::new(&base, quick()).unwrap();
+        assert_eq!(f.get("head.cbor", 100).unwrap().unwrap(), b"ok");
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+        let (base, hits) = serve(|_, _, s| respond(s, "500 Internal Server Error", b""));
+        let f = HttpFetch::new(&base, quick()).unwrap();
+        let e = f.get("head.cbor", 100).unwrap_err();
+        assert!(e.detail.contains("after 3 attempts"), "{e}");
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn http_fetch_refuses_connection_failures_after_retries() {
+        // A port that was just free: nothing listens there.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let f = HttpFetch::new(&format!("http://127.0.0.1:{port}/"), quick()).unwrap();
+        let e = f.get("head.cbor", 100).unwrap_err();
+        assert_eq!(e.code, "fetch_failed");
+        assert!(e.detail.contains("attempts"), "{e}");
+    }
+
+    #[test]
+    fn a_trickling_server_fails_within_the_timeout() {
+        let (base, _) = serve(|_, _, s| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+            );
+            for _ in 0..1000 {
+                if s.write_all(b"x").and_then(|()| s.flush()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let t = Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(2),
+            overall: Duration::from_secs(2),
+        };
+        let f = HttpFetch::new(&base, t).unwrap();
+        let start = Instant::now();
+        let e = f.get("head.cbor", 10_000).unwrap_err();
+        let took = start.elapsed();
+        assert_eq!(e.code, "fetch_failed");
+        assert!(e.detail.contains("timed out"), "{e}");
+        assert!(took < Duration::from_secs(4), "took {took:?}");
+    }
+
+    #[test]
+    fn a_stalled_server_fails_at_the_read_timeout() {
+        let (base, _) = serve(|_, _, s| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\nabc"
+            );
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_secs(8));
+        });
+        let t = Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(1),
+            overall: Duration::from_mins(1),
+        };
+        let f = HttpFetch::new(&base, t).unwrap();
+        let start = Instant::now();
+        let e = f.get("head.cbor", 10_000).unwrap_err();
+        assert!(e.detail.contains("read timeout"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(4));
+    }
+}

@@ -1,1 +1,587 @@
-//! (in progress)
+//! The local lookup index, `local/index/{manifest_hex}.idx`, and the prefix
+//! table lookup structure.
+//!
+//! The index is a cache of verified data, never a source of trust: each block
+//! is exactly the canonical entry stream of one range
+//! ([`crate::state::entry_stream`]), so one hash ([`crate::state::range_leaf_stream`])
+//! checks it against the signed manifest before it is used. A block that does
+//! not match means the index is corrupt: the caller deletes it and rebuilds it
+//! from the verified shard and layer files.
+//!
+//! Format (all integers little-endian):
+//!
+//! ```text
+//! magic            8 bytes  "CSTRYIDX"
+//! format version   u32      1
+//! manifest sha256  32 bytes SHA-256 of the manifest envelope this index belongs to
+//! n_policies       u32
+//!   n_policies × (u32 len, len bytes: canonical CBOR of a Policy)
+//! n_ranges         u32      must equal the manifest's range count
+//!   n_ranges × (lo u64, hi u64, count u64, offset u64, len u64)
+//! blocks           range i's block is `len` bytes at `offset`: its entry stream
+//!                  key u64 BE ‖ seq u64 BE ‖ len(id) u8 ‖ id ‖ policy SHA-256
+//! ```
+//!
+//! Blocks follow the header back to back in range order and end the file.
+//! Opening reads only the header, with positioned reads; a lookup reads and
+//! verifies only the block of the key's range.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::rc::Rc;
+
+use crate::cbor;
+use crate::columns::Rows;
+use crate::declaration::Record;
+use crate::docs::Manifest;
+use crate::error::{Rejection, reject};
+use crate::fetch::io_error;
+use crate::isrc::{Isrc, Scope};
+use crate::limits::Limits;
+use crate::model::Policy;
+use crate::state::{State, entry_stream, policy_hash, range_leaf_stream};
+
+/// File magic.
+pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
+/// Format version written and accepted.
+pub const FORMAT_VERSION: u32 = 1;
+/// Verified blocks kept in memory by one reader before older ones are dropped.
+pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
+/// Bytes of an entry besides its id: key, seq, id length, policy hash.
+const ENTRY_FIXED: usize = 8 + 8 + 1 + 32;
+
+/// Write the index of `state` (which must be verified against the manifest
+/// whose hash is `manifest_sha256`) atomically to `path`.
+pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(), Rejection> {
+    let loc = path.display().to_string();
+    let dir = path
+        .parent()
+        .ok_or_else(|| reject(&loc, "io_error", "has no parent directory"))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
+    let io = |e: io::Error| io_error(&loc, &e);
+
+    // Only the policies some row uses go into the table.
+    let mut used = vec![false; state.policies.list.len()];
+    for (_, _, rows) in &state.ranges {
+        for &p in &rows.pol {
+            used[p as usize] = true;
+        }
+    }
+    let hashes = state.policy_hashes();
+    let pols: Vec<Vec<u8>> = state
+        .policies
+        .list
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| **u)
+        .map(|(p, _)| cbor::to_vec(p))
+        .collect();
+
+    let mut header_len: u64 = 8 + 4 + 32 + 4 + 4 + 40 * state.ranges.len() as u64;
+    header_len += pols.iter().map(|p| 4 + p.len() as u64).sum::<u64>();
+    let block_len = |rows: &Rows| -> u64 {
+        (0..rows.len())
+            .map(|i| (ENTRY_FIXED + rows.id(i).len()) as u64)
+            .sum()
+    };
+
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| io_error(&dir.display().to_string(), &e))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        w.write_all(MAGIC).map_err(io)?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
+        w.write_all(manifest_sha256).map_err(io)?;
+        w.write_all(&(pols.len() as u32).to_le_bytes())
+            .map_err(io)?;
+        for p in &pols {
+            w.write_all(&(p.len() as u32).to_le_bytes()).map_err(io)?;
+            w.write_all(p).map_err(io)?;
+        }
+        w.write_all(&(state.ranges.len() as u32).to_le_bytes())
+            .map_err(io)?;
+        let mut offset = header_len;
+        for (lo, hi, rows) in &state.ranges {
+            let len = block_len(rows);
+            for v in [*lo, *hi, rows.len() as u64, offset, len] {
+                w.write_all(&v.to_le_bytes()).map_err(io)?;
+            }
+            offset += len;
+        }
+        for (_, _, rows) in &state.ranges {
+            w.write_all(&entry_stream(rows, &hashes)).map_err(io)?;
+        }
+        w.flush().map_err(io)?;
+    }
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    crate::store::sync_dir(dir)
+}
+
+/// Sequential reads through `read_at`, so opening never depends on (or moves)
+/// a shared file cursor.
+struct PosReader<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for PosReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// One range's place in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RangeEntry {
+    lo: u64,
+    hi: u64,
+    count: u64,
+    offset: u64,
+    len: u64,
+}
+
+/// A verified, parsed block: the entry stream and where each entry starts.
+#[derive(Debug)]
+pub struct Block {
+    bytes: Vec<u8>,
+    keys: Vec<u64>,
+    starts: Vec<usize>,
+    pols: Vec<u32>,
+}
+
+impl Block {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn entry(&self, i: usize) -> (u64, u64, &str, u32) {
+        let s = self.starts[i];
+        let b = &self.bytes;
+        let seq = u64::from_be_bytes(b[s + 8..s + 16].try_into().unwrap_or_default());
+        let n = usize::from(b[s + 16]);
+        // Checked ASCII when the block was parsed.
+        let id = std::str::from_utf8(&b[s + 17..s + 17 + n]).unwrap_or("");
+        (self.keys[i], seq, id, self.pols[i])
+    }
+
+    /// `(seq, id, policy index)` of every entry with `key`.
+    pub fn entries_of(&self, key: u64) -> impl Iterator<Item = (u64, &str, u32)> {
+        let a = self.keys.partition_point(|&k| k < key);
+        let b = a + self.keys[a..].partition_point(|&k| k == key);
+        (a..b).map(|i| {
+            let (_, seq, id, p) = self.entry(i);
+            (seq, id, p)
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    blocks: HashMap<usize, Rc<Block>>,
+    order: VecDeque<usize>,
+    bytes: usize,
+}
+
+/// An open index whose header matched the manifest.
+#[derive(Debug)]
+pub struct Index {
+    file: File,
+    path: String,
+    ranges: Vec<RangeEntry>,
+    leaves: Vec<[u8; 32]>,
+    policies: Vec<Policy>,
+    by_hash: HashMap<[u8; 32], u32>,
+    cache: RefCell<Cache>,
+    cache_budget: usize,
+}
+
+fn corrupt(path: &str, detail: impl Into<String>) -> Rejection {
+    reject(path, "index_corrupt", detail)
+}
+
+impl Index {
+    /// Open the index at `path` for `manifest`. `Ok(None)` when there is no
+    /// file; `index_corrupt` when its header does not match the manifest.
+    pub fn open(
+        path: &Path,
+        manifest: &Manifest,
+        manifest_sha256: &[u8; 32],
+        limits: &Limits,
+    ) -> Result<Option<Index>, Rejection> {
+        let loc = path.display().to_string();
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(corrupt(&loc, format!("cannot be opened: {e}"))),
+        };
+        let file_len = file
+            .metadata()
+            .map_err(|e| corrupt(&loc, format!("cannot be read: {e}")))?
+            .len();
+        let bad = |d: &str| corrupt(&loc, d.to_string());
+        let trunc = |_: io::Error| bad("the header is truncated");
+        let mut r = BufReader::new(PosReader {
+            file: &file,
+            pos: 0,
+        });
+        let mut b8 = [0u8; 8];
+        let mut b4 = [0u8; 4];
+        let mut b32 = [0u8; 32];
+        r.read_exact(&mut b8).map_err(trunc)?;
+        if &b8 != MAGIC {
+            return Err(bad("it does not start with CSTRYIDX"));
+        }
+        r.read_exact(&mut b4).map_err(trunc)?;
+        if u32::from_le_bytes(b4) != FORMAT_VERSION {
+            return Err(bad("unknown format version"));
+        }
+        r.read_exact(&mut b32).map_err(trunc)?;
+        if &b32 != manifest_sha256 {
+            return Err(bad("it belongs to another manifest"));
+        }
+        let mut pos: u64 = 8 + 4 + 32;
+        r.read_exact(&mut b4).map_err(trunc)?;
+        pos += 4;
+        let n_pol = u64::from(u32::from_le_bytes(b4));
+        if n_pol > limits.max_policies {
+            return Err(bad("too many policies"));
+        }
+        let mut policies = Vec::new();
+        let mut by_hash = HashMap::new();
+        for _ in 0..n_pol {
+            r.read_exact(&mut b4).map_err(trunc)?;
+            pos += 4;
+            let n = u64::from(u32::from_le_bytes(b4));
+            if n > file_len.saturating_sub(pos) {
+                return Err(bad("a policy runs past the end of the file"));
+            }
+            let mut buf = vec![0u8; n as usize];
+            r.read_exact(&mut buf).map_err(trunc)?;
+            pos += n;
+            let p: Policy = cbor::from_slice_canonical(&buf)
+                .map_err(|e| corrupt(&loc, format!("a policy is {e}")))?;
+            p.validate()
+                .map_err(|e| corrupt(&loc, format!("a policy is invalid: {e}")))?;
+            by_hash
+                .entry(policy_hash(&p))
+                .or_insert(policies.len() as u32);
+            policies.push(p);
+        }
+        r.read_exact(&mut b4).map_err(trunc)?;
+        pos += 4;
+        let n_ranges = u32::from_le_bytes(b4) as usize;
+        if n_ranges != manifest.ranges.len() {
+            return Err(bad("its range count differs from the manifest's"));
+        }
+        let mut raw = Vec::with_capacity(n_ranges);
+        for _ in 0..n_ranges {
+            let mut v = [0u64; 5];
+            for x in &mut v {
+                r.read_exact(&mut b8).map_err(trunc)?;
+                *x = u64::from_le_bytes(b8);
+            }
+            pos += 40;
+            raw.push(RangeEntry {
+                lo: v[0],
+                hi: v[1],
+                count: v[2],
+                offset: v[3],
+                len: v[4],
+            });
+        }
+        let mut expect = pos;
+        for (i, e) in raw.iter().enumerate() {
+            if (e.lo, e.hi) != manifest.range_bounds(i) || e.count != manifest.ranges[i].count {
+                return Err(corrupt(
+                    &loc,
+                    format!("range {i} differs from the manifest's bounds or count"),
+                ));
+            }
+            if e.offset != expect
+                || e.len < e.count.saturating_mul((ENTRY_FIXED + 1) as u64)
+                || e.count > limits.max_records_per_file
+            {
+                return Err(corrupt(
+                    &loc,
+                    format!("range {i} has a bad offset or length"),
+                ));
+            }
+            expect = expect.saturating_add(e.len);
+        }
+        if expect != file_len {
+            return Err(bad("the blocks do not end where the file ends"));
+        }
+        Ok(Some(Index {
+            file,
+            path: loc,
+            ranges: raw,
+            leaves: manifest.ranges.iter().map(|r| r.leaf).collect(),
+            policies,
+            by_hash,
+            cache: RefCell::new(Cache::default()),
+            cache_budget: DEFAULT_CACHE_BYTES,
+        }))
+    }
+
+    /// Keep at most this many bytes of verified blocks in memory.
+    pub fn set_cache_budget(&mut self, bytes: usize) {
+        self.cache_budget = bytes;
+    }
+
+    /// The policy with index `i` in the table.
+    pub fn policy(&self, i: u32) -> &Policy {
+        &self.policies[i as usize]
+    }
+
+    /// Read block `i`, check it against the signed leaf and parse it.
+    #[allow(clippy::many_single_char_names)]
+    fn load(&self, i: usize) -> Result<Block, Rejection> {
+        let e = self.ranges[i];
+        let mut bytes = vec![0u8; e.len as usize];
+        self.file
+            .read_exact_at(&mut bytes, e.offset)
+            .map_err(|er| corrupt(&self.path, format!("block {i} cannot be read: {er}")))?;
+        if range_leaf_stream(e.lo, e.hi, &bytes) != self.leaves[i] {
+            return Err(corrupt(
+                &self.path,
+                format!("block {i} does not hash to the manifest's leaf"),
+            ));
+        }
+        let bad = |d: &str| corrupt(&self.path, format!("block {i}: {d}"));
+        let mut keys = Vec::with_capacity(e.count as usize);
+        let mut starts = Vec::with_capacity(e.count as usize);
+        let mut pols = Vec::with_capacity(e.count as usize);
+        let mut s = 0usize;
+        let mut prev: Option<(u64, u64)> = None;
+        while s < bytes.len() {
+            if bytes.len() - s < ENTRY_FIXED {
+                return Err(bad("an entry is truncated"));
+            }
+            let key = u64::from_be_bytes(bytes[s..s + 8].try_into().unwrap_or_default());
+            let seq = u64::from_be_bytes(bytes[s + 8..s + 16].try_into().unwrap_or_default());
+            let n = usize::from(bytes[s + 16]);
+            let end = s + ENTRY_FIXED + n;
+            if end > bytes.len() {
+                return Err(bad("an entry is truncated"));
+            }
+            let id = &bytes[s + 17..s + 17 + n];
+            if id.is_empty() || !id.iter().all(u8::is_ascii_graphic) {
+                return Err(bad("an id is not printable ASCII"));
+            }
+            let h: [u8; 32] = bytes[s + 17 + n..end].try_into().unwrap_or_default();
+            let Some(&p) = self.by_hash.get(&h) else {
+                return Err(bad("an entry names a policy the index does not hold"));
+            };
+            if key < e.lo || key >= e.hi || prev.is_some_and(|pk| pk >= (key, seq)) {
+                return Err(bad("entries are out of order or out of range"));
+            }
+            prev = Some((key, seq));
+            keys.push(key);
+            starts.push(s);
+            pols.push(p);
+            s = end;
+        }
+        if keys.len() as u64 != e.count {
+            return Err(bad("entry count differs from the manifest's"));
+        }
+        Ok(Block {
+            bytes,
+            keys,
+            starts,
+            pols,
+        })
+    }
+
+    /// The verified block of range `i` (cached).
+    pub fn block(&self, i: usize) -> Result<Rc<Block>, Rejection> {
+        if let Some(b) = self.cache.borrow().blocks.get(&i) {
+            return Ok(b.clone());
+        }
+        let b = Rc::new(self.load(i)?);
+        let size = b.bytes.len() + b.keys.len() * 20;
+        let mut c = self.cache.borrow_mut();
+        while c.bytes + size > self.cache_budget {
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
+            if let Some(ob) = c.blocks.remove(&old) {
+                c.bytes -= ob.bytes.len() + ob.keys.len() * 20;
+            }
+        }
+        c.blocks.insert(i, b.clone());
+        c.order.push_back(i);
+        c.bytes += size;
+        Ok(b)
+    }
+
+    /// Check every block against its leaf (without keeping them).
+    pub fn verify_all(&self) -> Result<(), Rejection> {
+        for i in 0..self.ranges.len() {
+            self.load(i)?;
+        }
+        Ok(())
+    }
+
+    /// The exact-scope state the index holds, every block verified. The
+    /// prefix entries are not in the index: `prefixes` is left empty.
+    pub fn load_state(&self) -> Result<State, Rejection> {
+        let mut st = State::default();
+        let ids: Vec<u32> = self
+            .policies
+            .iter()
+            .map(|p| st.policies.intern(p))
+            .collect();
+        for i in 0..self.ranges.len() {
+            let b = self.load(i)?;
+            let mut rows = Rows::default();
+            for j in 0..b.len() {
+                let (key, seq, id, p) = b.entry(j);
+                rows.push(key, seq, id, ids[p as usize]);
+            }
+            st.ranges.push((self.ranges[i].lo, self.ranges[i].hi, rows));
+        }
+        Ok(st)
+    }
+}
+
+/// The prefix table, indexed by (specificity, scope start) so each lookup is
+/// two hash probes: the ISRC's registrant and its registrant-year.
+#[derive(Debug, Default)]
+pub struct PrefixTable {
+    records: Vec<Record>,
+    by_scope: HashMap<(u8, u64), Vec<usize>>,
+}
+
+/// Keys per registrant (`CC-XXX`) and per registrant-year (`CC-XXX-YY`).
+const REGISTRANT_SPAN: u64 = 10_000_000;
+const REGISTRANT_YEAR_SPAN: u64 = 100_000;
+
+impl PrefixTable {
+    pub fn new(records: Vec<Record>) -> PrefixTable {
+        let mut by_scope: HashMap<(u8, u64), Vec<usize>> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            by_scope
+                .entry((r.scope.specificity(), r.scope.key_range().0))
+                .or_default()
+                .push(i);
+        }
+        PrefixTable { records, by_scope }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The prefix entries whose scope covers `isrc`.
+    pub fn covering(&self, isrc: Isrc) -> impl Iterator<Item = &Record> {
+        let k = isrc.key();
+        let probes = [
+            (1u8, k - k % REGISTRANT_SPAN),
+            (2u8, k - k % REGISTRANT_YEAR_SPAN),
+        ];
+        probes
+            .into_iter()
+            .filter_map(|p| self.by_scope.get(&p))
+            .flatten()
+            .map(|&i| &self.records[i])
+            .filter(move |r| !matches!(r.scope, Scope::Exact(_)) && r.scope.covers(isrc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsite::{self, TestSite};
+
+    fn state_and_manifest() -> (State, Manifest, [u8; 32], tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut site = TestSite::new(dir.path().join("site"));
+        let pub1 = site.publish(&testsite::example_records(), &testsite::Opts::default());
+        (pub1.state, pub1.manifest, pub1.manifest_sha256, dir)
+    }
+
+    #[test]
+    fn index_round_trips_and_detects_every_corruption() {
+        let (state, m, sha, dir) = state_and_manifest();
+        let path = dir.path().join("x.idx");
+        let limits = Limits::DEFAULT;
+        write(&path, &sha, &state).unwrap();
+        let ix = Index::open(&path, &m, &sha, &limits).unwrap().unwrap();
+        ix.verify_all().unwrap();
+        let back = ix.load_state().unwrap();
+        let mut back = back;
+        back.prefixes = state.prefixes.clone();
+        back.check_against(&m, "index").unwrap();
+
+        // Another manifest's hash: refused at open.
+        assert_eq!(
+            Index::open(&path, &m, &[9; 32], &limits).unwrap_err().code,
+            "index_corrupt"
+        );
+        // Flip one byte anywhere: the open or the block check refuses it.
+        let good = std::fs::read(&path).unwrap();
+        for at in [0, 9, 20, 50, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            let r = Index::open(&path, &m, &sha, &limits)
+                .and_then(|ix| ix.map_or(Ok(()), |ix| ix.verify_all()));
+            assert_eq!(r.unwrap_err().code, "index_corrupt", "byte {at}");
+        }
+        // Truncated and extended files.
+        std::fs::write(&path, &good[..good.len() - 1]).unwrap();
+        assert!(Index::open(&path, &m, &sha, &limits).is_err());
+        let mut longer = good.clone();
+        longer.push(0);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(Index::open(&path, &m, &sha, &limits).is_err());
+        std::fs::remove_file(&path).unwrap();
+        assert!(Index::open(&path, &m, &sha, &limits).unwrap().is_none());
+    }
+
+    #[test]
+    fn prefix_probes_find_exactly_the_covering_scopes() {
+        let recs: Vec<Record> = testsite::example_records()
+            .into_iter()
+            .filter(|r| !matches!(r.scope, Scope::Exact(_)))
+            .collect();
+        assert!(!recs.is_empty());
+        let t = PrefixTable::new(recs.clone());
+        for s in [
+            "GBNWR2500001",
+            "GBNWR2400001",
+            "USQZ92400123",
+            "FRAB10012345",
+            "ZZZZZ9999999",
+        ] {
+            let i = Isrc::parse(s).unwrap();
+            let mut want: Vec<&str> = recs
+                .iter()
+                .filter(|r| r.scope.covers(i))
+                .map(|r| r.id.as_str())
+                .collect();
+            let mut got: Vec<&str> = t.covering(i).map(|r| r.id.as_str()).collect();
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, want, "{s}");
+        }
+    }
+}

@@ -31,3 +31,6 @@ pub mod fetch;
 pub mod index;
 pub mod store;
 pub mod sync;
+
+#[cfg(test)]
+mod testsite;

@@ -1,1 +1,936 @@
-//! (in progress)
+//! The local store: verified snapshot files laid out exactly like a published
+//! site (SPEC.md §2), so any web server pointed at it is a mirror, plus the
+//! verifier's own state under `local/`:
+//!
+//! ```text
+//! root/{N}.cbor  head.cbor  manifest/{V}.{hex}.cbor  shard/ layer/ prefix/{hex}.zst
+//! local/trust.json     {"pinned_version":N,"pinned_sha256":hex}   written by `init`
+//! local/clock.json     {"latest_seen":unix_secs}                   latest time sync/import/check used
+//! local/index/{manifest_hex}.idx                                   lookup index (see `index`)
+//! local/lock                                                       held while sync/import write
+//! local/staging-*/                                                 temp dirs, removed after use
+//! ```
+//!
+//! Nothing in the store is trusted because it is in the store: every command
+//! re-verifies the pinned root against `trust.json`, walks the stored root
+//! chain, and verifies the head and manifest under the final root's keys
+//! (SPEC.md §7 steps 1–4). Data files are content-addressed and re-hashed when
+//! used; the index is checked block by block against the signed range leaves.
+//!
+//! Writes go to a temporary file in the same directory, are fsynced and
+//! renamed into place; `head.cbor` is written last, so it is the atomic switch
+//! from one snapshot to the next.
+
+use std::cell::{Cell, RefCell};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::docs::{Head, Manifest, Role, Root, paths};
+use crate::envelope::sha256;
+use crate::error::{Rejection, reject};
+use crate::fetch::{DirFetch, Fetch, io_error};
+use crate::index::{Index, PrefixTable};
+use crate::limits::Limits;
+use crate::lookup::{Answer, Question};
+use crate::model::Entry;
+use crate::state::State;
+use crate::verify::{self, Expiry};
+
+/// Where the CLI and library report progress and warnings. The library never
+/// prints; the binary decides what reaches stderr.
+pub trait Reporter: Send + Sync {
+    /// Something the user may want to know (suppressed by `--quiet`).
+    fn info(&self, _msg: &str) {}
+    /// Something the user must know (a repaired index, a skipped step).
+    fn warn(&self, _msg: &str) {}
+    /// A batch of `files` downloads starts.
+    fn start(&self, _what: &str, _files: u64) {}
+    /// One file of the batch arrived.
+    fn advance(&self, _file: &str, _bytes: u64) {}
+    /// The batch is over.
+    fn finish(&self) {}
+}
+
+/// A reporter that drops everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Reporter for Silent {}
+
+/// `local/trust.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustFile {
+    pub pinned_version: u64,
+    pub pinned_sha256: String,
+}
+
+/// `local/clock.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockFile {
+    pub latest_seen: i64,
+}
+
+/// The trusted root chain as read from the store.
+#[derive(Debug, Clone)]
+pub struct RootChain {
+    /// The version pinned by `init`.
+    pub pinned: u64,
+    /// The last root the chain reaches.
+    pub root: Root,
+}
+
+/// The verified current snapshot of a store.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub root: Root,
+    pub head: Head,
+    pub manifest: Manifest,
+    pub manifest_sha256: [u8; 32],
+    /// True only under [`Expiry::AllowExpired`] when the root, head or
+    /// manifest is expired at the time used.
+    pub expired: bool,
+}
+
+/// What every answer names: the snapshot it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub version: u64,
+    /// Lower-case hex SHA-256 of the manifest envelope.
+    pub manifest_sha256: String,
+    pub expired: bool,
+}
+
+impl Snapshot {
+    pub fn info(&self) -> SnapshotInfo {
+        SnapshotInfo {
+            version: self.manifest.version,
+            manifest_sha256: hex::encode(self.manifest_sha256),
+            expired: self.expired,
+        }
+    }
+}
+
+/// The stored head as seen under a given root.
+#[derive(Debug, Clone)]
+pub enum StoredHead {
+    /// Nothing synced yet.
+    Missing,
+    /// A head is stored but does not verify under the current root's head keys
+    /// (the keys rotated since, or the file was altered).
+    NotTrusted(Rejection),
+    /// A head that verifies.
+    Valid(Head),
+}
+
+/// Result of [`Store::check`].
+#[derive(Debug, Clone)]
+pub struct CheckResult {
+    pub snapshot: SnapshotInfo,
+    pub answers: Vec<Answer>,
+}
+
+/// What `status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub store: String,
+    pub pinned_root_version: u64,
+    pub root_version: u64,
+    pub root_expires: String,
+    pub root_expired: bool,
+    /// Role name → (threshold, hex key ids).
+    pub roles: Vec<RoleStatus>,
+    pub snapshot: Option<SnapshotStatus>,
+    /// Why there is no snapshot (never synced, or the head is not trusted).
+    pub snapshot_problem: Option<String>,
+    pub store_bytes: u64,
+}
+
+/// One role's keys in [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleStatus {
+    pub role: &'static str,
+    pub threshold: u64,
+    pub keyids: Vec<String>,
+}
+
+/// The snapshot part of [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotStatus {
+    pub version: u64,
+    pub manifest_sha256: String,
+    pub created: String,
+    pub head_version: u64,
+    pub head_expires: String,
+    pub head_expired: bool,
+    pub manifest_expires: String,
+    pub manifest_expired: bool,
+    pub entries: u64,
+    pub ranges: usize,
+    pub base: u64,
+    pub layers: usize,
+}
+
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub root_version: u64,
+    pub version: u64,
+    pub manifest_sha256: String,
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    pub entries: u64,
+    pub index: IndexCheck,
+    pub expired: bool,
+}
+
+/// The state of the lookup index found by `verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexCheck {
+    /// Every block matched the signed leaves.
+    Intact,
+    /// There was none; it was built.
+    Built,
+    /// It was corrupt (the reason); it was rebuilt from verified files.
+    Rebuilt(String),
+}
+
+/// Key ids and threshold per role, for `init` and `status`.
+pub fn role_summary(root: &Root) -> Vec<RoleStatus> {
+    [Role::Root, Role::Manifest, Role::Head]
+        .into_iter()
+        .map(|r| RoleStatus {
+            role: r.name(),
+            threshold: root.role(r).threshold,
+            keyids: root.role(r).keyids.iter().map(hex::encode).collect(),
+        })
+        .collect()
+}
+
+/// A store directory.
+pub struct Store {
+    dir: PathBuf,
+    limits: Limits,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+fn json_error(file: &Path, e: &serde_json::Error) -> Rejection {
+    reject(
+        file.display().to_string(),
+        "store_corrupt",
+        format!("is not valid: {e}"),
+    )
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same directory, fsync,
+/// rename, fsync the directory. Files are world-readable (a store is a mirror).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Rejection> {
+    let loc = path.display().to_string();
+    let dir = path
+        .parent()
+        .ok_or_else(|| reject(&loc, "io_error", "has no parent directory"))?;
+    std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| io_error(&dir.display().to_string(), &e))?;
+    tmp.write_all(bytes).map_err(|e| io_error(&loc, &e))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| io_error(&loc, &e))?;
+    tmp.as_file().sync_all().map_err(|e| io_error(&loc, &e))?;
+    tmp.persist(path).map_err(|e| io_error(&loc, &e.error))?;
+    sync_dir(dir)
+}
+
+/// fsync a directory so a rename in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), Rejection> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(&dir.display().to_string(), &e))
+}
+
+impl Store {
+    /// Open an initialized store.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store, Rejection> {
+        let store = Store {
+            dir: dir.as_ref().to_path_buf(),
+            limits: Limits::DEFAULT,
+            reporter: Arc::new(Silent),
+        };
+        if !store.trust_path().exists() {
+            return Err(reject(
+                store.dir.display().to_string(),
+                "not_initialized",
+                "is not an initialized consentry store (no local/trust.json)",
+            ));
+        }
+        Ok(store)
+    }
+
+    /// Pin `root_bytes` (a root signed by a threshold of its own root keys) as
+    /// the store's trust anchor. An initialized store is refused unless `force`;
+    /// with `force` the stored root chain is replaced (a stored head that no
+    /// longer verifies is ignored until the next sync).
+    pub fn init(
+        dir: impl AsRef<Path>,
+        root_bytes: &[u8],
+        force: bool,
+    ) -> Result<(Store, Root), Rejection> {
+        Store::init_with(dir, root_bytes, force, Limits::DEFAULT)
+    }
+
+    /// [`Store::init`] with explicit limits.
+    pub fn init_with(
+        dir: impl AsRef<Path>,
+        root_bytes: &[u8],
+        force: bool,
+        limits: Limits,
+    ) -> Result<(Store, Root), Rejection> {
+        let store = Store {
+            dir: dir.as_ref().to_path_buf(),
+            limits,
+            reporter: Arc::new(Silent),
+        };
+        let root = verify::verify_pinned_root("root", root_bytes, &limits)?;
+        if store.trust_path().exists() && !force {
+            return Err(reject(
+                store.dir.display().to_string(),
+                "already_initialized",
+                "is already initialized with a pinned root",
+            ));
+        }
+        std::fs::create_dir_all(store.local()).map_err(|e| io_error(&store.loc("local"), &e))?;
+        let _lock = store.lock()?;
+        if force {
+            // The old chain may not follow from the new pin: drop it; sync
+            // fetches the roots after the new pin again.
+            let rdir = store.dir.join("root");
+            if let Ok(rd) = std::fs::read_dir(&rdir) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.extension().is_some_and(|x| x == "cbor") {
+                        std::fs::remove_file(&p)
+                            .map_err(|er| io_error(&p.display().to_string(), &er))?;
+                    }
+                }
+            }
+        }
+        write_atomic(&store.dir.join(paths::root(root.version)), root_bytes)?;
+        let trust = TrustFile {
+            pinned_version: root.version,
+            pinned_sha256: hex::encode(sha256(root_bytes)),
+        };
+        let json = serde_json::to_vec(&trust).unwrap_or_default();
+        write_atomic(&store.trust_path(), &json)?;
+        Ok((store, root))
+    }
+
+    /// Use other limits than [`Limits::DEFAULT`].
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Store {
+        self.limits = limits;
+        self
+    }
+
+    /// Send progress and warnings to `r`.
+    #[must_use]
+    pub fn with_reporter(mut self, r: Arc<dyn Reporter>) -> Store {
+        self.reporter = r;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn reporter(&self) -> &dyn Reporter {
+        &*self.reporter
+    }
+
+    pub(crate) fn local(&self) -> PathBuf {
+        self.dir.join("local")
+    }
+
+    fn trust_path(&self) -> PathBuf {
+        self.dir.join("local/trust.json")
+    }
+
+    fn clock_path(&self) -> PathBuf {
+        self.dir.join("local/clock.json")
+    }
+
+    pub(crate) fn index_dir(&self) -> PathBuf {
+        self.dir.join("local/index")
+    }
+
+    /// Path of the index for a manifest.
+    pub fn index_path(&self, manifest_sha256: &[u8; 32]) -> PathBuf {
+        self.index_dir()
+            .join(format!("{}.idx", hex::encode(manifest_sha256)))
+    }
+
+    /// Display form of a site file in the store.
+    pub fn loc(&self, rel: &str) -> String {
+        self.dir.join(rel).display().to_string()
+    }
+
+    /// The store read as a site (symlinks refused, reads bounded).
+    pub fn files(&self) -> DirFetch {
+        DirFetch::new(&self.dir)
+    }
+
+    /// Read a site file from the store, `None` when absent.
+    pub fn read(&self, rel: &str, max_len: u64) -> Result<Option<Vec<u8>>, Rejection> {
+        self.files().get(rel, max_len)
+    }
+
+    /// Write a site file into the store atomically.
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<(), Rejection> {
+        write_atomic(&self.dir.join(rel), bytes)
+    }
+
+    /// Store a content-addressed file: kept when the file there already hashes
+    /// to `sha`, replaced otherwise. Returns whether it was written.
+    pub fn put_content(&self, rel: &str, bytes: &[u8], sha: &[u8; 32]) -> Result<bool, Rejection> {
+        if self.holds(rel, bytes.len() as u64, sha)? {
+            return Ok(false);
+        }
+        self.write(rel, bytes)?;
+        Ok(true)
+    }
+
+    /// Whether the store holds `rel` with exactly this length and hash.
+    pub fn holds(&self, rel: &str, len: u64, sha: &[u8; 32]) -> Result<bool, Rejection> {
+        match self.read(rel, len) {
+            Ok(Some(b)) => Ok(sha256(&b) == *sha),
+            Ok(None) => Ok(false),
+            Err(e) if e.code == "limit_exceeded" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Take the store's writer lock (released when the file is dropped).
+    pub fn lock(&self) -> Result<File, Rejection> {
+        let p = self.local().join("lock");
+        std::fs::create_dir_all(self.local()).map_err(|e| io_error(&self.loc("local"), &e))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| io_error(&p.display().to_string(), &e))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(reject(
+                p.display().to_string(),
+                "store_busy",
+                "another consentry process is writing to this store",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_error(&p.display().to_string(), &e)),
+        }
+    }
+
+    // ---- clock ----------------------------------------------------------
+
+    /// The latest time recorded by sync, import or check.
+    pub fn latest_seen(&self) -> Result<Option<i64>, Rejection> {
+        let p = self.clock_path();
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice::<ClockFile>(&b)
+                .map(|c| Some(c.latest_seen))
+                .map_err(|e| json_error(&p, &e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&p.display().to_string(), &e)),
+        }
+    }
+
+    /// Refuse a `now` earlier than a time this store has already used.
+    pub fn check_clock(&self, now: i64) -> Result<(), Rejection> {
+        if let Some(latest) = self.latest_seen()?
+            && now < latest
+        {
+            return Err(reject(
+                self.clock_path().display().to_string(),
+                "clock_backwards",
+                format!(
+                    "the time in use ({}) is earlier than {}, which this store has already seen; the clock stepped backwards",
+                    crate::time::format_timestamp(now),
+                    crate::time::format_timestamp(latest)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Store::check_clock`], then record `now` as the latest time seen.
+    pub fn observe_clock(&self, now: i64) -> Result<(), Rejection> {
+        self.check_clock(now)?;
+        if self.latest_seen()?.is_none_or(|l| now > l) {
+            let json = serde_json::to_vec(&ClockFile { latest_seen: now }).unwrap_or_default();
+            write_atomic(&self.clock_path(), &json)?;
+        }
+        Ok(())
+    }
+
+    // ---- trust ----------------------------------------------------------
+
+    /// SPEC.md §7 step 1: the pinned root (checked against `trust.json`'s hash
+    /// and its own signatures), then every stored `root/{N+1}.cbor` in turn.
+    pub fn trusted_root_chain(&self) -> Result<RootChain, Rejection> {
+        let tp = self.trust_path();
+        let trust: TrustFile = match std::fs::read(&tp) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| json_error(&tp, &e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(reject(
+                    self.dir.display().to_string(),
+                    "not_initialized",
+                    "is not an initialized consentry store (no local/trust.json)",
+                ));
+            }
+            Err(e) => return Err(io_error(&tp.display().to_string(), &e)),
+        };
+        let rel = paths::root(trust.pinned_version);
+        let loc = self.loc(&rel);
+        let bytes = self
+            .read(&rel, self.limits.max_root_bytes)?
+            .ok_or_else(|| {
+                reject(
+                    &loc,
+                    "store_corrupt",
+                    "the pinned root is missing from the store",
+                )
+            })?;
+        if hex::encode(sha256(&bytes)) != trust.pinned_sha256 {
+            return Err(reject(
+                &loc,
+                "trust_mismatch",
+                "differs from the root pinned by `init` (its SHA-256 is not the one in local/trust.json)",
+            ));
+        }
+        let mut root = verify::verify_pinned_root(&loc, &bytes, &self.limits)?;
+        if root.version != trust.pinned_version {
+            return Err(reject(
+                &loc,
+                "trust_mismatch",
+                format!(
+                    "holds root version {}, trust.json pins {}",
+                    root.version, trust.pinned_version
+                ),
+            ));
+        }
+        loop {
+            let rel = paths::root(root.version + 1);
+            let Some(b) = self.read(&rel, self.limits.max_root_bytes)? else {
+                break;
+            };
+            root = verify::verify_next_root(&root, &self.loc(&rel), &b, &self.limits)?;
+        }
+        Ok(RootChain {
+            pinned: trust.pinned_version,
+            root,
+        })
+    }
+
+    /// The stored head as seen under `root`'s head keys. Expiry is enforced
+    /// per `expiry`; a signature failure means "not trusted", not an error.
+    pub fn stored_head(
+        &self,
+        root: &Root,
+        now: i64,
+        expiry: Expiry,
+    ) -> Result<StoredHead, Rejection> {
+        let loc = self.loc(paths::HEAD);
+        let Some(bytes) = self.read(paths::HEAD, self.limits.max_head_bytes)? else {
+            return Ok(StoredHead::Missing);
+        };
+        match verify::verify_head(root, &loc, &bytes, now, expiry, &self.limits) {
+            Ok(h) => Ok(StoredHead::Valid(h)),
+            Err(e) if e.code == "expired" => Err(e),
+            Err(e) => Ok(StoredHead::NotTrusted(e)),
+        }
+    }
+
+    /// The stored manifest a head names, verified.
+    pub fn stored_manifest(
+        &self,
+        root: &Root,
+        head: &Head,
+        now: i64,
+        expiry: Expiry,
+    ) -> Result<Option<Manifest>, Rejection> {
+        let rel = paths::manifest(head.manifest.version, &head.manifest.sha256);
+        let max = head.manifest.length.min(self.limits.max_manifest_bytes);
+        let Some(bytes) = self.read(&rel, max)? else {
+            return Ok(None);
+        };
+        verify::verify_manifest(
+            root,
+            head,
+            &self.loc(&rel),
+            &bytes,
+            now,
+            expiry,
+            &self.limits,
+        )
+        .map(Some)
+    }
+
+    /// The verified current snapshot: root chain, final root unexpired, head
+    /// under its head keys, manifest as the head names it (expiry per `expiry`).
+    pub fn current(&self, now: i64, expiry: Expiry) -> Result<Snapshot, Rejection> {
+        let chain = self.trusted_root_chain()?;
+        let root = chain.root;
+        let rloc = self.loc(&paths::root(root.version));
+        verify::check_root_expiry(&root, &rloc, now, expiry)?;
+        let head = match self.stored_head(&root, now, expiry)? {
+            StoredHead::Valid(h) => h,
+            StoredHead::Missing => {
+                return Err(reject(
+                    self.dir.display().to_string(),
+                    "no_snapshot",
+                    "holds no snapshot yet",
+                ));
+            }
+            StoredHead::NotTrusted(e) => {
+                return Err(reject(
+                    e.file,
+                    "head_not_trusted",
+                    format!(
+                        "does not verify under root version {} ({}); the keys may have rotated",
+                        root.version, e.detail
+                    ),
+                ));
+            }
+        };
+        let manifest = self
+            .stored_manifest(&root, &head, now, expiry)?
+            .ok_or_else(|| {
+                reject(
+                    self.loc(&paths::manifest(
+                        head.manifest.version,
+                        &head.manifest.sha256,
+                    )),
+                    "store_incomplete",
+                    "the manifest the head names is missing",
+                )
+            })?;
+        let expired = expiry == Expiry::AllowExpired
+            && (verify::is_expired(root.expires, now)
+                || verify::is_expired(head.expires, now)
+                || verify::is_expired(manifest.expires, now));
+        Ok(Snapshot {
+            root,
+            manifest_sha256: head.manifest.sha256,
+            head,
+            manifest,
+            expired,
+        })
+    }
+
+    // ---- lookups --------------------------------------------------------
+
+    /// A reader answering questions from the current snapshot. Records `now`
+    /// as seen (refusing a clock that stepped backwards).
+    pub fn reader(&self, now: i64, expiry: Expiry) -> Result<Reader<'_>, Rejection> {
+        self.observe_clock(now)?;
+        let snap = self.current(now, expiry)?;
+        let prel = paths::prefixes(&snap.manifest.prefixes.sha256);
+        let ploc = self.loc(&prel);
+        let bytes = self
+            .read(&prel, snap.manifest.prefixes.length)?
+            .ok_or_else(|| {
+                reject(
+                    &ploc,
+                    "store_incomplete",
+                    "the prefix table the manifest names is missing",
+                )
+            })?;
+        let raw = crate::columns::open_file(&ploc, &bytes, &snap.manifest.prefixes, &self.limits)?;
+        let records = crate::columns::decode_prefixes(
+            &ploc,
+            &raw,
+            snap.manifest.prefixes.count,
+            &self.limits,
+        )?;
+        let index = self.open_or_build_index(&snap, None)?;
+        Ok(Reader {
+            store: self,
+            info: snap.info(),
+            snap,
+            index: RefCell::new(index),
+            prefixes: PrefixTable::new(records),
+            rebuilt: Cell::new(false),
+        })
+    }
+
+    /// Answer every question from the current snapshot.
+    pub fn check(
+        &self,
+        questions: &[Question],
+        now: i64,
+        expiry: Expiry,
+    ) -> Result<CheckResult, Rejection> {
+        let r = self.reader(now, expiry)?;
+        let answers = questions
+            .iter()
+            .map(|q| r.answer(q))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CheckResult {
+            snapshot: r.info.clone(),
+            answers,
+        })
+    }
+
+    /// Open the index of `snap`, building it (from `state` when given, else
+    /// from the store's verified files) when it is missing or corrupt.
+    pub(crate) fn open_or_build_index(
+        &self,
+        snap: &Snapshot,
+        state: Option<&State>,
+    ) -> Result<Index, Rejection> {
+        let path = self.index_path(&snap.manifest_sha256);
+        match Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits) {
+            Ok(Some(ix)) => return Ok(ix),
+            Ok(None) => {
+                self.reporter.info(&format!(
+                    "index {} is missing; building it from verified files",
+                    path.display()
+                ));
+            }
+            Err(e) => {
+                self.reporter.warn(&format!(
+                    "index {} was corrupt ({}); rebuilt from verified files",
+                    path.display(),
+                    e.detail
+                ));
+            }
+        }
+        self.rebuild_index(snap, state)
+    }
+
+    /// Delete and rebuild the index of `snap` from `state` or from the store's
+    /// verified shard, layer and prefix files.
+    pub(crate) fn rebuild_index(
+        &self,
+        snap: &Snapshot,
+        state: Option<&State>,
+    ) -> Result<Index, Rejection> {
+        let path = self.index_path(&snap.manifest_sha256);
+        let _ = std::fs::remove_file(&path);
+        let built;
+        let st = if let Some(s) = state {
+            s
+        } else {
+            let mut files = crate::sync::Files::local(self);
+            built = crate::sync::full_state(&mut files, &snap.manifest, &self.limits)?;
+            &built
+        };
+        crate::index::write(&path, &snap.manifest_sha256, st)?;
+        Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits)?.ok_or_else(|| {
+            reject(
+                path.display().to_string(),
+                "io_error",
+                "vanished right after it was written",
+            )
+        })
+    }
+
+    // ---- verify and status ----------------------------------------------
+
+    /// Re-check the whole store from the pinned root: chain, head, manifest,
+    /// every referenced file's hash and decoding, the state rebuilt from base
+    /// and layers against every leaf, and the index (rebuilt if corrupt).
+    pub fn verify(&self, now: i64, expiry: Expiry) -> Result<VerifyReport, Rejection> {
+        self.check_clock(now)?;
+        let snap = self.current(now, expiry)?;
+        let mut files = crate::sync::Files::local(self);
+        let state = crate::sync::full_state(&mut files, &snap.manifest, &self.limits)?;
+        let path = self.index_path(&snap.manifest_sha256);
+        let index = match Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits) {
+            Ok(Some(ix)) => match ix.verify_all() {
+                Ok(()) => IndexCheck::Intact,
+                Err(e) => IndexCheck::Rebuilt(e.detail),
+            },
+            Ok(None) => IndexCheck::Built,
+            Err(e) => IndexCheck::Rebuilt(e.detail),
+        };
+        if index != IndexCheck::Intact {
+            if let IndexCheck::Rebuilt(why) = &index {
+                self.reporter.warn(&format!(
+                    "index {} was corrupt ({why}); rebuilt from verified files",
+                    path.display()
+                ));
+            }
+            self.rebuild_index(&snap, Some(&state))?.verify_all()?;
+        }
+        Ok(VerifyReport {
+            root_version: snap.root.version,
+            version: snap.manifest.version,
+            manifest_sha256: hex::encode(snap.manifest_sha256),
+            files_checked: files.reused,
+            bytes_checked: files.reused_bytes,
+            entries: snap.manifest.entries,
+            index,
+            expired: snap.expired,
+        })
+    }
+
+    /// What the store holds. Expired documents are reported, not refused.
+    pub fn status(&self, now: i64) -> Result<Status, Rejection> {
+        self.check_clock(now)?;
+        let chain = self.trusted_root_chain()?;
+        let root = &chain.root;
+        let mut snapshot = None;
+        let mut problem = None;
+        match self.stored_head(root, now, Expiry::AllowExpired)? {
+            StoredHead::Missing => problem = Some("no snapshot yet: run `consentry sync`".into()),
+            StoredHead::NotTrusted(e) => {
+                problem = Some(format!(
+                    "the stored head does not verify under root version {} ({}): run `consentry sync`",
+                    root.version, e.detail
+                ));
+            }
+            StoredHead::Valid(head) => {
+                match self.stored_manifest(root, &head, now, Expiry::AllowExpired) {
+                    Ok(Some(m)) => {
+                        let ts = |t: u64| crate::time::format_timestamp(t as i64);
+                        snapshot = Some(SnapshotStatus {
+                            version: m.version,
+                            manifest_sha256: hex::encode(head.manifest.sha256),
+                            created: ts(m.created),
+                            head_version: head.version,
+                            head_expires: ts(head.expires),
+                            head_expired: verify::is_expired(head.expires, now),
+                            manifest_expires: ts(m.expires),
+                            manifest_expired: verify::is_expired(m.expires, now),
+                            entries: m.entries,
+                            ranges: m.ranges.len(),
+                            base: m.base,
+                            layers: m.layers.len(),
+                        });
+                    }
+                    Ok(None) => problem = Some("the manifest the head names is missing".into()),
+                    Err(e) => problem = Some(e.to_string()),
+                }
+            }
+        }
+        Ok(Status {
+            store: self.dir.display().to_string(),
+            pinned_root_version: chain.pinned,
+            root_version: root.version,
+            root_expires: crate::time::format_timestamp(root.expires as i64),
+            root_expired: verify::is_expired(root.expires, now),
+            roles: role_summary(root),
+            snapshot,
+            snapshot_problem: problem,
+            store_bytes: dir_size(&self.dir),
+        })
+    }
+}
+
+/// Total size of the regular files under `dir` (symlinks not followed).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// Answers questions from one verified snapshot. Index blocks are verified
+/// against the signed range leaves on first use; a corrupt index is rebuilt
+/// once from verified files (with a warning) and the question retried.
+pub struct Reader<'s> {
+    store: &'s Store,
+    snap: Snapshot,
+    info: SnapshotInfo,
+    index: RefCell<Index>,
+    prefixes: PrefixTable,
+    rebuilt: Cell<bool>,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("snapshot", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader<'_> {
+    /// The snapshot every answer comes from.
+    pub fn snapshot(&self) -> &SnapshotInfo {
+        &self.info
+    }
+
+    /// Answer one question.
+    pub fn answer(&self, q: &Question) -> Result<Answer, Rejection> {
+        let key = q.isrc.key();
+        let range = self.snap.manifest.range_of(key);
+        let block = {
+            let ix = self.index.borrow();
+            ix.block(range)
+        };
+        let block = match block {
+            Ok(b) => b,
+            Err(e) if !self.rebuilt.get() => {
+                let path = self.store.index_path(&self.snap.manifest_sha256);
+                self.store.reporter.warn(&format!(
+                    "index {} was corrupt ({}); rebuilt from verified files",
+                    path.display(),
+                    e.detail
+                ));
+                self.rebuilt.set(true);
+                let fresh = self.store.rebuild_index(&self.snap, None)?;
+                *self.index.borrow_mut() = fresh;
+                self.index.borrow().block(range)?
+            }
+            Err(e) => return Err(e),
+        };
+        let ix = self.index.borrow();
+        let exact = block.entries_of(key).map(|(seq, id, pol)| Entry {
+            scope: crate::isrc::Scope::Exact(q.isrc),
+            seq,
+            id,
+            policy: ix.policy(pol),
+        });
+        let prefix = self
+            .prefixes
+            .covering(q.isrc)
+            .map(crate::declaration::Record::entry);
+        Ok(crate::lookup::lookup(q, exact.chain(prefix)))
+    }
+}

@@ -1,1 +1,1335 @@
-//! (in progress)
+//! Sync: the client workflow of SPEC.md §7, steps 0–10, from any [`Fetch`]
+//! into a [`Store`].
+//!
+//! Nothing the source sends is used before it is verified, and nothing in the
+//! store changes meaning before the end: roots are persisted as each one
+//! verifies (they are trust, not data), data files are staged in
+//! `local/staging-*` and moved into place only after the whole new state
+//! matched the manifest's leaves, then the manifest, the new index and, last,
+//! `head.cbor` are written. A failure or a kill at any point leaves the
+//! previous head, manifest and index answering.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::columns::{self, Rows};
+use crate::docs::{FileRef, Head, LayerRef, Manifest, Root, paths};
+use crate::envelope::sha256;
+use crate::error::{Rejection, reject};
+use crate::fetch::{Fetch, SiteFile, io_error};
+use crate::index::Index;
+use crate::limits::Limits;
+use crate::state::State;
+use crate::store::{Snapshot, Store, StoredHead, write_atomic};
+use crate::verify::{self, Expiry};
+
+/// Options of one sync or import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// The update start time (Unix seconds), fixed once for the whole run.
+    pub now: i64,
+    pub expiry: Expiry,
+    /// Keep the data files of this many most recent manifests (at least the
+    /// current one); `None` keeps everything.
+    pub keep_history: Option<usize>,
+}
+
+/// How the new state was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// The source holds the snapshot the store already has.
+    NothingNew,
+    /// Local state + the one delta layer to the new version.
+    Delta,
+    /// Local state + several layers.
+    Layers,
+    /// Base shards (those not already held) + all layers.
+    Full,
+    /// Same snapshot; missing or damaged files were fetched again.
+    Repair,
+}
+
+impl SyncMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMode::NothingNew => "nothing new",
+            SyncMode::Delta => "delta",
+            SyncMode::Layers => "layers",
+            SyncMode::Full => "full",
+            SyncMode::Repair => "repair",
+        }
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Snapshot version before (`None`: none was trusted).
+    pub from: Option<u64>,
+    pub to: u64,
+    pub head_version: u64,
+    pub mode: SyncMode,
+    /// Root versions added to the trusted chain.
+    pub roots_added: Vec<u64>,
+    pub files_fetched: u64,
+    pub bytes_fetched: u64,
+    pub files_reused: u64,
+    /// Base shards rebuilt locally after a compaction.
+    pub files_derived: u64,
+    pub layers_applied: u64,
+    /// Files removed by `keep_history`.
+    pub files_pruned: u64,
+    pub manifest_sha256: String,
+}
+
+fn not_found(loc: &str, what: &str) -> Rejection {
+    reject(loc, "not_found", format!("the source has no {what}"))
+}
+
+/// Data files as the sync needs them: from the store when it already holds
+/// them (re-hashed, never trusted), else from the source into the staging
+/// directory. Every file is opened with [`columns::open_file`] before use.
+pub(crate) struct Files<'a> {
+    store: &'a Store,
+    remote: Option<&'a dyn Fetch>,
+    staging: Option<PathBuf>,
+    /// Site names written to the staging directory.
+    pub staged: Vec<String>,
+    pub fetched: u64,
+    pub fetched_bytes: u64,
+    pub reused: u64,
+    pub reused_bytes: u64,
+}
+
+impl<'a> Files<'a> {
+    /// Only the store's own files.
+    pub(crate) fn local(store: &'a Store) -> Files<'a> {
+        Files {
+            store,
+            remote: None,
+            staging: None,
+            staged: Vec::new(),
+            fetched: 0,
+            fetched_bytes: 0,
+            reused: 0,
+            reused_bytes: 0,
+        }
+    }
+
+    fn remote(store: &'a Store, fetch: &'a dyn Fetch, staging: &Path) -> Files<'a> {
+        Files {
+            remote: Some(fetch),
+            staging: Some(staging.to_path_buf()),
+            ..Files::local(store)
+        }
+    }
+
+    /// Write verified bytes into the staging directory.
+    fn stage(&mut self, rel: &str, bytes: &[u8]) -> Result<(), Rejection> {
+        let Some(st) = &self.staging else {
+            return Ok(());
+        };
+        let p = st.join(rel);
+        let loc = p.display().to_string();
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| io_error(&d.display().to_string(), &e))?;
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&p)
+            .map_err(|e| io_error(&loc, &e))?;
+        f.write_all(bytes).map_err(|e| io_error(&loc, &e))?;
+        f.sync_all().map_err(|e| io_error(&loc, &e))?;
+        self.staged.push(rel.to_string());
+        Ok(())
+    }
+
+    fn staged_path(&self, rel: &str) -> Option<PathBuf> {
+        let st = self.staging.as_ref()?;
+        self.staged.iter().any(|s| s == rel).then(|| st.join(rel))
+    }
+
+    /// The verified, decompressed payload of `rel` and where it came from.
+    pub(crate) fn raw(
+        &mut self,
+        rel: &str,
+        fref: &FileRef,
+    ) -> Result<(Vec<u8>, String), Rejection> {
+        let limits = *self.store.limits();
+        if let Some(p) = self.staged_path(rel) {
+            let loc = p.display().to_string();
+            let bytes = std::fs::read(&p).map_err(|e| io_error(&loc, &e))?;
+            return Ok((columns::open_file(&loc, &bytes, fref, &limits)?, loc));
+        }
+        let sloc = self.store.loc(rel);
+        let local = match self.store.read(rel, fref.length) {
+            Ok(Some(b)) => columns::open_file(&sloc, &b, fref, &limits).map(|raw| (raw, b.len())),
+            Ok(None) => Err(reject(&sloc, "not_found", "is missing from the store")),
+            Err(e) => Err(e),
+        };
+        let err = match local {
+            Ok((raw, n)) => {
+                self.reused += 1;
+                self.reused_bytes += n as u64;
+                return Ok((raw, sloc));
+            }
+            Err(e) => e,
+        };
+        let Some(remote) = self.remote else {
+            return Err(err);
+        };
+        if err.code != "not_found" {
+            self.store.reporter().warn(&format!(
+                "{} is damaged ({}); fetching it again",
+                sloc, err.detail
+            ));
+        }
+        let loc = remote.location(rel);
+        let bytes = remote
+            .get(rel, fref.length)?
+            .ok_or_else(|| not_found(&loc, rel))?;
+        let raw = columns::open_file(&loc, &bytes, fref, &limits)?;
+        self.fetched += 1;
+        self.fetched_bytes += bytes.len() as u64;
+        self.store.reporter().advance(rel, bytes.len() as u64);
+        self.stage(rel, &bytes)?;
+        Ok((raw, loc))
+    }
+
+    /// Make sure `rel` is held (stored or staged) without decoding it: a
+    /// stored file of the right length is kept; otherwise it is fetched and
+    /// checked.
+    fn ensure(&mut self, rel: &str, fref: &FileRef) -> Result<(), Rejection> {
+        if self.staged_path(rel).is_some() {
+            return Ok(());
+        }
+        let p = self.store.dir().join(rel);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == fref.length) {
+            return Ok(());
+        }
+        self.raw(rel, fref).map(|_| ())
+    }
+}
+
+/// Apply one layer to `all`, checking it continues from `from`.
+fn apply_layer(
+    files: &mut Files<'_>,
+    all: &mut Rows,
+    lr: &LayerRef,
+    from: u64,
+    st: &mut State,
+    limits: &Limits,
+) -> Result<(), Rejection> {
+    let rel = paths::layer(&lr.sha256);
+    let (raw, loc) = files.raw(&rel, &lr.file())?;
+    let layer = columns::decode_layer(&loc, &raw, lr.count, limits, &mut st.policies)?;
+    if layer.from != from || layer.to != lr.version {
+        return Err(reject(
+            &loc,
+            "layer_mismatch",
+            format!(
+                "layer goes from version {} to {}; expected {from} to {}",
+                layer.from, layer.to, lr.version
+            ),
+        ));
+    }
+    *all = all.apply(&layer.dels, &layer.puts, &loc)?;
+    Ok(())
+}
+
+fn load_prefixes(
+    files: &mut Files<'_>,
+    m: &Manifest,
+    st: &mut State,
+    limits: &Limits,
+) -> Result<(), Rejection> {
+    let rel = paths::prefixes(&m.prefixes.sha256);
+    let (raw, loc) = files.raw(&rel, &m.prefixes)?;
+    st.prefixes = columns::decode_prefixes(&loc, &raw, m.prefixes.count, limits)?;
+    Ok(())
+}
+
+/// SPEC.md §7 steps 7–9 from the base: every base shard, then every layer,
+/// then the prefix table; the result must match every leaf of `m`.
+pub(crate) fn full_state(
+    files: &mut Files<'_>,
+    m: &Manifest,
+    limits: &Limits,
+) -> Result<State, Rejection> {
+    let mut st = State::default();
+    let mut all = Rows::default();
+    for (i, r) in m.ranges.iter().enumerate() {
+        let (lo, hi) = m.range_bounds(i);
+        let rel = paths::shard(&r.shard.sha256);
+        let (raw, loc) = files.raw(&rel, &r.shard)?;
+        let rows =
+            columns::decode_shard(&loc, &raw, lo, hi, r.shard.count, limits, &mut st.policies)?;
+        all.append(&rows);
+    }
+    let mut from = m.base;
+    for lr in &m.layers {
+        apply_layer(files, &mut all, lr, from, &mut st, limits)?;
+        from = lr.version;
+    }
+    load_prefixes(files, m, &mut st, limits)?;
+    st.ranges = State::split(&all, m);
+    st.check_against(m, "manifest")?;
+    Ok(st)
+}
+
+/// Steps 7–9 from a local state at version `l`: the delta or the layers after
+/// `l`, then the prefix table; the result must match every leaf of `m`.
+fn incremental_state(
+    files: &mut Files<'_>,
+    local: State,
+    l: u64,
+    m: &Manifest,
+    limits: &Limits,
+) -> Result<(State, u64), Rejection> {
+    let mut st = State {
+        ranges: Vec::new(),
+        policies: local.policies.clone(),
+        prefixes: Vec::new(),
+    };
+    let mut all = local.flatten();
+    drop(local);
+    let layers: Vec<&LayerRef> = match &m.delta {
+        Some(d) if l + 1 == m.version => vec![d],
+        _ => m.layers[(l - m.base) as usize..].iter().collect(),
+    };
+    let mut from = l;
+    for lr in &layers {
+        apply_layer(files, &mut all, lr, from, &mut st, limits)?;
+        from = lr.version;
+    }
+    load_prefixes(files, m, &mut st, limits)?;
+    st.ranges = State::split(&all, m);
+    st.check_against(m, "manifest")?;
+    Ok((st, layers.len() as u64))
+}
+
+/// The state of the trusted manifest, from its index (every block verified)
+/// or, failing that, from the store's files. `None` when neither works.
+fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
+    let path = store.index_path(sha);
+    let from_index = match Index::open(&path, m, sha, store.limits()) {
+        Ok(Some(ix)) => ix.load_state(),
+        Ok(None) => Err(reject(
+            path.display().to_string(),
+            "not_found",
+            "is missing",
+        )),
+        Err(e) => Err(e),
+    };
+    match from_index {
+        Ok(st) => Some(st),
+        Err(e) => {
+            if e.code == "index_corrupt" {
+                store.reporter().warn(&format!(
+                    "index {} was corrupt ({}); rebuilding the local state from verified files",
+                    path.display(),
+                    e.detail
+                ));
+            }
+            let mut files = Files::local(store);
+            match full_state(&mut files, m, store.limits()) {
+                Ok(st) => Some(st),
+                Err(e) => {
+                    store.reporter().warn(&format!(
+                        "the local snapshot cannot be rebuilt ({e}); fetching the full snapshot"
+                    ));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Remove `local/staging-*` left behind by a killed run.
+pub(crate) fn clean_staging(store: &Store) {
+    let Ok(rd) = std::fs::read_dir(store.local()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with("staging-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A fresh staging directory under `local/`.
+pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, Rejection> {
+    std::fs::create_dir_all(store.local()).map_err(|e| io_error(&store.loc("local"), &e))?;
+    tempfile::Builder::new()
+        .prefix("staging-")
+        .tempdir_in(store.local())
+        .map_err(|e| io_error(&store.loc("local"), &e))
+}
+
+/// Sync `store` from `fetch` (SPEC.md §7).
+pub fn sync(store: &Store, fetch: &dyn Fetch, opts: &SyncOptions) -> Result<SyncReport, Rejection> {
+    let _lock = store.lock()?;
+    clean_staging(store);
+    sync_locked(store, fetch, opts)
+}
+
+/// The trusted head and manifest from the store, under `root`.
+struct Trusted {
+    head: Head,
+    manifest: Option<Manifest>,
+}
+
+fn trusted_state(
+    store: &Store,
+    start: &Root,
+    root: &Root,
+    now: i64,
+) -> Result<Option<Trusted>, Rejection> {
+    let rep = store.reporter();
+    if start.roles.head != root.roles.head || start.roles.manifest != root.roles.manifest {
+        rep.warn(&format!(
+            "root version {} changed the head or manifest keys; the previously trusted head and manifest are forgotten (fast-forward recovery)",
+            root.version
+        ));
+        return Ok(None);
+    }
+    let head = match store.stored_head(root, now, Expiry::AllowExpired)? {
+        StoredHead::Missing => return Ok(None),
+        StoredHead::NotTrusted(e) => {
+            rep.warn(&format!(
+                "the stored head does not verify under root version {} ({}); syncing as if the store were empty",
+                root.version, e.detail
+            ));
+            return Ok(None);
+        }
+        StoredHead::Valid(h) => h,
+    };
+    let manifest = match store.stored_manifest(root, &head, now, Expiry::AllowExpired) {
+        Ok(m) => m,
+        Err(e) => {
+            rep.warn(&format!("the stored manifest is not usable ({e})"));
+            None
+        }
+    };
+    Ok(Some(Trusted { head, manifest }))
+}
+
+/// Whether the store holds everything `m` references and an index that opens.
+fn complete(store: &Store, m: &Manifest, sha: &[u8; 32]) -> bool {
+    let has = |rel: String, len: u64| {
+        std::fs::symlink_metadata(store.dir().join(rel))
+            .is_ok_and(|md| md.is_file() && md.len() == len)
+    };
+    m.ranges
+        .iter()
+        .all(|r| has(paths::shard(&r.shard.sha256), r.shard.length))
+        && m.layers
+            .iter()
+            .all(|l| has(paths::layer(&l.sha256), l.length))
+        && m.delta
+            .as_ref()
+            .is_none_or(|l| has(paths::layer(&l.sha256), l.length))
+        && has(paths::prefixes(&m.prefixes.sha256), m.prefixes.length)
+        && matches!(
+            Index::open(&store.index_path(sha), m, sha, store.limits()),
+            Ok(Some(_))
+        )
+}
+
+/// [`sync`] for a caller that already holds the store's lock.
+pub(crate) fn sync_locked(
+    store: &Store,
+    fetch: &dyn Fetch,
+    opts: &SyncOptions,
+) -> Result<SyncReport, Rejection> {
+    let limits = *store.limits();
+    let rep = store.reporter();
+    let now = opts.now;
+
+    // Step 0: the time is fixed once; a clock that stepped backwards is refused.
+    store.observe_clock(now)?;
+
+    // Step 1: the trusted root chain from the store.
+    let start = store.trusted_root_chain()?.root;
+    let mut root = start.clone();
+
+    // Step 2: newer roots from the source, each signed by the old and new keys.
+    let mut roots_added = Vec::new();
+    let mut walked = 0;
+    while walked < limits.max_root_rotations {
+        let rel = paths::root(root.version + 1);
+        let Some(bytes) = fetch.get(&rel, limits.max_root_bytes)? else {
+            break;
+        };
+        let next = verify::verify_next_root(&root, &fetch.location(&rel), &bytes, &limits)?;
+        store.write(&rel, &bytes)?;
+        roots_added.push(next.version);
+        root = next;
+        walked += 1;
+    }
+    if walked == limits.max_root_rotations {
+        rep.warn(&format!(
+            "stopped after {walked} root rotations in one run; run sync again to continue"
+        ));
+    }
+    verify::check_root_expiry(
+        &root,
+        &store.loc(&paths::root(root.version)),
+        now,
+        opts.expiry,
+    )?;
+    let trusted = trusted_state(store, &start, &root, now)?;
+    let from = trusted.as_ref().map(|t| t.head.manifest.version);
+
+    // Step 3: the head.
+    let hloc = fetch.location(paths::HEAD);
+    let hbytes = fetch
+        .get(paths::HEAD, limits.max_head_bytes)?
+        .ok_or_else(|| not_found(&hloc, "head.cbor"))?;
+    let head = verify::verify_head(&root, &hloc, &hbytes, now, opts.expiry, &limits)?;
+    verify::check_head_rollback(&hloc, &head, trusted.as_ref().map(|t| &t.head))?;
+    let trusted_ref = trusted
+        .as_ref()
+        .map(|t| (t.head.manifest.version, t.head.manifest.sha256));
+    verify::check_manifest_fork(
+        &hloc,
+        head.manifest.version,
+        &head.manifest.sha256,
+        trusted_ref,
+    )?;
+    let head_is_newer = trusted
+        .as_ref()
+        .is_none_or(|t| head.version > t.head.version);
+
+    let mut report = SyncReport {
+        from,
+        to: head.manifest.version,
+        head_version: head.version,
+        mode: SyncMode::NothingNew,
+        roots_added,
+        files_fetched: 0,
+        bytes_fetched: 0,
+        files_reused: 0,
+        files_derived: 0,
+        layers_applied: 0,
+        files_pruned: 0,
+        manifest_sha256: hex::encode(head.manifest.sha256),
+    };
+
+    // Steps 4–5: the manifest (the stored one when the head names it).
+    let mrel = paths::manifest(head.manifest.version, &head.manifest.sha256);
+    let same = trusted
+        .as_ref()
+        .filter(|t| t.head.manifest == head.manifest)
+        .and_then(|t| t.manifest.clone());
+    let (m, mbytes) = if let Some(m) = same {
+        // Re-checked for expiry under this run's rules.
+        let m = store
+            .stored_manifest(&root, &head, now, opts.expiry)?
+            .unwrap_or(m);
+        if complete(store, &m, &head.manifest.sha256) {
+            if head_is_newer {
+                store.write(paths::HEAD, &hbytes)?;
+            }
+            prune(store, opts, &m, &head.manifest.sha256, &mut report);
+            return Ok(report);
+        }
+        rep.warn("the store is missing files or its index for the current snapshot; repairing");
+        report.mode = SyncMode::Repair;
+        (m, None)
+    } else {
+        let mloc = fetch.location(&mrel);
+        let max = head.manifest.length.min(limits.max_manifest_bytes);
+        let mbytes = fetch
+            .get(&mrel, max)?
+            .ok_or_else(|| not_found(&mloc, &mrel))?;
+        let m = verify::verify_manifest(&root, &head, &mloc, &mbytes, now, opts.expiry, &limits)?;
+        verify::check_manifest_chain(&mloc, &m, trusted_ref)?;
+        (m, Some(mbytes))
+    };
+    let v = m.version;
+
+    // Step 6: plan from the locally held verified state.
+    let local = if report.mode == SyncMode::Repair {
+        None
+    } else {
+        trusted
+            .as_ref()
+            .and_then(|t| t.manifest.as_ref().map(|m| (m, t.head.manifest.sha256)))
+            .filter(|(tm, _)| tm.version < v && tm.version >= m.base.min(v - 1))
+            .and_then(|(tm, sha)| local_state(store, tm, &sha).map(|s| (tm.version, s)))
+    };
+    let staging = staging_dir(store)?;
+    let mut files = Files::remote(store, fetch, staging.path());
+    let to_fetch = m.ranges.len() as u64 + m.layers.len() as u64 + 1;
+    rep.start("fetching", to_fetch);
+    let mut via_layers = false;
+    let incremental = match local {
+        Some((l, st)) if (l + 1 == v && m.delta.is_some()) || l >= m.base => {
+            match incremental_state(&mut files, st, l, &m, &limits) {
+                Ok((st, n)) => {
+                    report.mode = if n == 1 {
+                        SyncMode::Delta
+                    } else {
+                        SyncMode::Layers
+                    };
+                    report.layers_applied = n;
+                    via_layers = true;
+                    Some(st)
+                }
+                Err(e) if e.code == "not_found" => {
+                    rep.warn(&format!("{e}; fetching the full snapshot instead"));
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        _ => None,
+    };
+    // Steps 7–9.
+    let state = if let Some(st) = incremental {
+        st
+    } else {
+        if report.mode != SyncMode::Repair {
+            report.mode = SyncMode::Full;
+        }
+        report.layers_applied = m.layers.len() as u64;
+        full_state(&mut files, &m, &limits)?
+    };
+
+    // Step 9 (compaction): derive the new base shards locally when possible.
+    let mut derived: Vec<(String, Vec<u8>)> = Vec::new();
+    if via_layers && m.base == v {
+        for (i, r) in m.ranges.iter().enumerate() {
+            let rel = paths::shard(&r.shard.sha256);
+            if store.holds(&rel, r.shard.length, &r.shard.sha256)? {
+                continue;
+            }
+            let (lo, hi, rows) = &state.ranges[i];
+            let raw = columns::encode_shard(*lo, *hi, rows, &state.policies);
+            if raw.len() as u64 == r.shard.raw_length {
+                let bytes = columns::compress(&raw);
+                if bytes.len() as u64 == r.shard.length && sha256(&bytes) == r.shard.sha256 {
+                    derived.push((rel, bytes));
+                    continue;
+                }
+            }
+            let (raw, loc) = files.raw(&rel, &r.shard)?;
+            let mut set = state.policies.clone();
+            columns::decode_shard(&loc, &raw, *lo, *hi, r.shard.count, &limits, &mut set)?;
+        }
+        report.files_derived = derived.len() as u64;
+    }
+    // A mirror holds everything its manifest names.
+    for r in &m.ranges {
+        let rel = paths::shard(&r.shard.sha256);
+        if !derived.iter().any(|(d, _)| *d == rel) {
+            files.ensure(&rel, &r.shard)?;
+        }
+    }
+    for l in m.layers.iter().chain(m.delta.as_ref()) {
+        files.ensure(&paths::layer(&l.sha256), &l.file())?;
+    }
+    rep.finish();
+
+    // Step 10: data files, manifest, index, then the head.
+    for rel in &files.staged {
+        let src = staging.path().join(rel);
+        let dst = store.dir().join(rel);
+        if let Some(d) = dst.parent() {
+            std::fs::create_dir_all(d).map_err(|e| io_error(&d.display().to_string(), &e))?;
+        }
+        std::fs::rename(&src, &dst).map_err(|e| io_error(&dst.display().to_string(), &e))?;
+        if let Some(d) = dst.parent() {
+            crate::store::sync_dir(d)?;
+        }
+    }
+    for (rel, bytes) in &derived {
+        write_atomic(&store.dir().join(rel), bytes)?;
+    }
+    if let Some(mb) = &mbytes {
+        store.write(&mrel, mb)?;
+    }
+    crate::index::write(
+        &store.index_path(&head.manifest.sha256),
+        &head.manifest.sha256,
+        &state,
+    )?;
+    if head_is_newer || mbytes.is_some() {
+        store.write(paths::HEAD, &hbytes)?;
+    }
+    drop(staging);
+
+    report.files_fetched = files.fetched;
+    report.bytes_fetched = files.fetched_bytes;
+    report.files_reused = files.reused;
+    remove_other_indexes(store, &head.manifest.sha256);
+    prune(store, opts, &m, &head.manifest.sha256, &mut report);
+    Ok(report)
+}
+
+fn remove_other_indexes(store: &Store, keep: &[u8; 32]) {
+    let keep = format!("{}.idx", hex::encode(keep));
+    let Ok(rd) = std::fs::read_dir(store.index_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy() != keep {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Site names a manifest references (data files only).
+fn referenced(m: &Manifest) -> Vec<String> {
+    let mut out: Vec<String> = m
+        .ranges
+        .iter()
+        .map(|r| paths::shard(&r.shard.sha256))
+        .collect();
+    out.extend(
+        m.layers
+            .iter()
+            .chain(m.delta.as_ref())
+            .map(|l| paths::layer(&l.sha256)),
+    );
+    out.push(paths::prefixes(&m.prefixes.sha256));
+    out
+}
+
+/// Parse a stored manifest envelope without checking signatures: used only to
+/// decide which files to keep.
+fn peek_manifest(bytes: &[u8], limits: &Limits) -> Option<Manifest> {
+    let env = crate::envelope::Envelope::parse("manifest", bytes, limits).ok()?;
+    crate::cbor::from_slice_canonical(&env.payload).ok()
+}
+
+/// `--keep-history N`: keep the N most recent manifests (always the current
+/// one) and the data files they name; remove other manifests and data files.
+fn prune(
+    store: &Store,
+    opts: &SyncOptions,
+    current: &Manifest,
+    sha: &[u8; 32],
+    report: &mut SyncReport,
+) {
+    let Some(keep) = opts.keep_history else {
+        return;
+    };
+    let keep = keep.max(1);
+    let mdir = store.dir().join("manifest");
+    let mut manifests: Vec<(u64, [u8; 32], PathBuf)> = std::fs::read_dir(&mdir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = format!("manifest/{}", e.file_name().to_string_lossy());
+            match SiteFile::parse(&name) {
+                Some(SiteFile::Manifest(v, h)) => Some((v, h, e.path())),
+                _ => None,
+            }
+        })
+        .collect();
+    manifests.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut wanted: std::collections::HashSet<String> = referenced(current).into_iter().collect();
+    let mut kept = 1;
+    let mut drop_manifests = Vec::new();
+    for (v, h, p) in &manifests {
+        if h == sha {
+            continue;
+        }
+        if kept < keep && *v <= current.version {
+            let Some(m) = std::fs::read(p)
+                .ok()
+                .and_then(|b| peek_manifest(&b, store.limits()))
+            else {
+                store
+                    .reporter()
+                    .warn(&format!("{} cannot be read; nothing pruned", p.display()));
+                return;
+            };
+            wanted.extend(referenced(&m));
+            kept += 1;
+        } else {
+            drop_manifests.push(p.clone());
+        }
+    }
+    for p in drop_manifests {
+        if std::fs::remove_file(&p).is_ok() {
+            report.files_pruned += 1;
+        }
+    }
+    for dir in ["shard", "layer", "prefix"] {
+        let Ok(rd) = std::fs::read_dir(store.dir().join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = format!("{dir}/{}", e.file_name().to_string_lossy());
+            if SiteFile::parse(&name).is_some()
+                && !wanted.contains(&name)
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                report.files_pruned += 1;
+            }
+        }
+    }
+}
+
+/// A snapshot's data files, for callers that list them.
+pub fn data_files(snap: &Snapshot) -> Vec<String> {
+    referenced(&snap.manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::DirFetch;
+    use crate::isrc::Isrc;
+    use crate::lookup::{Answer, Question};
+    use crate::model::{Decision, Use};
+    use crate::testsite::{self, DAY, NOW, Opts, TestSite, policy, record};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<String>>);
+
+    impl crate::store::Reporter for Capture {
+        fn warn(&self, msg: &str) {
+            self.0.lock().unwrap().push(msg.to_string());
+        }
+        fn info(&self, msg: &str) {
+            self.0.lock().unwrap().push(msg.to_string());
+        }
+    }
+
+    struct Env {
+        _tmp: tempfile::TempDir,
+        site: TestSite,
+        store: Store,
+        log: Arc<Capture>,
+    }
+
+    impl Env {
+        fn new() -> Env {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut site = TestSite::new(tmp.path().join("site"));
+            site.publish(&testsite::example_records(), &Opts::default());
+            let (store, _) =
+                Store::init(tmp.path().join("store"), site.root_bytes(1), false).unwrap();
+            let log = Arc::new(Capture::default());
+            let store = store.with_reporter(log.clone());
+            Env {
+                _tmp: tmp,
+                site,
+                store,
+                log,
+            }
+        }
+
+        fn sync_at(&self, now: i64, expiry: Expiry) -> Result<SyncReport, Rejection> {
+            sync(
+                &self.store,
+                &DirFetch::new(&self.site.dir),
+                &SyncOptions {
+                    now,
+                    expiry,
+                    keep_history: None,
+                },
+            )
+        }
+
+        fn sync(&self) -> Result<SyncReport, Rejection> {
+            self.sync_at(NOW, Expiry::Enforce)
+        }
+
+        fn ask(&self, isrc: &str) -> Answer {
+            self.ask_at(isrc, NOW, Expiry::Enforce)
+                .unwrap()
+                .answers
+                .remove(0)
+        }
+
+        fn ask_at(
+            &self,
+            isrc: &str,
+            now: i64,
+            expiry: Expiry,
+        ) -> Result<crate::store::CheckResult, Rejection> {
+            let q = Question {
+                isrc: Isrc::parse(isrc).unwrap(),
+                use_: Use::TrainAi,
+                territory: None,
+                at: crate::time::day_of(NOW),
+            };
+            self.store.check(&[q], now, expiry)
+        }
+
+        fn version(&self) -> u64 {
+            self.ask_at("GBNWR2500001", NOW + 1, Expiry::AllowExpired)
+                .unwrap()
+                .snapshot
+                .version
+        }
+
+        fn warnings(&self) -> Vec<String> {
+            self.log.0.lock().unwrap().clone()
+        }
+    }
+
+    fn more(extra: &[(&str, u64, &str, bool)]) -> Vec<crate::declaration::Record> {
+        let mut r = testsite::example_records();
+        for (isrc, seq, id, allow) in extra {
+            r.push(record(isrc, *seq, id, policy("Extra Label", *allow)));
+        }
+        r
+    }
+
+    #[test]
+    fn first_sync_answers_every_golden_lookup() {
+        let env = Env::new();
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Full);
+        assert_eq!((rep.from, rep.to), (None, 1));
+        // 3 shards + 1 prefix table.
+        assert_eq!(rep.files_fetched, 4);
+
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/lookups.csv");
+        let mut r = csv::Reader::from_path(path).unwrap();
+        let mut n = 0;
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            let (isrc, use_, terr, at) = (&rec[0], &rec[1], &rec[2], &rec[3]);
+            let want = (&rec[4], &rec[5], &rec[6]);
+            let got = match Isrc::parse(isrc) {
+                Err(_) => Answer::invalid_isrc(),
+                Ok(i) => {
+                    let q = Question {
+                        isrc: i,
+                        use_: Use::parse(use_).unwrap(),
+                        territory: (!terr.is_empty())
+                            .then(|| crate::model::parse_territory(terr).unwrap()),
+                        at: crate::time::parse_date(at).unwrap(),
+                    };
+                    env.store
+                        .check(&[q], NOW, Expiry::Enforce)
+                        .unwrap()
+                        .answers
+                        .remove(0)
+                }
+            };
+            assert_eq!(
+                (
+                    got.decision.name(),
+                    got.reason.name(),
+                    got.decided_by.join(" ").as_str()
+                ),
+                want,
+                "{isrc} {use_} {terr} {at}"
+            );
+            n += 1;
+        }
+        assert!(n > 20);
+
+        // The store is a mirror: every file the site has, byte for byte.
+        for f in env.site.files() {
+            assert_eq!(
+                std::fs::read(env.store.dir().join(&f)).unwrap(),
+                std::fs::read(env.site.path(&f)).unwrap(),
+                "{f}"
+            );
+        }
+
+        let again = env.sync().unwrap();
+        assert_eq!(again.mode, SyncMode::NothingNew);
+        assert_eq!(again.files_fetched, 0);
+    }
+
+    #[test]
+    fn a_delta_sync_fetches_only_the_layer() {
+        let env = Env::new();
+        env.sync().unwrap();
+        assert_eq!(env.ask("GBZZZ2600001").reason.name(), "no_record");
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        let env = Env { site, ..env };
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Delta);
+        assert_eq!((rep.from, rep.to), (Some(1), 2));
+        assert_eq!(rep.files_fetched, 1, "{rep:?}");
+        assert_eq!(rep.layers_applied, 1);
+        assert_eq!(env.ask("GBZZZ2600001").decision, Decision::Disallow);
+        assert_eq!(env.version(), 2);
+        // Only the current index is kept.
+        assert_eq!(std::fs::read_dir(env.store.index_dir()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn several_layers_then_a_compaction_derived_locally() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        site.publish(
+            &more(&[
+                ("GBZZZ2600001", 1000, "X1", false),
+                ("USZZZ2600002", 1001, "X2", true),
+            ]),
+            &Opts::default(),
+        );
+        let env = Env { site, ..env };
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Layers);
+        assert_eq!(rep.layers_applied, 2);
+        assert_eq!(rep.files_fetched, 2, "{rep:?}");
+        assert_eq!(env.ask("USZZZ2600002").decision, Decision::Allow);
+
+        // Compaction: the new base shards are rebuilt from the local state.
+        let mut site = env.site;
+        let p = site.publish(
+            &more(&[
+                ("USZZZ2600002", 1001, "X2", true),
+                ("FRZZZ2600003", 1002, "X3", false),
+            ]),
+            &Opts {
+                compact: true,
+                ..Opts::default()
+            },
+        );
+        assert_eq!(p.manifest.base, 4);
+        let env = Env { site, ..env };
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Delta);
+        assert_eq!(rep.files_fetched, 1, "{rep:?}");
+        assert!(rep.files_derived >= 2, "{rep:?}");
+        assert_eq!(env.ask("GBZZZ2600001").reason.name(), "no_record");
+        assert_eq!(env.ask("FRZZZ2600003").decision, Decision::Disallow);
+        for r in &p.manifest.ranges {
+            let rel = paths::shard(&r.shard.sha256);
+            assert!(
+                env.store
+                    .holds(&rel, r.shard.length, &r.shard.sha256)
+                    .unwrap()
+            );
+        }
+        let v = env.store.verify(NOW, Expiry::Enforce).unwrap();
+        assert_eq!(v.index, crate::store::IndexCheck::Intact);
+    }
+
+    #[test]
+    fn far_behind_fetches_the_new_base() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        site.publish(
+            &more(&[("USZZZ2600002", 1001, "X2", true)]),
+            &Opts {
+                compact: true,
+                ..Opts::default()
+            },
+        );
+        let env = Env { site, ..env };
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Full);
+        // Only the changed ranges' shards travel; the unchanged one is reused.
+        assert!(rep.files_fetched >= 2 && rep.files_reused >= 1, "{rep:?}");
+        assert_eq!(env.ask("USZZZ2600002").decision, Decision::Allow);
+    }
+
+    #[test]
+    fn a_tampered_file_is_refused_and_the_previous_snapshot_answers() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let before = env.ask("GBNWR2500001");
+        let mut site = env.site;
+        let p = site.publish(
+            &more(&[("GBNWR2500001", 1000, "X1", true)]),
+            &Opts::default(),
+        );
+        let layer = site.path(&paths::layer(&p.manifest.delta.as_ref().unwrap().sha256));
+        let mut b = std::fs::read(&layer).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        std::fs::write(&layer, &b).unwrap();
+        let env = Env { site, ..env };
+        let e = env.sync().unwrap_err();
+        assert_eq!(e.code, "hash_mismatch", "{e}");
+        assert_eq!(env.ask("GBNWR2500001"), before);
+        assert_eq!(env.version(), 1);
+        // Nothing was staged into the store.
+        assert!(
+            !env.store
+                .dir()
+                .join(paths::layer(&p.manifest.delta.unwrap().sha256))
+                .exists()
+        );
+        assert!(
+            std::fs::read_dir(env.store.local())
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with("staging-"))
+        );
+    }
+
+    #[test]
+    fn a_tampered_shard_on_first_sync_leaves_no_snapshot() {
+        let env = Env::new();
+        let r = &env.site.history[0].manifest.ranges[0].shard;
+        let p = env.site.path(&paths::shard(&r.sha256));
+        let mut b = std::fs::read(&p).unwrap();
+        b[0] ^= 0xff;
+        std::fs::write(&p, b).unwrap();
+        assert_eq!(env.sync().unwrap_err().code, "hash_mismatch");
+        assert_eq!(
+            env.ask_at("GBNWR2500001", NOW, Expiry::Enforce)
+                .unwrap_err()
+                .code,
+            "no_snapshot"
+        );
+    }
+
+    #[test]
+    fn a_replayed_older_head_is_a_rollback() {
+        let env = Env::new();
+        let old_head = env.site.history[0].head_bytes.clone();
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        let env = Env { site, ..env };
+        env.sync().unwrap();
+        env.site.write(paths::HEAD, &old_head);
+        let e = env.sync().unwrap_err();
+        assert_eq!(e.code, "rollback", "{e}");
+        assert_eq!(env.version(), 2);
+    }
+
+    #[test]
+    fn a_refreshed_head_is_stored_and_nothing_else_moves() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let mut site = env.site;
+        let fresh = site.write_head(NOW + DAY, 3 * DAY);
+        let env = Env { site, ..env };
+        let rep = env.sync_at(NOW + DAY, Expiry::Enforce).unwrap();
+        assert_eq!(rep.mode, SyncMode::NothingNew);
+        assert_eq!(rep.head_version, 2);
+        assert_eq!(
+            std::fs::read(env.store.dir().join(paths::HEAD)).unwrap(),
+            fresh
+        );
+    }
+
+    #[test]
+    fn an_expired_head_is_refused_unless_allowed_and_then_marked() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let later = NOW + 4 * DAY;
+        let e = env.sync_at(later, Expiry::Enforce).unwrap_err();
+        assert_eq!(e.code, "expired");
+        assert_eq!(
+            env.ask_at("GBNWR2500001", later, Expiry::Enforce)
+                .unwrap_err()
+                .code,
+            "expired"
+        );
+        let ok = env
+            .ask_at("GBNWR2500001", later, Expiry::AllowExpired)
+            .unwrap();
+        assert!(ok.snapshot.expired);
+        assert_eq!(ok.answers[0].decision, Decision::Disallow);
+        let rep = env.sync_at(later, Expiry::AllowExpired).unwrap();
+        assert_eq!(rep.mode, SyncMode::NothingNew);
+        let fresh = env.ask_at("GBNWR2500001", NOW + DAY, Expiry::AllowExpired);
+        // The clock went back from `later`: refused.
+        assert_eq!(fresh.unwrap_err().code, "clock_backwards");
+    }
+
+    #[test]
+    fn a_clock_stepped_backwards_is_refused() {
+        let env = Env::new();
+        env.sync_at(NOW + 10, Expiry::Enforce).unwrap();
+        assert_eq!(
+            env.sync_at(NOW, Expiry::Enforce).unwrap_err().code,
+            "clock_backwards"
+        );
+        assert_eq!(
+            env.ask_at("GBNWR2500001", NOW, Expiry::Enforce)
+                .unwrap_err()
+                .code,
+            "clock_backwards"
+        );
+        assert!(
+            env.ask_at("GBNWR2500001", NOW + 10, Expiry::Enforce)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_corrupt_index_is_detected_and_rebuilt() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let want = env.ask("GBNWR2500017");
+        let sha = env.site.history[0].manifest_sha256;
+        let idx = env.store.index_path(&sha);
+        let mut b = std::fs::read(&idx).unwrap();
+        // The seq of the key's entry, in its block.
+        let key = Isrc::parse("GBNWR2500017").unwrap().key().to_be_bytes();
+        let at = b.windows(8).position(|w| w == key).unwrap() + 15;
+        b[at] ^= 0x01;
+        std::fs::write(&idx, &b).unwrap();
+        assert_eq!(env.ask("GBNWR2500017"), want);
+        assert!(
+            env.warnings()
+                .iter()
+                .any(|w| w.contains("was corrupt") && w.contains("rebuilt")),
+            "{:?}",
+            env.warnings()
+        );
+        assert_ne!(std::fs::read(&idx).unwrap(), b);
+
+        // `verify` finds a corrupt header too, and rebuilds.
+        let mut b = std::fs::read(&idx).unwrap();
+        b[45] ^= 0x01;
+        std::fs::write(&idx, &b).unwrap();
+        let v = env.store.verify(NOW, Expiry::Enforce).unwrap();
+        assert!(
+            matches!(v.index, crate::store::IndexCheck::Rebuilt(_)),
+            "{v:?}"
+        );
+        assert_eq!(
+            env.store.verify(NOW, Expiry::Enforce).unwrap().index,
+            crate::store::IndexCheck::Intact
+        );
+    }
+
+    #[test]
+    fn verify_names_a_tampered_store_file_and_sync_repairs_a_missing_one() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let r = env.site.history[0].manifest.ranges[1].shard.clone();
+        let rel = paths::shard(&r.sha256);
+        let p = env.store.dir().join(&rel);
+        let mut b = std::fs::read(&p).unwrap();
+        b[3] ^= 0x10;
+        std::fs::write(&p, &b).unwrap();
+        let e = env.store.verify(NOW, Expiry::Enforce).unwrap_err();
+        assert_eq!(e.code, "hash_mismatch");
+        assert!(e.file.ends_with(&rel), "{e}");
+        std::fs::remove_file(&p).unwrap();
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Repair);
+        assert_eq!(rep.files_fetched, 1);
+        env.store.verify(NOW, Expiry::Enforce).unwrap();
+    }
+
+    #[test]
+    fn a_key_rotation_forgets_the_trusted_head() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let mut site = env.site;
+        site.rotate(11, 12, 13);
+        // New keys sign a new head for the same manifest... and a new version.
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        let env = Env { site, ..env };
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.roots_added, vec![2]);
+        assert_eq!(rep.to, 2);
+        assert!(env.warnings().iter().any(|w| w.contains("fast-forward")));
+        assert_eq!(env.ask("GBZZZ2600001").decision, Decision::Disallow);
+        assert_eq!(env.store.trusted_root_chain().unwrap().root.version, 2);
+    }
+
+    #[test]
+    fn a_root_not_signed_by_the_old_keys_is_refused() {
+        let env = Env::new();
+        let mut site = env.site;
+        site.root_key = testsite::key(99); // forget the real root key
+        site.rotate(11, 12, 13);
+        let env = Env { site, ..env };
+        assert_eq!(env.sync().unwrap_err().code, "threshold_not_met");
+        assert!(!env.store.dir().join("root/2.cbor").exists());
+    }
+
+    #[test]
+    fn keep_history_prunes_old_files_but_never_the_current() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        site.publish(
+            &more(&[("USZZZ2600002", 1001, "X2", true)]),
+            &Opts {
+                compact: true,
+                ..Opts::default()
+            },
+        );
+        let env = Env { site, ..env };
+        let rep = sync(
+            &env.store,
+            &DirFetch::new(&env.site.dir),
+            &SyncOptions {
+                now: NOW,
+                expiry: Expiry::Enforce,
+                keep_history: Some(1),
+            },
+        )
+        .unwrap();
+        assert!(rep.files_pruned > 0, "{rep:?}");
+        let v1 = &env.site.history[0];
+        assert!(
+            !env.store
+                .dir()
+                .join(paths::manifest(1, &v1.manifest_sha256))
+                .exists()
+        );
+        env.store.verify(NOW, Expiry::Enforce).unwrap();
+        assert_eq!(env.ask("USZZZ2600002").decision, Decision::Allow);
+    }
+
+    #[test]
+    fn a_source_without_a_head_is_not_found() {
+        let env = Env::new();
+        std::fs::remove_file(env.site.path(paths::HEAD)).unwrap();
+        assert_eq!(env.sync().unwrap_err().code, "not_found");
+    }
+
+    #[test]
+    fn init_refuses_a_second_pin_without_force() {
+        let env = Env::new();
+        let e = Store::init(env.store.dir(), env.site.root_bytes(1), false).unwrap_err();
+        assert_eq!(e.code, "already_initialized");
+        Store::init(env.store.dir(), env.site.root_bytes(1), true).unwrap();
+        let mut bad = env.site.root_bytes(1).to_vec();
+        bad[10] ^= 1;
+        assert!(Store::init(env.store.dir(), &bad, true).is_err());
+        // trust.json pins the hash: a swapped root file is refused.
+        let mut other = TestSite::new(env.store.dir().join("other"));
+        other.rotate(5, 6, 7);
+        std::fs::write(env.store.dir().join("root/1.cbor"), other.root_bytes(2)).unwrap();
+        assert_eq!(
+            env.store.trusted_root_chain().unwrap_err().code,
+            "trust_mismatch"
+        );
+    }
+}

@@ -51,6 +51,7 @@ fn num(s: &str) -> Option<u32> {
 }
 
 /// Parse `YYYY-MM-DD` (years 1970–9999) into a day number.
+#[allow(clippy::many_single_char_names)]
 pub fn parse_date(s: &str) -> Result<Day, String> {
     let bad = || format!("{s:?} is not a date: expected YYYY-MM-DD, e.g. 2026-11-25");
     let b = s.as_bytes();

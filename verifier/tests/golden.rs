@@ -1,6 +1,8 @@
 //! The lookup rule against the golden questions in tests/data/lookups.csv, with
 //! the example registry read from both import formats.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use consentry::Isrc;
