@@ -1,6 +1,8 @@
 //! Harness for the workspace end-to-end tests: the real binaries, a real HTTP
 //! server on 127.0.0.1, real SQLite files and temp directories.
 
+pub mod tamper;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
