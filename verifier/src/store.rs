@@ -213,6 +213,9 @@ pub fn role_summary(root: &Root) -> Vec<RoleStatus> {
         .collect()
 }
 
+/// How long a writer waits for another writer's lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A store directory.
 pub struct Store {
     dir: PathBuf,
@@ -439,14 +442,26 @@ impl Store {
             .write(true)
             .open(&p)
             .map_err(|e| io_error(&p.display().to_string(), &e))?;
-        match f.try_lock() {
-            Ok(()) => Ok(f),
-            Err(std::fs::TryLockError::WouldBlock) => Err(reject(
-                p.display().to_string(),
-                "store_busy",
-                "another consentry process is writing to this store",
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(io_error(&p.display().to_string(), &e)),
+        // Wait a little for another writer (or a forked child briefly holding
+        // an inherited descriptor) before giving up.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match f.try_lock() {
+                Ok(()) => return Ok(f),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(reject(
+                        p.display().to_string(),
+                        "store_busy",
+                        "another consentry process is writing to this store",
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_error(&p.display().to_string(), &e));
+                }
+            }
         }
     }
 
