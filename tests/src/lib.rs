@@ -249,3 +249,15 @@ pub fn run_env(name: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> R
     }
     Run::from(c.output().expect("spawn binary"))
 }
+
+/// Run any program (e.g. `unshare`) with `args`.
+pub fn run_program(program: &str, args: &[&str], cwd: &Path) -> Run {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("CONSENTRY_STORE")
+        .output()
+        .expect("spawn program");
+    Run::from(out)
+}

@@ -5,4 +5,5 @@ mod e2e {
     pub mod fixture;
     mod publisher;
     mod snapshots;
+    mod verifier;
 }

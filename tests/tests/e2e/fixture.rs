@@ -7,6 +7,8 @@ use consentry_tests::{data, publish};
 
 /// Time the fixture's declarations are recorded at; snapshot times follow it.
 pub const T0: &str = "2026-11-01T00:00:00Z";
+/// The verifier's clock in these tests: after T0, before the head expires (72 h).
+pub const NOW: &str = "2026-11-01T12:00:00Z";
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -55,6 +57,13 @@ impl Fixture {
 
     pub fn publish(&self, args: &[&str]) -> consentry_tests::Run {
         publish(args, self.dir.path())
+    }
+
+    /// Run `consentry --store store --now NOW ARGS…` in the fixture.
+    pub fn verifier(&self, args: &[&str]) -> consentry_tests::Run {
+        let mut full = vec!["--store", "store", "--now", NOW];
+        full.extend_from_slice(args);
+        consentry_tests::verifier(&full, self.dir.path())
     }
 
     /// Import CSV rows (header added) recorded at `at`.
