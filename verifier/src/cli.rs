@@ -1,1 +1,1315 @@
-//! (in progress)
+//! The `consentry` command line: argument parsing (clap) and the commands,
+//! as thin calls into the library. stdout carries only data; progress,
+//! warnings and errors go to stderr. Exit codes: 0 success, 1 a test answered
+//! "no" (`check --require allow` found an answer that is not `allow`;
+//! `verify` found a defect and repaired it), 2 any error.
+//!
+//! `check`, `verify`, `status` and `import` never open a network socket: only
+//! `sync` with an http(s) SOURCE does.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::error::{Rejection, reject};
+use crate::fetch::{DirFetch, Fetch, HttpFetch, Timeouts};
+use crate::lookup::{Answer, Question};
+use crate::model::{Use, parse_territory};
+use crate::store::{IndexCheck, Reader, Reporter, SnapshotInfo, Store, role_summary};
+use crate::sync::{SyncOptions, SyncReport};
+use crate::time::{Day, day_of, format_date, format_timestamp, parse_timestamp};
+use crate::verify::Expiry;
+
+/// Verify signed AI-training consent snapshots and answer ISRC lookups offline.
+#[derive(Debug, Parser)]
+#[command(name = "consentry", version, propagate_version = true)]
+pub struct Cli {
+    /// Store directory [default: $XDG_DATA_HOME/consentry or ~/.local/share/consentry]
+    #[arg(long, global = true, env = "CONSENTRY_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Use this time instead of the system clock (RFC 3339 or YYYY-MM-DD), for
+    /// air-gapped clocks and tests; logged on stderr
+    #[arg(long, global = true, value_name = "TIME")]
+    pub now: Option<String>,
+
+    /// Accept an expired root, head or manifest (loud: every answer is marked)
+    #[arg(long, global = true)]
+    pub allow_expired: bool,
+
+    /// Print no progress or notes on stderr (warnings and errors still appear)
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pin the registry's root (obtained out of band) as the store's trust anchor
+    Init {
+        /// The root file (root/N.cbor from the registry)
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
+        /// Re-pin an already initialized store
+        #[arg(long)]
+        force: bool,
+    },
+    /// Fetch and verify the current snapshot from a URL or a mirror directory
+    Sync {
+        /// http(s) URL of the published site, or a directory laid out like one
+        source: String,
+        /// Overall time limit per HTTP request, in seconds [default: 120]
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// Keep the files of the N most recent manifests, remove older ones
+        #[arg(long, value_name = "N")]
+        keep_history: Option<usize>,
+    },
+    /// Import a tar bundle (no network)
+    Import {
+        /// The bundle (.tar)
+        file: PathBuf,
+        /// Keep the files of the N most recent manifests, remove older ones
+        #[arg(long, value_name = "N")]
+        keep_history: Option<usize>,
+    },
+    /// Re-check the whole store from the pinned root (exit 1 if the index had to be rebuilt)
+    Verify,
+    /// Show the snapshot, its expiry, the keys and the store's size
+    Status {
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer consent questions for ISRCs
+    Check {
+        /// ISRCs to check (any spelling: hyphens, spaces, lower case, ISRC prefix)
+        #[arg(value_name = "ISRC")]
+        isrcs: Vec<String>,
+        /// The use asked about: all, train-ai, train-genai, ai-use, search
+        #[arg(long = "use", value_name = "USE", default_value = "train-ai")]
+        use_: String,
+        /// Territory (ISO 3166-1 alpha-2) [default: any]
+        #[arg(long, value_name = "CC")]
+        territory: Option<String>,
+        /// When the use happens (YYYY-MM-DD or RFC 3339) [default: now]
+        #[arg(long, value_name = "DATE|TIME")]
+        at: Option<String>,
+        /// JSON lines output
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV output
+        #[arg(long)]
+        csv: bool,
+        /// Read questions from FILE ("-" for stdin): one ISRC per line, CSV with
+        /// an isrc column (optional use, territory, at columns), or JSON lines
+        #[arg(long, value_name = "FILE|-")]
+        input: Option<String>,
+        /// Exit 1 unless every answer is this decision
+        #[arg(long, value_enum, value_name = "DECISION")]
+        require: Option<Require>,
+    },
+}
+
+/// Decisions `--require` can demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Require {
+    Allow,
+}
+
+/// What to do about an error code: printed after the error as `hint:`.
+pub fn hint(code: &str, file: &str, store: Option<&Path>) -> Option<String> {
+    let in_store = store.is_some_and(|s| Path::new(file).starts_with(s));
+    let h = match code {
+        "not_initialized" => {
+            "run `consentry init --root ROOT.cbor` with the root your registry published (compare its SHA-256 out of band)"
+        }
+        "already_initialized" => {
+            "pass --force to replace the pinned root (only with a root you trust)"
+        }
+        "no_snapshot" => "run `consentry sync SOURCE` or `consentry import BUNDLE.tar` first",
+        "head_not_trusted" => {
+            "the registry's keys changed: run `consentry sync SOURCE` to fetch the new root and head"
+        }
+        "store_incomplete" => "run `consentry sync SOURCE` to fetch the missing files",
+        "expired" => {
+            "sync from an up-to-date source; if this machine's clock is wrong pass --now; to accept stale answers knowingly pass --allow-expired"
+        }
+        "clock_backwards" => {
+            "fix the system clock or pass --now with the correct time; if the recorded time is wrong, delete local/clock.json in the store"
+        }
+        "hash_mismatch" | "length_mismatch" | "malformed_data" | "state_mismatch"
+        | "layer_mismatch" | "count_mismatch" | "range_mismatch" | "key_out_of_range"
+        | "unsorted_keys"
+            if in_store =>
+        {
+            "the stored file was altered: delete it and run `consentry sync SOURCE` to fetch it again"
+        }
+        "hash_mismatch" | "length_mismatch" | "malformed_data" | "state_mismatch"
+        | "layer_mismatch" | "count_mismatch" | "range_mismatch" | "key_out_of_range"
+        | "unsorted_keys" => {
+            "the source served a damaged or altered file; nothing in the store changed: try another mirror or tell the registry"
+        }
+        "rollback" | "split_view" | "chain_broken" | "version_mismatch" => {
+            "the source served an older or conflicting snapshot than one already trusted; nothing changed: the mirror is stale or hostile, try another"
+        }
+        "threshold_not_met"
+        | "wrong_payload_type"
+        | "malformed_envelope"
+        | "malformed_document"
+        | "root_version"
+        | "too_many_signatures" => {
+            "the file is not validly signed by the registry's keys; nothing changed: check the source"
+        }
+        "trust_mismatch" | "store_corrupt" => {
+            "the store's trust files were altered: re-initialize with `consentry init --root FILE --force` from a root you trust"
+        }
+        "limit_exceeded" => "the file is larger than any valid one; the source may be hostile",
+        "fetch_failed" => "check the URL and the network, then retry",
+        "not_found" => "check that SOURCE is the published site's top directory or URL",
+        "bad_source" => "SOURCE must be an http:// or https:// URL or an existing directory",
+        "bad_bundle" => "a bundle holds only site files; make it with `consentry-publish bundle`",
+        "store_busy" => "wait for the other sync or import to finish",
+        "index_corrupt" => "run `consentry verify` to rebuild the index",
+        "symlink_refused" | "not_a_file" => "a mirror must hold regular files only",
+        "bad_input" => "fix the named line, or see `consentry check --help`",
+        "usage" => "see `consentry --help`",
+        "io_error" => "check the path and its permissions",
+        _ => return None,
+    };
+    Some(h.to_string())
+}
+
+/// Print an error and its hint on `err`.
+pub fn print_error(e: &Rejection, store: Option<&Path>, err: &mut dyn Write) {
+    let _ = writeln!(err, "error: {}: {} ({})", e.code, e.detail, e.file);
+    if let Some(h) = hint(e.code, &e.file, store) {
+        let _ = writeln!(err, "hint: {h}");
+    }
+}
+
+fn usage(what: &str, detail: impl Into<String>) -> Rejection {
+    reject(what, "usage", detail)
+}
+
+fn out_err(e: &io::Error) -> Rejection {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        reject("stdout", "broken_pipe", "the reader went away")
+    } else {
+        reject("stdout", "io_error", e.to_string())
+    }
+}
+
+/// The store directory from `--store`, `CONSENTRY_STORE` or the XDG default.
+pub fn store_dir(cli: &Cli) -> Result<PathBuf, Rejection> {
+    if let Some(s) = &cli.store {
+        return Ok(s.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("consentry"));
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(h).join(".local/share/consentry"));
+    }
+    Err(usage(
+        "--store",
+        "no store directory: pass --store DIR or set CONSENTRY_STORE",
+    ))
+}
+
+/// Progress and warnings on stderr; a spinner only when stderr is a terminal.
+struct Stderr {
+    quiet: bool,
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+    tty: bool,
+    fetched: Mutex<(u64, u64)>,
+}
+
+impl Stderr {
+    fn print(&self, line: &str) {
+        let bar = self.bar.lock().ok().and_then(|b| b.clone());
+        match bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Reporter for Stderr {
+    fn info(&self, msg: &str) {
+        if !self.quiet {
+            self.print(&format!("note: {msg}"));
+        }
+    }
+
+    fn warn(&self, msg: &str) {
+        self.print(&format!("warning: {msg}"));
+    }
+
+    fn start(&self, what: &str, _files: u64) {
+        if self.quiet || !self.tty {
+            return;
+        }
+        let b =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+            b.set_style(style);
+        }
+        b.set_message(format!("{what}…"));
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        if let Ok(mut g) = self.bar.lock() {
+            *g = Some(b);
+        }
+    }
+
+    fn advance(&self, file: &str, bytes: u64) {
+        let (n, total) = {
+            let Ok(mut f) = self.fetched.lock() else {
+                return;
+            };
+            f.0 += 1;
+            f.1 += bytes;
+            *f
+        };
+        if let Some(b) = self.bar.lock().ok().and_then(|b| b.clone()) {
+            b.set_message(format!("fetched {n} files, {total} bytes ({file})"));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().ok().and_then(|mut b| b.take()) {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Run a parsed command line. Returns the exit code (0 or 1); errors are for
+/// the caller to print (exit 2).
+pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
+    use std::io::IsTerminal;
+    let reporter: Arc<dyn Reporter> = Arc::new(Stderr {
+        quiet: cli.quiet,
+        bar: Mutex::new(None),
+        tty: std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb"),
+        fetched: Mutex::new((0, 0)),
+    });
+    let now = match &cli.now {
+        Some(t) => {
+            let secs = parse_timestamp(t).map_err(|e| usage("--now", e))?;
+            if !cli.quiet {
+                eprintln!(
+                    "note: using --now {} instead of the system clock",
+                    format_timestamp(secs)
+                );
+            }
+            secs
+        }
+        None => crate::time::now(),
+    };
+    let expiry = if cli.allow_expired {
+        eprintln!(
+            "warning: --allow-expired: expired roots, heads and manifests are accepted; answers may be stale and are marked expired"
+        );
+        Expiry::AllowExpired
+    } else {
+        Expiry::Enforce
+    };
+    let dir = store_dir(cli)?;
+    let open =
+        || -> Result<Store, Rejection> { Ok(Store::open(&dir)?.with_reporter(reporter.clone())) };
+    let w = |stdout: &mut dyn Write, s: String| -> Result<(), Rejection> {
+        stdout.write_all(s.as_bytes()).map_err(|e| out_err(&e))
+    };
+
+    match &cli.command {
+        Command::Init { root, force } => {
+            let bytes = std::fs::read(root)
+                .map_err(|e| crate::fetch::io_error(&root.display().to_string(), &e))?;
+            let (_, r) = Store::init(&dir, &bytes, *force)?;
+            let mut s = format!(
+                "pinned root version {} (sha256 {}) in {}\nexpires {}\n",
+                r.version,
+                hex::encode(crate::envelope::sha256(&bytes)),
+                dir.display(),
+                format_timestamp(r.expires as i64)
+            );
+            for role in role_summary(&r) {
+                let _ = writeln!(
+                    s,
+                    "{:<9} threshold {} of {}: {}",
+                    role.role,
+                    role.threshold,
+                    role.keyids.len(),
+                    role.keyids.join(" ")
+                );
+            }
+            w(stdout, s)?;
+            Ok(0)
+        }
+        Command::Sync {
+            source,
+            timeout,
+            keep_history,
+        } => {
+            let store = open()?;
+            let fetch: Box<dyn Fetch> = source_of(source, *timeout)?;
+            let opts = SyncOptions {
+                now,
+                expiry,
+                keep_history: *keep_history,
+            };
+            let rep = crate::sync::sync(&store, &*fetch, &opts)?;
+            w(stdout, sync_summary(&rep, "synced"))?;
+            Ok(0)
+        }
+        Command::Import { file, keep_history } => {
+            let store = open()?;
+            let opts = SyncOptions {
+                now,
+                expiry,
+                keep_history: *keep_history,
+            };
+            let rep = crate::bundle::import(&store, file, &opts)?;
+            w(stdout, sync_summary(&rep, "imported"))?;
+            Ok(0)
+        }
+        Command::Verify => {
+            let store = open()?;
+            let v = store.verify(now, expiry)?;
+            let index = match &v.index {
+                IndexCheck::Intact => "index intact".to_string(),
+                IndexCheck::Built => "index was missing: built".to_string(),
+                IndexCheck::Rebuilt(why) => format!("index was corrupt ({why}): rebuilt"),
+            };
+            w(
+                stdout,
+                format!(
+                    "verified snapshot version {} (manifest {}){}\n  root chain to version {}\n  {} files ({} bytes) re-hashed and decoded\n  state rebuilt from base and layers matches every signed leaf ({} entries)\n  {index}\n",
+                    v.version,
+                    v.manifest_sha256,
+                    if v.expired { " [EXPIRED]" } else { "" },
+                    v.root_version,
+                    v.files_checked,
+                    v.bytes_checked,
+                    v.entries
+                ),
+            )?;
+            Ok(i32::from(v.index != IndexCheck::Intact))
+        }
+        Command::Status { json } => {
+            let store = open()?;
+            let st = store.status(now)?;
+            if *json {
+                let mut s = serde_json::to_string_pretty(&st).unwrap_or_default();
+                s.push('\n');
+                w(stdout, s)?;
+            } else {
+                w(stdout, status_text(&st))?;
+            }
+            Ok(0)
+        }
+        Command::Check {
+            isrcs,
+            use_,
+            territory,
+            at,
+            json,
+            csv,
+            input,
+            require,
+        } => {
+            if isrcs.is_empty() && input.is_none() {
+                return Err(usage(
+                    "check",
+                    "give ISRCs as arguments or --input FILE (- for stdin)",
+                ));
+            }
+            let defaults = Defaults {
+                use_: Use::parse(use_).map_err(|e| usage("--use", e))?,
+                territory: territory
+                    .as_deref()
+                    .map(parse_territory)
+                    .transpose()
+                    .map_err(|e| usage("--territory", e))?,
+                at: match at {
+                    Some(a) => day_of(parse_timestamp(a).map_err(|e| usage("--at", e))?),
+                    None => day_of(now),
+                },
+            };
+            let store = open()?;
+            let reader = store.reader(now, expiry)?;
+            if reader.snapshot().expired {
+                eprintln!(
+                    "warning: answering from an EXPIRED snapshot (version {}); every answer is marked expired",
+                    reader.snapshot().version
+                );
+            }
+            let format = if *json {
+                Format::Json
+            } else if *csv {
+                Format::Csv
+            } else {
+                Format::Text
+            };
+            let mut out = Output::new(format, stdout)?;
+            let mut all_allow = true;
+            let mut ask = |row: Row, out: &mut Output| -> Result<(), Rejection> {
+                let a = answer(&reader, &row)?;
+                all_allow &= a.decision == crate::model::Decision::Allow;
+                out.write(&row, &a, reader.snapshot())
+            };
+            for i in isrcs {
+                ask(
+                    Row {
+                        input: i.clone(),
+                        use_: defaults.use_,
+                        territory: defaults.territory.clone(),
+                        at: defaults.at,
+                    },
+                    &mut out,
+                )?;
+            }
+            if let Some(src) = input {
+                let (name, r): (String, Box<dyn Read>) = if src == "-" {
+                    ("stdin".into(), Box::new(io::stdin().lock()))
+                } else {
+                    let f =
+                        std::fs::File::open(src).map_err(|e| crate::fetch::io_error(src, &e))?;
+                    (src.clone(), Box::new(f))
+                };
+                read_rows(&name, BufReader::new(r), &defaults, &mut |row| {
+                    ask(row, &mut out)
+                })?;
+            }
+            out.finish()?;
+            Ok(i32::from(require.is_some() && !all_allow))
+        }
+    }
+}
+
+/// Parse, run, print errors; the process exit code.
+pub fn main_exit(cli: &Cli) -> i32 {
+    let stdout = io::stdout();
+    let mut lock = io::BufWriter::new(stdout.lock());
+    let r = run(cli, &mut lock);
+    let flushed = lock.flush();
+    match r {
+        Ok(code) => {
+            if flushed.is_err() {
+                return 2;
+            }
+            code
+        }
+        Err(e) if e.code == "broken_pipe" => 2,
+        Err(e) => {
+            let store = store_dir(cli).ok();
+            print_error(&e, store.as_deref(), &mut io::stderr());
+            2
+        }
+    }
+}
+
+fn source_of(source: &str, timeout: Option<u64>) -> Result<Box<dyn Fetch>, Rejection> {
+    let lower = source.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let mut t = Timeouts::default();
+        if let Some(s) = timeout {
+            if s == 0 {
+                return Err(usage("--timeout", "must be at least 1 second"));
+            }
+            t.overall = std::time::Duration::from_secs(s);
+        }
+        return Ok(Box::new(HttpFetch::new(source, t)?));
+    }
+    if source.contains("://") {
+        return Err(reject(
+            source,
+            "bad_source",
+            "only http:// and https:// URLs are supported",
+        ));
+    }
+    let p = Path::new(source);
+    if !p.is_dir() {
+        return Err(reject(
+            source,
+            "bad_source",
+            "is neither an http(s) URL nor a directory",
+        ));
+    }
+    Ok(Box::new(DirFetch::new(p)))
+}
+
+fn sync_summary(r: &SyncReport, verb: &str) -> String {
+    let from = r
+        .from
+        .map_or_else(|| "nothing".to_string(), |v| format!("version {v}"));
+    let mut s = format!(
+        "{verb}: {from} -> version {} ({}); head version {}\n",
+        r.to,
+        r.mode.name(),
+        r.head_version
+    );
+    if !r.roots_added.is_empty() {
+        let v: Vec<String> = r.roots_added.iter().map(u64::to_string).collect();
+        let _ = writeln!(s, "  root rotated to version {}", v.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "  fetched {} files ({} bytes), reused {}, derived {}, layers applied {}",
+        r.files_fetched, r.bytes_fetched, r.files_reused, r.files_derived, r.layers_applied
+    );
+    if r.files_pruned > 0 {
+        let _ = writeln!(s, "  pruned {} old files", r.files_pruned);
+    }
+    let _ = writeln!(s, "  manifest {}", r.manifest_sha256);
+    s
+}
+
+fn status_text(st: &crate::store::Status) -> String {
+    let mut s = format!("store        {}\n", st.store);
+    let _ = writeln!(
+        s,
+        "root         version {} (pinned {}), expires {}{}",
+        st.root_version,
+        st.pinned_root_version,
+        st.root_expires,
+        if st.root_expired { " [EXPIRED]" } else { "" }
+    );
+    for r in &st.roles {
+        let _ = writeln!(
+            s,
+            "  {:<10} threshold {} of {}: {}",
+            r.role,
+            r.threshold,
+            r.keyids.len(),
+            r.keyids.join(" ")
+        );
+    }
+    match &st.snapshot {
+        Some(n) => {
+            let exp = |b: bool| if b { " [EXPIRED]" } else { "" };
+            let _ = writeln!(
+                s,
+                "snapshot     version {}, created {}\n  manifest   {} expires {}{}\n  head       version {} expires {}{}\n  entries    {} in {} ranges (base {}, {} layers)",
+                n.version,
+                n.created,
+                n.manifest_sha256,
+                n.manifest_expires,
+                exp(n.manifest_expired),
+                n.head_version,
+                n.head_expires,
+                exp(n.head_expired),
+                n.entries,
+                n.ranges,
+                n.base,
+                n.layers
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "snapshot     none ({})",
+                st.snapshot_problem.as_deref().unwrap_or("not synced")
+            );
+        }
+    }
+    let _ = writeln!(s, "store size   {} bytes", st.store_bytes);
+    s
+}
+
+// ---- check: questions in, answers out ------------------------------------
+
+/// Flag values that rows may override.
+#[derive(Debug, Clone)]
+struct Defaults {
+    use_: Use,
+    territory: Option<String>,
+    at: Day,
+}
+
+/// One question as asked.
+#[derive(Debug, Clone)]
+struct Row {
+    input: String,
+    use_: Use,
+    territory: Option<String>,
+    at: Day,
+}
+
+fn answer(reader: &Reader<'_>, row: &Row) -> Result<Answer, Rejection> {
+    match crate::lookup::parse_for_lookup(&row.input) {
+        Err(_) => Ok(Answer::invalid_isrc()),
+        Ok(isrc) => reader.answer(&Question {
+            isrc,
+            use_: row.use_,
+            territory: row.territory.clone(),
+            at: row.at,
+        }),
+    }
+}
+
+/// Apply a row's optional overrides; errors name `where_`.
+fn row_of(
+    where_: &str,
+    input: &str,
+    use_: Option<&str>,
+    territory: Option<&str>,
+    at: Option<&str>,
+    d: &Defaults,
+) -> Result<Row, Rejection> {
+    let bad = |e: String| reject(where_, "bad_input", e);
+    let use_ = match use_.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(u) => Use::parse(u).map_err(bad)?,
+        None => d.use_,
+    };
+    let territory = match territory.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(t) => Some(parse_territory(t).map_err(bad)?),
+        None => d.territory.clone(),
+    };
+    let at = match at.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(a) => day_of(parse_timestamp(a).map_err(bad)?),
+        None => d.at,
+    };
+    Ok(Row {
+        input: input.trim().to_string(),
+        use_,
+        territory,
+        at,
+    })
+}
+
+/// Read questions from `r` (plain lines, CSV with an `isrc` header, or JSON
+/// lines), streaming each to `f` in input order.
+fn read_rows(
+    name: &str,
+    mut r: impl BufRead,
+    d: &Defaults,
+    f: &mut dyn FnMut(Row) -> Result<(), Rejection>,
+) -> Result<(), Rejection> {
+    let io = |e: &io::Error| crate::fetch::io_error(name, e);
+    let mut first = String::new();
+    // Skip leading blank lines, keeping count for line numbers.
+    let mut skipped = 0usize;
+    loop {
+        first.clear();
+        if r.read_line(&mut first).map_err(|e| io(&e))? == 0 {
+            return Ok(());
+        }
+        if !first.trim().is_empty() {
+            break;
+        }
+        skipped += 1;
+    }
+    let head = first.trim_start_matches('\u{feff}').trim().to_string();
+    if head.starts_with('{') {
+        let mut lineno = skipped;
+        let mut line = first.clone();
+        loop {
+            lineno += 1;
+            if !line.trim().is_empty() {
+                f(json_row(&format!("{name}:{lineno}"), &line, d)?)?;
+            }
+            line.clear();
+            if r.read_line(&mut line).map_err(|e| io(&e))? == 0 {
+                return Ok(());
+            }
+        }
+    }
+    let fields: Vec<String> = head
+        .split(',')
+        .map(|h| h.trim().trim_matches('"').to_ascii_lowercase())
+        .collect();
+    if fields.iter().any(|h| h == "isrc") {
+        let chained = io::Cursor::new(first.trim_start_matches('\u{feff}').to_string()).chain(r);
+        let mut c = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(chained);
+        let headers: Vec<String> = c
+            .headers()
+            .map_err(|e| {
+                reject(
+                    format!("{name}:{}", skipped + 1),
+                    "bad_input",
+                    e.to_string(),
+                )
+            })?
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        let col = |n: &str| headers.iter().position(|h| h == n);
+        let (ci, cu, ct, ca) = (col("isrc"), col("use"), col("territory"), col("at"));
+        let ci = ci.unwrap_or(0);
+        for rec in c.records() {
+            let rec = rec.map_err(|e| {
+                let line = e.position().map_or(0, csv::Position::line) as usize + skipped;
+                reject(format!("{name}:{line}"), "bad_input", e.to_string())
+            })?;
+            let line = rec.position().map_or(0, csv::Position::line) as usize + skipped;
+            let get = |i: Option<usize>| i.and_then(|i| rec.get(i));
+            f(row_of(
+                &format!("{name}:{line}"),
+                rec.get(ci).unwrap_or(""),
+                get(cu),
+                get(ct),
+                get(ca),
+                d,
+            )?)?;
+        }
+        return Ok(());
+    }
+    if fields.len() > 1 {
+        return Err(reject(
+            format!("{name}:{}", skipped + 1),
+            "bad_input",
+            "looks like CSV but has no isrc column in its header",
+        ));
+    }
+    let mut lineno = skipped;
+    let mut line = first;
+    loop {
+        lineno += 1;
+        let t = line.trim().trim_start_matches('\u{feff}');
+        if !t.is_empty() {
+            f(row_of(&format!("{name}:{lineno}"), t, None, None, None, d)?)?;
+        }
+        line.clear();
+        if r.read_line(&mut line).map_err(|e| io(&e))? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn json_row(where_: &str, line: &str, d: &Defaults) -> Result<Row, Rejection> {
+    let bad = |e: String| reject(where_, "bad_input", e);
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("each line must be a JSON object".into()))?;
+    let text = |k: &str| -> Result<Option<&str>, Rejection> {
+        match obj.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(bad(format!("{k} must be a string"))),
+        }
+    };
+    let isrc = text("isrc")?.ok_or_else(|| bad("the object has no isrc".into()))?;
+    row_of(
+        where_,
+        isrc,
+        text("use")?,
+        text("territory")?,
+        text("at")?,
+        d,
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+#[derive(Serialize)]
+struct JsonSnapshot<'a> {
+    version: u64,
+    manifest_sha256: &'a str,
+    expired: bool,
+}
+
+#[derive(Serialize)]
+struct JsonAnswer<'a> {
+    input: &'a str,
+    isrc: Option<String>,
+    #[serde(rename = "use")]
+    use_: &'a str,
+    territory: Option<&'a str>,
+    at: String,
+    decision: &'a str,
+    reason: &'a str,
+    decided_by: &'a [String],
+    snapshot: JsonSnapshot<'a>,
+}
+
+/// CSV output header.
+pub const CSV_HEADER: [&str; 11] = [
+    "input",
+    "isrc",
+    "use",
+    "territory",
+    "at",
+    "decision",
+    "reason",
+    "decided_by",
+    "snapshot_version",
+    "manifest_sha256",
+    "expired",
+];
+
+struct Output<'w> {
+    format: Format,
+    out: Option<&'w mut dyn Write>,
+    csv: Option<csv::Writer<&'w mut dyn Write>>,
+}
+
+impl<'w> Output<'w> {
+    fn new(format: Format, out: &'w mut dyn Write) -> Result<Output<'w>, Rejection> {
+        if format == Format::Csv {
+            let mut o = Output {
+                format,
+                out: None,
+                csv: Some(csv::Writer::from_writer(out)),
+            };
+            o.csv_row(&CSV_HEADER.map(str::to_string))?;
+            return Ok(o);
+        }
+        Ok(Output {
+            format,
+            out: Some(out),
+            csv: None,
+        })
+    }
+
+    fn csv_row(&mut self, fields: &[String]) -> Result<(), Rejection> {
+        let Some(w) = self.csv.as_mut() else {
+            return Ok(());
+        };
+        w.write_record(fields).map_err(|e| match e.into_kind() {
+            csv::ErrorKind::Io(io) => out_err(&io),
+            other => reject("stdout", "io_error", format!("{other:?}")),
+        })
+    }
+
+    fn text(&mut self, s: &str) -> Result<(), Rejection> {
+        match self.out.as_mut() {
+            Some(o) => o.write_all(s.as_bytes()).map_err(|e| out_err(&e)),
+            None => Ok(()),
+        }
+    }
+
+    fn write(&mut self, row: &Row, a: &Answer, snap: &SnapshotInfo) -> Result<(), Rejection> {
+        let isrc = crate::isrc::Isrc::parse(&row.input)
+            .ok()
+            .map(crate::isrc::Isrc::compact);
+        match self.format {
+            Format::Text => {
+                let by = if a.decided_by.is_empty() {
+                    "-".to_string()
+                } else {
+                    a.decided_by.join(" ")
+                };
+                let mark = if snap.expired {
+                    "\tEXPIRED-SNAPSHOT"
+                } else {
+                    ""
+                };
+                self.text(&format!(
+                    "{}\t{}\t{}\t{}{}\n",
+                    row.input,
+                    a.decision.name(),
+                    a.reason.name(),
+                    by,
+                    mark
+                ))
+            }
+            Format::Json => {
+                let j = JsonAnswer {
+                    input: &row.input,
+                    isrc,
+                    use_: row.use_.name(),
+                    territory: row.territory.as_deref(),
+                    at: format_date(row.at),
+                    decision: a.decision.name(),
+                    reason: a.reason.name(),
+                    decided_by: &a.decided_by,
+                    snapshot: JsonSnapshot {
+                        version: snap.version,
+                        manifest_sha256: &snap.manifest_sha256,
+                        expired: snap.expired,
+                    },
+                };
+                let mut s = serde_json::to_string(&j).unwrap_or_default();
+                s.push('\n');
+                self.text(&s)
+            }
+            Format::Csv => self.csv_row(&[
+                row.input.clone(),
+                isrc.unwrap_or_default(),
+                row.use_.name().to_string(),
+                row.territory.clone().unwrap_or_default(),
+                format_date(row.at),
+                a.decision.name().to_string(),
+                a.reason.name().to_string(),
+                a.decided_by.join(" "),
+                snap.version.to_string(),
+                snap.manifest_sha256.clone(),
+                snap.expired.to_string(),
+            ]),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), Rejection> {
+        if let Some(w) = self.csv.as_mut() {
+            w.flush().map_err(|e| out_err(&e))?;
+        }
+        match self.out.as_mut() {
+            Some(o) => o.flush().map_err(|e| out_err(&e)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsite::{self, DAY, NOW, Opts, TestSite};
+
+    struct Env {
+        tmp: tempfile::TempDir,
+        site: TestSite,
+    }
+
+    fn env() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = TestSite::new(tmp.path().join("site"));
+        site.publish(&testsite::example_records(), &Opts::default());
+        std::fs::write(tmp.path().join("root.cbor"), site.root_bytes(1)).unwrap();
+        Env { tmp, site }
+    }
+
+    impl Env {
+        fn run(&self, args: &[&str]) -> (Result<i32, Rejection>, String) {
+            let store = self.tmp.path().join("store");
+            let mut all = vec!["consentry", "--quiet", "--store", store.to_str().unwrap()];
+            all.extend_from_slice(args);
+            let cli = Cli::try_parse_from(all).unwrap();
+            let mut out = Vec::new();
+            let r = run(&cli, &mut out);
+            (r, String::from_utf8(out).unwrap())
+        }
+
+        fn ok(&self, args: &[&str]) -> String {
+            let (r, out) = self.run(args);
+            assert_eq!(r.unwrap(), 0, "{args:?}");
+            out
+        }
+
+        fn path(&self, p: &str) -> String {
+            self.tmp.path().join(p).display().to_string()
+        }
+
+        fn ready(&self) {
+            let root = self.path("root.cbor");
+            self.ok(&["init", "--root", &root]);
+            let site = self.site.dir.display().to_string();
+            self.ok(&["--now", "2026-11-25T00:00:00Z", "sync", &site]);
+        }
+    }
+
+    const LOOKUPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/lookups.csv");
+
+    #[test]
+    fn init_prints_the_pinned_keys_and_refuses_twice() {
+        let e = env();
+        let root = e.path("root.cbor");
+        let out = e.ok(&["init", "--root", &root]);
+        assert!(out.contains("pinned root version 1"), "{out}");
+        for role in ["root", "manifest", "head"] {
+            assert!(
+                out.contains(&format!("{role:<9} threshold 1 of 1: ")),
+                "{out}"
+            );
+        }
+        let (r, _) = e.run(&["init", "--root", &root]);
+        assert_eq!(r.unwrap_err().code, "already_initialized");
+        e.ok(&["init", "--root", &root, "--force"]);
+    }
+
+    #[test]
+    fn the_golden_lookups_file_feeds_check_directly() {
+        let e = env();
+        e.ready();
+        let out = e.ok(&["--now", "2026-11-25", "check", "--csv", "--input", LOOKUPS]);
+        let mut got = csv::Reader::from_reader(out.as_bytes());
+        assert_eq!(
+            got.headers().unwrap().iter().collect::<Vec<_>>(),
+            CSV_HEADER
+        );
+        let mut want = csv::Reader::from_path(LOOKUPS).unwrap();
+        let mut n = 0;
+        for (g, w) in got.records().zip(want.records()) {
+            let (g, w) = (g.unwrap(), w.unwrap());
+            assert_eq!(&g[0], &w[0]);
+            assert_eq!((&g[5], &g[6], &g[7]), (&w[4], &w[5], &w[6]), "{w:?}");
+            assert_eq!(&g[8], "1");
+            assert_eq!(&g[10], "false");
+            n += 1;
+        }
+        let total = csv::Reader::from_path(LOOKUPS).unwrap().records().count();
+        assert_eq!(n, total);
+        assert!(n > 20);
+    }
+
+    #[test]
+    fn json_text_and_plain_inputs() {
+        let e = env();
+        e.ready();
+        let out = e.ok(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--json",
+            "gb-nwr-25-00017",
+            "NOT-AN-ISRC",
+            "--territory",
+            "fr",
+        ]);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["input"], "gb-nwr-25-00017");
+        assert_eq!(lines[0]["isrc"], "GBNWR2500017");
+        assert_eq!(lines[0]["use"], "train-ai");
+        assert_eq!(lines[0]["territory"], "FR");
+        assert_eq!(lines[0]["at"], "2026-11-25");
+        assert_eq!(lines[0]["decision"], "allow");
+        assert_eq!(lines[0]["decided_by"], serde_json::json!(["D2"]));
+        assert_eq!(lines[0]["snapshot"]["version"], 1);
+        assert_eq!(lines[0]["snapshot"]["expired"], false);
+        assert_eq!(
+            lines[0]["snapshot"]["manifest_sha256"],
+            hex::encode(e.site.history[0].manifest_sha256)
+        );
+        assert_eq!(lines[1]["isrc"], serde_json::Value::Null);
+        assert_eq!(lines[1]["reason"], "invalid_isrc");
+
+        let text = e.ok(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "GBNWR2500001",
+            "USQZ92300500",
+        ]);
+        assert_eq!(
+            text,
+            "GBNWR2500001\tdisallow\tdeclared\tD1\nUSQZ92300500\tunknown\tno_record\t-\n"
+        );
+
+        std::fs::write(e.path("plain.txt"), "\nGBNWR2500001\n\n  USQZ92400500 \n").unwrap();
+        let out = e.ok(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--input",
+            &e.path("plain.txt"),
+        ]);
+        assert_eq!(out.lines().count(), 2);
+        assert!(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("USQZ92400500\tallow"),
+            "{out}"
+        );
+
+        std::fs::write(
+            e.path("q.jsonl"),
+            "{\"isrc\":\"USQZ92400500\",\"use\":\"train-genai\"}\n\n{\"isrc\":\"FRAB10012345\",\"territory\":\"US\",\"at\":null}\n",
+        )
+        .unwrap();
+        let out = e.ok(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--input",
+            &e.path("q.jsonl"),
+        ]);
+        assert_eq!(
+            out,
+            "USQZ92400500\tdisallow\tdeclared\tD3\nFRAB10012345\tunknown\tterritory_not_covered\tD5\n"
+        );
+    }
+
+    #[test]
+    fn a_bad_row_is_an_error_naming_its_line() {
+        let e = env();
+        e.ready();
+        std::fs::write(
+            e.path("bad.csv"),
+            "isrc,use\nGBNWR2500001,train-ai\nGBNWR2500001,training\n",
+        )
+        .unwrap();
+        let (r, out) = e.run(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--input",
+            &e.path("bad.csv"),
+        ]);
+        let err = r.unwrap_err();
+        assert_eq!(err.code, "bad_input");
+        assert!(err.file.ends_with("bad.csv:3"), "{err}");
+        assert_eq!(
+            out.lines().count(),
+            1,
+            "answers before the bad line were written"
+        );
+
+        std::fs::write(
+            e.path("bad.jsonl"),
+            "{\"isrc\":\"X\"}\n{\"isrc\":\"Y\",\"territory\":\"XX\"}\n",
+        )
+        .unwrap();
+        let (r, _) = e.run(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--input",
+            &e.path("bad.jsonl"),
+        ]);
+        assert!(r.unwrap_err().file.ends_with("bad.jsonl:2"));
+
+        std::fs::write(e.path("nocol.csv"), "code,use\nGBNWR2500001,all\n").unwrap();
+        let (r, _) = e.run(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--input",
+            &e.path("nocol.csv"),
+        ]);
+        assert_eq!(r.unwrap_err().code, "bad_input");
+
+        let (r, _) = e.run(&["--now", "2026-11-25", "check", "--use", "x", "GBNWR2500001"]);
+        assert_eq!(r.unwrap_err().code, "usage");
+    }
+
+    #[test]
+    fn require_allow_exits_one_unless_every_answer_allows() {
+        let e = env();
+        e.ready();
+        let (r, _) = e.run(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--require",
+            "allow",
+            "GBNWR2500017",
+        ]);
+        assert_eq!(r.unwrap(), 0);
+        let (r, _) = e.run(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--require",
+            "allow",
+            "GBNWR2500017",
+            "GBNWR2500001",
+        ]);
+        assert_eq!(r.unwrap(), 1);
+    }
+
+    #[test]
+    fn expired_snapshots_are_refused_or_loudly_marked() {
+        let e = env();
+        e.ready();
+        let later = format_timestamp(NOW + 5 * DAY);
+        let (r, _) = e.run(&["--now", &later, "check", "GBNWR2500001"]);
+        assert_eq!(r.unwrap_err().code, "expired");
+        let out = e.ok(&["--now", &later, "--allow-expired", "check", "GBNWR2500001"]);
+        assert!(out.ends_with("\tEXPIRED-SNAPSHOT\n"), "{out}");
+        let out = e.ok(&[
+            "--now",
+            &later,
+            "--allow-expired",
+            "check",
+            "--csv",
+            "GBNWR2500001",
+        ]);
+        assert!(out.lines().nth(1).unwrap().ends_with(",true"), "{out}");
+        // The store saw `later`: an earlier clock is refused.
+        let (r, _) = e.run(&["--now", "2026-11-25", "check", "GBNWR2500001"]);
+        assert_eq!(r.unwrap_err().code, "clock_backwards");
+    }
+
+    #[test]
+    #[allow(clippy::many_single_char_names)]
+    fn status_verify_and_import_through_the_cli() {
+        let e = env();
+        let (r, _) = e.run(&["status"]);
+        assert_eq!(r.unwrap_err().code, "not_initialized");
+        e.ready();
+        let out = e.ok(&["--now", "2026-11-25", "status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["snapshot"]["version"], 1);
+        assert_eq!(v["root_version"], 1);
+        assert!(v["store_bytes"].as_u64().unwrap() > 0);
+        let text = e.ok(&["--now", "2026-11-25", "status"]);
+        assert!(text.contains("snapshot     version 1"), "{text}");
+        let out = e.ok(&["--now", "2026-11-25", "verify"]);
+        assert!(out.contains("index intact"), "{out}");
+        // A damaged index: verify repairs it and exits 1.
+        let idx = e.tmp.path().join("store/local/index").join(format!(
+            "{}.idx",
+            hex::encode(e.site.history[0].manifest_sha256)
+        ));
+        let mut b = std::fs::read(&idx).unwrap();
+        let n = b.len() - 3;
+        b[n] ^= 1;
+        std::fs::write(&idx, b).unwrap();
+        let (r, out) = e.run(&["--now", "2026-11-25", "verify"]);
+        assert_eq!(r.unwrap(), 1, "{out}");
+        assert!(out.contains("rebuilt"), "{out}");
+
+        // Import into a second store.
+        let tar = e.path("b.tar");
+        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+        for f in e.site.files() {
+            b.append_path_with_name(e.site.path(&f), &f).unwrap();
+        }
+        b.finish().unwrap();
+        let store2 = e.path("store2");
+        let root = e.path("root.cbor");
+        for args in [
+            vec!["--store", &store2, "init", "--root", &root],
+            vec!["--store", &store2, "--now", "2026-11-25", "import", &tar],
+        ] {
+            let mut all = vec!["consentry", "--quiet"];
+            all.extend(args);
+            let cli = Cli::try_parse_from(all).unwrap();
+            assert_eq!(run(&cli, &mut Vec::new()).unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn sources_are_urls_or_directories() {
+        assert_eq!(source_of("ftp://x", None).err().unwrap().code, "bad_source");
+        assert_eq!(
+            source_of("/no/such/dir", None).err().unwrap().code,
+            "bad_source"
+        );
+        assert!(source_of("https://example.invalid/site", Some(5)).is_ok());
+        assert!(source_of("/", None).is_ok());
+        assert!(
+            hint("hash_mismatch", "/s/shard/x", Some(Path::new("/s")))
+                .unwrap()
+                .contains("delete it")
+        );
+        assert!(
+            hint("hash_mismatch", "http://m/shard/x", Some(Path::new("/s")))
+                .unwrap()
+                .contains("another mirror")
+        );
+    }
+}
