@@ -61,13 +61,15 @@ use consentry::Scope;
 use consentry::declaration::{Action, Declaration, Record};
 use consentry::model::{Policy, Pref, Use};
 use consentry::time::format_date;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::source::{Change, Publication, Source};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
 
+// CHECKs spell out `a = x OR a = y`: SQLite evaluates `a IN (x, y, z)` with a
+// temporary table on every insert, which doubles the cost of a large import.
 const SCHEMA: &str = "
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -87,16 +89,16 @@ CREATE TABLE declarations (
     supersedes          TEXT,
     scope               TEXT NOT NULL,
     scope_lo            INTEGER NOT NULL,
-    specificity         INTEGER NOT NULL CHECK (specificity IN (1, 2, 3)),
+    specificity         INTEGER NOT NULL CHECK (specificity BETWEEN 1 AND 3),
     exact               INTEGER NOT NULL CHECK (exact IN (0, 1)),
     declarant_id        TEXT NOT NULL,
     declarant_name      TEXT NOT NULL,
     declarant_role      TEXT NOT NULL,
-    all_use             TEXT CHECK (all_use IN ('y', 'n', 'c')),
-    train_ai            TEXT CHECK (train_ai IN ('y', 'n', 'c')),
-    train_genai         TEXT CHECK (train_genai IN ('y', 'n', 'c')),
-    ai_use              TEXT CHECK (ai_use IN ('y', 'n', 'c')),
-    search              TEXT CHECK (search IN ('y', 'n', 'c')),
+    all_use             TEXT CHECK (all_use = 'y' OR all_use = 'n' OR all_use = 'c'),
+    train_ai            TEXT CHECK (train_ai = 'y' OR train_ai = 'n' OR train_ai = 'c'),
+    train_genai         TEXT CHECK (train_genai = 'y' OR train_genai = 'n' OR train_genai = 'c'),
+    ai_use              TEXT CHECK (ai_use = 'y' OR ai_use = 'n' OR ai_use = 'c'),
+    search              TEXT CHECK (search = 'y' OR search = 'n' OR search = 'c'),
     policy_url          TEXT,
     policy_sha256       TEXT,
     territories_include TEXT NOT NULL,
@@ -119,7 +121,7 @@ CREATE TABLE change_log (
     scope_lo       INTEGER NOT NULL,
     seq            INTEGER NOT NULL,
     exact          INTEGER NOT NULL CHECK (exact IN (0, 1)),
-    kind           TEXT NOT NULL CHECK (kind IN ('insert', 'delete', 'update')),
+    kind           TEXT NOT NULL CHECK (kind = 'insert' OR kind = 'delete' OR kind = 'update'),
     recorded_at    INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX change_log_exact ON change_log (exact, change_id);
@@ -266,7 +268,7 @@ fn records_from_query(
 }
 
 fn log_change(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &str,
     scope_lo: i64,
     seq: i64,
@@ -283,7 +285,7 @@ fn log_change(
 }
 
 fn insert_declaration(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     d: &Declaration,
     recorded_at: i64,
     superseded_by: Option<&str>,
@@ -377,7 +379,7 @@ impl Db {
                 [SCHEMA_VERSION],
             )?;
             tx.commit()?;
-            Ok(Db { conn })
+            Db::tuned(conn)
         })();
         if made.is_err() {
             // We created the file a moment ago; leave nothing half-made behind.
@@ -412,7 +414,7 @@ impl Db {
                 )
             })?;
         match version {
-            Some(rusqlite::types::Value::Integer(SCHEMA_VERSION)) => Ok(Db { conn }),
+            Some(rusqlite::types::Value::Integer(SCHEMA_VERSION)) => Db::tuned(conn),
             Some(v) => bail!(
                 "{} has registry schema version {v:?}; this build reads version {SCHEMA_VERSION}",
                 path.display()
@@ -421,6 +423,46 @@ impl Db {
                 "{} is not a consentry registry database (no schema_version); {hint}",
                 path.display()
             ),
+        }
+    }
+
+    fn tuned(conn: Connection) -> Result<Db> {
+        // The default page cache (2 MB) thrashes on the indexes of a large
+        // import; 64 MiB keeps them in memory.
+        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA foreign_keys = ON;")?;
+        // Another process (a publish reading, an import writing) holds a lock
+        // for seconds at most: wait for it rather than fail at once.
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(Db { conn })
+    }
+
+    /// Run `f` inside one write transaction (`BEGIN IMMEDIATE`): `f` reads a
+    /// registry that no other writer can change between its checks and its
+    /// writes, and the reads share one lock instead of taking one each. Commits
+    /// when `f` returns `Ok`, rolls back when it returns `Err`.
+    pub(crate) fn write_transaction<T, E: From<anyhow::Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Db) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .context("cannot lock the registry database for writing")?;
+        match f(self) {
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(anyhow::Error::from(e)
+                        .context("cannot commit to the registry database")
+                        .into())
+                }
+            },
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
         }
     }
 
@@ -523,7 +565,9 @@ impl Db {
     /// change of the live set. On any error nothing is written.
     pub(crate) fn apply(&mut self, batch: &Batch) -> Result<()> {
         let recorded_at = batch.recorded_at;
-        let tx = self.conn.transaction()?;
+        // A savepoint: its own transaction when called alone, or part of the
+        // caller's (see `write_transaction`).
+        let tx = self.conn.savepoint()?;
         for d in &batch.status_updates {
             let row: Option<(i64, i64, bool, bool)> = tx
                 .query_row(

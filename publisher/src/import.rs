@@ -450,8 +450,13 @@ fn csv_header(
                 Some(line),
                 &name,
                 format!(
-                    "unknown column {name:?}; the columns are {}",
-                    COLUMNS.join(", ")
+                    "unknown column {name:?}; the columns are {}{}",
+                    COLUMNS.join(", "),
+                    if name.contains(';') || name.contains('\t') {
+                        " (separate columns with commas, not semicolons or tabs)"
+                    } else {
+                        ""
+                    }
                 ),
             );
         } else if names.contains(&name) {
@@ -506,8 +511,8 @@ fn read_csv(input: &mut Input, file: usize, reader: impl Read) -> io::Result<()>
                         Some(l),
                         "(line)",
                         format!(
-                            "is longer than {MAX_LINE} bytes (1 MiB), the longest line accepted; \
-                             the rest of the file was not read"
+                            "is longer than {MAX_LINE} bytes (1 MiB), the longest line accepted \
+                             (lines end in LF or CR LF); the rest of the file was not read"
                         ),
                     ),
                     Some(Trip::Row) => input.problem(
@@ -864,18 +869,20 @@ pub fn import_files(
 ) -> Result<ImportReport, ImportError> {
     let recorded_at = opts.recorded_at.unwrap_or_else(consentry::time::now);
     let mut input = read_files(files);
-    let (batch, report) = plan(db, &mut input, recorded_at)?;
-    if input.problems.total > 0 {
-        let Problems { list, total } = input.problems;
-        return Err(ImportError::Invalid {
-            more: total - list.len(),
-            problems: list,
-        });
-    }
-    if !batch.adds.is_empty() || !batch.status_updates.is_empty() {
-        db.apply(&batch)?;
-    }
-    Ok(report)
+    db.write_transaction(|db| {
+        let (batch, report) = plan(db, &mut input, recorded_at)?;
+        if input.problems.total > 0 {
+            let Problems { list, total } = std::mem::take(&mut input.problems);
+            return Err(ImportError::Invalid {
+                more: total - list.len(),
+                problems: list,
+            });
+        }
+        if !batch.adds.is_empty() || !batch.status_updates.is_empty() {
+            db.apply(&batch)?;
+        }
+        Ok(report)
+    })
 }
 
 #[cfg(test)]
@@ -1160,6 +1167,25 @@ mod tests {
                 )
                 .into(),
                 vec!["bad.csv:3:(row): the row starting here is longer than 1048576 bytes"],
+            ),
+            (
+                "UTF-16 CSV (a spreadsheet's \"Unicode text\")",
+                "bad.csv",
+                [0xFF, 0xFE]
+                    .into_iter()
+                    .chain(
+                        csv(std::slice::from_ref(&good))
+                            .encode_utf16()
+                            .flat_map(u16::to_le_bytes),
+                    )
+                    .collect(),
+                vec!["bad.csv:1:(header): is not valid UTF-8; save the file as UTF-8"],
+            ),
+            (
+                "semicolon-separated CSV",
+                "bad.csv",
+                csv(std::slice::from_ref(&good)).replace(',', ";").into(),
+                vec!["(separate columns with commas, not semicolons or tabs)"],
             ),
             (
                 "unknown column",
