@@ -5,5 +5,6 @@ mod e2e {
     pub mod fixture;
     mod publisher;
     mod snapshots;
+    mod vectors;
     mod verifier;
 }
