@@ -498,6 +498,9 @@ impl Store {
     }
 
     /// [`Store::check_clock`], then record `now` as the latest time seen.
+    /// Called once a command has used `now` to accept something (a sync
+    /// succeeded, a snapshot verified for answers), so a mistyped future
+    /// `--now` that was refused does not lock the store out of the present.
     pub fn observe_clock(&self, now: i64) -> Result<(), Rejection> {
         self.check_clock(now)?;
         if self.latest_seen()?.is_none_or(|l| now > l) {
@@ -667,7 +670,7 @@ impl Store {
     /// A reader answering questions from the current snapshot. Records `now`
     /// as seen (refusing a clock that stepped backwards).
     pub fn reader(&self, now: i64, expiry: Expiry) -> Result<Reader<'_>, Rejection> {
-        self.observe_clock(now)?;
+        self.check_clock(now)?;
         let snap = self.current(now, expiry)?;
         let prel = paths::prefixes(&snap.manifest.prefixes.sha256);
         let ploc = self.loc(&prel);
@@ -688,6 +691,7 @@ impl Store {
             &self.limits,
         )?;
         let index = self.open_or_build_index(&snap, None)?;
+        self.observe_clock(now)?;
         Ok(Reader {
             store: self,
             info: snap.info(),

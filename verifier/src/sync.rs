@@ -168,7 +168,11 @@ impl<'a> Files<'a> {
         let sloc = self.store.loc(rel);
         let local = match self.store.read(rel, fref.length) {
             Ok(Some(b)) => columns::open_file(&sloc, &b, fref, &limits).map(|raw| (raw, b.len())),
-            Ok(None) => Err(reject(&sloc, "not_found", "is missing from the store")),
+            Ok(None) => Err(reject(
+                &sloc,
+                "store_incomplete",
+                "is missing from the store",
+            )),
             Err(e) => Err(e),
         };
         let err = match local {
@@ -182,7 +186,7 @@ impl<'a> Files<'a> {
         let Some(remote) = self.remote else {
             return Err(err);
         };
-        if err.code != "not_found" {
+        if err.code != "store_incomplete" {
             self.store.reporter().warn(&format!(
                 "{} is damaged ({}); fetching it again",
                 sloc, err.detail
@@ -450,8 +454,9 @@ pub(crate) fn sync_locked(
     let rep = store.reporter();
     let now = opts.now;
 
-    // Step 0: the time is fixed once; a clock that stepped backwards is refused.
-    store.observe_clock(now)?;
+    // Step 0: the time is fixed once; a clock that stepped backwards is refused
+    // (and `now` is recorded once the sync succeeds).
+    store.check_clock(now)?;
 
     // Step 1: the trusted root chain from the store.
     let start = store.trusted_root_chain()?.root;
@@ -536,6 +541,7 @@ pub(crate) fn sync_locked(
                 store.write(paths::HEAD, &hbytes)?;
             }
             prune(store, opts, &m, &head.manifest.sha256, &mut report);
+            store.observe_clock(now)?;
             return Ok(report);
         }
         rep.warn("the store is missing files or its index for the current snapshot; repairing");
@@ -669,6 +675,7 @@ pub(crate) fn sync_locked(
     report.files_reused = files.reused;
     remove_other_indexes(store, &head.manifest.sha256);
     prune(store, opts, &m, &head.manifest.sha256, &mut report);
+    store.observe_clock(now)?;
     Ok(report)
 }
 
@@ -1172,6 +1179,22 @@ mod tests {
                 .unwrap_err()
                 .code,
             "clock_backwards"
+        );
+        assert!(
+            env.ask_at("GBNWR2500001", NOW + 10, Expiry::Enforce)
+                .is_ok()
+        );
+        // A future time that was refused (expired) is not recorded.
+        let far = NOW + 100 * DAY;
+        assert_eq!(
+            env.ask_at("GBNWR2500001", far, Expiry::Enforce)
+                .unwrap_err()
+                .code,
+            "expired"
+        );
+        assert_eq!(
+            env.sync_at(far, Expiry::Enforce).unwrap_err().code,
+            "expired"
         );
         assert!(
             env.ask_at("GBNWR2500001", NOW + 10, Expiry::Enforce)

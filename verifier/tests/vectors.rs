@@ -2,6 +2,8 @@
 //! expectation its README header states: `valid` (and the listed lookups), or
 //! `reject CODE` — refused with exactly that error code.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use consentry::fetch::DirFetch;
