@@ -133,6 +133,9 @@ CREATE TABLE publications (
 ) STRICT;
 ";
 
+/// How long to wait for another process's lock on the database.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Columns that rebuild a [`Declaration`].
 const DECL_COLUMNS: &str = "id, seq, action, supersedes, scope, declared_at, policy";
 
@@ -400,6 +403,8 @@ impl Db {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("cannot open {}", path.display()))?;
+        // Wait for another process's lock before deciding what the file is.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let version: Option<rusqlite::types::Value> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -432,7 +437,7 @@ impl Db {
         conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA foreign_keys = ON;")?;
         // Another process (a publish reading, an import writing) holds a lock
         // for seconds at most: wait for it rather than fail at once.
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         Ok(Db { conn })
     }
 

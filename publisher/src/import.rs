@@ -692,11 +692,15 @@ fn plan(db: &Db, input: &mut Input, recorded_at: i64) -> anyhow::Result<(Batch, 
             continue;
         }
         dup.insert(d.id.clone());
-        let others: Vec<String> = locs
+        let mut others: Vec<String> = locs
             .iter()
             .filter(|l| *l != loc)
+            .take(3)
             .map(|l| format!("{}:{}", input.names[l.file], l.line))
             .collect();
+        if locs.len() > 4 {
+            others.push(format!("{} more", locs.len() - 4));
+        }
         input.problem(
             loc.file,
             Some(loc.line),
