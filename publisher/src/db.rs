@@ -365,9 +365,9 @@ impl Db {
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
-                "{} already exists; refusing to overwrite a registry database \
-                 (open it instead, or choose another path)",
-                path.display()
+                "{p} already exists; refusing to overwrite it (to add declarations to it, run \
+                 `consentry-publish import --db {p} FILE`; for a new registry, choose another path)",
+                p = path.display()
             ),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot create {}", path.display()));
