@@ -194,6 +194,9 @@ fn data_file(raw: &[u8], count: u64, name: fn(&[u8; 32]) -> String) -> DataFile 
     }
 }
 
+/// Deletions `(key, seq)` and upserts of one delta layer.
+type LayerChanges = (Vec<(u64, u64)>, Rows);
+
 /// The layer from the previous publication to now, or `None` when the registry
 /// cannot tell (no matching publication record).
 fn layer_since(
@@ -201,7 +204,7 @@ fn layer_since(
     prev: &Current,
     upto: u64,
     set: &mut PolicySet,
-) -> Result<Option<(Vec<(u64, u64)>, Rows)>> {
+) -> Result<Option<LayerChanges>> {
     let Some(p) = source.publication(prev.manifest.version)? else {
         return Ok(None);
     };

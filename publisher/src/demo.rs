@@ -92,11 +92,7 @@ impl Drop for Serve {
 }
 
 fn prepare_dir(o: &DemoOptions) -> Result<()> {
-    if o.dir.exists()
-        && fs::read_dir(&o.dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
+    if o.dir.exists() && fs::read_dir(&o.dir).map_or(true, |mut d| d.next().is_some()) {
         if !o.force {
             bail!(
                 "{} already exists and is not empty\nhint: pass another directory, or --force to replace an earlier demo there",
@@ -121,6 +117,7 @@ fn step(n: u32, what: &str) {
 }
 
 /// Run the demo, printing what happens on stdout.
+#[allow(clippy::many_single_char_names)]
 pub fn run(o: &DemoOptions) -> Result<()> {
     prepare_dir(o)?;
     let d = &o.dir;

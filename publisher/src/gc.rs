@@ -79,7 +79,7 @@ pub fn gc(site: &Site, keep: u64) -> Result<GcReport> {
             if keep_set.contains(&rel) {
                 continue;
             }
-            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+            let len = e.metadata().map_or(0, |m| m.len());
             fs::remove_file(e.path()).with_context(|| format!("removing {rel}"))?;
             report.removed_files += 1;
             report.removed_bytes += len;

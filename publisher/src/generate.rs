@@ -222,7 +222,7 @@ pub fn generate(o: &GenOptions) -> Vec<Row> {
                         r[col("valid_until")] = "2026-06-30".into();
                     }
                 }
-                if p % 97 == 0 {
+                if p.is_multiple_of(97) {
                     r[col("status")] = "disputed".into();
                 }
             });
@@ -241,7 +241,6 @@ pub fn generate(o: &GenOptions) -> Vec<Row> {
             r[col("declarant_role")] = "artist".into();
             r[col("train-genai")] = if i % 2 == 0 { "y" } else { "n" }.into();
         });
-        made += 1;
     }
     // Revocations and superseding declarations of earlier individual ones.
     let first_exact = regs.len();

@@ -71,11 +71,10 @@ impl Site {
 
     /// The newest verified root.
     pub fn root(&self) -> Result<Root> {
-        Ok(self
-            .roots()?
-            .pop()
-            .map(|(r, _)| r)
-            .unwrap_or_else(|| unreachable!("roots() returns at least root 1")))
+        Ok(self.roots()?.pop().map_or_else(
+            || unreachable!("roots() returns at least root 1"),
+            |(r, _)| r,
+        ))
     }
 
     /// The current head and manifest, verified under `root` or, after a key

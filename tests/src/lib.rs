@@ -1,6 +1,18 @@
 //! Harness for the workspace end-to-end tests: the real binaries, a real HTTP
 //! server on 127.0.0.1, real SQLite files and temp directories.
+//!
+//! Test-support code: a panic *is* how it reports a broken expectation.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::must_use_candidate,
+    clippy::return_self_not_must_use,
+    clippy::needless_pass_by_value,
+    clippy::many_single_char_names
+)]
 
+pub mod attack;
 pub mod tamper;
 
 use std::net::TcpListener;
@@ -128,7 +140,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     pub log: Arc<Mutex<Vec<String>>>,
     handle: Option<JoinHandle<()>>,
-    server: Arc<tiny_http::Server>,
+    http: Arc<tiny_http::Server>,
 }
 
 impl Server {
@@ -185,7 +197,7 @@ impl Server {
             stop,
             log,
             handle: Some(handle),
-            server,
+            http: server,
         }
     }
 
@@ -206,7 +218,7 @@ impl std::fmt::Debug for Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.server.unblock();
+        self.http.unblock();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

@@ -1,5 +1,6 @@
 //! Workspace end-to-end tests: the real binaries, real SQLite files, real zstd,
 //! real tar, a real HTTP server on 127.0.0.1. One test binary, several modules.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod e2e {
     pub mod fixture;

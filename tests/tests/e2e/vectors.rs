@@ -6,6 +6,7 @@
 //! `CONSENTRY_REGENERATE_VECTORS=1 cargo test -p consentry-tests vectors`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use consentry::docs::paths;
@@ -373,7 +374,7 @@ fn readme(v: &Vector) -> String {
         v.name, v.expect, v.now, v.about
     );
     for c in v.checks {
-        s.push_str(&format!("check: {c}\n"));
+        let _ = writeln!(s, "check: {c}");
     }
     s
 }

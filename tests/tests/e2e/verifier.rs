@@ -40,7 +40,7 @@ fn golden_lookups_come_back_exactly_through_publish_http_sync_and_batch_check() 
     f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
     let out = f.verifier(&["sync", &server.url]).ok();
     assert!(
-        out.stderr.contains("1") || out.stdout.contains("1"),
+        out.stderr.contains('1') || out.stdout.contains('1'),
         "{out:?}"
     );
     let out = f
