@@ -166,7 +166,9 @@ impl<'a> Files<'a> {
             return Ok((columns::open_file(&loc, &bytes, fref, &limits)?, loc));
         }
         let sloc = self.store.loc(rel);
-        let local = match self.store.read(rel, fref.length) {
+        // Never read past the signed length, nor past the hard cap.
+        let max = fref.length.min(limits.max_file_bytes);
+        let local = match self.store.read(rel, max) {
             Ok(Some(b)) => columns::open_file(&sloc, &b, fref, &limits).map(|raw| (raw, b.len())),
             Ok(None) => Err(reject(
                 &sloc,
@@ -193,9 +195,7 @@ impl<'a> Files<'a> {
             ));
         }
         let loc = remote.location(rel);
-        let bytes = remote
-            .get(rel, fref.length)?
-            .ok_or_else(|| not_found(&loc, rel))?;
+        let bytes = remote.get(rel, max)?.ok_or_else(|| not_found(&loc, rel))?;
         let raw = columns::open_file(&loc, &bytes, fref, &limits)?;
         self.fetched += 1;
         self.fetched_bytes += bytes.len() as u64;
@@ -1089,6 +1089,40 @@ mod tests {
                 .flatten()
                 .all(|e| !e.file_name().to_string_lossy().starts_with("staging-"))
         );
+    }
+
+    #[test]
+    fn a_tampered_shard_is_refused_and_the_previous_snapshot_answers() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let before = env.ask("GBNWR2500017");
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        let p = site.publish(
+            &more(&[("GBNWR2500017", 1001, "X2", false)]),
+            &Opts {
+                compact: true,
+                ..Opts::default()
+            },
+        );
+        // Far behind (store at 1, base 3): the new base shards must travel.
+        for r in &p.manifest.ranges {
+            let f = site.path(&paths::shard(&r.shard.sha256));
+            let mut b = std::fs::read(&f).unwrap();
+            let n = b.len() / 2;
+            b[n] ^= 0x40;
+            std::fs::write(&f, &b).unwrap();
+        }
+        let env = Env { site, ..env };
+        let e = env.sync().unwrap_err();
+        assert_eq!(e.code, "hash_mismatch", "{e}");
+        assert!(e.file.contains("/shard/"), "{e}");
+        assert_eq!(env.ask("GBNWR2500017"), before);
+        assert_eq!(env.version(), 1);
+        env.store.verify(NOW, Expiry::Enforce).unwrap();
     }
 
     #[test]
