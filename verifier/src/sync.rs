@@ -1122,7 +1122,7 @@ mod tests {
         assert!(e.file.contains("/shard/"), "{e}");
         assert_eq!(env.ask("GBNWR2500017"), before);
         assert_eq!(env.version(), 1);
-        env.store.verify(NOW, Expiry::Enforce).unwrap();
+        env.store.verify(NOW + 1, Expiry::Enforce).unwrap();
     }
 
     #[test]
