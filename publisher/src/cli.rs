@@ -101,6 +101,20 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         records: u64,
     },
+    /// Fill a registry database with a deterministic synthetic registry
+    /// (for demos and benchmarks), through the normal import path.
+    Generate {
+        #[arg(long)]
+        db: PathBuf,
+        /// Approximate number of per-ISRC declarations.
+        #[arg(long)]
+        records: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Time to record the declarations at (RFC 3339); default: the clock.
+        #[arg(long)]
+        recorded_at: Option<String>,
+    },
     /// Remove files that none of the newest N manifests references.
     Gc {
         #[arg(long)]
@@ -343,6 +357,32 @@ pub fn run(cli: Cli) -> Result<()> {
                 force,
                 records,
             })?;
+        }
+        Command::Generate {
+            db,
+            records,
+            seed,
+            recorded_at,
+        } => {
+            let mut d = Db::open(&db)?;
+            let first_seq = d.max_seq()? + 1;
+            let rows = crate::generate::generate(&crate::generate::GenOptions {
+                records,
+                seed,
+                first_seq,
+                id_prefix: format!("S{seed}-"),
+            });
+            let tmp = tempfile::Builder::new().suffix(".csv").tempfile()?;
+            std::fs::write(tmp.path(), crate::generate::to_csv(&rows))?;
+            let recorded_at = recorded_at
+                .map(|t| time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}")))
+                .transpose()?;
+            let report = import::import_files(
+                &mut d,
+                &[tmp.path().to_path_buf()],
+                &ImportOptions { recorded_at },
+            )?;
+            println!("{report}");
         }
         Command::Gc { site, keep } => {
             if keep == 0 {
