@@ -204,6 +204,7 @@ pub fn import(store: &Store, tar_path: &Path, opts: &SyncOptions) -> Result<Sync
         tar: tar_path.display().to_string(),
     };
     let report = sync_locked(store, &source, opts);
+    store.reporter().finish();
     drop(staging);
     report
 }

@@ -378,7 +378,9 @@ pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, Rejection>
 pub fn sync(store: &Store, fetch: &dyn Fetch, opts: &SyncOptions) -> Result<SyncReport, Rejection> {
     let _lock = store.lock()?;
     clean_staging(store);
-    sync_locked(store, fetch, opts)
+    let r = sync_locked(store, fetch, opts);
+    store.reporter().finish();
+    r
 }
 
 /// The trusted head and manifest from the store, under `root`.
