@@ -176,6 +176,7 @@ impl Server {
                                 pos: 0,
                                 delay: d,
                                 until: std::time::Instant::now() + Duration::from_secs(10),
+                                stop: stop2.clone(),
                             };
                             let _ = req.respond(tiny_http::Response::new(
                                 tiny_http::StatusCode(200),
@@ -225,13 +226,15 @@ impl Drop for Server {
     }
 }
 
-/// A body that dribbles out one byte per `delay`, giving up after `until` so a
-/// test server never outlives its test for long.
+/// A body that dribbles out one byte per `delay`, giving up after `until`, or
+/// as soon as its server is dropped, so a test server never outlives its test
+/// for long.
 struct Trickle {
     bytes: Vec<u8>,
     pos: usize,
     delay: Duration,
     until: std::time::Instant,
+    stop: Arc<AtomicBool>,
 }
 
 impl std::io::Read for Trickle {
@@ -239,7 +242,7 @@ impl std::io::Read for Trickle {
         if self.pos >= self.bytes.len() || buf.is_empty() {
             return Ok(0);
         }
-        if std::time::Instant::now() > self.until {
+        if std::time::Instant::now() > self.until || self.stop.load(Ordering::Relaxed) {
             return Err(std::io::Error::other("trickle deadline"));
         }
         std::thread::sleep(self.delay);

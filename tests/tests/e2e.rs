@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod e2e {
+    mod attacks;
     pub mod fixture;
     mod publisher;
     mod snapshots;

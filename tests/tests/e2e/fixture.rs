@@ -104,3 +104,112 @@ pub fn walk(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+// ---- the adversarial suite's shared steps ---------------------------------
+
+/// After the fixture head (T0 + 72 h) has expired.
+pub const LATER: &str = "2026-11-05T00:00:00Z";
+/// Earlier than NOW: a clock that stepped backwards.
+pub const EARLIER: &str = "2026-11-01T11:00:00Z";
+
+impl Fixture {
+    /// Version 1 published, a store pinned to `site/root/1.cbor` and synced
+    /// from the site directory.
+    pub fn synced() -> Fixture {
+        let f = Fixture::published();
+        f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
+        f.verifier(&["sync", "site"]).ok();
+        f
+    }
+
+    /// `consentry --store store --now NOW_ ARGS…`.
+    pub fn verifier_at(&self, now: &str, args: &[&str]) -> consentry_tests::Run {
+        let mut full = vec!["--store", "store", "--now", now];
+        full.extend_from_slice(args);
+        consentry_tests::verifier(&full, self.dir.path())
+    }
+
+    /// The golden questions (`tests/data/lookups.csv`) answered as CSV at
+    /// `now`, with any extra global flags: every answer names its snapshot
+    /// version and manifest hash, so equal output means the same snapshot.
+    pub fn answers_at(&self, now: &str, flags: &[&str]) -> consentry_tests::Run {
+        let input = data("lookups.csv");
+        let mut args: Vec<&str> = flags.to_vec();
+        args.extend(["check", "--input", input.to_str().unwrap(), "--csv"]);
+        self.verifier_at(now, &args)
+    }
+
+    /// The golden answers at NOW (must succeed).
+    pub fn answers(&self) -> String {
+        self.answers_at(NOW, &[]).ok().stdout
+    }
+
+    /// Copy the published site to `name` and return it for tampering.
+    pub fn copy_site(&self, name: &str) -> consentry_tests::tamper::Site {
+        consentry_tests::tamper::copy_dir(&self.path("site"), &self.path(name));
+        consentry_tests::tamper::Site::new(&self.path(name))
+    }
+
+    /// Declare one more ISRC (`GBNWR26000NN`, seq and id `D{n}`, n ≥ 17) and
+    /// publish the next version with `extra` publish flags.
+    pub fn publish_change(&self, n: u32, extra: &[&str]) {
+        assert!((17..=80).contains(&n));
+        let at = format!(
+            "2026-11-01T{:02}:{:02}:00Z",
+            (n - 16) / 8,
+            ((n - 16) % 8) * 7
+        );
+        self.import_rows(
+            &format!("change-{n}.csv"),
+            &format!(
+                "D{n},{n},declare,,GBNWR26{n:05},Northwind Records,ddex:PADPIDA2014021201U,label,,n,,,,,,WW,,,,{at},active\n"
+            ),
+            &at,
+        )
+        .ok();
+        self.publish_next(extra).ok();
+    }
+
+    /// An INSECURE key of the fixture: `role` is root, manifest or head.
+    pub fn key(&self, role: &str) -> consentry_publish::keys::KeyPair {
+        consentry_tests::tamper::key(&self.path(&format!("keys/INSECURE-{role}-1.key")))
+    }
+
+    /// `sync` from `evil` (served over HTTP on 127.0.0.1, then as a
+    /// directory) is refused with exit 2 naming `code`, and the store still
+    /// answers exactly `before`.
+    #[track_caller]
+    pub fn assert_sync_refused(&self, evil: &str, code: &str, before: &str) {
+        let server = consentry_tests::Server::serve(&self.path(evil));
+        let run = self.verifier(&["sync", &server.url]);
+        consentry_tests::attack::assert_refused(&run, code);
+        assert_eq!(
+            self.answers(),
+            before,
+            "answers changed after an HTTP sync refused with {code}"
+        );
+        drop(server);
+        let run = self.verifier(&["sync", evil]);
+        consentry_tests::attack::assert_refused(&run, code);
+        assert_eq!(
+            self.answers(),
+            before,
+            "answers changed after a directory sync refused with {code}"
+        );
+        self.assert_no_staging_left();
+    }
+
+    /// No staging directory survives a refused run.
+    #[track_caller]
+    pub fn assert_no_staging_left(&self) {
+        if let Ok(rd) = std::fs::read_dir(self.path("store/local")) {
+            for e in rd.flatten() {
+                assert!(
+                    !e.file_name().to_string_lossy().starts_with("staging-"),
+                    "staging directory left behind: {}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
