@@ -276,3 +276,105 @@ pub fn run_program(program: &str, args: &[&str], cwd: &Path) -> Run {
         .expect("spawn program");
     Run::from(out)
 }
+
+/// The repository's INSECURE test keys (`keys/`).
+pub fn insecure_keys_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys")
+}
+
+/// Publish the example registry (`tests/data/declarations.csv`) in `dir/site`
+/// with the INSECURE keys, recorded and published at `at`; `ttl` sets the head
+/// and manifest lifetimes (`None`: the publisher's defaults).
+pub fn publish_example(dir: &Path, at: &str, ttl: Option<&str>) {
+    let keys = insecure_keys_dir();
+    let k = keys.to_str().unwrap();
+    let csv = data("declarations.csv");
+    publish(&["init", "--db", "reg.db"], dir).ok();
+    publish(
+        &[
+            "import",
+            "--db",
+            "reg.db",
+            csv.to_str().unwrap(),
+            "--recorded-at",
+            at,
+        ],
+        dir,
+    )
+    .ok();
+    publish(
+        &[
+            "root",
+            "init",
+            "--keys",
+            k,
+            "--site",
+            "site",
+            "--now",
+            at,
+            "--expires-in",
+            "3650d",
+        ],
+        dir,
+    )
+    .ok();
+    let mut args = vec![
+        "publish", "--db", "reg.db", "--keys", k, "--site", "site", "--now", at,
+    ];
+    if let Some(t) = ttl {
+        args.extend(["--manifest-ttl", t, "--head-ttl", t]);
+    }
+    publish(&args, dir).ok();
+}
+
+/// Compare files built by a test (relative path → bytes) with a committed
+/// tree; when `env_var` is set, rewrite the committed tree first. Used for
+/// byte-reproducible artefacts (the example snapshot, the test vectors).
+pub fn compare_or_regenerate(
+    built: &std::collections::BTreeMap<String, Vec<u8>>,
+    committed_dir: &Path,
+    env_var: &str,
+) {
+    if std::env::var_os(env_var).is_some() {
+        let _ = std::fs::remove_dir_all(committed_dir);
+        for (rel, bytes) in built {
+            let p = committed_dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+    }
+    let committed = tree(committed_dir);
+    assert_eq!(
+        committed.keys().collect::<Vec<_>>(),
+        built.keys().collect::<Vec<_>>(),
+        "{} lists other files than a rebuild (regenerate with {env_var}=1 after a deliberate change)",
+        committed_dir.display()
+    );
+    for (rel, bytes) in built {
+        assert!(
+            committed[rel] == *bytes,
+            "{rel} differs from a rebuild (regenerate with {env_var}=1 after a deliberate change)"
+        );
+    }
+}
+
+/// Every file below `dir`: relative path → bytes.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}

@@ -11,9 +11,7 @@ use std::path::Path;
 
 use consentry::docs::paths;
 use consentry_tests::tamper::{self, Site, key};
-use consentry_tests::{data, publish};
-
-use super::fixture::walk;
+use consentry_tests::{compare_or_regenerate, insecure_keys_dir, publish, publish_example, tree};
 
 const T: &str = "2026-11-01T00:00:00Z";
 const NOW: &str = "2026-11-01T12:00:00Z";
@@ -26,50 +24,9 @@ struct Vector {
     checks: &'static [&'static str],
 }
 
-fn keys_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys")
-}
-
 /// The example registry published at T with the INSECURE keys (head valid 72 h).
 fn base(dir: &Path) {
-    let k = keys_dir();
-    let k = k.to_str().unwrap();
-    publish(&["init", "--db", "reg.db"], dir).ok();
-    publish(
-        &[
-            "import",
-            "--db",
-            "reg.db",
-            data("declarations.csv").to_str().unwrap(),
-            "--recorded-at",
-            T,
-        ],
-        dir,
-    )
-    .ok();
-    publish(
-        &[
-            "root",
-            "init",
-            "--keys",
-            k,
-            "--site",
-            "site",
-            "--now",
-            T,
-            "--expires-in",
-            "3650d",
-        ],
-        dir,
-    )
-    .ok();
-    publish(
-        &[
-            "publish", "--db", "reg.db", "--keys", k, "--site", "site", "--now", T,
-        ],
-        dir,
-    )
-    .ok();
+    publish_example(dir, T, None);
 }
 
 fn change(dir: &Path) {
@@ -91,7 +48,7 @@ fn change(dir: &Path) {
         dir,
     )
     .ok();
-    let k = keys_dir();
+    let k = insecure_keys_dir();
     publish(
         &[
             "publish",
@@ -110,7 +67,7 @@ fn change(dir: &Path) {
 }
 
 fn k(role: &str) -> consentry_publish::keys::KeyPair {
-    key(&keys_dir().join(format!("INSECURE-{role}-1.key")))
+    key(&insecure_keys_dir().join(format!("INSECURE-{role}-1.key")))
 }
 
 /// Build one vector's site into `dir/site`.
@@ -382,31 +339,14 @@ fn readme(v: &Vector) -> String {
 #[test]
 fn test_vectors_are_reproducible() {
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../verifier/tests/vectors");
-    let regenerate = std::env::var_os("CONSENTRY_REGENERATE_VECTORS").is_some();
     let mut built: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for v in VECTORS {
         let tmp = tempfile::tempdir().unwrap();
         build(v.name, tmp.path());
-        for (rel, bytes) in walk(&tmp.path().join("site")) {
+        for (rel, bytes) in tree(&tmp.path().join("site")) {
             built.insert(format!("{}/site/{rel}", v.name), bytes);
         }
         built.insert(format!("{}/README", v.name), readme(v).into_bytes());
     }
-    if regenerate {
-        let _ = std::fs::remove_dir_all(&out_dir);
-        for (rel, bytes) in &built {
-            let p = out_dir.join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, bytes).unwrap();
-        }
-    }
-    let committed = walk(&out_dir);
-    assert_eq!(
-        committed.keys().collect::<Vec<_>>(),
-        built.keys().collect::<Vec<_>>(),
-        "vector files differ from a rebuild"
-    );
-    for (rel, bytes) in &built {
-        assert!(committed[rel] == *bytes, "{rel} differs from a rebuild");
-    }
+    compare_or_regenerate(&built, &out_dir, "CONSENTRY_REGENERATE_VECTORS");
 }
