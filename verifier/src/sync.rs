@@ -160,6 +160,18 @@ impl<'a> Files<'a> {
         fref: &FileRef,
     ) -> Result<(Vec<u8>, String), Rejection> {
         let limits = *self.store.limits();
+        // SPEC.md §7 step 7: a reference longer than the cap is refused before
+        // a byte is read.
+        if fref.length > limits.max_file_bytes {
+            return Err(reject(
+                rel,
+                "limit_exceeded",
+                format!(
+                    "the manifest declares {} bytes; at most {} are accepted for a data file",
+                    fref.length, limits.max_file_bytes
+                ),
+            ));
+        }
         if let Some(p) = self.staged_path(rel) {
             let loc = p.display().to_string();
             let bytes = std::fs::read(&p).map_err(|e| io_error(&loc, &e))?;
@@ -465,7 +477,10 @@ pub(crate) fn sync_locked(
     let mut root = start.clone();
 
     // Step 2: newer roots from the source, each signed by the old and new keys.
+    // Verified roots are written at the switch (step 10), so that a refused
+    // run leaves the store exactly as it was.
     let mut roots_added = Vec::new();
+    let mut new_roots: Vec<(String, Vec<u8>)> = Vec::new();
     let mut walked = 0;
     while walked < limits.max_root_rotations {
         let rel = paths::root(root.version + 1);
@@ -473,7 +488,7 @@ pub(crate) fn sync_locked(
             break;
         };
         let next = verify::verify_next_root(&root, &fetch.location(&rel), &bytes, &limits)?;
-        store.write(&rel, &bytes)?;
+        new_roots.push((rel, bytes));
         roots_added.push(next.version);
         root = next;
         walked += 1;
@@ -483,12 +498,12 @@ pub(crate) fn sync_locked(
             "stopped after {walked} root rotations in one run; run sync again to continue"
         ));
     }
-    verify::check_root_expiry(
-        &root,
-        &store.loc(&paths::root(root.version)),
-        now,
-        opts.expiry,
-    )?;
+    let rloc = if new_roots.is_empty() {
+        store.loc(&paths::root(root.version))
+    } else {
+        fetch.location(&paths::root(root.version))
+    };
+    verify::check_root_expiry(&root, &rloc, now, opts.expiry)?;
     let trusted = trusted_state(store, &start, &root, now)?;
     let from = trusted.as_ref().map(|t| t.head.manifest.version);
 
@@ -539,6 +554,7 @@ pub(crate) fn sync_locked(
             .stored_manifest(&root, &head, now, opts.expiry)?
             .unwrap_or(m);
         if complete(store, &m, &head.manifest.sha256) {
+            persist_roots(store, &new_roots)?;
             if head_is_newer {
                 store.write(paths::HEAD, &hbytes)?;
             }
@@ -644,7 +660,8 @@ pub(crate) fn sync_locked(
     }
     rep.finish();
 
-    // Step 10: data files, manifest, index, then the head.
+    // Step 10: roots, data files, manifest, index, then the head.
+    persist_roots(store, &new_roots)?;
     for rel in &files.staged {
         let src = staging.path().join(rel);
         let dst = store.dir().join(rel);
@@ -679,6 +696,13 @@ pub(crate) fn sync_locked(
     prune(store, opts, &m, &head.manifest.sha256, &mut report);
     store.observe_clock(now)?;
     Ok(report)
+}
+
+fn persist_roots(store: &Store, roots: &[(String, Vec<u8>)]) -> Result<(), Rejection> {
+    for (rel, bytes) in roots {
+        store.write(rel, bytes)?;
+    }
+    Ok(())
 }
 
 fn remove_other_indexes(store: &Store, keep: &[u8; 32]) {
@@ -1314,6 +1338,28 @@ mod tests {
         assert!(env.warnings().iter().any(|w| w.contains("fast-forward")));
         assert_eq!(env.ask("GBZZZ2600001").decision, Decision::Disallow);
         assert_eq!(env.store.trusted_root_chain().unwrap().root.version, 2);
+    }
+
+    #[test]
+    fn a_refused_run_writes_nothing_not_even_verified_roots() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let before = env.ask("GBNWR2500001");
+        let mut site = env.site;
+        site.rotate_expiring(11, 12, 13, NOW - DAY);
+        let env = Env { site, ..env };
+        assert_eq!(env.sync().unwrap_err().code, "expired");
+        assert!(!env.store.dir().join("root/2.cbor").exists());
+        assert_eq!(env.ask("GBNWR2500001"), before);
+
+        // A valid rotation whose head fails: the roots are not kept either.
+        let mut site = env.site;
+        site.rotate(21, 22, 23);
+        site.write(paths::HEAD, b"garbage");
+        let env = Env { site, ..env };
+        assert_eq!(env.sync().unwrap_err().code, "malformed_envelope");
+        assert!(!env.store.dir().join("root/2.cbor").exists());
+        assert_eq!(env.ask("GBNWR2500001"), before);
     }
 
     #[test]

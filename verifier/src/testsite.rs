@@ -216,8 +216,13 @@ impl TestSite {
 
     /// Rotate to a new root signed by the old and new root keys.
     pub fn rotate(&mut self, root_k: u8, man_k: u8, head_k: u8) {
+        self.rotate_expiring(root_k, man_k, head_k, NOW + 365 * DAY);
+    }
+
+    /// [`TestSite::rotate`] to a root expiring at `expires`.
+    pub fn rotate_expiring(&mut self, root_k: u8, man_k: u8, head_k: u8, expires: i64) {
         let (rk, mk, hk) = (key(root_k), key(man_k), key(head_k));
-        let root = make_root(self.root.version + 1, NOW + 365 * DAY, &rk, &mk, &hk);
+        let root = make_root(self.root.version + 1, expires, &rk, &mk, &hk);
         let bytes = sign(
             ROOT_TYPE,
             crate::cbor::to_vec(&root),
