@@ -211,6 +211,32 @@ pub fn zstd_rle_bomb(content: u64, window_log: u32, byte: u8) -> Vec<u8> {
     out
 }
 
+/// A zstd frame holding `content` in raw (stored) blocks, declaring a window
+/// of 2^`window_log`: a valid frame whose only fault, if any, is its window.
+pub fn zstd_raw_frame(content: &[u8], window_log: u32) -> Vec<u8> {
+    assert!((10..=41).contains(&window_log));
+    let mut out = vec![
+        0x28,
+        0xB5,
+        0x2F,
+        0xFD,
+        0b1100_0000,
+        ((window_log - 10) << 3) as u8,
+    ];
+    out.extend_from_slice(&(content.len() as u64).to_le_bytes());
+    let block_max = (1usize << window_log.min(20)).min(128 * 1024);
+    let mut chunks = content.chunks(block_max).peekable();
+    if content.is_empty() {
+        out.extend_from_slice(&1u32.to_le_bytes()[..3]);
+    }
+    while let Some(c) = chunks.next() {
+        let header = u32::from(chunks.peek().is_none()) | ((c.len() as u32) << 3);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(c);
+    }
+    out
+}
+
 /// One tar entry written with a raw header.
 #[derive(Debug, Clone)]
 pub struct TarEntry {

@@ -4,6 +4,7 @@
 
 mod e2e {
     mod attacks;
+    mod data_defects;
     pub mod fixture;
     mod publisher;
     mod snapshots;

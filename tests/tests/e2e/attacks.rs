@@ -678,7 +678,7 @@ fn fast_forward_attack_is_recovered_by_rotating_the_head_key() {
 // ---- delta layers -------------------------------------------------------------------
 
 /// The delta layer of the site's current manifest, decoded.
-fn delta_layer(site: &Site) -> (LayerDoc, LayerRef) {
+pub(super) fn delta_layer(site: &Site) -> (LayerDoc, LayerRef) {
     let (m, _) = site.manifest();
     let lr = m.delta.clone().expect("a delta layer");
     let doc: LayerDoc = cbor::from_slice_canonical(&site.raw(&paths::layer(&lr.sha256))).unwrap();
@@ -687,10 +687,15 @@ fn delta_layer(site: &Site) -> (LayerDoc, LayerRef) {
 
 /// Write `doc` as a layer file and re-sign the current manifest with it as
 /// its delta (and last layer).
-fn replace_delta(f: &Fixture, site: &Site, doc: &LayerDoc) {
+pub(super) fn replace_delta(f: &Fixture, site: &Site, doc: &LayerDoc) {
+    replace_delta_raw(f, site, &cbor::to_vec(doc), doc.dels.count + doc.puts.count);
+}
+
+/// Write `raw` (compressed) as a layer file declaring `count` changes and
+/// re-sign the current manifest with it as its delta (and last layer).
+pub(super) fn replace_delta_raw(f: &Fixture, site: &Site, raw: &[u8], count: u64) {
     let (mut m, _) = site.manifest();
-    let count = doc.dels.count + doc.puts.count;
-    let fr = site.put_data("layer", &cbor::to_vec(doc), count);
+    let fr = site.put_data("layer", raw, count);
     let lr = LayerRef {
         count,
         length: fr.length,
