@@ -101,16 +101,23 @@ pub enum Command {
         #[arg(long, default_value_t = 20_000)]
         records: u64,
     },
-    /// Fill a registry database with a deterministic synthetic registry
-    /// (for demos and benchmarks), through the normal import path.
+    /// Fill a registry database with a deterministic synthetic registry (for
+    /// demos and benchmarks), or apply nightly churn to one (--churn).
     Generate {
         #[arg(long)]
         db: PathBuf,
-        /// Approximate number of per-ISRC declarations.
-        #[arg(long)]
-        records: u64,
+        /// Number of per-ISRC declarations to generate.
+        #[arg(long, required_unless_present = "churn", conflicts_with = "churn")]
+        records: Option<u64>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// How ISRCs are drawn: registrant/year runs, or uniformly at random.
+        #[arg(long, value_enum, default_value = "clustered")]
+        keys: crate::generate::KeyMode,
+        /// Instead of generating, apply this fraction of the live entries as
+        /// changes (new releases, changed preferences, revocations), e.g. 0.001.
+        #[arg(long)]
+        churn: Option<f64>,
         /// Time to record the declarations at (RFC 3339); default: the clock.
         #[arg(long)]
         recorded_at: Option<String>,
@@ -362,27 +369,47 @@ pub fn run(cli: Cli) -> Result<()> {
             db,
             records,
             seed,
+            keys,
+            churn,
             recorded_at,
         } => {
             let mut d = Db::open(&db)?;
-            let first_seq = d.max_seq()? + 1;
-            let rows = crate::generate::generate(&crate::generate::GenOptions {
-                records,
-                seed,
-                first_seq,
-                id_prefix: format!("S{seed}-"),
-            });
-            let tmp = tempfile::Builder::new().suffix(".csv").tempfile()?;
-            std::fs::write(tmp.path(), crate::generate::to_csv(&rows))?;
-            let recorded_at = recorded_at
-                .map(|t| time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}")))
-                .transpose()?;
-            let report = import::import_files(
-                &mut d,
-                &[tmp.path().to_path_buf()],
-                &ImportOptions { recorded_at },
-            )?;
-            println!("{report}");
+            let recorded_at = match recorded_at {
+                Some(t) => time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}"))?,
+                None => time::now(),
+            };
+            if let Some(fraction) = churn {
+                let r = crate::generate::churn(
+                    &mut d,
+                    &crate::generate::ChurnOptions {
+                        fraction,
+                        seed,
+                        id_prefix: crate::generate::ID_PREFIX.into(),
+                    },
+                    recorded_at,
+                )?;
+                println!("{r}");
+            } else {
+                let s = crate::generate::generate_into(
+                    &mut d,
+                    &crate::generate::GenOptions {
+                        records: records.unwrap_or_default(),
+                        seed,
+                        keys,
+                        ..crate::generate::GenOptions::default()
+                    },
+                    recorded_at,
+                )?;
+                println!(
+                    "generated {} declarations ({} prefix-scope, {} superseding or revoking, {} by artists); seq {}..{}",
+                    s.declarations,
+                    s.prefixes,
+                    s.supersessions,
+                    s.artists,
+                    s.next_seq - s.declarations,
+                    s.next_seq - 1
+                );
+            }
         }
         Command::Gc { site, keep } => {
             if keep == 0 {

@@ -133,6 +133,14 @@ CREATE TABLE publications (
 ) STRICT;
 ";
 
+/// The explicit indexes of [`SCHEMA`] (a test checks they are its text), which
+/// a bulk insert into an empty registry drops and rebuilds.
+const INDEXES: [&str; 3] = [
+    "CREATE INDEX declarations_live ON declarations (exact, live, scope_lo, seq);",
+    "CREATE INDEX declarations_supersedes ON declarations (supersedes);",
+    "CREATE INDEX change_log_exact ON change_log (exact, change_id);",
+];
+
 /// How long to wait for another process's lock on the database.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -294,6 +302,50 @@ fn insert_declaration(
     superseded_by: Option<&str>,
 ) -> Result<()> {
     let p = &d.policy;
+    insert_row(
+        tx,
+        &RowRef {
+            id: &d.id,
+            seq: d.seq,
+            action: d.action,
+            supersedes: d.supersedes.as_deref(),
+            scope: d.scope,
+            declared_at: d.declared_at,
+            policy: p,
+        },
+        &consentry::cbor::to_vec(p),
+        recorded_at,
+        superseded_by,
+    )?;
+    tx.prepare_cached(
+        "INSERT INTO declarants (id, name, role) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
+    )?
+    .execute(params![p.declarant.id, p.declarant.name, p.declarant.role])?;
+    Ok(())
+}
+
+/// The fields of one declaration row, borrowed.
+struct RowRef<'a> {
+    id: &'a str,
+    seq: u64,
+    action: Action,
+    supersedes: Option<&'a str>,
+    scope: Scope,
+    declared_at: i64,
+    policy: &'a Policy,
+}
+
+/// Insert one declaration row (and its change-log insert when it is live).
+/// `blob` is the canonical CBOR of `d.policy`.
+fn insert_row(
+    tx: &Connection,
+    d: &RowRef<'_>,
+    blob: &[u8],
+    recorded_at: i64,
+    superseded_by: Option<&str>,
+) -> Result<()> {
+    let p = d.policy;
     let uses: Vec<Option<&str>> = Use::ALL.iter().map(|u| letter(p.uses[u.index()])).collect();
     let seq = to_i64(d.seq, "seq")?;
     let scope_lo = to_i64(d.scope.key_range().0, "key")?;
@@ -339,18 +391,86 @@ fn insert_declaration(
         p.status,
         live,
         superseded_by,
-        consentry::cbor::to_vec(p),
+        blob,
     ])
     .with_context(|| format!("recording declaration {}", d.id))?;
-    tx.prepare_cached(
-        "INSERT INTO declarants (id, name, role) VALUES (?1, ?2, ?3)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
-    )?
-    .execute(params![p.declarant.id, p.declarant.name, p.declarant.role])?;
     if live {
-        log_change(tx, &d.id, scope_lo, seq, exact, "insert", recorded_at)?;
+        log_change(tx, d.id, scope_lo, seq, exact, "insert", recorded_at)?;
     }
     Ok(())
+}
+
+/// Writes generated declarations in bulk inside [`Db::bulk_insert`]'s
+/// transaction: prepared statements, policies encoded once per distinct
+/// policy, declarants recorded once at the end.
+#[derive(Debug)]
+pub struct BulkWriter<'a> {
+    tx: &'a Connection,
+    recorded_at: i64,
+    blobs: HashMap<*const Policy, (std::rc::Rc<Policy>, Vec<u8>)>,
+    declarants: BTreeMap<String, (String, String)>,
+    /// Ids added in this bulk that a later one will supersede, with the id
+    /// named as their successor.
+    pending: HashMap<String, String>,
+}
+
+impl BulkWriter<'_> {
+    /// Add one declaration. `superseded_by` names the declaration added later
+    /// in the same bulk that supersedes or revokes it: it is written as not
+    /// live and never enters the change log. A declaration that supersedes
+    /// must name one added earlier with this declaration as its successor.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        id: &str,
+        seq: u64,
+        action: Action,
+        supersedes: Option<&str>,
+        scope: Scope,
+        declared_at: i64,
+        policy: &std::rc::Rc<Policy>,
+        superseded_by: Option<&str>,
+    ) -> Result<()> {
+        if let Some(t) = supersedes
+            && self.pending.remove(t).as_deref() != Some(id)
+        {
+            bail!("{id} supersedes {t}, which this bulk did not add as superseded by {id}");
+        }
+        if let Some(by) = superseded_by {
+            self.pending.insert(id.to_string(), by.to_string());
+        }
+        let key = std::rc::Rc::as_ptr(policy);
+        let blob = &self
+            .blobs
+            .entry(key)
+            .or_insert_with(|| (policy.clone(), consentry::cbor::to_vec(&**policy)))
+            .1;
+        insert_row(
+            self.tx,
+            &RowRef {
+                id,
+                seq,
+                action,
+                supersedes,
+                scope,
+                declared_at,
+                policy,
+            },
+            blob,
+            self.recorded_at,
+            superseded_by,
+        )?;
+        let d = &policy.declarant;
+        if self
+            .declarants
+            .get(&d.id)
+            .is_none_or(|(n, r)| *n != d.name || *r != d.role)
+        {
+            self.declarants
+                .insert(d.id.clone(), (d.name.clone(), d.role.clone()));
+        }
+        Ok(())
+    }
 }
 
 impl Db {
@@ -469,6 +589,82 @@ impl Db {
                 Err(e)
             }
         }
+    }
+
+    /// Write many new declarations in one transaction through a
+    /// [`BulkWriter`] (the generator's path: no import file, no per-row
+    /// relation checks — the caller builds declarations whose relations hold).
+    /// Into an empty registry, the secondary indexes are dropped first and
+    /// rebuilt at the end (one sort instead of a random B-tree insert per
+    /// row). All or nothing.
+    pub fn bulk_insert<T>(
+        &mut self,
+        recorded_at: i64,
+        f: impl FnOnce(&mut BulkWriter<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_transaction(|db| -> Result<T> {
+            let empty: bool =
+                db.conn
+                    .query_row("SELECT NOT EXISTS (SELECT 1 FROM declarations)", [], |r| {
+                        r.get(0)
+                    })?;
+            if empty {
+                db.conn.execute_batch(
+                    "DROP INDEX declarations_live; DROP INDEX declarations_supersedes;
+                     DROP INDEX change_log_exact;",
+                )?;
+            }
+            db.conn.execute_batch("PRAGMA cache_size = -1048576")?;
+            let mut w = BulkWriter {
+                tx: &db.conn,
+                recorded_at,
+                blobs: HashMap::new(),
+                declarants: BTreeMap::new(),
+                pending: HashMap::new(),
+            };
+            let out = f(&mut w)?;
+            if let Some((id, by)) = w.pending.iter().next() {
+                bail!("{id} was added as superseded by {by}, which was never added");
+            }
+            for (id, (name, role)) in &w.declarants {
+                db.conn
+                    .prepare_cached(
+                        "INSERT INTO declarants (id, name, role) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
+                    )?
+                    .execute(params![id, name, role])?;
+            }
+            if empty {
+                for i in INDEXES {
+                    db.conn.execute_batch(i)?;
+                }
+            }
+            db.conn.execute_batch("PRAGMA cache_size = -65536")?;
+            Ok(out)
+        })
+    }
+
+    /// The live exact-scope declaration with this seq, if there is one.
+    pub fn live_exact_by_seq(&self, seq: u64) -> Result<Option<Declaration>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {DECL_COLUMNS} FROM declarations WHERE seq = ?1 AND exact = 1 AND live = 1"
+        ))?;
+        let mut rows = stmt.query([to_i64(seq, "seq")?])?;
+        rows.next()?.map(declaration_from_row).transpose()
+    }
+
+    /// The largest key of a live exact-scope entry in `[lo, hi)`.
+    pub fn max_live_exact_key(&self, lo: u64, hi: u64) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT MAX(scope_lo) FROM declarations
+                 WHERE exact = 1 AND live = 1 AND scope_lo >= ?1 AND scope_lo < ?2",
+            )?
+            .query_row(params![to_i64(lo, "key")?, to_i64(hi, "key")?], |r| {
+                r.get(0)
+            })?;
+        v.map(|k| to_u64(k, "key")).transpose()
     }
 
     /// Every declaration ever recorded, live or not, in `seq` order.
@@ -923,6 +1119,14 @@ mod tests {
         assert_eq!(c.declarations as usize, all.len());
         assert_eq!(c.live as usize, expected.len());
         assert_eq!(c.exact + c.prefix, c.live);
+    }
+
+    #[test]
+    fn bulk_indexes_are_the_schema_indexes() {
+        for i in INDEXES {
+            assert!(SCHEMA.contains(i), "{i}");
+        }
+        assert_eq!(SCHEMA.matches("CREATE INDEX").count(), INDEXES.len());
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         seed: 2026,
         first_seq: 17,
         id_prefix: "G".into(),
+        ..GenOptions::default()
     });
     fs::write(d.join("import/synthetic.csv"), to_csv(&rows))?;
     let rep = import_files(
