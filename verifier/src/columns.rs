@@ -515,6 +515,7 @@ pub fn open_file(
             ));
         }
     }
+    check_frame_header(file, bytes, fref.raw_length)?;
     if fref.raw_length > limits.max_raw_bytes {
         return Err(reject(
             file,
@@ -550,6 +551,69 @@ pub fn open_file(
         ));
     }
     Ok(raw)
+}
+
+/// SPEC.md §5.1: the zstd frame header must declare its content size, equal
+/// to the signed decompressed length, and a window of at most 2^27 bytes. libzstd
+/// ignores its window limit when a frame declares a size that fits the output,
+/// so the header is read here rather than trusted to the decoder.
+fn check_frame_header(file: &str, bytes: &[u8], raw_length: u64) -> VResult<()> {
+    let bad = |d: String| reject(file, "malformed_data", format!("zstd frame header: {d}"));
+    if bytes.len() < 6 || bytes[..4] != [0x28, 0xB5, 0x2F, 0xFD] {
+        return Err(bad("missing zstd magic number".into()));
+    }
+    let fhd = bytes[4];
+    let fcs_flag = fhd >> 6;
+    let single_segment = fhd & 0x20 != 0;
+    if fhd & 0x08 != 0 {
+        return Err(bad("reserved bit is set".into()));
+    }
+    let dict_len = [0usize, 1, 2, 4][usize::from(fhd & 0x03)];
+    let mut pos = 5;
+    let mut window: Option<u64> = None;
+    if !single_segment {
+        let wd = bytes[pos];
+        let exponent = u32::from(wd >> 3);
+        let base = 1u64 << (10 + exponent);
+        window = Some(base + (base / 8) * u64::from(wd & 0x07));
+        pos += 1;
+    }
+    if dict_len != 0 {
+        return Err(bad("a dictionary id is not allowed".into()));
+    }
+    let fcs_len = match (fcs_flag, single_segment) {
+        (0, true) => 1,
+        (0, false) => 0,
+        (1, _) => 2,
+        (2, _) => 4,
+        _ => 8,
+    };
+    let Some(field) = bytes.get(pos..pos + fcs_len).filter(|_| fcs_len > 0) else {
+        return Err(bad("the content size is not declared".into()));
+    };
+    let mut fcs = field
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    if fcs_len == 2 {
+        fcs += 256;
+    }
+    if fcs != raw_length {
+        return Err(reject(
+            file,
+            "length_mismatch",
+            format!("zstd frame declares {fcs} decompressed bytes; the manifest says {raw_length}"),
+        ));
+    }
+    let window = window.unwrap_or(fcs);
+    if window > 1 << ZSTD_WINDOW_LOG_MAX {
+        return Err(reject(
+            file,
+            "limit_exceeded",
+            format!("zstd window of {window} bytes exceeds 2^{ZSTD_WINDOW_LOG_MAX}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Encode a shard payload.
