@@ -289,7 +289,10 @@ pub fn write_tar(path: &Path, entries: &[TarEntry]) {
         h.set_mode(0o644);
         h.set_mtime(0);
         if let Some(l) = &e.link {
-            h.set_link_name(l).expect("link name");
+            // Raw bytes: an absolute or `..` target is exactly the point.
+            let old = h.as_old_mut();
+            old.linkname = [0; 100];
+            old.linkname[..l.len()].copy_from_slice(l.as_bytes());
         }
         if let Some((major, minor)) = e.device {
             h.set_device_major(major).expect("major");

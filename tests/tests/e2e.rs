@@ -4,6 +4,7 @@
 
 mod e2e {
     mod attacks;
+    mod bundles;
     mod data_defects;
     pub mod fixture;
     mod publisher;
