@@ -1,5 +1,5 @@
 //! Document verification, step by step as SPEC.md §7 numbers it. Pure: bytes in,
-//! verified documents or a [`Rejection`] out; the caller fetches and stores.
+//! verified documents or a [`Rejection`](crate::error::Rejection) out; the caller fetches and stores.
 
 use ed25519_dalek::VerifyingKey;
 
