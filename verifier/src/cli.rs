@@ -913,12 +913,16 @@ impl<'w> Output<'w> {
                 } else {
                     ""
                 };
+                // Every answer names its snapshot: version and the manifest
+                // hash's first 12 hex digits (the full hash is in --json/--csv).
                 self.text(&format!(
-                    "{}\t{}\t{}\t{}{}\n",
+                    "{}\t{}\t{}\t{}\tv{}:{}{}\n",
                     row.input,
                     a.decision.name(),
                     a.reason.name(),
                     by,
+                    snap.version,
+                    &snap.manifest_sha256[..snap.manifest_sha256.len().min(12)],
                     mark
                 ))
             }
@@ -1102,9 +1106,15 @@ mod tests {
             "GBNWR2500001",
             "USQZ92300500",
         ]);
+        let snap = format!(
+            "v1:{}",
+            &hex::encode(e.site.history[0].manifest_sha256)[..12]
+        );
         assert_eq!(
             text,
-            "GBNWR2500001\tdisallow\tdeclared\tD1\nUSQZ92300500\tunknown\tno_record\t-\n"
+            format!(
+                "GBNWR2500001\tdisallow\tdeclared\tD1\t{snap}\nUSQZ92300500\tunknown\tno_record\t-\t{snap}\n"
+            )
         );
 
         std::fs::write(e.path("plain.txt"), "\nGBNWR2500001\n\n  USQZ92400500 \n").unwrap();
@@ -1138,7 +1148,9 @@ mod tests {
         ]);
         assert_eq!(
             out,
-            "USQZ92400500\tdisallow\tdeclared\tD3\nFRAB10012345\tunknown\tterritory_not_covered\tD5\n"
+            format!(
+                "USQZ92400500\tdisallow\tdeclared\tD3\t{snap}\nFRAB10012345\tunknown\tterritory_not_covered\tD5\t{snap}\n"
+            )
         );
     }
 
