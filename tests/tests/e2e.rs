@@ -6,6 +6,7 @@ mod e2e {
     mod attacks;
     mod bundles;
     mod data_defects;
+    mod faults;
     pub mod fixture;
     mod publisher;
     mod snapshots;

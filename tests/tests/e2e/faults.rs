@@ -1,0 +1,505 @@
+//! Reliability: processes killed with SIGKILL mid-sync and mid-publish, write
+//! errors in the store, a store moved to another directory, a corrupted local
+//! index, and malformed registry input. Nothing may be lost: the last good
+//! snapshot keeps answering, the last published site keeps verifying, and bad
+//! input changes nothing.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use consentry::docs::paths;
+use consentry::isrc::Isrc;
+use consentry_tests::attack::assert_refused;
+use consentry_tests::tamper::{Site, copy_dir};
+use consentry_tests::{Fault, Server, bin_dir};
+
+use super::fixture::{Fixture, NOW, T0};
+
+/// Start `consentry --store store --now NOW ARGS…` in the fixture, quietly.
+fn spawn_verifier(f: &Fixture, store: &str, args: &[&str]) -> std::process::Child {
+    Command::new(bin_dir().join("consentry"))
+        .args(["--store", store, "--now", NOW])
+        .args(args)
+        .current_dir(f.root())
+        .env("NO_COLOR", "1")
+        .env_remove("CONSENTRY_STORE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn consentry")
+}
+
+/// Wait `ms` (bounded), then SIGKILL the child unless it already exited.
+/// Returns whether it was killed.
+fn kill_after(child: &mut std::process::Child, ms: u64) -> bool {
+    std::thread::sleep(Duration::from_millis(ms));
+    let killed = match child.try_wait().expect("try_wait") {
+        Some(_) => false,
+        None => {
+            child.kill().expect("SIGKILL");
+            true
+        }
+    };
+    child.wait().expect("reap");
+    killed
+}
+
+fn reset_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    copy_dir(from, to);
+}
+
+/// `verify` exits 0: the whole store re-checks from the pinned root, index
+/// intact.
+#[track_caller]
+fn verifies(f: &Fixture) {
+    let out = f.verifier(&["verify"]);
+    assert_eq!(
+        out.code, 0,
+        "verify after a kill:\n{}{}",
+        out.stdout, out.stderr
+    );
+}
+
+// ---- SIGKILL during sync ------------------------------------------------------
+
+#[test]
+fn sigkill_during_a_slow_sync_leaves_the_previous_snapshot_answering() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    f.publish_change(17, &[]);
+    // One byte per millisecond: head, manifest, layer and prefix table take
+    // about two seconds in all, so the kills land in different files.
+    let mut phases = Vec::new();
+    for ms in [80, 600, 1300] {
+        let server = Server::serve_with(&f.path("site"), Fault::Trickle(Duration::from_millis(1)));
+        let mut child = spawn_verifier(&f, "store", &["sync", &server.url]);
+        let killed = kill_after(&mut child, ms);
+        let asked = server.requests();
+        drop(server);
+        assert!(
+            killed,
+            "the trickled sync finished within {ms} ms: {asked:?}"
+        );
+        phases.push(asked.last().cloned().unwrap_or_default());
+        assert_eq!(
+            f.answers(),
+            before,
+            "killed at {ms} ms while fetching {asked:?}"
+        );
+        verifies(&f);
+    }
+    assert!(
+        phases.iter().any(|p| p == paths::HEAD) && phases.iter().any(|p| p != paths::HEAD),
+        "kills landed in the head and later: {phases:?}"
+    );
+    // The next sync cleans up and completes.
+    f.verifier(&["sync", "site"]).ok();
+    assert_ne!(f.answers(), before);
+    f.assert_no_staging_left();
+    verifies(&f);
+}
+
+#[test]
+fn sigkill_at_many_points_of_a_sync_never_breaks_the_store() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    copy_dir(&f.path("store"), &f.path("store-v1"));
+    // A new base (version 3) reached from version 1: every kind of file is
+    // fetched, staged, moved, and the index and head written.
+    f.publish_change(17, &[]);
+    f.publish_change(18, &["--compact"]);
+    f.verifier(&["sync", "site"]).ok();
+    let after = f.answers();
+    let mut outcomes = (0, 0);
+    for ms in (0..60).step_by(4) {
+        reset_dir(&f.path("store-v1"), &f.path("store"));
+        let mut child = spawn_verifier(&f, "store", &["sync", "site"]);
+        kill_after(&mut child, ms);
+        let now = f.answers();
+        if now == before {
+            outcomes.0 += 1;
+        } else {
+            assert_eq!(
+                now, after,
+                "killed at {ms} ms: neither the old nor the new snapshot"
+            );
+            outcomes.1 += 1;
+        }
+        verifies(&f);
+        // And the interrupted store always finishes the job.
+        f.verifier(&["sync", "site"]).ok();
+        assert_eq!(f.answers(), after, "killed at {ms} ms, then synced");
+        f.assert_no_staging_left();
+    }
+    eprintln!("kills before / after the switch: {outcomes:?}");
+    assert!(
+        outcomes.0 > 0,
+        "no kill landed before the switch: {outcomes:?}"
+    );
+}
+
+// ---- SIGKILL during publish ---------------------------------------------------------
+
+#[test]
+fn sigkill_during_publish_leaves_the_last_snapshot_valid() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    // A pending change, then a template of the registry and site to restart from.
+    f.import_rows(
+        "change.csv",
+        "D17,17,declare,,GBNWR2600017,Northwind Records,ddex:PADPIDA2014021201U,label,,n,,,,,,WW,,,,2026-11-01T06:00:00Z,active\n",
+        "2026-11-01T06:00:00Z",
+    )
+    .ok();
+    copy_dir(&f.path("site"), &f.path("tpl/site"));
+    std::fs::copy(f.path("reg.db"), f.path("tpl/reg.db")).unwrap();
+    copy_dir(&f.path("store"), &f.path("tpl/store"));
+    let mut killed_any = false;
+    for ms in [0, 3, 6, 10, 15, 20, 30, 45] {
+        reset_dir(&f.path("tpl/site"), &f.path("site"));
+        std::fs::copy(f.path("tpl/reg.db"), f.path("reg.db")).unwrap();
+        reset_dir(&f.path("tpl/store"), &f.path("store"));
+        let mut child = Command::new(bin_dir().join("consentry-publish"))
+            .args([
+                "publish", "--db", "reg.db", "--keys", "keys", "--site", "site",
+            ])
+            .current_dir(f.root())
+            .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let killed = kill_after(&mut child, ms);
+        killed_any |= killed;
+        // The site's head names a complete, verifying snapshot (1 or 2)...
+        let site = consentry_publish::site::Site::new(&f.path("site"));
+        let cur = site
+            .current(&site.root().unwrap())
+            .unwrap()
+            .unwrap_or_else(|| panic!("killed at {ms} ms: no current snapshot"));
+        eprintln!(
+            "publish killed at {ms} ms: {killed}, site at version {}, {} files",
+            cur.manifest.version,
+            super::fixture::walk(&f.path("site")).len()
+        );
+        consentry_publish::build::load_state(&site, &cur.manifest)
+            .unwrap_or_else(|e| panic!("killed at {ms} ms: {e:#}"));
+        // ...which the store syncs and answers from...
+        f.verifier(&["sync", "site"]).ok();
+        verifies(&f);
+        if cur.manifest.version == 1 {
+            assert_eq!(f.answers(), before, "killed at {ms} ms");
+        }
+        // ...a bundle of it imports into a fresh store...
+        let _ = std::fs::remove_file(f.path("b.tar"));
+        f.publish(&["bundle", "--site", "site", "--out", "b.tar"])
+            .ok();
+        let _ = std::fs::remove_dir_all(f.path("fresh"));
+        consentry_tests::verifier(
+            &[
+                "--store",
+                "fresh",
+                "--now",
+                NOW,
+                "init",
+                "--root",
+                "site/root/1.cbor",
+            ],
+            f.root(),
+        )
+        .ok();
+        consentry_tests::verifier(
+            &["--store", "fresh", "--now", NOW, "import", "b.tar"],
+            f.root(),
+        )
+        .ok();
+        // ...and the next publish completes and the store follows it.
+        f.publish_next(&[]).ok();
+        f.verifier(&["sync", "site"]).ok();
+        let out = f.verifier(&["check", "GBNWR2600017", "--json"]).ok();
+        assert!(
+            out.stdout.contains("\"D17\""),
+            "killed at {ms} ms: {}",
+            out.stdout
+        );
+    }
+    assert!(killed_any, "no kill landed while publishing");
+}
+
+// ---- write errors -------------------------------------------------------------------
+
+#[test]
+fn write_error_at_each_step_of_a_sync_leaves_the_previous_snapshot_answering() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    copy_dir(&f.path("store"), &f.path("store-v1"));
+    f.publish_change(17, &[]);
+    let (m, mrel) = Site::new(&f.path("site")).manifest();
+    let msha = Site::new(&f.path("site")).head().manifest.sha256;
+    let layer = paths::layer(&m.delta.unwrap().sha256);
+    // Each obstacle makes exactly one write of the switch fail, as a full
+    // disk would: a plain file where a directory must be created, or a
+    // directory where a file must be renamed to.
+    let obstacles: [(&str, String, bool); 3] = [
+        ("the layer directory", "layer".to_string(), false),
+        ("the manifest file", mrel, true),
+        (
+            "the index file",
+            format!("local/index/{}.idx", hex::encode(msha)),
+            true,
+        ),
+    ];
+    for (what, rel, as_dir) in obstacles {
+        reset_dir(&f.path("store-v1"), &f.path("store"));
+        let p = f.path("store").join(&rel);
+        if as_dir {
+            std::fs::create_dir_all(p.join("blocker")).unwrap();
+        } else {
+            std::fs::write(&p, b"not a directory").unwrap();
+        }
+        let run = f.verifier(&["sync", "site"]);
+        assert_refused(&run, "io_error");
+        assert_eq!(
+            f.answers(),
+            before,
+            "a write error at {what} changed the answers"
+        );
+        f.assert_no_staging_left();
+        verifies(&f);
+        // Once the disk is fixed, the same sync succeeds.
+        if as_dir {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+        f.verifier(&["sync", "site"]).ok();
+        assert_ne!(f.answers(), before, "{what}");
+    }
+}
+
+// ---- the store itself ---------------------------------------------------------------
+
+#[test]
+fn store_copied_to_another_directory_re_verifies() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    copy_dir(&f.path("store"), &f.path("elsewhere/copied-store"));
+    std::fs::remove_dir_all(f.path("store")).unwrap();
+    let run = |args: &[&str]| {
+        let mut full = vec!["--store", "elsewhere/copied-store", "--now", NOW];
+        full.extend_from_slice(args);
+        consentry_tests::verifier(&full, f.root())
+    };
+    let out = run(&["verify"]).ok();
+    assert!(out.stdout.contains("index intact"), "{}", out.stdout);
+    let input = consentry_tests::data("lookups.csv");
+    let answers = run(&["check", "--input", input.to_str().unwrap(), "--csv"]).ok();
+    assert_eq!(answers.stdout, before);
+    run(&["sync", "site"]).ok();
+    run(&["status"]).ok();
+}
+
+/// The store's one index file.
+fn index_file(f: &Fixture) -> std::path::PathBuf {
+    let files: Vec<_> = std::fs::read_dir(f.path("store/local/index"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn corrupted_local_index_is_detected_and_rebuilt_never_trusted() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let idx = index_file(&f);
+    let good = std::fs::read(&idx).unwrap();
+    // GBNWR2500017's entry: key (8 bytes), seq (8), id length (1), id "D2".
+    let key = Isrc::parse("GBNWR2500017").unwrap().key().to_be_bytes();
+    let at = good
+        .windows(8)
+        .position(|w| w == key)
+        .expect("entry in the index");
+    assert_eq!(&good[at + 17..at + 19], b"D2");
+    let mut renamed = good.clone();
+    renamed[at + 17] = b'E'; // "E2": an answer no signed file holds
+    let mut reseq = good.clone();
+    reseq[at + 15] ^= 0x01;
+    let corruptions: [(&str, Vec<u8>); 4] = [
+        ("an id changed", renamed),
+        ("a seq changed", reseq),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", vec![0x42; good.len()]),
+    ];
+    for (what, bytes) in corruptions {
+        // `check` refuses to trust it, answers from verified files, rebuilds it.
+        std::fs::write(&idx, &bytes).unwrap();
+        let out = f.answers_at(NOW, &[]).ok();
+        assert_eq!(out.stdout, before, "index {what}");
+        assert!(
+            out.stderr.contains("corrupt"),
+            "index {what}: no warning\n{}",
+            out.stderr
+        );
+        assert_eq!(std::fs::read(&idx).unwrap(), good, "index {what} rebuilt");
+        // `verify` finds it too, says so, and exits 1.
+        std::fs::write(&idx, &bytes).unwrap();
+        let out = f.verifier(&["verify"]).expect_code(1);
+        assert!(out.stdout.contains("corrupt"), "{}", out.stdout);
+        verifies(&f);
+    }
+    // A missing index is rebuilt as well.
+    std::fs::remove_file(&idx).unwrap();
+    assert_eq!(f.answers(), before);
+    assert!(idx.exists());
+}
+
+// ---- malformed registry input -------------------------------------------------------
+
+/// Import `bytes` as `name` into the published fixture: exit 2, every
+/// `needle` (a `file:line:field` message) on stderr, the database unchanged.
+#[track_caller]
+fn import_refused(name: &str, bytes: &[u8], needles: &[&str]) {
+    let f = Fixture::published();
+    let db = std::fs::read(f.path("reg.db")).unwrap();
+    std::fs::write(f.path(name), bytes).unwrap();
+    let start = Instant::now();
+    let out = f
+        .publish(&["import", "--db", "reg.db", name, "--recorded-at", T0])
+        .expect_code(2);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    for n in needles {
+        assert!(out.stderr.contains(n), "missing {n:?} in\n{}", out.stderr);
+    }
+    assert_eq!(
+        db,
+        std::fs::read(f.path("reg.db")).unwrap(),
+        "database changed"
+    );
+    // And nothing was published from it.
+    let again = f.publish_next(&[]).ok();
+    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+}
+
+const HEADER: &str = "declaration_id,seq,action,supersedes,scope,declarant_name,declarant_id,declarant_role,all,train-ai,train-genai,ai-use,search,policy_url,policy_sha256,territories_include,territories_exclude,valid_from,valid_until,declared_at,status";
+
+/// A valid CSV row (D20, seq 20, GBNWR2600020) with fields replaced.
+fn row(id: &str, seq: u32, edit: &[(usize, &str)]) -> String {
+    let mut f: Vec<String> = format!(
+        "{id},{seq},declare,,GBNWR26000{seq},Northwind Records,ddex:PADPIDA2014021201U,label,,n,,,,,,WW,,,,2026-11-02T00:00:00Z,active"
+    )
+    .split(',')
+    .map(str::to_string)
+    .collect();
+    for (i, v) in edit {
+        f[*i] = (*v).to_string();
+    }
+    f.join(",")
+}
+
+/// A CSV file: header, one good row, then `bad`.
+fn csv_with(bad: &str) -> Vec<u8> {
+    format!("{HEADER}\n{}\n{bad}\n", row("D20", 20, &[])).into_bytes()
+}
+
+#[test]
+fn import_with_a_bad_isrc_is_refused_with_file_line_field() {
+    import_refused(
+        "bad.csv",
+        &csv_with(&row("D21", 21, &[(4, "GBNWR26000X1")])),
+        &["bad.csv:3:scope"],
+    );
+}
+
+#[test]
+fn import_with_an_unknown_use_value_is_refused_with_file_line_field() {
+    import_refused(
+        "bad.csv",
+        &csv_with(&row("D21", 21, &[(10, "q")])),
+        &["bad.csv:3:train-genai"],
+    );
+}
+
+#[test]
+fn import_with_an_unknown_use_column_is_refused_with_file_line_field() {
+    let bytes = format!("{HEADER},train-robots\n{},n\n", row("D20", 20, &[]));
+    import_refused("bad.csv", bytes.as_bytes(), &["bad.csv:1:train-robots"]);
+}
+
+#[test]
+fn import_with_a_bad_territory_is_refused_with_file_line_field() {
+    import_refused(
+        "bad.csv",
+        &csv_with(&row("D21", 21, &[(15, "FR ZZ")])),
+        &["bad.csv:3:territories_include"],
+    );
+}
+
+#[test]
+fn import_with_dates_out_of_order_is_refused_with_file_line_field() {
+    import_refused(
+        "bad.csv",
+        &csv_with(&row("D21", 21, &[(17, "2026-05-01"), (18, "2026-04-30")])),
+        &["bad.csv:3:valid_until"],
+    );
+}
+
+#[test]
+fn import_with_duplicate_ids_is_refused_with_file_line_field() {
+    import_refused(
+        "bad.csv",
+        &csv_with(&row("D20", 21, &[])),
+        &["bad.csv:2:declaration_id", "bad.csv:3:declaration_id"],
+    );
+}
+
+#[test]
+fn import_of_non_utf8_input_is_refused_with_file_line_field() {
+    let mut bytes = csv_with(&row("D21", 21, &[(5, "Caf\u{1}")]));
+    for b in &mut bytes {
+        if *b == 1 {
+            *b = 0xE9; // Latin-1 é
+        }
+    }
+    import_refused("bad.csv", &bytes, &["bad.csv:3:declarant_name"]);
+    import_refused(
+        "bad.jsonl",
+        b"{\"declaration_id\": \"D21\xff\"}\n",
+        &["bad.jsonl:1:"],
+    );
+}
+
+#[test]
+fn import_with_a_10_mb_line_is_refused_with_file_line_field() {
+    let long = "a".repeat(10 << 20);
+    import_refused("bad.csv", &csv_with(&long), &["bad.csv:3:"]);
+    import_refused(
+        "bad.jsonl",
+        format!("{long}\n").as_bytes(),
+        &["bad.jsonl:1:"],
+    );
+    // A 10 MB field inside an otherwise well-formed row.
+    import_refused(
+        "bad.csv",
+        &csv_with(&row("D21", 21, &[(5, &long)])),
+        &["bad.csv:3:"],
+    );
+}
+
+#[test]
+fn import_of_jsonl_with_a_bad_isrc_is_refused_with_file_line_field() {
+    let good = r#"{"declaration_id":"D20","seq":20,"action":"declare","scope":"GBNWR2600020","declarant":{"name":"Northwind Records","id":"ddex:PADPIDA2014021201U","role":"label"},"preferences":{"train-ai":"n"},"declared_at":"2026-11-02T00:00:00Z"}"#;
+    let bad = good
+        .replace("D20", "D21")
+        .replace("\"seq\":20", "\"seq\":21")
+        .replace("GBNWR2600020", "GBNWR26000X1");
+    import_refused(
+        "bad.jsonl",
+        format!("{good}\n{bad}\n").as_bytes(),
+        &["bad.jsonl:2:scope"],
+    );
+}
