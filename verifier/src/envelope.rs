@@ -152,3 +152,178 @@ impl Envelope {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn allowed(keys: &[&SigningKey]) -> Vec<([u8; 32], VerifyingKey)> {
+        keys.iter()
+            .map(|k| (key_id(&k.verifying_key().to_bytes()), k.verifying_key()))
+            .collect()
+    }
+
+    fn sign(payload: &[u8], ty: &str, keys: &[&SigningKey]) -> Envelope {
+        let msg = pae(ty, payload);
+        Envelope {
+            payload: payload.to_vec(),
+            signatures: keys
+                .iter()
+                .map(|k| Sig {
+                    sig: k.sign(&msg).to_bytes().to_vec(),
+                    keyid: key_id(&k.verifying_key().to_bytes()),
+                })
+                .collect(),
+            payload_type: ty.to_string(),
+        }
+    }
+
+    fn code(r: VResult<()>) -> &'static str {
+        r.err().map_or("ok", |e| e.code)
+    }
+
+    #[test]
+    fn pae_is_dsse_v1() {
+        assert_eq!(pae("t", b"ab"), b"DSSEv1 1 t 2 ab");
+    }
+
+    #[test]
+    fn threshold_of_distinct_role_keys_verifies() {
+        let (a, b) = (key(1), key(2));
+        let env = sign(b"payload", HEAD_TYPE, &[&a, &b]);
+        assert_eq!(
+            code(env.verify("f", HEAD_TYPE, &allowed(&[&a, &b]), 2, "head")),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn signature_by_a_key_outside_the_role_does_not_count() {
+        let (a, other) = (key(1), key(9));
+        let env = sign(b"payload", HEAD_TYPE, &[&other]);
+        assert_eq!(
+            code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
+            "threshold_not_met"
+        );
+    }
+
+    #[test]
+    fn wrong_payload_type_is_rejected_before_signatures() {
+        let a = key(1);
+        let env = sign(b"payload", MANIFEST_TYPE, &[&a]);
+        assert_eq!(
+            code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
+            "wrong_payload_type"
+        );
+    }
+
+    #[test]
+    fn tampered_payload_byte_fails() {
+        let a = key(1);
+        let mut env = sign(b"payload", HEAD_TYPE, &[&a]);
+        env.payload[0] ^= 1;
+        assert_eq!(
+            code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
+            "threshold_not_met"
+        );
+    }
+
+    #[test]
+    fn same_key_twice_counts_once() {
+        let (a, b) = (key(1), key(2));
+        let mut env = sign(b"payload", HEAD_TYPE, &[&a]);
+        env.signatures.push(env.signatures[0].clone());
+        assert_eq!(
+            code(env.verify("f", HEAD_TYPE, &allowed(&[&a, &b]), 2, "head")),
+            "threshold_not_met"
+        );
+    }
+
+    #[test]
+    fn extra_bad_and_unknown_signatures_do_not_spoil_a_valid_file() {
+        let (a, stranger) = (key(1), key(7));
+        let mut env = sign(b"payload", HEAD_TYPE, &[&a, &stranger]);
+        env.signatures.push(Sig {
+            sig: vec![0; 64],
+            keyid: key_id(&a.verifying_key().to_bytes()),
+        });
+        env.signatures.push(Sig {
+            sig: vec![1; 3],
+            keyid: [5; 32],
+        });
+        assert_eq!(
+            code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn malleable_signature_with_s_plus_l_is_rejected() {
+        // ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let a = key(1);
+        let mut env = sign(b"payload", HEAD_TYPE, &[&a]);
+        let s = &mut env.signatures[0].sig[32..];
+        let mut carry = 0u16;
+        for (x, l) in s.iter_mut().zip(L) {
+            let t = u16::from(*x) + u16::from(l) + carry;
+            *x = t as u8;
+            carry = t >> 8;
+        }
+        assert_eq!(
+            code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
+            "threshold_not_met"
+        );
+    }
+
+    #[test]
+    fn envelopes_encode_deterministically_and_parse_strictly() {
+        let a = key(1);
+        let env = sign(b"payload", HEAD_TYPE, &[&a]);
+        let bytes = env.to_bytes();
+        assert_eq!(
+            bytes,
+            sign(b"payload", HEAD_TYPE, &[&a]).to_bytes(),
+            "same input, same bytes"
+        );
+        assert_eq!(Envelope::parse("f", &bytes, &Limits::DEFAULT).unwrap(), env);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(
+            Envelope::parse("f", &trailing, &Limits::DEFAULT)
+                .unwrap_err()
+                .code,
+            "malformed_envelope"
+        );
+        let mut many = env.clone();
+        many.signatures = vec![env.signatures[0].clone(); Limits::DEFAULT.max_signatures + 1];
+        assert_eq!(
+            Envelope::parse("f", &many.to_bytes(), &Limits::DEFAULT)
+                .unwrap_err()
+                .code,
+            "too_many_signatures"
+        );
+    }
+
+    #[test]
+    fn weak_and_non_canonical_public_keys_are_refused() {
+        // The identity point (small order).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(load_key(&identity).is_err());
+        // y = p (non-canonical encoding of y = 0).
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xed;
+        non_canonical[31] = 0x7f;
+        assert!(load_key(&non_canonical).is_err());
+        assert!(load_key(&key(1).verifying_key().to_bytes()).is_ok());
+    }
+}
