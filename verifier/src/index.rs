@@ -2,29 +2,35 @@
 //! table lookup structure.
 //!
 //! The index is a cache of verified data, never a source of trust: each block
-//! is exactly the canonical entry stream of one range
-//! ([`crate::state::entry_stream`]), so one hash ([`crate::state::range_leaf_stream`])
-//! checks it against the signed manifest before it is used. A block that does
-//! not match means the index is corrupt: the caller deletes it and rebuilds it
-//! from the verified shard and layer files.
+//! holds the chunk hashes of one range and its canonical entry stream
+//! ([`crate::state::entry_stream`]). On first use of a range its chunk hashes
+//! are checked against the signed range leaf (one MTH, SPEC.md §6); on first
+//! use of a chunk its bytes are checked against its chunk hash. Anything that
+//! does not match means the index is corrupt: the caller deletes it and
+//! rebuilds it from the verified shard and layer files.
 //!
 //! Format (all integers little-endian):
 //!
 //! ```text
 //! magic            8 bytes  "CSTRYIDX"
-//! format version   u32      1
+//! format version   u32      2
 //! manifest sha256  32 bytes SHA-256 of the manifest envelope this index belongs to
 //! n_policies       u32
 //!   n_policies × (u32 len, len bytes: canonical CBOR of a Policy)
 //! n_ranges         u32      must equal the manifest's range count
 //!   n_ranges × (lo u64, hi u64, count u64, offset u64, len u64)
-//! blocks           range i's block is `len` bytes at `offset`: its entry stream
-//!                  key u64 BE ‖ seq u64 BE ‖ len(id) u8 ‖ id ‖ policy SHA-256
+//! blocks           range i's block is `len` bytes at `offset`:
+//!   ceil(count / 64) × (first key u64, chunk start u64, chunk hash 32 bytes)
+//!   the entry stream: key u64 BE ‖ seq u64 BE ‖ len(id) u8 ‖ id ‖ policy SHA-256
+//!   (chunk starts are byte offsets into the entry stream)
 //! ```
 //!
 //! Blocks follow the header back to back in range order and end the file.
 //! Opening reads only the header, with positioned reads; a lookup reads and
-//! verifies only the block of the key's range.
+//! verifies only the chunk table of the key's range and the chunk(s) holding
+//! the key. The first keys in a chunk table are hints: a loaded chunk's first
+//! key must equal its hint, and a lookup checks that its first chunk starts
+//! below the key and its last chunk ends above it (or at the range's end).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -43,16 +49,19 @@ use crate::fetch::io_error;
 use crate::isrc::{Isrc, Scope};
 use crate::limits::Limits;
 use crate::model::Policy;
-use crate::state::{State, entry_stream, policy_hash, range_leaf_stream};
+use crate::state::{
+    CHUNK, ENTRY_FIXED, State, chunk_bounds, chunk_count, chunk_hash, entry_stream, merkle_root,
+    policy_hash, range_leaf_of_root,
+};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
 /// Format version written and accepted.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Verified blocks kept in memory by one reader before older ones are dropped.
 pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
-/// Bytes of an entry besides its id: key, seq, id length, policy hash.
-const ENTRY_FIXED: usize = 8 + 8 + 1 + 32;
+/// Bytes of one chunk-table row: first key, start, hash.
+const CHUNK_ROW: u64 = 8 + 8 + 32;
 
 /// Write the index of `state` (which must be verified against the manifest
 /// whose hash is `manifest_sha256`) atomically to `path`.
@@ -84,9 +93,10 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
     let mut header_len: u64 = 8 + 4 + 32 + 4 + 4 + 40 * state.ranges.len() as u64;
     header_len += pols.iter().map(|p| 4 + p.len() as u64).sum::<u64>();
     let block_len = |rows: &Rows| -> u64 {
-        (0..rows.len())
-            .map(|i| (ENTRY_FIXED + rows.id(i).len()) as u64)
-            .sum()
+        chunk_count(rows.len() as u64) * CHUNK_ROW
+            + (0..rows.len())
+                .map(|i| (ENTRY_FIXED + rows.id(i).len()) as u64)
+                .sum::<u64>()
     };
 
     let tmp = tempfile::Builder::new()
@@ -115,7 +125,17 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
             offset += len;
         }
         for (_, _, rows) in &state.ranges {
-            w.write_all(&entry_stream(rows, &hashes)).map_err(io)?;
+            let stream = entry_stream(rows, &hashes);
+            let bounds = chunk_bounds(&stream).unwrap_or_default();
+            for win in bounds.windows(2) {
+                let first =
+                    u64::from_be_bytes(stream[win[0]..win[0] + 8].try_into().unwrap_or_default());
+                w.write_all(&first.to_le_bytes()).map_err(io)?;
+                w.write_all(&(win[0] as u64).to_le_bytes()).map_err(io)?;
+                w.write_all(&chunk_hash(&stream[win[0]..win[1]]))
+                    .map_err(io)?;
+            }
+            w.write_all(&stream).map_err(io)?;
         }
         w.flush().map_err(io)?;
     }
@@ -149,16 +169,16 @@ struct RangeEntry {
     len: u64,
 }
 
-/// A verified, parsed block: the entry stream and where each entry starts.
+/// A verified, parsed chunk: its entry-stream bytes and where each entry starts.
 #[derive(Debug)]
-pub struct Block {
+pub struct Chunk {
     bytes: Vec<u8>,
     keys: Vec<u64>,
     starts: Vec<usize>,
     pols: Vec<u32>,
 }
 
-impl Block {
+impl Chunk {
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -168,12 +188,22 @@ impl Block {
         self.keys.is_empty()
     }
 
+    /// The chunk's entry-stream bytes (they hash to its chunk hash).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Key of entry `i`.
+    pub fn key(&self, i: usize) -> u64 {
+        self.keys[i]
+    }
+
     fn entry(&self, i: usize) -> (u64, u64, &str, u32) {
         let s = self.starts[i];
         let b = &self.bytes;
         let seq = u64::from_be_bytes(b[s + 8..s + 16].try_into().unwrap_or_default());
         let n = usize::from(b[s + 16]);
-        // Checked ASCII when the block was parsed.
+        // Checked ASCII when the chunk was parsed.
         let id = std::str::from_utf8(&b[s + 17..s + 17 + n]).unwrap_or("");
         (self.keys[i], seq, id, self.pols[i])
     }
@@ -187,13 +217,85 @@ impl Block {
             (seq, id, p)
         })
     }
+
+    fn weight(&self) -> usize {
+        self.bytes.len() + self.keys.len() * 20
+    }
+}
+
+/// A range's chunk table, checked against the signed range leaf.
+#[derive(Debug)]
+pub struct ChunkTable {
+    first_keys: Vec<u64>,
+    starts: Vec<u64>,
+    hashes: Vec<[u8; 32]>,
+    stream_len: u64,
+}
+
+impl ChunkTable {
+    /// The chunk hashes, in order (their MTH is committed by the range leaf).
+    pub fn hashes(&self) -> &[[u8; 32]] {
+        &self.hashes
+    }
+
+    /// Number of chunks.
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    fn weight(&self) -> usize {
+        self.hashes.len() * 48
+    }
+}
+
+/// A least-recently-filled cache bounded by a byte budget.
+#[derive(Debug)]
+struct Lru<K, V> {
+    map: HashMap<K, Rc<V>>,
+    order: VecDeque<K>,
+    bytes: usize,
+}
+
+impl<K, V> Default for Lru<K, V> {
+    fn default() -> Self {
+        Lru {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V> Lru<K, V> {
+    fn get(&self, k: &K) -> Option<Rc<V>> {
+        self.map.get(k).cloned()
+    }
+
+    fn put(&mut self, k: K, v: Rc<V>, size: usize, budget: usize, weight: fn(&V) -> usize) {
+        // Each pass removes one entry: bounded by the number held.
+        while self.bytes + size > budget {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(ov) = self.map.remove(&old) {
+                self.bytes -= weight(&ov);
+            }
+        }
+        if self.map.insert(k, v).is_none() {
+            self.order.push_back(k);
+            self.bytes += size;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Cache {
-    blocks: HashMap<usize, Rc<Block>>,
-    order: VecDeque<usize>,
-    bytes: usize,
+    tables: Lru<usize, ChunkTable>,
+    chunks: Lru<(usize, usize), Chunk>,
 }
 
 /// An open index whose header matched the manifest.
@@ -312,8 +414,10 @@ impl Index {
                 ));
             }
             if e.offset != expect
-                || e.len < e.count.saturating_mul((ENTRY_FIXED + 1) as u64)
                 || e.count > limits.max_records_per_file
+                || e.len
+                    < chunk_count(e.count).saturating_mul(CHUNK_ROW)
+                        + e.count.saturating_mul((ENTRY_FIXED + 1) as u64)
             {
                 return Err(corrupt(
                     &loc,
@@ -347,26 +451,111 @@ impl Index {
         &self.policies[i as usize]
     }
 
-    /// Read block `i`, check it against the signed leaf and parse it.
-    #[allow(clippy::many_single_char_names)]
-    fn load(&self, i: usize) -> Result<Block, Rejection> {
+    /// The policy table (canonical CBOR of each is its hash's preimage).
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// Range `i`'s `(lo, hi, count)`.
+    pub fn range(&self, i: usize) -> (u64, u64, u64) {
         let e = self.ranges[i];
-        let mut bytes = vec![0u8; e.len as usize];
+        (e.lo, e.hi, e.count)
+    }
+
+    /// Read range `i`'s chunk table and check MTH(chunk hashes) against the
+    /// signed range leaf.
+    fn load_table(&self, i: usize) -> Result<ChunkTable, Rejection> {
+        let e = self.ranges[i];
+        let n = chunk_count(e.count);
+        let table_len = n * CHUNK_ROW;
+        let mut bytes = vec![0u8; table_len as usize];
         self.file
             .read_exact_at(&mut bytes, e.offset)
             .map_err(|er| corrupt(&self.path, format!("block {i} cannot be read: {er}")))?;
-        if range_leaf_stream(e.lo, e.hi, &bytes) != self.leaves[i] {
+        let stream_len = e.len - table_len;
+        let mut t = ChunkTable {
+            first_keys: Vec::with_capacity(n as usize),
+            starts: Vec::with_capacity(n as usize),
+            hashes: Vec::with_capacity(n as usize),
+            stream_len,
+        };
+        for row in bytes.chunks_exact(CHUNK_ROW as usize) {
+            t.first_keys
+                .push(u64::from_le_bytes(row[..8].try_into().unwrap_or_default()));
+            t.starts.push(u64::from_le_bytes(
+                row[8..16].try_into().unwrap_or_default(),
+            ));
+            t.hashes.push(row[16..48].try_into().unwrap_or_default());
+        }
+        let starts_ok = t.starts.first().is_none_or(|&s| s == 0)
+            && t.starts.windows(2).all(|w| w[0] < w[1])
+            && t.starts.last().is_none_or(|&s| s < stream_len);
+        if !starts_ok {
             return Err(corrupt(
                 &self.path,
-                format!("block {i} does not hash to the manifest's leaf"),
+                format!("block {i}: chunk starts are out of order"),
             ));
         }
-        let bad = |d: &str| corrupt(&self.path, format!("block {i}: {d}"));
-        let mut keys = Vec::with_capacity(e.count as usize);
-        let mut starts = Vec::with_capacity(e.count as usize);
-        let mut pols = Vec::with_capacity(e.count as usize);
+        if range_leaf_of_root(e.lo, e.hi, e.count, &merkle_root(&t.hashes)) != self.leaves[i] {
+            return Err(corrupt(
+                &self.path,
+                format!("block {i}: its chunk hashes do not hash to the manifest's leaf"),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// The verified chunk table of range `i` (cached).
+    pub fn table(&self, i: usize) -> Result<Rc<ChunkTable>, Rejection> {
+        if let Some(t) = self.cache.borrow().tables.get(&i) {
+            return Ok(t);
+        }
+        let t = Rc::new(self.load_table(i)?);
+        let size = t.weight();
+        self.cache.borrow_mut().tables.put(
+            i,
+            t.clone(),
+            size,
+            self.cache_budget / 4,
+            ChunkTable::weight,
+        );
+        Ok(t)
+    }
+
+    /// Read chunk `c` of range `i`, check it against its chunk hash and parse it.
+    #[allow(clippy::many_single_char_names)]
+    fn load_chunk(&self, i: usize, t: &ChunkTable, c: usize) -> Result<Chunk, Rejection> {
+        let e = self.ranges[i];
+        let start = t.starts[c];
+        let end = t.starts.get(c + 1).copied().unwrap_or(t.stream_len);
+        let table_len = t.hashes.len() as u64 * CHUNK_ROW;
+        let mut bytes = vec![0u8; (end - start) as usize];
+        self.file
+            .read_exact_at(&mut bytes, e.offset + table_len + start)
+            .map_err(|er| {
+                corrupt(
+                    &self.path,
+                    format!("block {i} chunk {c} cannot be read: {er}"),
+                )
+            })?;
+        if chunk_hash(&bytes) != t.hashes[c] {
+            return Err(corrupt(
+                &self.path,
+                format!("block {i} chunk {c} does not hash to its chunk hash"),
+            ));
+        }
+        let bad = |d: &str| corrupt(&self.path, format!("block {i} chunk {c}: {d}"));
+        let want = if c + 1 < t.hashes.len() {
+            CHUNK
+        } else {
+            (e.count - (c as u64) * CHUNK as u64) as usize
+        };
+        let mut keys = Vec::with_capacity(want);
+        let mut starts = Vec::with_capacity(want);
+        let mut pols = Vec::with_capacity(want);
         let mut s = 0usize;
         let mut prev: Option<(u64, u64)> = None;
+        // Each iteration consumes at least ENTRY_FIXED bytes.
         while s < bytes.len() {
             if bytes.len() - s < ENTRY_FIXED {
                 return Err(bad("an entry is truncated"));
@@ -395,10 +584,13 @@ impl Index {
             pols.push(p);
             s = end;
         }
-        if keys.len() as u64 != e.count {
+        if keys.len() != want {
             return Err(bad("entry count differs from the manifest's"));
         }
-        Ok(Block {
+        if keys.first() != Some(&t.first_keys[c]) {
+            return Err(bad("its first key differs from the chunk table"));
+        }
+        Ok(Chunk {
             bytes,
             keys,
             starts,
@@ -406,37 +598,67 @@ impl Index {
         })
     }
 
-    /// The verified block of range `i` (cached).
-    pub fn block(&self, i: usize) -> Result<Rc<Block>, Rejection> {
-        if let Some(b) = self.cache.borrow().blocks.get(&i) {
-            return Ok(b.clone());
+    /// The verified chunk `c` of range `i` (cached).
+    pub fn chunk(&self, i: usize, c: usize) -> Result<Rc<Chunk>, Rejection> {
+        if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
+            return Ok(ch);
         }
-        let b = Rc::new(self.load(i)?);
-        let size = b.bytes.len() + b.keys.len() * 20;
-        let mut c = self.cache.borrow_mut();
-        while c.bytes + size > self.cache_budget {
-            let Some(old) = c.order.pop_front() else {
-                break;
-            };
-            if let Some(ob) = c.blocks.remove(&old) {
-                c.bytes -= ob.bytes.len() + ob.keys.len() * 20;
-            }
+        let t = self.table(i)?;
+        if c >= t.len() {
+            return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
         }
-        c.blocks.insert(i, b.clone());
-        c.order.push_back(i);
-        c.bytes += size;
-        Ok(b)
+        let ch = Rc::new(self.load_chunk(i, &t, c)?);
+        let size = ch.weight();
+        self.cache.borrow_mut().chunks.put(
+            (i, c),
+            ch.clone(),
+            size,
+            self.cache_budget,
+            Chunk::weight,
+        );
+        Ok(ch)
     }
 
-    /// Check every block against its leaf (without keeping them).
+    /// The chunks `[s, e)` of range `i` that together hold every entry of
+    /// `key` and its neighbours: chunk `s` starts below `key` (or is the first),
+    /// chunk `e − 1` ends above it (or is the last). Empty for an empty range.
+    #[allow(clippy::many_single_char_names)]
+    pub fn chunks_for(&self, i: usize, key: u64) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
+        let t = self.table(i)?;
+        if t.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        let s = t.first_keys.partition_point(|&k| k < key).saturating_sub(1);
+        let mut out = vec![self.chunk(i, s)?];
+        if s > 0 && out[0].keys.first().is_none_or(|&k| k >= key) {
+            return Err(corrupt(
+                &self.path,
+                format!("block {i}: the chunk table's first keys are wrong"),
+            ));
+        }
+        // At most the range's chunk count.
+        while out
+            .last()
+            .is_some_and(|c| c.keys.last().is_some_and(|&k| k <= key))
+            && s + out.len() < t.len()
+        {
+            out.push(self.chunk(i, s + out.len())?);
+        }
+        Ok((s, out))
+    }
+
+    /// Check every chunk table and chunk (without keeping them).
     pub fn verify_all(&self) -> Result<(), Rejection> {
         for i in 0..self.ranges.len() {
-            self.load(i)?;
+            let t = self.load_table(i)?;
+            for c in 0..t.len() {
+                self.load_chunk(i, &t, c)?;
+            }
         }
         Ok(())
     }
 
-    /// The exact-scope state the index holds, every block verified. The
+    /// The exact-scope state the index holds, every chunk verified. The
     /// prefix entries are not in the index: `prefixes` is left empty.
     pub fn load_state(&self) -> Result<State, Rejection> {
         let mut st = State::default();
@@ -446,11 +668,14 @@ impl Index {
             .map(|p| st.policies.intern(p))
             .collect();
         for i in 0..self.ranges.len() {
-            let b = self.load(i)?;
+            let t = self.load_table(i)?;
             let mut rows = Rows::default();
-            for j in 0..b.len() {
-                let (key, seq, id, p) = b.entry(j);
-                rows.push(key, seq, id, ids[p as usize]);
+            for c in 0..t.len() {
+                let b = self.load_chunk(i, &t, c)?;
+                for j in 0..b.len() {
+                    let (key, seq, id, p) = b.entry(j);
+                    rows.push(key, seq, id, ids[p as usize]);
+                }
             }
             st.ranges.push((self.ranges[i].lo, self.ranges[i].hi, rows));
         }

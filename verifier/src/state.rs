@@ -16,7 +16,13 @@ use crate::error::{VResult, reject};
 use crate::model::Policy;
 
 /// Domain tag of a range leaf.
-pub const RANGE_TAG: &[u8] = b"consentry-range-v1\0";
+pub const RANGE_TAG: &[u8] = b"consentry-range-v2\0";
+/// Domain tag of a chunk hash.
+pub const CHUNK_TAG: &[u8] = b"consentry-chunk-v1\0";
+/// Entries per chunk (the last chunk of a range may hold fewer).
+pub const CHUNK: usize = 64;
+/// Bytes of an entry besides its id: key, seq, id length, policy hash.
+pub const ENTRY_FIXED: usize = 8 + 8 + 1 + 32;
 
 /// SHA-256 of a policy's canonical CBOR.
 pub fn policy_hash(p: &Policy) -> [u8; 32] {
@@ -26,7 +32,7 @@ pub fn policy_hash(p: &Policy) -> [u8; 32] {
 /// The canonical entry stream of a range: for each row, key ‖ seq ‖ len(id) ‖
 /// id ‖ policy hash, integers as 8-byte big-endian and `len(id)` as one byte.
 /// The verifier's local index stores exactly these bytes, so checking an index
-/// block against the signed manifest is one hash.
+/// chunk against the signed manifest is one hash.
 pub fn entry_stream(rows: &Rows, policy_hashes: &[[u8; 32]]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(rows.len() * 56);
     for i in 0..rows.len() {
@@ -40,19 +46,208 @@ pub fn entry_stream(rows: &Rows, policy_hashes: &[[u8; 32]]) -> Vec<u8> {
     buf
 }
 
-/// Leaf hash of `[lo, hi)` given its entry stream: SHA-256(tag ‖ lo ‖ hi ‖ stream).
-pub fn range_leaf_stream(lo: u64, hi: u64, stream: &[u8]) -> [u8; 32] {
+/// Byte offsets in `stream` where each chunk of [`CHUNK`] entries starts, plus
+/// the stream length at the end (so chunk `c` is `ends[c]..ends[c + 1]`).
+/// `None` when the stream does not parse as whole entries.
+pub fn chunk_bounds(stream: &[u8]) -> Option<Vec<usize>> {
+    let mut bounds = vec![0usize];
+    let mut s = 0usize;
+    let mut n = 0usize;
+    // Each iteration consumes at least ENTRY_FIXED bytes.
+    while s < stream.len() {
+        if stream.len() - s < ENTRY_FIXED {
+            return None;
+        }
+        s += ENTRY_FIXED + usize::from(stream[s + 16]);
+        if s > stream.len() {
+            return None;
+        }
+        n += 1;
+        if n.is_multiple_of(CHUNK) && s < stream.len() {
+            bounds.push(s);
+        }
+    }
+    if !stream.is_empty() {
+        bounds.push(stream.len());
+    }
+    Some(bounds)
+}
+
+/// Number of chunks of a range holding `count` entries.
+pub fn chunk_count(count: u64) -> u64 {
+    count.div_ceil(CHUNK as u64)
+}
+
+/// Hash of one chunk: SHA-256(chunk tag ‖ the chunk's entry-stream bytes).
+pub fn chunk_hash(bytes: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(CHUNK_TAG);
+    h.update(bytes);
+    h.finalize().into()
+}
+
+/// The chunk hashes of an entry stream (`None` if it does not parse).
+pub fn chunk_hashes_of_stream(stream: &[u8]) -> Option<Vec<[u8; 32]>> {
+    let b = chunk_bounds(stream)?;
+    Some(
+        b.windows(2)
+            .map(|w| chunk_hash(&stream[w[0]..w[1]]))
+            .collect(),
+    )
+}
+
+/// The chunk hashes of `rows` (see [`entry_stream`]).
+pub fn chunk_hashes(rows: &Rows, policy_hashes: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    let stream = entry_stream(rows, policy_hashes);
+    chunk_hashes_of_stream(&stream).unwrap_or_default()
+}
+
+/// Leaf hash of `[lo, hi)` holding `count` entries whose chunk hashes are
+/// `chunks`: SHA-256(tag ‖ lo ‖ hi ‖ count ‖ MTH(chunks)).
+pub fn range_leaf_of_chunks(lo: u64, hi: u64, count: u64, chunks: &[[u8; 32]]) -> [u8; 32] {
+    range_leaf_of_root(lo, hi, count, &merkle_root(chunks))
+}
+
+/// Leaf hash of a range given the MTH of its chunk hashes.
+pub fn range_leaf_of_root(lo: u64, hi: u64, count: u64, chunk_root: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(RANGE_TAG);
     h.update(lo.to_be_bytes());
     h.update(hi.to_be_bytes());
-    h.update(stream);
+    h.update(count.to_be_bytes());
+    h.update(chunk_root);
     h.finalize().into()
 }
 
 /// Leaf hash of the range `[lo, hi)` holding `rows` (see [`entry_stream`]).
 pub fn range_leaf(lo: u64, hi: u64, rows: &Rows, policy_hashes: &[[u8; 32]]) -> [u8; 32] {
-    range_leaf_stream(lo, hi, &entry_stream(rows, policy_hashes))
+    range_leaf_of_chunks(
+        lo,
+        hi,
+        rows.len() as u64,
+        &chunk_hashes(rows, policy_hashes),
+    )
+}
+
+/// RFC 6962 leaf hash: SHA-256(0x00 ‖ d).
+pub fn leaf_hash(d: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(d);
+    h.finalize().into()
+}
+
+/// RFC 6962 interior node: SHA-256(0x01 ‖ l ‖ r).
+pub fn node_hash(l: &[u8; 32], r: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(l);
+    h.update(r);
+    h.finalize().into()
+}
+
+/// An RFC 6962 tree kept level by level, for audit paths in O(log n). The
+/// tree of RFC 6962 §2.1 pairs nodes left to right at each level and carries
+/// an unpaired last node up unchanged, which is what the levels hold.
+#[derive(Debug, Clone)]
+pub struct MerkleTree {
+    levels: Vec<Vec<[u8; 32]>>,
+}
+
+impl MerkleTree {
+    pub fn new(leaves: &[[u8; 32]]) -> MerkleTree {
+        let mut levels = vec![leaves.iter().map(leaf_hash).collect::<Vec<_>>()];
+        // Each level halves (rounding up) the one below: at most 64 levels.
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+            let up = below
+                .chunks(2)
+                .map(|p| {
+                    if p.len() == 2 {
+                        node_hash(&p[0], &p[1])
+                    } else {
+                        p[0]
+                    }
+                })
+                .collect();
+            levels.push(up);
+        }
+        MerkleTree { levels }
+    }
+
+    /// Number of leaves.
+    pub fn len(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels[0].is_empty()
+    }
+
+    /// The tree head (MTH); SHA-256("") for no leaves.
+    pub fn root(&self) -> [u8; 32] {
+        match self.levels.last().and_then(|l| l.first()) {
+            Some(r) => *r,
+            None => Sha256::digest([]).into(),
+        }
+    }
+
+    /// RFC 6962 audit path of leaf `m` (bottom up); empty if `m` is out of range.
+    pub fn path(&self, m: usize) -> Vec<[u8; 32]> {
+        let mut out = Vec::new();
+        if m >= self.len() {
+            return out;
+        }
+        let mut i = m;
+        for level in &self.levels[..self.levels.len() - 1] {
+            let sib = i ^ 1;
+            if sib < level.len() {
+                out.push(level[sib]);
+            }
+            i >>= 1;
+        }
+        out
+    }
+}
+
+/// The RFC 6962 audit path of leaf `m` in the tree over `leaves`.
+pub fn audit_path(leaves: &[[u8; 32]], m: usize) -> Vec<[u8; 32]> {
+    MerkleTree::new(leaves).path(m)
+}
+
+/// RFC 9162 §2.1.3.2: the tree head that leaf data `d` at index `m` of a tree
+/// of `n` leaves with audit path `path` implies; `None` if the path has the
+/// wrong length for (m, n).
+#[allow(clippy::many_single_char_names)]
+pub fn root_from_path(d: &[u8; 32], m: u64, n: u64, path: &[[u8; 32]]) -> Option<[u8; 32]> {
+    if m >= n {
+        return None;
+    }
+    let (mut f, mut s) = (m, n - 1);
+    let mut r = leaf_hash(d);
+    for p in path {
+        if s == 0 {
+            return None;
+        }
+        if f & 1 == 1 || f == s {
+            r = node_hash(p, &r);
+            // At most 64 shifts.
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    (s == 0).then_some(r)
+}
+
+/// Whether `path` proves leaf data `d` at index `m` of `n` under `root`.
+pub fn verify_inclusion(d: &[u8; 32], m: u64, n: u64, path: &[[u8; 32]], root: &[u8; 32]) -> bool {
+    root_from_path(d, m, n, path).is_some_and(|r| &r == root)
 }
 
 /// RFC 6962 Merkle tree head: leaf = SHA-256(0x00 ‖ d), node = SHA-256(0x01 ‖ l ‖ r),
@@ -189,5 +384,92 @@ mod tests {
             node(node(leaf(&l[0]), leaf(&l[1])), leaf(&l[2]))
         );
         assert_eq!(merkle_root(&l[..1]), leaf(&l[0]));
+    }
+
+    /// RFC 6962 §2.1.1 PATH(m, D[n]), straight from the definition.
+    #[allow(clippy::many_single_char_names)]
+    fn rfc_path(m: usize, d: &[[u8; 32]]) -> Vec<[u8; 32]> {
+        let n = d.len();
+        if n <= 1 {
+            return Vec::new();
+        }
+        let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+        if m < k {
+            let mut p = rfc_path(m, &d[..k]);
+            p.push(merkle_root(&d[k..]));
+            p
+        } else {
+            let mut p = rfc_path(m - k, &d[k..]);
+            p.push(merkle_root(&d[..k]));
+            p
+        }
+    }
+
+    #[test]
+    fn audit_paths_match_rfc6962_and_verify() {
+        for n in 0..70usize {
+            let leaves: Vec<[u8; 32]> = (0..n).map(|i| [i as u8; 32]).collect();
+            let t = MerkleTree::new(&leaves);
+            assert_eq!(t.root(), merkle_root(&leaves), "n={n}");
+            for m in 0..n {
+                let p = t.path(m);
+                assert_eq!(p, rfc_path(m, &leaves), "n={n} m={m}");
+                assert!(verify_inclusion(
+                    &leaves[m],
+                    m as u64,
+                    n as u64,
+                    &p,
+                    &t.root()
+                ));
+                // Wrong index, wrong size, wrong leaf, shortened path: refused.
+                if n > 1 {
+                    assert!(!verify_inclusion(
+                        &leaves[m],
+                        ((m + 1) % n) as u64,
+                        n as u64,
+                        &p,
+                        &t.root()
+                    ));
+                    assert!(!verify_inclusion(
+                        &[0xEE; 32],
+                        m as u64,
+                        n as u64,
+                        &p,
+                        &t.root()
+                    ));
+                    assert!(!verify_inclusion(
+                        &leaves[m],
+                        m as u64,
+                        n as u64,
+                        &p[..p.len() - 1],
+                        &t.root()
+                    ));
+                }
+                assert!(!verify_inclusion(
+                    &leaves[m],
+                    m as u64,
+                    n as u64 + 70,
+                    &p,
+                    &t.root()
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_cut_every_64_entries() {
+        let mut rows = Rows::default();
+        for i in 0..130u64 {
+            rows.push(1000 + i, 1, "X", 0);
+        }
+        let ph = [[7u8; 32]];
+        let stream = entry_stream(&rows, &ph);
+        let b = chunk_bounds(&stream).unwrap();
+        assert_eq!(b.len(), 4);
+        assert_eq!(b[1], 64 * 50);
+        assert_eq!(*b.last().unwrap(), stream.len());
+        assert_eq!(chunk_hashes(&rows, &ph).len() as u64, chunk_count(130));
+        assert_eq!(chunk_bounds(&[]).unwrap(), vec![0]);
+        assert!(chunk_bounds(&stream[..stream.len() - 1]).is_none());
     }
 }

@@ -919,11 +919,11 @@ impl Reader<'_> {
     pub fn answer(&self, q: &Question) -> Result<Answer, Rejection> {
         let key = q.isrc.key();
         let range = self.snap.manifest.range_of(key);
-        let block = {
+        let found = {
             let ix = self.index.borrow();
-            ix.block(range)
+            ix.chunks_for(range, key)
         };
-        let block = match block {
+        let (_, chunks) = match found {
             Ok(b) => b,
             Err(e) if !self.rebuilt.get() => {
                 let path = self.store.index_path(&self.snap.manifest_sha256);
@@ -935,17 +935,20 @@ impl Reader<'_> {
                 self.rebuilt.set(true);
                 let fresh = self.store.rebuild_index(&self.snap, None)?;
                 *self.index.borrow_mut() = fresh;
-                self.index.borrow().block(range)?
+                self.index.borrow().chunks_for(range, key)?
             }
             Err(e) => return Err(e),
         };
         let ix = self.index.borrow();
-        let exact = block.entries_of(key).map(|(seq, id, pol)| Entry {
-            scope: crate::isrc::Scope::Exact(q.isrc),
-            seq,
-            id,
-            policy: ix.policy(pol),
-        });
+        let exact = chunks
+            .iter()
+            .flat_map(|c| c.entries_of(key))
+            .map(|(seq, id, pol)| Entry {
+                scope: crate::isrc::Scope::Exact(q.isrc),
+                seq,
+                id,
+                policy: ix.policy(pol),
+            });
         let prefix = self
             .prefixes
             .covering(q.isrc)
