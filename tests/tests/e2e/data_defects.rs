@@ -169,10 +169,25 @@ fn zstd_bomb_is_rejected() {
 }
 
 #[test]
+fn zstd_bomb_lying_about_its_content_size_is_rejected() {
+    let t = NewBase::new();
+    // The frame header declares exactly the signed (small) decompressed
+    // length, but the blocks expand to 4 GiB: only the output cap stops it.
+    let r = &t.m.ranges[0].shard;
+    let mut bomb = zstd_rle_bomb(4 << 30, 17, 0);
+    bomb[6..14].copy_from_slice(&r.raw_length.to_le_bytes());
+    t.plant_bytes(&bomb, r.raw_length, r.count);
+    let start = std::time::Instant::now();
+    t.refused("malformed_data");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
 fn shard_declaring_more_than_1_gib_decompressed_is_rejected() {
     let t = NewBase::new();
-    let bomb = zstd_rle_bomb(2 << 30, 17, 0);
-    t.plant_bytes(&bomb, (1 << 30) + 1, t.m.ranges[0].shard.count);
+    // Frame and manifest agree on 1 GiB + 1: only the 1 GiB cap refuses it.
+    let n = (1 << 30) + 1;
+    t.plant_bytes(&zstd_rle_bomb(n, 17, 0), n, t.m.ranges[0].shard.count);
     t.refused("limit_exceeded");
 }
 
@@ -180,7 +195,7 @@ fn shard_declaring_more_than_1_gib_decompressed_is_rejected() {
 fn zstd_frame_with_a_window_over_128_mib_is_rejected() {
     let t = NewBase::new();
     // The real shard, stored in a frame declaring a 2 GiB window: only the
-    // window cap can refuse it.
+    // window cap (SPEC.md §5.1, `limit_exceeded`) can refuse it.
     let raw = t.evil.raw(&t.shard_rel());
     let frame = zstd_raw_frame(&raw, 31);
     // The same content in the same kind of frame with a 128 KiB window is fine.
@@ -205,6 +220,20 @@ fn zstd_frame_with_a_window_over_128_mib_is_rejected() {
         small_reads(&frame).is_err(),
         "the frame's window is over the cap"
     );
+    let r = &t.m.ranges[0].shard;
+    t.plant_bytes(&frame, r.raw_length, r.count);
+    t.refused("limit_exceeded");
+}
+
+#[test]
+fn zstd_frame_without_a_declared_content_size_is_rejected() {
+    let t = NewBase::new();
+    let raw = t.evil.raw(&t.shard_rel());
+    // The same frame with the Frame_Content_Size field left out.
+    let mut frame = zstd_raw_frame(&raw, 17);
+    frame[4] = 0;
+    frame.drain(6..14);
+    assert_eq!(zstd::stream::decode_all(frame.as_slice()).unwrap(), raw);
     let r = &t.m.ranges[0].shard;
     t.plant_bytes(&frame, r.raw_length, r.count);
     t.refused("malformed_data");

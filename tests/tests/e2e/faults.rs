@@ -34,13 +34,10 @@ fn spawn_verifier(f: &Fixture, store: &str, args: &[&str]) -> std::process::Chil
 /// Returns whether it was killed.
 fn kill_after(child: &mut std::process::Child, ms: u64) -> bool {
     std::thread::sleep(Duration::from_millis(ms));
-    let killed = match child.try_wait().expect("try_wait") {
-        Some(_) => false,
-        None => {
-            child.kill().expect("SIGKILL");
-            true
-        }
-    };
+    let killed = child.try_wait().expect("try_wait").is_none();
+    if killed {
+        child.kill().expect("SIGKILL");
+    }
     child.wait().expect("reap");
     killed
 }
@@ -236,9 +233,8 @@ fn write_error_at_each_step_of_a_sync_leaves_the_previous_snapshot_answering() {
     let before = f.answers();
     copy_dir(&f.path("store"), &f.path("store-v1"));
     f.publish_change(17, &[]);
-    let (m, mrel) = Site::new(&f.path("site")).manifest();
+    let (_, mrel) = Site::new(&f.path("site")).manifest();
     let msha = Site::new(&f.path("site")).head().manifest.sha256;
-    let layer = paths::layer(&m.delta.unwrap().sha256);
     // Each obstacle makes exactly one write of the switch fail, as a full
     // disk would: a plain file where a directory must be created, or a
     // directory where a file must be renamed to.
