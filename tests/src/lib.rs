@@ -114,6 +114,53 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Run {
     Run::from(out)
 }
 
+/// Run `name` like [`run`], but SIGKILL it and fail the test if it has not
+/// exited within `limit`: an attack test must fail, never hang, when a
+/// verifier waits on endless or trickled data.
+pub fn run_bounded(name: &str, args: &[&str], cwd: &Path, limit: Duration) -> Run {
+    use std::io::Read;
+    let mut child = Command::new(bin_dir().join(name))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("CONSENTRY_STORE")
+        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn binary");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`{name} {}` still running after {limit:?}: killed",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.join().expect("stdout thread")).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().expect("stderr thread")).into_owned(),
+    }
+}
+
 /// Run `consentry-publish`.
 pub fn publish(args: &[&str], cwd: &Path) -> Run {
     run("consentry-publish", args, cwd)

@@ -18,7 +18,7 @@ use consentry_tests::attack::{
 use consentry_tests::tamper::{Site, key};
 use consentry_tests::{Fault, Server};
 
-use super::fixture::{EARLIER, Fixture, LATER, NOW, T0};
+use super::fixture::{EARLIER, Fixture, LATER, NOW, RUN_LIMIT, T0};
 
 fn ts(t: &str) -> u64 {
     consentry::time::parse_timestamp(t).unwrap() as u64
@@ -773,9 +773,11 @@ fn two_layers() -> (Fixture, String, Site) {
     evil.put_manifest(&m, &[&f.key("manifest")], &[&f.key("head")]);
     // Control, on a copy of the store.
     consentry_tests::tamper::copy_dir(&f.path("store"), &f.path("store-control"));
-    let out = consentry_tests::verifier(
+    let out = consentry_tests::run_bounded(
+        "consentry",
         &["--store", "store-control", "--now", NOW, "sync", "evil"],
         f.root(),
+        RUN_LIMIT,
     )
     .ok();
     assert!(out.stdout.contains("(layers)"), "{}", out.stdout);

@@ -14,7 +14,7 @@ use consentry_tests::attack::assert_refused;
 use consentry_tests::tamper::{Site, copy_dir};
 use consentry_tests::{Fault, Server, bin_dir};
 
-use super::fixture::{Fixture, NOW, T0};
+use super::fixture::{Fixture, NOW, RUN_LIMIT, T0};
 
 /// Start `consentry --store store --now NOW ARGS…` in the fixture, quietly.
 fn spawn_verifier(f: &Fixture, store: &str, args: &[&str]) -> std::process::Child {
@@ -194,7 +194,8 @@ fn sigkill_during_publish_leaves_the_last_snapshot_valid() {
         f.publish(&["bundle", "--site", "site", "--out", "b.tar"])
             .ok();
         let _ = std::fs::remove_dir_all(f.path("fresh"));
-        consentry_tests::verifier(
+        consentry_tests::run_bounded(
+            "consentry",
             &[
                 "--store",
                 "fresh",
@@ -205,11 +206,14 @@ fn sigkill_during_publish_leaves_the_last_snapshot_valid() {
                 "site/root/1.cbor",
             ],
             f.root(),
+            RUN_LIMIT,
         )
         .ok();
-        consentry_tests::verifier(
+        consentry_tests::run_bounded(
+            "consentry",
             &["--store", "fresh", "--now", NOW, "import", "b.tar"],
             f.root(),
+            RUN_LIMIT,
         )
         .ok();
         // ...and the next publish completes and the store follows it.
@@ -286,7 +290,7 @@ fn store_copied_to_another_directory_re_verifies() {
     let run = |args: &[&str]| {
         let mut full = vec!["--store", "elsewhere/copied-store", "--now", NOW];
         full.extend_from_slice(args);
-        consentry_tests::verifier(&full, f.root())
+        consentry_tests::run_bounded("consentry", &full, f.root(), RUN_LIMIT)
     };
     let out = run(&["verify"]).ok();
     assert!(out.stdout.contains("index intact"), "{}", out.stdout);

@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use consentry_tests::{data, publish};
+use consentry_tests::data;
 
 /// Time the fixture's declarations are recorded at; snapshot times follow it.
 pub const T0: &str = "2026-11-01T00:00:00Z";
 /// The verifier's clock in these tests: after T0, before the head expires (72 h).
 pub const NOW: &str = "2026-11-01T12:00:00Z";
+/// The longest any one binary run on the fixture may take before it is
+/// killed and the test fails (a hang is a failure, not a wait).
+pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_mins(1);
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -56,14 +59,14 @@ impl Fixture {
     }
 
     pub fn publish(&self, args: &[&str]) -> consentry_tests::Run {
-        publish(args, self.dir.path())
+        consentry_tests::run_bounded("consentry-publish", args, self.dir.path(), RUN_LIMIT)
     }
 
     /// Run `consentry --store store --now NOW ARGS…` in the fixture.
     pub fn verifier(&self, args: &[&str]) -> consentry_tests::Run {
         let mut full = vec!["--store", "store", "--now", NOW];
         full.extend_from_slice(args);
-        consentry_tests::verifier(&full, self.dir.path())
+        consentry_tests::run_bounded("consentry", &full, self.dir.path(), RUN_LIMIT)
     }
 
     /// Import CSV rows (header added) recorded at `at`.
@@ -126,7 +129,7 @@ impl Fixture {
     pub fn verifier_at(&self, now: &str, args: &[&str]) -> consentry_tests::Run {
         let mut full = vec!["--store", "store", "--now", now];
         full.extend_from_slice(args);
-        consentry_tests::verifier(&full, self.dir.path())
+        consentry_tests::run_bounded("consentry", &full, self.dir.path(), RUN_LIMIT)
     }
 
     /// The golden questions (`tests/data/lookups.csv`) answered as CSV at
