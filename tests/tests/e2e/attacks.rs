@@ -810,3 +810,151 @@ fn replayed_layer_is_rejected() {
     evil.put_manifest(&m, &[&f.key("manifest")], &[&f.key("head")]);
     f.assert_sync_refused("evil", "layer_mismatch", &before);
 }
+
+// ---- split view, chain, structure ---------------------------------------------------
+
+#[test]
+fn split_view_two_heads_with_one_version_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let evil = f.copy_site("evil");
+    // Same head version, another expiry: a second head for one version.
+    let mut h = evil.head();
+    h.expires += 3600;
+    evil.put_head(&h, &[&f.key("head")]);
+    f.assert_sync_refused("evil", "split_view", &before);
+}
+
+#[test]
+fn split_view_two_manifests_with_one_version_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let evil = f.copy_site("evil");
+    // Another manifest 1 (a different `created`), validly signed, under a
+    // newer head.
+    let (mut m, _) = evil.manifest();
+    m.created += 1;
+    evil.put_manifest(&m, &[&f.key("manifest")], &[&f.key("head")]);
+    f.assert_sync_refused("evil", "split_view", &before);
+}
+
+#[test]
+fn manifest_that_breaks_the_hash_chain_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    f.publish_change(17, &[]);
+    let evil = f.copy_site("evil");
+    let (mut m, _) = evil.manifest();
+    m.previous = Some(sha256(b"a manifest 1 this store never saw"));
+    evil.put_manifest(&m, &[&f.key("manifest")], &[&f.key("head")]);
+    f.assert_sync_refused("evil", "chain_broken", &before);
+}
+
+#[test]
+fn manifest_whose_version_differs_from_the_head_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    f.publish_change(17, &[]);
+    let evil = f.copy_site("evil");
+    let (_, rel) = evil.manifest();
+    // The head names manifest version 3 for the bytes of manifest 2.
+    let bytes = evil.read(&rel);
+    evil.put_manifest_bytes(3, &bytes, &[&f.key("head")]);
+    f.assert_sync_refused("evil", "version_mismatch", &before);
+}
+
+#[test]
+fn head_with_too_many_signatures_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let evil = f.copy_site("evil");
+    let payload = cbor::to_vec(&next_head(&evil));
+    let s = sign(&f.key("head"), HEAD_TYPE, &payload);
+    write_head_bytes(&evil, &envelope_bytes(HEAD_TYPE, payload, vec![s; 33]));
+    f.assert_sync_refused("evil", "too_many_signatures", &before);
+}
+
+#[test]
+fn head_envelope_with_trailing_bytes_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let evil = f.copy_site("evil");
+    evil.put_head(&next_head(&evil), &[&f.key("head")]);
+    let mut b = evil.read(paths::HEAD);
+    b.push(0xf6);
+    write_head_bytes(&evil, &b);
+    f.assert_sync_refused("evil", "malformed_envelope", &before);
+}
+
+#[test]
+fn head_with_version_zero_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let evil = f.copy_site("evil");
+    let mut h = evil.head();
+    h.version = 0;
+    evil.put_head(&h, &[&f.key("head")]);
+    f.assert_sync_refused("evil", "malformed_document", &before);
+}
+
+#[test]
+fn root_with_a_weak_key_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let evil = f.copy_site("evil");
+    // A rotation that adds the identity point (small order) as a head key.
+    let mut r = evil.root(1);
+    let mut weak = [0u8; 32];
+    weak[0] = 1;
+    r.keys.push(weak);
+    r.keys.sort_by_key(consentry::envelope::key_id);
+    r.roles.head.keyids.push(consentry::envelope::key_id(&weak));
+    r.roles.head.keyids.sort_unstable();
+    r.version = 2;
+    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("root")]).to_bytes();
+    evil.write("root/2.cbor", &bytes);
+    f.assert_sync_refused("evil", "malformed_document", &before);
+}
+
+#[test]
+fn expired_trusted_head_still_bounds_rollback() {
+    let f = Fixture::synced();
+    let old = f.copy_site("evil");
+    f.publish_change(17, &[]);
+    f.verifier(&["sync", "site"]).ok();
+    // Days later both heads have expired; a stolen head key re-signs version
+    // 1's head with a fresh expiry.
+    let mut h = old.head();
+    h.expires = ts(LATER) + 86_400;
+    old.put_head(&h, &[&f.key("head")]);
+    let run = f.verifier_at(LATER, &["sync", "evil"]);
+    assert_refused(&run, "rollback");
+    let run = f.verifier_at(LATER, &["--allow-expired", "sync", "evil"]);
+    assert_refused(&run, "rollback");
+}
+
+#[test]
+fn mirror_directory_with_a_symlinked_file_is_rejected() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    f.publish_change(17, &[]);
+    let evil = f.copy_site("evil");
+    std::fs::remove_file(evil.dir.join(paths::HEAD)).unwrap();
+    std::os::unix::fs::symlink(f.path("site/head.cbor"), evil.dir.join(paths::HEAD)).unwrap();
+    assert_refused(&f.verifier(&["sync", "evil"]), "symlink_refused");
+    assert_eq!(f.answers(), before);
+}
+
+#[test]
+fn pinned_root_not_signed_by_its_own_root_keys_is_refused_at_init() {
+    let f = Fixture::published();
+    let site = Site::new(&f.path("site"));
+    let r = site.root(1);
+    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("manifest")]).to_bytes();
+    std::fs::write(f.path("fake-root.cbor"), bytes).unwrap();
+    assert_refused(
+        &f.verifier(&["init", "--root", "fake-root.cbor"]),
+        "threshold_not_met",
+    );
+    assert!(!f.path("store/local/trust.json").exists());
+}

@@ -503,3 +503,48 @@ fn import_of_jsonl_with_a_bad_isrc_is_refused_with_file_line_field() {
         &["bad.jsonl:2:scope"],
     );
 }
+
+#[test]
+fn swapped_pinned_root_in_the_store_is_refused() {
+    let f = Fixture::synced();
+    // Another registry's root 1 (its own keys, validly self-signed) in place
+    // of the pinned one.
+    let g = Fixture::unpublished();
+    std::fs::remove_dir_all(g.path("keys")).unwrap();
+    for r in ["root", "manifest", "head"] {
+        g.publish(&["keygen", "--role", r, "--out", &format!("keys/{r}-1")])
+            .ok();
+    }
+    g.publish(&[
+        "root", "init", "--keys", "keys", "--site", "site", "--now", T0, "--force",
+    ])
+    .ok();
+    std::fs::copy(g.path("site/root/1.cbor"), f.path("store/root/1.cbor")).unwrap();
+    assert_refused(&f.answers_at(NOW, &[]), "trust_mismatch");
+    assert_refused(&f.verifier(&["sync", "site"]), "trust_mismatch");
+    assert_refused(&f.verifier(&["verify"]), "trust_mismatch");
+}
+
+#[test]
+fn tampered_file_in_the_store_is_named_by_verify_and_refetched_by_sync() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    let store = Site::new(&f.path("store"));
+    let (m, _) = store.manifest();
+    let rel = paths::shard(&m.ranges[0].shard.sha256);
+    let mut b = store.read(&rel);
+    b[5] ^= 0x40;
+    store.write(&rel, &b);
+    let run = f.verifier(&["verify"]);
+    assert_refused(&run, "hash_mismatch");
+    assert!(run.stderr.contains(&rel), "{}", run.stderr);
+    // Answers come from the verified index meanwhile, unchanged.
+    assert_eq!(f.answers(), before);
+    // The recovery the hint gives: delete the file, sync fetches it again.
+    assert!(run.stderr.contains("delete it"), "{}", run.stderr);
+    std::fs::remove_file(f.path("store").join(&rel)).unwrap();
+    let out = f.verifier(&["sync", "site"]).ok();
+    assert!(out.stdout.contains("(repair)"), "{}", out.stdout);
+    verifies(&f);
+    assert_eq!(f.answers(), before);
+}
