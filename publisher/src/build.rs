@@ -236,8 +236,21 @@ fn layer_since(
     Ok(Some((dels, puts)))
 }
 
-/// Publish the next version of `source` into `site`.
+/// Publish the next version of `source` into `site`, reading the registry in
+/// one consistent snapshot.
 pub fn publish(
+    source: &mut dyn Source,
+    keys: &[KeyPair],
+    site: &Site,
+    opts: &PublishOptions,
+) -> Result<PublishReport> {
+    source.begin_snapshot()?;
+    let result = publish_in_snapshot(source, keys, site, opts);
+    source.end_snapshot(result.is_ok())?;
+    result
+}
+
+fn publish_in_snapshot(
     source: &mut dyn Source,
     keys: &[KeyPair],
     site: &Site,

@@ -980,6 +980,22 @@ impl Source for Db {
         .transpose()
     }
 
+    fn begin_snapshot(&mut self) -> Result<()> {
+        // DEFERRED: a read snapshot from the first read on; the one write
+        // (record_publication) upgrades it, waiting on the busy timeout.
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        Ok(())
+    }
+
+    fn end_snapshot(&mut self, ok: bool) -> Result<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch(if ok { "COMMIT" } else { "ROLLBACK" })?;
+        Ok(())
+    }
+
     fn record_publication(&mut self, p: &Publication) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO publications (version, change_id, manifest_sha256)

@@ -57,4 +57,17 @@ pub trait Source {
 
     /// Record that `version` was published at change-log position `change_id`.
     fn record_publication(&mut self, p: &Publication) -> Result<()>;
+
+    /// Start one consistent read for a whole publish, so an import committing
+    /// meanwhile cannot put changes newer than `last_change()` into the base.
+    fn begin_snapshot(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// End the read started by [`Source::begin_snapshot`]: commit what
+    /// `record_publication` wrote (`ok`), or roll everything back.
+    fn end_snapshot(&mut self, ok: bool) -> Result<()> {
+        let _ = ok;
+        Ok(())
+    }
 }
