@@ -1,0 +1,478 @@
+//! `consentry-bench`: the measuring helpers `bench/run` calls. Nothing here is
+//! a timing test; every figure goes to stdout as `name value` lines for the
+//! script to put into BENCHMARKS.md.
+//!
+//! - `export`: the live entries of a registry database as the two baselines
+//!   of the size comparison — a compact SQLite file (one `WITHOUT ROWID` table
+//!   keyed by `(key, seq)`, policies in their own table) and JSONL (one entry
+//!   per line, its policy inline);
+//! - `keys`: a batch of ISRCs to check, a given fraction of them present in
+//!   the registry, optionally sorted, streamed to a file or stdout;
+//! - `lookup`: in-process lookups through the verifier library (first lookup
+//!   after opening a store, a batch, warm single lookups);
+//! - `sqlite-lookup`: the same keys as indexed point queries on the SQLite
+//!   export.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use consentry::isrc::{Isrc, KEY_SPACE};
+use consentry::limits::Limits;
+use consentry::lookup::Question;
+use consentry::model::{Decision, Policy, Use};
+use consentry::store::Store;
+use consentry::verify::Expiry;
+use consentry_publish::generate::Rng;
+
+#[derive(Debug, Parser)]
+#[command(name = "consentry-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the live entries of a registry database as a SQLite file and as JSONL.
+    Export {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        sqlite: PathBuf,
+        #[arg(long)]
+        jsonl: PathBuf,
+        /// The site just published from `db`: limit the JSONL to the first
+        /// base ranges holding at least `--slice` entries and print the
+        /// snapshot bytes of the same ranges.
+        #[arg(long)]
+        site: Option<PathBuf>,
+        #[arg(long, default_value_t = u64::MAX)]
+        slice: u64,
+    },
+    /// Write `n` ISRCs, a fraction `hits` of them present in the export.
+    Keys {
+        #[arg(long)]
+        sqlite: PathBuf,
+        #[arg(long)]
+        n: u64,
+        #[arg(long, default_value_t = 0.5)]
+        hits: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        sorted: bool,
+        /// File to write, or - for stdout.
+        #[arg(long)]
+        out: String,
+    },
+    /// Time lookups through the verifier library on a synced store.
+    Lookup {
+        #[arg(long)]
+        store: PathBuf,
+        /// RFC 3339 time to answer at (the store's clock must not be later).
+        #[arg(long)]
+        now: String,
+        #[arg(long)]
+        keys: PathBuf,
+        /// Warm single lookups to time (random keys of the file).
+        #[arg(long, default_value_t = 200_000)]
+        warm: usize,
+    },
+    /// Time the same keys as indexed point queries on the SQLite export.
+    SqliteLookup {
+        #[arg(long)]
+        sqlite: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Export {
+            db,
+            sqlite,
+            jsonl,
+            site,
+            slice,
+        } => export(&db, &sqlite, &jsonl, site.as_deref(), slice),
+        Command::Keys {
+            sqlite,
+            n,
+            hits,
+            seed,
+            sorted,
+            out,
+        } => keys(&sqlite, n, hits, seed, sorted, &out),
+        Command::Lookup {
+            store,
+            now,
+            keys,
+            warm,
+        } => lookup(&store, &now, &keys, warm),
+        Command::SqliteLookup { sqlite, keys } => sqlite_lookup(&sqlite, &keys),
+    };
+    if let Err(e) = r {
+        eprintln!("consentry-bench: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+/// One policy of the JSONL export's table.
+#[derive(serde::Serialize)]
+struct JsonPolicy<'a> {
+    policy: i64,
+    value: &'a Policy,
+}
+
+/// One entry as a JSON line.
+#[derive(serde::Serialize)]
+struct JsonEntry<'a> {
+    scope: &'a str,
+    seq: u64,
+    id: &'a str,
+    policy: i64,
+}
+
+/// The newest manifest of a site, read without verification (the bench's
+/// own site).
+fn newest_manifest(site: &Path) -> Result<consentry::docs::Manifest> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(site.join("manifest"))? {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(v) = name.split('.').next().and_then(|v| v.parse::<u64>().ok())
+            && best.as_ref().is_none_or(|(b, _)| v > *b)
+        {
+            best = Some((v, p));
+        }
+    }
+    let (_, p) = best.ok_or_else(|| anyhow!("{} has no manifest", site.display()))?;
+    let bytes = std::fs::read(&p)?;
+    let env = consentry::envelope::Envelope::parse("manifest", &bytes, &Limits::DEFAULT)
+        .map_err(|e| anyhow!("{e}"))?;
+    consentry::cbor::from_slice_canonical(&env.payload).map_err(|e| anyhow!("manifest: {e}"))
+}
+
+/// Reads the registry's `declarations` table directly (a full scan in rowid
+/// order: the cheapest read SQLite offers), decoding each distinct policy
+/// once. JSONL lines: the policy table first (`{"policy":N,"value":{…}}`),
+/// then the prefix entries, then the exact entries in key order
+/// (`{"scope":…,"seq":…,"id":…,"policy":N}`) — the same content and order as
+/// the snapshot. With `site`, the JSONL holds only the exact entries of the
+/// first base ranges that reach `slice` entries, and the snapshot's bytes
+/// for exactly those ranges (plus the prefix table) are printed beside it.
+fn export(
+    db: &Path,
+    sqlite: &Path,
+    jsonl: &Path,
+    site: Option<&Path>,
+    slice: u64,
+) -> Result<()> {
+    let src = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("opening {}", db.display()))?;
+    for p in [sqlite, jsonl] {
+        if p.exists() {
+            std::fs::remove_file(p)?;
+        }
+    }
+    let mut pols: HashMap<Vec<u8>, (i64, Policy)> = HashMap::new();
+    let mut rows: Vec<(u64, u64, String, i64)> = Vec::new();
+    // (scope start, specificity, seq, scope, id, policy): the prefix table's order.
+    let mut prefix_rows: Vec<(u64, i64, u64, String, String, i64)> = Vec::new();
+    {
+        let mut stmt = src.prepare(
+            "SELECT scope_lo, scope, seq, id, policy, exact, specificity
+             FROM declarations NOT INDEXED WHERE live = 1",
+        )?;
+        let mut q = stmt.query([])?;
+        while let Some(r) = q.next()? {
+            let key: i64 = r.get(0)?;
+            let seq: i64 = r.get(2)?;
+            let id: String = r.get(3)?;
+            let blob = r.get_ref(4)?.as_blob()?;
+            let next = pols.len() as i64;
+            let pid = match pols.get(blob) {
+                Some(v) => v.0,
+                None => {
+                    let p: Policy = consentry::cbor::from_slice_canonical(blob)
+                        .map_err(|e| anyhow!("policy of {id}: {e}"))?;
+                    pols.insert(blob.to_vec(), (next, p));
+                    next
+                }
+            };
+            if r.get::<_, bool>(5)? {
+                rows.push((key as u64, seq as u64, id, pid));
+            } else {
+                prefix_rows.push((key as u64, r.get(6)?, seq as u64, r.get(1)?, id, pid));
+            }
+        }
+    }
+    rows.sort_unstable();
+    prefix_rows.sort_unstable();
+
+    // The JSONL slice and the snapshot bytes of the same entries.
+    let (hi, snapshot_bytes) = match site {
+        None => (KEY_SPACE, None),
+        Some(site) => {
+            let m = newest_manifest(site)?;
+            if m.base != m.version {
+                bail!("the newest manifest has layers; export right after a full publish");
+            }
+            let (mut n, mut bytes, mut hi) = (0u64, m.prefixes.length, KEY_SPACE);
+            for r in &m.ranges {
+                if n >= slice {
+                    hi = r.lo;
+                    break;
+                }
+                n += r.count;
+                bytes += r.shard.length;
+            }
+            (hi, Some(bytes))
+        }
+    };
+    let by_pid: HashMap<i64, &Policy> = pols.values().map(|(i, p)| (*i, p)).collect();
+    let mut used: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.0 < hi)
+        .map(|r| r.3)
+        .chain(prefix_rows.iter().map(|r| r.5))
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut j = BufWriter::with_capacity(1 << 20, std::fs::File::create(jsonl)?);
+    let put = |j: &mut BufWriter<std::fs::File>, line: String| -> Result<u64> {
+        j.write_all(line.as_bytes())?;
+        j.write_all(b"\n")?;
+        Ok(line.len() as u64 + 1)
+    };
+    let (mut jbytes, mut jentries) = (0u64, 0u64);
+    for pid in &used {
+        jbytes += put(
+            &mut j,
+            serde_json::to_string(&JsonPolicy {
+                policy: *pid,
+                value: by_pid[pid],
+            })?,
+        )?;
+    }
+    for (_, _, seq, scope, id, pid) in &prefix_rows {
+        jbytes += put(
+            &mut j,
+            serde_json::to_string(&JsonEntry {
+                scope,
+                seq: *seq,
+                id,
+                policy: *pid,
+            })?,
+        )?;
+        jentries += 1;
+    }
+    for (key, seq, id, pid) in rows.iter().filter(|r| r.0 < hi) {
+        let scope = Isrc::from_key(*key)
+            .ok_or_else(|| anyhow!("key {key}"))?
+            .compact();
+        jbytes += put(
+            &mut j,
+            serde_json::to_string(&JsonEntry {
+                scope: &scope,
+                seq: *seq,
+                id,
+                policy: *pid,
+            })?,
+        )?;
+        jentries += 1;
+    }
+    j.flush()?;
+
+    // The SQLite file: every live entry.
+    let mut out = rusqlite::Connection::open(sqlite)?;
+    out.execute_batch(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+         CREATE TABLE policies (id INTEGER PRIMARY KEY, policy BLOB NOT NULL);
+         CREATE TABLE entries (key INTEGER NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,
+             policy INTEGER NOT NULL, PRIMARY KEY (key, seq)) WITHOUT ROWID;
+         CREATE TABLE prefixes (scope TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,
+             policy INTEGER NOT NULL);",
+    )?;
+    let tx = out.transaction()?;
+    {
+        let mut ins = tx.prepare("INSERT INTO policies (id, policy) VALUES (?1, ?2)")?;
+        for (blob, (pid, _)) in &pols {
+            ins.execute(rusqlite::params![pid, blob])?;
+        }
+        let mut ins =
+            tx.prepare("INSERT INTO entries (key, seq, id, policy) VALUES (?1, ?2, ?3, ?4)")?;
+        for (k, s, id, p) in &rows {
+            ins.execute(rusqlite::params![*k as i64, *s as i64, id, p])?;
+        }
+        let mut ins =
+            tx.prepare("INSERT INTO prefixes (scope, seq, id, policy) VALUES (?1, ?2, ?3, ?4)")?;
+        for (_, _, s, scope, id, p) in &prefix_rows {
+            ins.execute(rusqlite::params![scope, *s as i64, id, p])?;
+        }
+    }
+    tx.commit()?;
+    out.execute_batch("VACUUM")?;
+    drop(out);
+    println!("entries {}", rows.len() + prefix_rows.len());
+    println!("exact_entries {}", rows.len());
+    println!("policies {}", pols.len());
+    println!("sqlite_bytes {}", std::fs::metadata(sqlite)?.len());
+    println!("jsonl_entries {jentries}");
+    println!("jsonl_bytes {jbytes}");
+    if let Some(b) = snapshot_bytes {
+        println!("snapshot_slice_bytes {b}");
+    }
+    Ok(())
+}
+
+fn keys(sqlite: &Path, n: u64, hits: f64, seed: u64, sorted: bool, out: &str) -> Result<()> {
+    let db = rusqlite::Connection::open_with_flags(
+        sqlite,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let mut present: Vec<u64> = Vec::new();
+    {
+        let mut s = db.prepare("SELECT DISTINCT key FROM entries")?;
+        let mut q = s.query([])?;
+        while let Some(r) = q.next()? {
+            present.push(r.get::<_, i64>(0)? as u64);
+        }
+    }
+    if present.is_empty() {
+        bail!("{} holds no entries", sqlite.display());
+    }
+    let mut rng = Rng::new(seed);
+    let mut pick = move || {
+        if rng.chance(hits) {
+            present[rng.below(present.len() as u64) as usize]
+        } else {
+            rng.below(KEY_SPACE)
+        }
+    };
+    let mut w: Box<dyn Write> = if out == "-" {
+        Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?))
+    };
+    let line = |w: &mut dyn Write, k: u64| -> Result<()> {
+        let i = Isrc::from_key(k).ok_or_else(|| anyhow!("key {k}"))?;
+        w.write_all(i.compact().as_bytes())?;
+        w.write_all(b"\n")?;
+        Ok(())
+    };
+    if sorted {
+        let mut all: Vec<u64> = (0..n).map(|_| pick()).collect();
+        all.sort_unstable();
+        for k in all {
+            line(&mut *w, k)?;
+        }
+    } else {
+        for _ in 0..n {
+            line(&mut *w, pick())?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn read_keys(path: &Path) -> Result<Vec<Isrc>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in BufReader::with_capacity(1 << 20, f).lines() {
+        let line = line?;
+        out.push(Isrc::parse(&line).map_err(|e| anyhow!("{line}: {e}"))?);
+    }
+    Ok(out)
+}
+
+fn lookup(store: &Path, now: &str, keys: &Path, warm: usize) -> Result<()> {
+    let now = consentry::time::parse_timestamp(now).map_err(|e| anyhow!("--now: {e}"))?;
+    let isrcs = read_keys(keys)?;
+    let Some(&first) = isrcs.first() else {
+        bail!("{} holds no keys", keys.display());
+    };
+    let question = |isrc: Isrc| Question {
+        isrc,
+        use_: Use::TrainAi,
+        territory: None,
+        at: consentry::time::day_of(now),
+    };
+    // First lookup after open: open the store, verify root chain, head and
+    // manifest, load the prefix table, open the index, answer one question
+    // (which reads and verifies one index block).
+    let t = Instant::now();
+    let s = Store::open(store).map_err(|e| anyhow!("{e}"))?;
+    let reader = s.reader(now, Expiry::Enforce).map_err(|e| anyhow!("{e}"))?;
+    let opened = t.elapsed();
+    let a = reader.answer(&question(first)).map_err(|e| anyhow!("{e}"))?;
+    let first_lookup = t.elapsed();
+    std::hint::black_box(a);
+    println!("open_us {:.1}", opened.as_secs_f64() * 1e6);
+    println!("first_lookup_us {:.1}", first_lookup.as_secs_f64() * 1e6);
+
+    // The batch, in file order.
+    let qs: Vec<Question> = isrcs.iter().map(|&i| question(i)).collect();
+    let t = Instant::now();
+    let mut allow = 0u64;
+    for q in &qs {
+        let a = reader.answer(q).map_err(|e| anyhow!("{e}"))?;
+        allow += u64::from(a.decision == Decision::Allow);
+    }
+    let batch = t.elapsed().as_secs_f64();
+    println!("batch_lookups {}", qs.len());
+    println!("batch_s {batch:.4}");
+    println!("batch_per_s {:.0}", qs.len() as f64 / batch);
+    println!("batch_allow {allow}");
+
+    // Warm single lookups: random keys of the batch, every block already
+    // verified and cached.
+    let mut rng = Rng::new(7);
+    let picks: Vec<&Question> = (0..warm.max(1))
+        .map(|_| &qs[rng.below(qs.len() as u64) as usize])
+        .collect();
+    for q in &picks {
+        std::hint::black_box(reader.answer(q).map_err(|e| anyhow!("{e}"))?);
+    }
+    let t = Instant::now();
+    for q in &picks {
+        std::hint::black_box(reader.answer(q).map_err(|e| anyhow!("{e}"))?);
+    }
+    let per = t.elapsed().as_secs_f64() / picks.len() as f64;
+    println!("warm_lookup_ns {:.0}", per * 1e9);
+    Ok(())
+}
+
+fn sqlite_lookup(sqlite: &Path, keys: &Path) -> Result<()> {
+    let isrcs = read_keys(keys)?;
+    let db = rusqlite::Connection::open_with_flags(
+        sqlite,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    db.execute_batch("PRAGMA cache_size = -262144")?;
+    let mut stmt = db.prepare("SELECT seq, id, policy FROM entries WHERE key = ?1")?;
+    let t = Instant::now();
+    let mut found = 0u64;
+    for i in &isrcs {
+        let mut q = stmt.query([i.key() as i64])?;
+        while let Some(r) = q.next()? {
+            let _: i64 = r.get(0)?;
+            let id = r.get_ref(1)?.as_str()?;
+            let _: i64 = r.get(2)?;
+            std::hint::black_box(id);
+            found += 1;
+        }
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!("sqlite_lookups {}", isrcs.len());
+    println!("sqlite_rows {found}");
+    println!("sqlite_s {s:.4}");
+    println!("sqlite_per_s {:.0}", isrcs.len() as f64 / s);
+    Ok(())
+}
