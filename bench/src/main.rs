@@ -167,13 +167,7 @@ fn newest_manifest(site: &Path) -> Result<consentry::docs::Manifest> {
 /// the snapshot. With `site`, the JSONL holds only the exact entries of the
 /// first base ranges that reach `slice` entries, and the snapshot's bytes
 /// for exactly those ranges (plus the prefix table) are printed beside it.
-fn export(
-    db: &Path,
-    sqlite: &Path,
-    jsonl: &Path,
-    site: Option<&Path>,
-    slice: u64,
-) -> Result<()> {
+fn export(db: &Path, sqlite: &Path, jsonl: &Path, site: Option<&Path>, slice: u64) -> Result<()> {
     let src = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("opening {}", db.display()))?;
     for p in [sqlite, jsonl] {
@@ -333,10 +327,8 @@ fn export(
 }
 
 fn keys(sqlite: &Path, n: u64, hits: f64, seed: u64, sorted: bool, out: &str) -> Result<()> {
-    let db = rusqlite::Connection::open_with_flags(
-        sqlite,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    let db =
+        rusqlite::Connection::open_with_flags(sqlite, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut present: Vec<u64> = Vec::new();
     {
         let mut s = db.prepare("SELECT DISTINCT key FROM entries")?;
@@ -359,7 +351,10 @@ fn keys(sqlite: &Path, n: u64, hits: f64, seed: u64, sorted: bool, out: &str) ->
     let mut w: Box<dyn Write> = if out == "-" {
         Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
     } else {
-        Box::new(BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?))
+        Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(out)?,
+        ))
     };
     let line = |w: &mut dyn Write, k: u64| -> Result<()> {
         let i = Isrc::from_key(k).ok_or_else(|| anyhow!("key {k}"))?;
@@ -411,7 +406,9 @@ fn lookup(store: &Path, now: &str, keys: &Path, warm: usize) -> Result<()> {
     let s = Store::open(store).map_err(|e| anyhow!("{e}"))?;
     let reader = s.reader(now, Expiry::Enforce).map_err(|e| anyhow!("{e}"))?;
     let opened = t.elapsed();
-    let a = reader.answer(&question(first)).map_err(|e| anyhow!("{e}"))?;
+    let a = reader
+        .answer(&question(first))
+        .map_err(|e| anyhow!("{e}"))?;
     let first_lookup = t.elapsed();
     std::hint::black_box(a);
     println!("open_us {:.1}", opened.as_secs_f64() * 1e6);
@@ -451,10 +448,8 @@ fn lookup(store: &Path, now: &str, keys: &Path, warm: usize) -> Result<()> {
 
 fn sqlite_lookup(sqlite: &Path, keys: &Path) -> Result<()> {
     let isrcs = read_keys(keys)?;
-    let db = rusqlite::Connection::open_with_flags(
-        sqlite,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    let db =
+        rusqlite::Connection::open_with_flags(sqlite, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     db.execute_batch("PRAGMA cache_size = -262144")?;
     let mut stmt = db.prepare("SELECT seq, id, policy FROM entries WHERE key = ?1")?;
     let t = Instant::now();
