@@ -958,3 +958,95 @@ fn pinned_root_not_signed_by_its_own_root_keys_is_refused_at_init() {
     );
     assert!(!f.path("store/local/trust.json").exists());
 }
+
+#[test]
+fn fast_forward_of_the_manifest_version_is_recovered_by_rotating_the_manifest_key() {
+    let f = Fixture::synced();
+    // Stolen manifest and head keys: manifest version 2^62 (a new "base" over
+    // version 1's shards), named by a head.
+    let evil = f.copy_site("evil");
+    let (mut m, rel1) = evil.manifest();
+    m.version = 1 << 62;
+    m.base = m.version;
+    m.previous = Some(sha256(&evil.read(&rel1)));
+    evil.put_manifest(&m, &[&f.key("manifest")], &[&f.key("head")]);
+    f.verifier(&["sync", "evil"]).ok();
+    // The registry's own version 2 is now "older": frozen out.
+    f.publish_change(17, &[]);
+    assert_refused(&f.verifier(&["sync", "site"]), "rollback");
+    // Recovery: a new manifest key in root 2, then the next publication.
+    std::fs::create_dir_all(f.path("old-keys")).unwrap();
+    for ext in ["key", "pub"] {
+        std::fs::rename(
+            f.path(&format!("keys/INSECURE-manifest-1.{ext}")),
+            f.path(&format!("old-keys/INSECURE-manifest-1.{ext}")),
+        )
+        .unwrap();
+    }
+    write_keypair(
+        &f.path("keys/INSECURE-manifest-2"),
+        Role::Manifest,
+        insecure_seed(Role::Manifest, 2),
+        false,
+    )
+    .unwrap();
+    f.publish(&[
+        "root", "rotate", "--keys", "keys", "--site", "site", "--now", T0,
+    ])
+    .ok();
+    f.publish_change(18, &[]);
+    let out = f.verifier(&["sync", "site"]).ok();
+    assert!(out.stderr.contains("fast-forward"), "{}", out.stderr);
+    let v = f.verifier(&["check", "GBNWR2600018", "--json"]).ok();
+    assert!(v.stdout.contains("\"D18\""), "{}", v.stdout);
+    f.verifier(&["verify"]).ok();
+}
+
+#[test]
+fn expired_intermediate_root_is_accepted_when_the_final_root_is_valid() {
+    let f = Fixture::synced();
+    // Root 2 expired long ago (one hour after T0), root 3 is valid.
+    f.publish(&[
+        "root",
+        "rotate",
+        "--keys",
+        "keys",
+        "--site",
+        "site",
+        "--now",
+        T0,
+        "--expires-in",
+        "1h",
+    ])
+    .ok();
+    f.publish(&[
+        "root", "rotate", "--keys", "keys", "--site", "site", "--now", T0,
+    ])
+    .ok();
+    f.publish_change(17, &[]);
+    let out = f.verifier(&["sync", "site"]).ok();
+    assert!(
+        out.stdout.contains("root rotated to version 2, 3"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn more_than_1024_root_rotations_stop_at_the_cap_and_resume() {
+    let f = Fixture::synced();
+    let evil = f.copy_site("evil");
+    // 1 030 rotations that change nothing but the version.
+    let mut r = evil.root(1);
+    for v in 2..=1030 {
+        r.version = v;
+        evil.put_root(&r, &[&f.key("root")]);
+    }
+    let out = f.verifier(&["sync", "evil"]).ok();
+    assert!(out.stderr.contains("1024 root rotations"), "{}", out.stderr);
+    assert!(f.path("store/root/1025.cbor").exists());
+    assert!(!f.path("store/root/1026.cbor").exists());
+    f.verifier(&["sync", "evil"]).ok();
+    assert!(f.path("store/root/1030.cbor").exists());
+    f.verifier(&["verify"]).ok();
+}

@@ -548,3 +548,73 @@ fn tampered_file_in_the_store_is_named_by_verify_and_refetched_by_sync() {
     verifies(&f);
     assert_eq!(f.answers(), before);
 }
+
+// ---- concurrency ----------------------------------------------------------------------
+
+#[test]
+fn concurrent_syncs_never_corrupt_the_store() {
+    let f = Fixture::synced();
+    f.publish_change(17, &[]);
+    f.publish_change(18, &["--compact"]);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(bin_dir().join("consentry"))
+                .args(["--store", "store", "--now", NOW, "sync", "site"])
+                .current_dir(f.root())
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("store_busy"),
+            "a concurrent sync failed otherwise:\n{err}"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(30));
+    f.verifier(&["sync", "site"]).ok();
+    verifies(&f);
+    let out = f.verifier(&["check", "GBNWR2600018", "--json"]).ok();
+    assert!(out.stdout.contains("\"D18\""), "{}", out.stdout);
+}
+
+#[test]
+fn checks_during_a_sync_answer_from_one_snapshot_or_the_other() {
+    let f = Fixture::synced();
+    let before = f.answers();
+    copy_dir(&f.path("store"), &f.path("store-v1"));
+    f.publish_change(17, &[]);
+    f.publish_change(18, &["--compact"]);
+    f.verifier(&["sync", "site"]).ok();
+    let after = f.answers();
+    let mut seen = (0, 0);
+    for _ in 0..6 {
+        reset_dir(&f.path("store-v1"), &f.path("store"));
+        let mut sync = spawn_verifier(&f, "store", &["sync", "site"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let done = sync.try_wait().unwrap().is_some();
+            let out = f.answers_at(NOW, &[]);
+            assert_eq!(out.code, 0, "a check during a sync failed:\n{}", out.stderr);
+            if out.stdout == before {
+                seen.0 += 1;
+            } else {
+                assert_eq!(out.stdout, after, "a check mixed two snapshots");
+                seen.1 += 1;
+            }
+            if done || Instant::now() > deadline {
+                break;
+            }
+        }
+        sync.kill().ok();
+        sync.wait().unwrap();
+    }
+    eprintln!("checks answered from the old / new snapshot: {seen:?}");
+    verifies(&f);
+}
