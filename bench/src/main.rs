@@ -191,14 +191,13 @@ fn export(db: &Path, sqlite: &Path, jsonl: &Path, site: Option<&Path>, slice: u6
             let id: String = r.get(3)?;
             let blob = r.get_ref(4)?.as_blob()?;
             let next = pols.len() as i64;
-            let pid = match pols.get(blob) {
-                Some(v) => v.0,
-                None => {
-                    let p: Policy = consentry::cbor::from_slice_canonical(blob)
-                        .map_err(|e| anyhow!("policy of {id}: {e}"))?;
-                    pols.insert(blob.to_vec(), (next, p));
-                    next
-                }
+            let pid = if let Some(v) = pols.get(blob) {
+                v.0
+            } else {
+                let p: Policy = consentry::cbor::from_slice_canonical(blob)
+                    .map_err(|e| anyhow!("policy of {id}: {e}"))?;
+                pols.insert(blob.to_vec(), (next, p));
+                next
             };
             if r.get::<_, bool>(5)? {
                 rows.push((key as u64, seq as u64, id, pid));
