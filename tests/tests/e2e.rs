@@ -10,6 +10,7 @@ mod e2e {
     pub mod fixture;
     mod properties;
     mod publisher;
+    mod receipts;
     mod snapshots;
     mod vectors;
     mod verifier;

@@ -115,7 +115,39 @@ pub enum Command {
         /// Exit 1 unless every answer is this decision
         #[arg(long, value_enum, value_name = "DECISION")]
         require: Option<Require>,
+        /// Write consent receipts (SPEC.md §13): into a directory, one file per
+        /// answer ({n}-{ISRC}.receipt.cbor); to a file, one batch receipt
+        #[arg(long, value_name = "DIR|FILE")]
+        receipt: Option<PathBuf>,
+        /// Answer from the kept snapshot that was current at this date
+        /// (YYYY-MM-DD or RFC 3339; see sync --keep-history)
+        #[arg(long, value_name = "DATE|TIME")]
+        as_of: Option<String>,
     },
+    /// Consent receipts
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+}
+
+/// `consentry receipt …`
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Verify receipts with nothing but a pinned root
+    Verify {
+        /// Receipt files
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The pinned root file [default: the store's pinned root]
+        #[arg(long, value_name = "FILE")]
+        root: Option<PathBuf>,
+        /// JSON lines output (one line per verified answer)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a receipt's JSON rendering
+    Show { file: PathBuf },
 }
 
 /// Decisions `--require` can demand.
@@ -425,6 +457,8 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
             csv,
             input,
             require,
+            receipt,
+            as_of,
         } => {
             if isrcs.is_empty() && input.is_none() {
                 return Err(usage(
@@ -445,7 +479,27 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
                 },
             };
             let store = open()?;
-            let reader = store.reader(now, expiry)?;
+            let reader = match as_of {
+                Some(d) => {
+                    let t = parse_timestamp(d).map_err(|e| usage("--as-of", e))?;
+                    // A date means the end of that day.
+                    let t = if d.trim().len() == 10 { t + 86_399 } else { t };
+                    let r = store.reader_as_of(now, expiry, t)?;
+                    eprintln!(
+                        "note: answering as of {}: snapshot version {} (created {}, manifest {})",
+                        format_timestamp(t),
+                        r.snap().manifest.version,
+                        format_timestamp(r.snap().manifest.created as i64),
+                        r.snapshot().manifest_sha256
+                    );
+                    r
+                }
+                None => store.reader(now, expiry)?,
+            };
+            let mut builder = match receipt {
+                Some(_) => Some(reader.receipt_builder()?),
+                None => None,
+            };
             if reader.snapshot().expired {
                 eprintln!(
                     "warning: answering from an EXPIRED snapshot (version {}); every answer is marked expired",
@@ -462,7 +516,27 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
             let mut out = Output::new(format, stdout)?;
             let mut all_allow = true;
             let mut ask = |row: Row, out: &mut Output| -> Result<(), Rejection> {
-                let a = answer(&reader, &row)?;
+                let a = match builder.as_mut() {
+                    None => answer(&reader, &row)?,
+                    Some(b) => {
+                        let q = crate::lookup::parse_for_lookup(&row.input)
+                            .ok()
+                            .map(|isrc| Question {
+                                isrc,
+                                use_: row.use_,
+                                territory: row.territory.clone(),
+                                at: row.at,
+                            });
+                        reader.answer_into(
+                            b,
+                            &row.input,
+                            row.use_,
+                            row.territory.as_deref(),
+                            row.at,
+                            q.as_ref(),
+                        )?
+                    }
+                };
                 all_allow &= a.decision == crate::model::Decision::Allow;
                 out.write(&row, &a, reader.snapshot())
             };
@@ -490,9 +564,136 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
                 })?;
             }
             out.finish()?;
+            if let (Some(path), Some(b)) = (receipt, builder.as_ref()) {
+                write_receipts(path, b)?;
+            }
             Ok(i32::from(require.is_some() && !all_allow))
         }
+        Command::Receipt { command } => match command {
+            ReceiptCommand::Show { file } => {
+                let loc = file.display().to_string();
+                let bytes = read_capped(file, crate::receipt::MAX_RECEIPT_BYTES)?;
+                let r = crate::receipt::Receipt::from_bytes(&loc, &bytes)?;
+                let mut s = serde_json::to_string_pretty(&r.to_json()).unwrap_or_default();
+                s.push('\n');
+                w(stdout, s)?;
+                Ok(0)
+            }
+            ReceiptCommand::Verify { files, root, json } => {
+                let pinned = match root {
+                    Some(f) => read_capped(
+                        f,
+                        Store::open(&dir)
+                            .map_or(crate::limits::Limits::DEFAULT.max_root_bytes, |s| {
+                                s.limits().max_root_bytes
+                            }),
+                    )?,
+                    None => open()?.pinned_root_bytes().map_err(|e| {
+                        reject(
+                            e.file,
+                            e.code,
+                            format!("{} (give --root FILE to verify without a store)", e.detail),
+                        )
+                    })?,
+                };
+                let limits = crate::limits::Limits::DEFAULT;
+                for f in files {
+                    let loc = f.display().to_string();
+                    let bytes = read_capped(f, crate::receipt::MAX_RECEIPT_BYTES)?;
+                    let v = crate::receipt::verify(&loc, &bytes, &pinned, &limits)?;
+                    let mut s = String::new();
+                    if *json {
+                        for a in &v.answers {
+                            let j = serde_json::json!({
+                                "receipt": loc, "valid": true,
+                                "input": a.input, "isrc": a.isrc, "use": a.use_,
+                                "territory": a.territory, "at": a.at,
+                                "decision": a.answer.decision.name(),
+                                "reason": a.answer.reason.name(),
+                                "decided_by": a.answer.decided_by,
+                                "snapshot": {"version": v.manifest_version,
+                                    "manifest_sha256": hex::encode(v.manifest_sha256),
+                                    "created": format_timestamp(v.created as i64)},
+                                "root_version": v.root_version,
+                            });
+                            let _ = writeln!(s, "{j}");
+                        }
+                    } else {
+                        let _ = writeln!(
+                            s,
+                            "{loc}: valid: {} answer(s) from snapshot version {} (manifest {}, created {}), signed under root version {}",
+                            v.answers.len(),
+                            v.manifest_version,
+                            hex::encode(v.manifest_sha256),
+                            format_timestamp(v.created as i64),
+                            v.root_version
+                        );
+                        for a in &v.answers {
+                            let by = if a.answer.decided_by.is_empty() {
+                                "-".to_string()
+                            } else {
+                                a.answer.decided_by.join(" ")
+                            };
+                            let _ = writeln!(
+                                s,
+                                "  {}\t{}\t{}\t{}\t{}\t{}\t{}",
+                                a.input,
+                                a.use_,
+                                a.territory.as_deref().unwrap_or("-"),
+                                a.at,
+                                a.answer.decision.name(),
+                                a.answer.reason.name(),
+                                by
+                            );
+                        }
+                    }
+                    w(stdout, s)?;
+                }
+                Ok(0)
+            }
+        },
     }
+}
+
+/// Read a whole file of at most `max` bytes.
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, Rejection> {
+    let loc = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| crate::fetch::io_error(&loc, &e))?;
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| crate::fetch::io_error(&loc, &e))?;
+    if buf.len() as u64 > max {
+        return Err(reject(
+            loc,
+            "limit_exceeded",
+            format!("is larger than {max} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Write a batch receipt to a file, or one receipt per answer into a directory.
+fn write_receipts(path: &Path, b: &crate::receipt::Builder) -> Result<(), Rejection> {
+    let loc = path.display().to_string();
+    let as_dir = path.is_dir() || loc.ends_with('/');
+    let path = &std::path::absolute(path).map_err(|e| crate::fetch::io_error(&loc, &e))?;
+    if as_dir {
+        std::fs::create_dir_all(path).map_err(|e| crate::fetch::io_error(&loc, &e))?;
+        for (n, r) in b.singles().iter().enumerate() {
+            let name = r
+                .answers
+                .first()
+                .and_then(|a| a.question.isrc.as_deref())
+                .and_then(|i| crate::isrc::Isrc::parse(i).ok())
+                .map_or_else(|| "invalid".to_string(), crate::isrc::Isrc::compact);
+            let f = path.join(format!("{}-{name}.receipt.cbor", n + 1));
+            crate::store::write_atomic(&f, &r.to_bytes())?;
+        }
+    } else {
+        crate::store::write_atomic(path, &b.finish().to_bytes())?;
+    }
+    Ok(())
 }
 
 /// Parse, run, print errors; the process exit code.

@@ -16,6 +16,7 @@ pub mod isrc;
 pub mod limits;
 pub mod lookup;
 pub mod model;
+pub mod receipt;
 pub mod state;
 pub mod time;
 pub mod verify;

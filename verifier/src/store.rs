@@ -569,6 +569,40 @@ impl Store {
         })
     }
 
+    /// The bytes of the pinned root file, checked against `trust.json`.
+    pub fn pinned_root_bytes(&self) -> Result<Vec<u8>, Rejection> {
+        let tp = self.trust_path();
+        let trust: TrustFile = match std::fs::read(&tp) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| json_error(&tp, &e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(reject(
+                    self.dir.display().to_string(),
+                    "not_initialized",
+                    "is not an initialized consentry store (no local/trust.json)",
+                ));
+            }
+            Err(e) => return Err(io_error(&tp.display().to_string(), &e)),
+        };
+        let rel = paths::root(trust.pinned_version);
+        let bytes = self
+            .read(&rel, self.limits.max_root_bytes)?
+            .ok_or_else(|| {
+                reject(
+                    self.loc(&rel),
+                    "store_corrupt",
+                    "the pinned root is missing",
+                )
+            })?;
+        if hex::encode(sha256(&bytes)) != trust.pinned_sha256 {
+            return Err(reject(
+                self.loc(&rel),
+                "trust_mismatch",
+                "differs from the root pinned by `init`",
+            ));
+        }
+        Ok(bytes)
+    }
+
     /// The stored head as seen under `root`'s head keys. Expiry is enforced
     /// per `expiry`; a signature failure means "not trusted", not an error.
     pub fn stored_head(
@@ -672,6 +706,71 @@ impl Store {
     pub fn reader(&self, now: i64, expiry: Expiry) -> Result<Reader<'_>, Rejection> {
         self.check_clock(now)?;
         let snap = self.current(now, expiry)?;
+        self.reader_for(snap, now)
+    }
+
+    /// A reader answering from the kept manifest that was current at `at`
+    /// (Unix seconds): the newest manifest with `created` ≤ `at` reached from
+    /// the current one through the `previous` hash chain, each signed by the
+    /// current root's manifest keys. Its data files must still be in the
+    /// store (`sync --keep-history N`).
+    pub fn reader_as_of(&self, now: i64, expiry: Expiry, at: i64) -> Result<Reader<'_>, Rejection> {
+        self.check_clock(now)?;
+        let snap = self.current(now, expiry)?;
+        let snap = self.snapshot_as_of(snap, at)?;
+        self.reader_for(snap, now)
+    }
+
+    /// Walk `previous` back from `snap` to the manifest current at `at`.
+    pub fn snapshot_as_of(&self, mut snap: Snapshot, at: i64) -> Result<Snapshot, Rejection> {
+        let at = u64::try_from(at).unwrap_or(0);
+        // One step per older version: bounded by the current version.
+        while snap.manifest.created > at {
+            let Some(prev) = snap.manifest.previous else {
+                return Err(reject(
+                    self.dir.display().to_string(),
+                    "no_snapshot",
+                    format!(
+                        "version 1 was created at {}, after the date asked",
+                        crate::time::format_timestamp(snap.manifest.created as i64)
+                    ),
+                ));
+            };
+            let v = snap.manifest.version - 1;
+            let rel = paths::manifest(v, &prev);
+            let loc = self.loc(&rel);
+            let Some(bytes) = self.read(&rel, self.limits.max_manifest_bytes)? else {
+                return Err(reject(
+                    loc,
+                    "no_snapshot",
+                    format!(
+                        "manifest version {v} is not kept in the store (the oldest kept is version {}, created {}): sync with --keep-history to keep more",
+                        snap.manifest.version,
+                        crate::time::format_timestamp(snap.manifest.created as i64)
+                    ),
+                ));
+            };
+            let m = verify::verify_manifest_unreferenced(
+                &snap.root,
+                &loc,
+                &bytes,
+                &prev,
+                &self.limits,
+            )?;
+            if m.version != v {
+                return Err(reject(
+                    loc,
+                    "chain_broken",
+                    format!("holds version {}, the chain expects {v}", m.version),
+                ));
+            }
+            snap.manifest = m;
+            snap.manifest_sha256 = prev;
+        }
+        Ok(snap)
+    }
+
+    fn reader_for(&self, snap: Snapshot, now: i64) -> Result<Reader<'_>, Rejection> {
         let prel = paths::prefixes(&snap.manifest.prefixes.sha256);
         let ploc = self.loc(&prel);
         let bytes = self
@@ -913,6 +1012,103 @@ impl Reader<'_> {
     /// The snapshot every answer comes from.
     pub fn snapshot(&self) -> &SnapshotInfo {
         &self.info
+    }
+
+    /// The verified snapshot (root, head, manifest) answers come from.
+    pub fn snap(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// A receipt builder holding this snapshot's documents: the root chain
+    /// from the pinned root, the head, the manifest and the prefix table.
+    pub fn receipt_builder(&self) -> Result<crate::receipt::Builder, Rejection> {
+        let st = self.store;
+        let chain = st.trusted_root_chain()?;
+        let mut roots = Vec::new();
+        for v in chain.pinned..=self.snap.root.version {
+            let rel = paths::root(v);
+            roots.push(st.read(&rel, st.limits.max_root_bytes)?.ok_or_else(|| {
+                reject(
+                    st.loc(&rel),
+                    "store_incomplete",
+                    "a verified root is missing",
+                )
+            })?);
+        }
+        let head = st
+            .read(paths::HEAD, st.limits.max_head_bytes)?
+            .ok_or_else(|| {
+                reject(
+                    st.loc(paths::HEAD),
+                    "store_incomplete",
+                    "the head is missing",
+                )
+            })?;
+        let m = &self.snap.manifest;
+        let mrel = paths::manifest(m.version, &self.snap.manifest_sha256);
+        let mbytes = st
+            .read(&mrel, st.limits.max_manifest_bytes)?
+            .ok_or_else(|| reject(st.loc(&mrel), "store_incomplete", "the manifest is missing"))?;
+        let prel = paths::prefixes(&m.prefixes.sha256);
+        let pbytes = st.read(&prel, m.prefixes.length)?.ok_or_else(|| {
+            reject(
+                st.loc(&prel),
+                "store_incomplete",
+                "the prefix table is missing",
+            )
+        })?;
+        Ok(crate::receipt::Builder::new(
+            roots,
+            head,
+            mbytes,
+            m.clone(),
+            pbytes,
+        ))
+    }
+
+    /// Answer one question and record it, with its proof, in `b`. `q` is
+    /// `None` for input that is not an ISRC.
+    pub fn answer_into(
+        &self,
+        b: &mut crate::receipt::Builder,
+        input: &str,
+        use_: crate::model::Use,
+        territory: Option<&str>,
+        at: crate::time::Day,
+        q: Option<&Question>,
+    ) -> Result<Answer, Rejection> {
+        let Some(q) = q else {
+            let a = Answer::invalid_isrc();
+            b.add(input, use_, territory, at, None, &a, None);
+            return Ok(a);
+        };
+        let a = self.answer(q)?;
+        let key = q.isrc.key();
+        let range = self.snap.manifest.range_of(key);
+        let ix = self.index.borrow();
+        let table = ix.table(range)?;
+        let (first, chunks) = ix.chunks_for(range, key)?;
+        let pols: Vec<&crate::model::Policy> = chunks
+            .iter()
+            .flat_map(|c| c.entries_of(key))
+            .map(|(_, _, p)| ix.policy(p))
+            .collect();
+        b.add(
+            input,
+            use_,
+            territory,
+            at,
+            Some(q),
+            &a,
+            Some(crate::receipt::RangeHit {
+                index: range,
+                hashes: table.hashes(),
+                first,
+                chunks: chunks.iter().map(|c| c.bytes()).collect(),
+                policies: pols,
+            }),
+        );
+        Ok(a)
     }
 
     /// Answer one question.

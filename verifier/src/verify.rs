@@ -288,6 +288,43 @@ pub fn verify_manifest(
     Ok(m)
 }
 
+/// A manifest reached through a `previous` hash (history, receipts): exact
+/// SHA-256, manifest keys of `root`, structure. Expiry is not checked.
+pub fn verify_manifest_unreferenced(
+    root: &Root,
+    file: &str,
+    bytes: &[u8],
+    sha: &[u8; 32],
+    limits: &Limits,
+) -> VResult<Manifest> {
+    check_len(file, bytes, limits.max_manifest_bytes)?;
+    if &sha256(bytes) != sha {
+        return Err(reject(
+            file,
+            "hash_mismatch",
+            "SHA-256 differs from the `previous` hash that names it",
+        ));
+    }
+    let env = Envelope::parse(file, bytes, limits)?;
+    env.verify(
+        file,
+        MANIFEST_TYPE,
+        &role_keys(root, Role::Manifest),
+        root.roles.manifest.threshold,
+        "manifest",
+    )?;
+    let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
+        reject(
+            file,
+            "malformed_document",
+            format!("manifest payload is {e}"),
+        )
+    })?;
+    m.check(limits)
+        .map_err(|e| reject(file, "malformed_document", format!("manifest: {e}")))?;
+    Ok(m)
+}
+
 /// Step 5 (fork): a manifest with the trusted version must be the trusted
 /// manifest, byte for byte — two different manifests with one version are a
 /// split view.
