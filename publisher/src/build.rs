@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, anyhow, bail};
-use consentry::columns::{self, PolicySet, Rows};
+use consentry::columns::{self, Layer, PolicySet, Rows};
 use consentry::declaration::Record;
 use consentry::docs::{FileRef, Head, LayerRef, Manifest, ManifestRef, Range, Role, Root, paths};
 use consentry::envelope::{HEAD_TYPE, MANIFEST_TYPE, sha256};
@@ -224,7 +224,7 @@ fn layer_since(
             dels.push((isrc.key(), c.seq));
         }
     }
-    let puts = rows_of(&source.records(&wanted)?, set)?;
+    let puts = source.records(&wanted, set)?;
     if puts.len() != wanted.len() {
         bail!(
             "the change log names {} live entries but the registry returned {}; the database is inconsistent",
@@ -280,7 +280,6 @@ fn publish_in_snapshot(
     let prev = site.current(&root)?;
     let upto = source.last_change()?;
     let mut set = PolicySet::default();
-    let all = rows_of(&source.live_exact()?, &mut set)?;
     let prefixes = source.live_prefixes()?;
     let version = prev.as_ref().map_or(1, |p| p.manifest.version + 1);
 
@@ -303,8 +302,6 @@ fn publish_in_snapshot(
         }
     };
 
-    let hashes =
-        |set: &PolicySet| -> Vec<[u8; 32]> { set.list.iter().map(state::policy_hash).collect() };
     let mut files: Vec<DataFile> = Vec::new();
     let mut report = PublishReport {
         version,
@@ -363,34 +360,19 @@ fn publish_in_snapshot(
         });
     }
 
-    let policy_hashes = hashes(&set);
     let (base, layers, ranges) = if compact {
         report.mode = if prev.is_none() {
             "first base"
         } else {
             "compaction: new base"
         };
+        let all = source.live_exact(&mut set)?;
         let prev_los: Option<Vec<u64>> = prev
             .as_ref()
             .map(|p| p.manifest.ranges.iter().map(|r| r.lo).collect());
         let los = boundaries(&all, prev_los.as_deref(), opts.target_rows);
-        let mut ranges = Vec::with_capacity(los.len());
-        for (i, &lo) in los.iter().enumerate() {
-            let hi = los.get(i + 1).copied().unwrap_or(KEY_SPACE);
-            let rows = all.slice(all.lower_bound(lo), all.lower_bound(hi));
-            let f = data_file(
-                &columns::encode_shard(lo, hi, &rows, &set),
-                rows.len() as u64,
-                paths::shard,
-            );
-            ranges.push(Range {
-                lo,
-                leaf: state::range_leaf(lo, hi, &rows, &policy_hashes),
-                count: rows.len() as u64,
-                shard: f.fref.clone(),
-            });
-            files.push(f);
-        }
+        let (shards, ranges) = build_base(&all, &los, &set)?;
+        files.extend(shards);
         (version, Vec::new(), ranges)
     } else {
         report.mode = "delta layer";
@@ -398,13 +380,11 @@ fn publish_in_snapshot(
             .as_ref()
             .map(|p| &p.manifest)
             .ok_or_else(|| anyhow!("delta without a previous version"))?;
-        let mut ranges = p.ranges.clone();
-        for (i, r) in ranges.iter_mut().enumerate() {
-            let (lo, hi) = p.range_bounds(i);
-            let rows = all.slice(all.lower_bound(lo), all.lower_bound(hi));
-            r.count = rows.len() as u64;
-            r.leaf = state::range_leaf(lo, hi, &rows, &policy_hashes);
-        }
+        let new_layer = files
+            .first()
+            .filter(|_| layer_ref.is_some())
+            .ok_or_else(|| anyhow!("delta without a layer"))?;
+        let ranges = delta_ranges(site, p, new_layer, &mut set)?;
         let mut layers = p.layers.clone();
         layers.extend(layer_ref.clone());
         (p.base, layers, ranges)
@@ -459,8 +439,16 @@ fn publish_in_snapshot(
     report.bytes_written += manifest_bytes.len() as u64;
     failpoint(opts, "after-manifest")?;
 
-    // Self-check: read everything back from disk and verify it as a verifier would.
-    self_check(site, &root, &head_bytes, now, prev.as_ref())
+    // Self-check: read back from disk and verify as a verifier would —
+    // everything after a compaction; after a delta, the new layer and the
+    // manifest (the new leaves were derived from the previous published state
+    // and that same layer's bytes, as a delta-syncing verifier derives them).
+    let scope = if compact {
+        Check::Everything
+    } else {
+        Check::NewLayer
+    };
+    self_check(site, &root, &head_bytes, now, prev.as_ref(), scope)
         .context("self-check of the new snapshot failed; the previous head is still in place")?;
     failpoint(opts, "before-head")?;
 
@@ -499,17 +487,29 @@ fn check_threshold(root: &Root, role: Role, have: usize) -> Result<()> {
     Ok(())
 }
 
-/// Verify a site's would-be head and everything under it, from disk, with the
-/// verifier's code: manifest signature and structure, every data file's hash
-/// and decoding, layers applied onto the base, every range leaf, and the chain
-/// link to the previous manifest.
+/// How much of a new snapshot [`self_check`] reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Every file and every leaf.
+    Everything,
+    /// Documents, the chain link, and the manifest's newest layer (its leaves
+    /// were derived from the previous state and that layer).
+    NewLayer,
+}
+
+/// Verify a site's would-be head and what is under it, from disk, with the
+/// verifier's code: manifest signature and structure, the chain link to the
+/// previous manifest, and per `scope` every data file's hash and decoding
+/// with the layers applied onto the base and every range leaf compared (in
+/// parallel, one range at a time), or only the newest layer.
 pub fn self_check(
     site: &Site,
     root: &Root,
     head_bytes: &[u8],
     now: i64,
     prev: Option<&Current>,
-) -> Result<State> {
+    scope: Check,
+) -> Result<Manifest> {
     let limits = &site.limits;
     let head = verify::verify_head(
         root,
@@ -533,7 +533,270 @@ pub fn self_check(
     if let Some(p) = prev {
         verify::check_manifest_chain(&mrel, &m, Some((p.manifest.version, p.manifest_sha256)))?;
     }
-    load_state(site, &m)
+    match (scope, m.layers.last()) {
+        (Check::NewLayer, Some(l)) => {
+            let rel = paths::layer(&l.sha256);
+            let raw = columns::open_file(&rel, &site.read(&rel)?, &l.file(), limits)?;
+            let layer =
+                columns::decode_layer(&rel, &raw, l.count, limits, &mut PolicySet::default())?;
+            if layer.to != l.version {
+                bail!(
+                    "{rel}: layer is for version {}, the manifest lists it as {}",
+                    layer.to,
+                    l.version
+                );
+            }
+            let prel = paths::prefixes(&m.prefixes.sha256);
+            let raw = columns::open_file(&prel, &site.read(&prel)?, &m.prefixes, limits)?;
+            columns::decode_prefixes(&prel, &raw, m.prefixes.count, limits)?;
+        }
+        _ => check_everything(site, &m)?,
+    }
+    Ok(m)
+}
+
+/// Worker threads for per-range work: the machine's cores, at most 16.
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, 16)
+}
+
+/// `f(state, i)` for every `i` in `0..n` on [`threads`] workers, each with its
+/// own `init()` state; results in index order, the first error stops all.
+fn par_map<S, T: Send>(
+    n: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let parts: Vec<Result<Vec<(usize, T)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads().min(n))
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<(usize, T)>> {
+                    let mut st = init();
+                    let mut out = Vec::new();
+                    // Each index is taken once: at most n iterations overall.
+                    while !failed.load(Relaxed) {
+                        let i = next.fetch_add(1, Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        match f(&mut st, i) {
+                            Ok(v) => out.push((i, v)),
+                            Err(e) => {
+                                failed.store(true, Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a publish worker thread panicked")))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(n);
+    for p in parts {
+        all.extend(p?);
+    }
+    all.sort_unstable_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, v)| v).collect())
+}
+
+/// A [`PolicySet`] and the hashes of its policies, kept in step as the set
+/// grows (a worker decodes shards into its own copy).
+#[derive(Clone)]
+struct Hashed {
+    set: PolicySet,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl Hashed {
+    fn new(set: &PolicySet) -> Hashed {
+        let mut h = Hashed {
+            set: set.clone(),
+            hashes: Vec::new(),
+        };
+        h.sync();
+        h
+    }
+
+    fn sync(&mut self) -> &[[u8; 32]] {
+        let have = self.hashes.len();
+        self.hashes
+            .extend(self.set.list[have..].iter().map(state::policy_hash));
+        &self.hashes
+    }
+}
+
+/// The shards and ranges of a new base over `all`, cut at `los`; each range
+/// is encoded, compressed and hashed on its own worker.
+fn build_base(all: &Rows, los: &[u64], set: &PolicySet) -> Result<(Vec<DataFile>, Vec<Range>)> {
+    let hashes: Vec<[u8; 32]> = set.list.iter().map(state::policy_hash).collect();
+    let built = par_map(
+        los.len(),
+        || (),
+        |(), i| {
+            let lo = los[i];
+            let hi = los.get(i + 1).copied().unwrap_or(KEY_SPACE);
+            let rows = all.slice(all.lower_bound(lo), all.lower_bound(hi));
+            let f = data_file(
+                &columns::encode_shard(lo, hi, &rows, set),
+                rows.len() as u64,
+                paths::shard,
+            );
+            let range = Range {
+                lo,
+                leaf: state::range_leaf(lo, hi, &rows, &hashes),
+                count: rows.len() as u64,
+                shard: f.fref.clone(),
+            };
+            Ok((f, range))
+        },
+    )?;
+    Ok(built.into_iter().unzip())
+}
+
+/// The rows of range `i` of `m`: its base shard from `site` (hash and
+/// decoding checked) with `layers` applied — only each layer's part inside
+/// the range. Policies are interned into `h`, which must already hold the
+/// layers' policies.
+fn range_rows(
+    site: &Site,
+    m: &Manifest,
+    i: usize,
+    layers: &[(String, Layer)],
+    h: &mut Hashed,
+) -> Result<Rows> {
+    let (lo, hi) = m.range_bounds(i);
+    let r = &m.ranges[i];
+    let rel = paths::shard(&r.shard.sha256);
+    let raw = columns::open_file(&rel, &site.read(&rel)?, &r.shard, &site.limits)?;
+    let mut rows =
+        columns::decode_shard(&rel, &raw, lo, hi, r.shard.count, &site.limits, &mut h.set)?;
+    for (rel, l) in layers {
+        if let Some((dels, puts)) = layer_part(l, lo, hi) {
+            rows = rows.apply(dels, &puts, rel)?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The part of a layer inside `[lo, hi)`, or `None` when it changes nothing
+/// there.
+fn layer_part(l: &Layer, lo: u64, hi: u64) -> Option<(&[(u64, u64)], Rows)> {
+    let d0 = l.dels.partition_point(|&(k, _)| k < lo);
+    let d1 = l.dels.partition_point(|&(k, _)| k < hi);
+    let (p0, p1) = (l.puts.lower_bound(lo), l.puts.lower_bound(hi));
+    (d0 < d1 || p0 < p1).then(|| (&l.dels[d0..d1], l.puts.slice(p0, p1)))
+}
+
+/// Decode the layers of `m` (hash and decoding checked) into `set`.
+fn load_layers(site: &Site, m: &Manifest, set: &mut PolicySet) -> Result<Vec<(String, Layer)>> {
+    let mut from = m.base;
+    let mut out = Vec::with_capacity(m.layers.len());
+    for l in &m.layers {
+        let rel = paths::layer(&l.sha256);
+        let raw = columns::open_file(&rel, &site.read(&rel)?, &l.file(), &site.limits)?;
+        let layer = columns::decode_layer(&rel, &raw, l.count, &site.limits, set)?;
+        if layer.to != l.version || layer.from != from {
+            bail!(
+                "{rel}: layer goes from version {} to {}; the manifest lists it from {from} to {}",
+                layer.from,
+                layer.to,
+                l.version
+            );
+        }
+        from = l.version;
+        out.push((rel, layer));
+    }
+    Ok(out)
+}
+
+/// The ranges of the next version after `prev` plus the layer in `new_layer`
+/// (decoded from the very bytes that will be written): untouched ranges keep
+/// their leaf and count; the others are rebuilt from the previous state (base
+/// shard and previous layers, read back from `site`) and the layer, one range
+/// per worker, and hashed again.
+fn delta_ranges(
+    site: &Site,
+    prev: &Manifest,
+    new_layer: &DataFile,
+    set: &mut PolicySet,
+) -> Result<Vec<Range>> {
+    let mut layers = load_layers(site, prev, set)?;
+    let raw = columns::open_file(
+        &new_layer.rel,
+        &new_layer.bytes,
+        &new_layer.fref,
+        &site.limits,
+    )?;
+    let layer = columns::decode_layer(
+        &new_layer.rel,
+        &raw,
+        new_layer.fref.count,
+        &site.limits,
+        set,
+    )?;
+    layers.push((new_layer.rel.clone(), layer));
+    let Some((_, newest)) = layers.last() else {
+        unreachable!("a layer was just pushed")
+    };
+    let base = Hashed::new(set);
+    par_map(
+        prev.ranges.len(),
+        || base.clone(),
+        |h, i| {
+            let (lo, hi) = prev.range_bounds(i);
+            let mut r = prev.ranges[i].clone();
+            if layer_part(newest, lo, hi).is_none() {
+                return Ok(r);
+            }
+            let rows = range_rows(site, prev, i, &layers, h)?;
+            r.count = rows.len() as u64;
+            r.leaf = state::range_leaf(lo, hi, &rows, h.sync());
+            Ok(r)
+        },
+    )
+}
+
+/// Every range of `m` rebuilt from the site's shards and layers and compared
+/// with its signed count and leaf, and the prefix table decoded — one range
+/// at a time per worker, so memory stays at a range per core.
+fn check_everything(site: &Site, m: &Manifest) -> Result<()> {
+    let mut set = PolicySet::default();
+    let layers = load_layers(site, m, &mut set)?;
+    let base = Hashed::new(&set);
+    par_map(
+        m.ranges.len(),
+        || base.clone(),
+        |h, i| {
+            let (lo, hi) = m.range_bounds(i);
+            let rows = range_rows(site, m, i, &layers, h)?;
+            let r = &m.ranges[i];
+            if rows.len() as u64 != r.count || state::range_leaf(lo, hi, &rows, h.sync()) != r.leaf
+            {
+                bail!("range {i} [{lo}, {hi}) does not rebuild to its signed count and leaf");
+            }
+            Ok(())
+        },
+    )?;
+    let prel = paths::prefixes(&m.prefixes.sha256);
+    let raw = columns::open_file(&prel, &site.read(&prel)?, &m.prefixes, &site.limits)?;
+    columns::decode_prefixes(&prel, &raw, m.prefixes.count, &site.limits)?;
+    Ok(())
 }
 
 /// Rebuild the state a manifest describes from the site's base shards and

@@ -966,7 +966,7 @@ mod tests {
     fn assert_live_is_resolve(db: &Db) {
         let all = db.all_declarations().unwrap();
         let mut live = db.live_prefixes().unwrap();
-        live.extend(db.live_exact().unwrap());
+        live.extend(db.live_exact_records().unwrap());
         live.sort_by(|a, b| {
             (a.scope.key_range().0, a.scope, a.seq).cmp(&(b.scope.key_range().0, b.scope, b.seq))
         });

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use consentry::Scope;
+use consentry::columns::{PolicySet, Rows};
 use consentry::declaration::Record;
 
 /// One entry's net change over a window of the change log.
@@ -35,8 +36,10 @@ pub trait Source {
     /// The id of the newest change-log row (0 when the log is empty).
     fn last_change(&self) -> Result<u64>;
 
-    /// All live exact-scope entries (ISRC scope), sorted by (key, seq).
-    fn live_exact(&self) -> Result<Vec<Record>>;
+    /// All live exact-scope entries (ISRC scope), sorted by (key, seq),
+    /// column-wise; each distinct policy is interned once into `set`, which the
+    /// rows' policy indexes refer to.
+    fn live_exact(&self, set: &mut PolicySet) -> Result<Rows>;
 
     /// All live prefix-scope entries (`CC-XXX`, `CC-XXX-YY`), in any order.
     fn live_prefixes(&self) -> Result<Vec<Record>>;
@@ -48,9 +51,18 @@ pub trait Source {
     /// Whether any prefix-scope entry changed in `(after, upto]`.
     fn prefixes_changed(&self, after: u64, upto: u64) -> Result<bool>;
 
-    /// The live entries for the given exact scopes, sorted by (key, seq);
-    /// entries that are not live are left out.
-    fn records(&self, keys: &[(Scope, u64)]) -> Result<Vec<Record>>;
+    /// The live entries for the given exact scopes, sorted by (key, seq), each
+    /// once, policies interned into `set`; entries that are not live are left
+    /// out.
+    fn records(&self, keys: &[(Scope, u64)], set: &mut PolicySet) -> Result<Rows>;
+
+    /// [`Source::live_exact`] as owned records (tests and small tools; a
+    /// publish never needs a policy per row).
+    fn live_exact_records(&self) -> Result<Vec<Record>> {
+        let mut set = PolicySet::default();
+        let rows = self.live_exact(&mut set)?;
+        Ok(to_records(&rows, &set))
+    }
 
     /// The publication recorded for `version`, if any.
     fn publication(&self, version: u64) -> Result<Option<Publication>>;
@@ -70,4 +82,18 @@ pub trait Source {
         let _ = ok;
         Ok(())
     }
+}
+
+/// Exact-scope rows and their policy table as owned records.
+pub fn to_records(rows: &Rows, set: &PolicySet) -> Vec<Record> {
+    (0..rows.len())
+        .filter_map(|i| {
+            Some(Record {
+                scope: Scope::Exact(consentry::Isrc::from_key(rows.keys[i])?),
+                seq: rows.seqs[i],
+                id: rows.id(i).to_string(),
+                policy: set.get(rows.pol[i]).clone(),
+            })
+        })
+        .collect()
 }

@@ -61,6 +61,17 @@ pub struct Rows {
 }
 
 impl Rows {
+    /// Empty rows with room for `rows` rows and `id_bytes` bytes of ids.
+    pub fn with_capacity(rows: usize, id_bytes: usize) -> Rows {
+        Rows {
+            keys: Vec::with_capacity(rows),
+            seqs: Vec::with_capacity(rows),
+            id_buf: Vec::with_capacity(id_bytes),
+            id_end: Vec::with_capacity(rows),
+            pol: Vec::with_capacity(rows),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -70,9 +81,14 @@ impl Rows {
     }
 
     pub fn id(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.id_end[i - 1] };
         // Ids are checked to be ASCII when they enter a Rows.
-        std::str::from_utf8(&self.id_buf[start..self.id_end[i]]).unwrap_or("")
+        std::str::from_utf8(self.id_bytes(i)).unwrap_or("")
+    }
+
+    /// The bytes of row `i`'s id.
+    pub fn id_bytes(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.id_end[i - 1] };
+        &self.id_buf[start..self.id_end[i]]
     }
 
     pub fn push(&mut self, key: u64, seq: u64, id: &str, pol: u32) {
@@ -85,23 +101,34 @@ impl Rows {
 
     /// Append all of `other`'s rows (which must sort after ours).
     pub fn append(&mut self, other: &Rows) {
-        for i in 0..other.len() {
-            self.push_from(other, i);
-        }
+        let base = self.id_buf.len();
+        self.keys.extend_from_slice(&other.keys);
+        self.seqs.extend_from_slice(&other.seqs);
+        self.id_buf.extend_from_slice(&other.id_buf);
+        self.id_end.extend(other.id_end.iter().map(|e| e + base));
+        self.pol.extend_from_slice(&other.pol);
     }
 
     fn push_from(&mut self, other: &Rows, i: usize) {
-        self.push(other.keys[i], other.seqs[i], other.id(i), other.pol[i]);
+        self.keys.push(other.keys[i]);
+        self.seqs.push(other.seqs[i]);
+        self.id_buf.extend_from_slice(other.id_bytes(i));
+        self.id_end.push(self.id_buf.len());
+        self.pol.push(other.pol[i]);
     }
 
     /// Rows `[a, b)` as a new `Rows`.
     #[must_use]
     pub fn slice(&self, a: usize, b: usize) -> Rows {
-        let mut out = Rows::default();
-        for i in a..b {
-            out.push_from(self, i);
+        let base = if a == 0 { 0 } else { self.id_end[a - 1] };
+        let end = if b == 0 { 0 } else { self.id_end[b - 1] };
+        Rows {
+            keys: self.keys[a..b].to_vec(),
+            seqs: self.seqs[a..b].to_vec(),
+            id_buf: self.id_buf[base..end.max(base)].to_vec(),
+            id_end: self.id_end[a..b].iter().map(|e| e - base).collect(),
+            pol: self.pol[a..b].to_vec(),
         }
-        out
     }
 
     /// First row index whose key is ≥ `key`.
@@ -113,7 +140,10 @@ impl Rows {
     /// row that does not exist is refused: a layer must describe exactly the
     /// change between two states.
     pub fn apply(&self, dels: &[(u64, u64)], puts: &Rows, file: &str) -> VResult<Rows> {
-        let mut out = Rows::default();
+        let mut out = Rows::with_capacity(
+            self.len() + puts.len(),
+            self.id_buf.len() + puts.id_buf.len(),
+        );
         let (mut i, mut d, mut p) = (0, 0, 0);
         loop {
             let cur = (i < self.len()).then(|| (self.keys[i], self.seqs[i]));

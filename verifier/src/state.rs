@@ -96,10 +96,27 @@ pub fn chunk_hashes_of_stream(stream: &[u8]) -> Option<Vec<[u8; 32]>> {
     )
 }
 
-/// The chunk hashes of `rows` (see [`entry_stream`]).
+/// The chunk hashes of `rows` (see [`entry_stream`]), built one chunk at a
+/// time in a reused buffer (no whole-range stream, no re-parse).
 pub fn chunk_hashes(rows: &Rows, policy_hashes: &[[u8; 32]]) -> Vec<[u8; 32]> {
-    let stream = entry_stream(rows, policy_hashes);
-    chunk_hashes_of_stream(&stream).unwrap_or_default()
+    let mut out = Vec::with_capacity(rows.len().div_ceil(CHUNK));
+    let mut buf = Vec::with_capacity(CHUNK * (ENTRY_FIXED + 16));
+    let mut start = 0;
+    while start < rows.len() {
+        let end = (start + CHUNK).min(rows.len());
+        buf.clear();
+        for i in start..end {
+            buf.extend_from_slice(&rows.keys[i].to_be_bytes());
+            buf.extend_from_slice(&rows.seqs[i].to_be_bytes());
+            let id = rows.id_bytes(i);
+            buf.push(id.len() as u8);
+            buf.extend_from_slice(id);
+            buf.extend_from_slice(&policy_hashes[rows.pol[i] as usize]);
+        }
+        out.push(chunk_hash(&buf));
+        start = end;
+    }
+    out
 }
 
 /// Leaf hash of `[lo, hi)` holding `count` entries whose chunk hashes are
