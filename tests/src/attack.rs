@@ -86,104 +86,35 @@ pub fn varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn read_varint(buf: &[u8], pos: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = buf[*pos];
-        *pos += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
 /// One row of a column blob as written: key, seq, id, index into the file's
 /// own policy table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawRow {
-    pub key: u64,
-    pub seq: u64,
-    pub id: String,
-    pub policy: u64,
-}
+pub use consentry::columns::RawRow;
 
 /// The rows of a (valid) column blob.
 pub fn rows_of(c: &Columns) -> Vec<RawRow> {
-    let (mut k, mut s, mut i, mut p) = (0, 0, 0, 0);
-    let mut key = 0u64;
-    (0..c.count)
-        .map(|_| {
-            key += read_varint(&c.keys, &mut k);
-            let seq = read_varint(&c.seqs, &mut s);
-            let n = read_varint(&c.ids, &mut i) as usize;
-            let id = String::from_utf8(c.ids[i..i + n].to_vec()).expect("ascii id");
-            i += n;
-            let policy = read_varint(&c.policy, &mut p);
-            RawRow {
-                key,
-                seq,
-                id,
-                policy,
-            }
-        })
-        .collect()
+    consentry::columns::raw_of_columns(c).expect("well-formed column blobs")
 }
 
 /// Column blobs holding exactly `rows` in the given order — which may break
-/// the order rules — with `policies` as the table. Keys must not decrease
-/// (they are delta-coded); equal keys with a smaller seq make rows unsorted.
+/// the order rules — with `policies` as the table (ids written literally,
+/// key deltas as plain varints). Keys must not decrease (they are
+/// delta-coded); equal keys with a smaller seq make rows unsorted.
 pub fn columns_of(rows: &[RawRow], policies: Vec<consentry::model::Policy>) -> Columns {
-    let mut c = Columns {
-        ids: Vec::new(),
-        keys: Vec::new(),
-        seqs: Vec::new(),
-        count: rows.len() as u64,
-        policy: Vec::new(),
-        policies,
-    };
-    let mut prev = 0;
-    for r in rows {
-        varint(
-            &mut c.keys,
-            r.key.checked_sub(prev).expect("keys never decrease"),
-        );
-        prev = r.key;
-        varint(&mut c.seqs, r.seq);
-        varint(&mut c.ids, r.id.len() as u64);
-        c.ids.extend_from_slice(r.id.as_bytes());
-        varint(&mut c.policy, r.policy);
-    }
-    c
+    assert!(
+        rows.windows(2).all(|w| w[0].key <= w[1].key),
+        "keys never decrease"
+    );
+    consentry::columns::columns_from_raw(rows, policies, "", 0)
 }
 
 /// The `(key, seq)` pairs of a deletion column.
 pub fn dels_of(k: &KeyColumns) -> Vec<(u64, u64)> {
-    let (mut a, mut b, mut key) = (0, 0, 0u64);
-    (0..k.count)
-        .map(|_| {
-            key += read_varint(&k.keys, &mut a);
-            (key, read_varint(&k.seqs, &mut b))
-        })
-        .collect()
+    consentry::columns::raw_of_key_columns(k).expect("a well-formed deletion column")
 }
 
 /// A deletion column holding `dels` in order.
 pub fn key_columns_of(dels: &[(u64, u64)]) -> KeyColumns {
-    let mut k = KeyColumns {
-        keys: Vec::new(),
-        seqs: Vec::new(),
-        count: dels.len() as u64,
-    };
-    let mut prev = 0;
-    for &(key, seq) in dels {
-        varint(&mut k.keys, key - prev);
-        prev = key;
-        varint(&mut k.seqs, seq);
-    }
-    k
+    consentry::columns::key_columns_from_raw(dels, 0)
 }
 
 /// A zstd frame (RFC 8878) built by hand from RLE blocks: `content` bytes of

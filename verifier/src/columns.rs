@@ -1,9 +1,11 @@
 //! Data files: shards, delta layers and the prefix table (SPEC.md §5).
 //!
-//! Shards and layers are column-wise: keys delta-coded as LEB128 varints,
-//! sequence numbers as varints, ids length-prefixed, and a small index into a
-//! per-file table of distinct policies. zstd then squeezes the runs that
-//! clustered ISRCs produce.
+//! Shards and layers are column-wise: keys delta-coded as LEB128 varints (the
+//! low bytes of large deltas split off into their own column), sequence
+//! numbers as zigzag deltas from the row before, ids derived from a per-file
+//! prefix and the seq where they can be (`CR-1234` costs one zero byte), and a
+//! small index into a per-file table of distinct policies. zstd then squeezes
+//! the runs that clustered ISRCs produce.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -19,8 +21,9 @@ use crate::limits::Limits;
 use crate::model::Policy;
 
 /// zstd level for every data file. Fixed, because the same state must give the
-/// same bytes.
-pub const ZSTD_LEVEL: i32 = 9;
+/// same bytes. Level 6 gives the sizes of 9–12 on shard columns (BENCHMARKS.md)
+/// at a lower compression cost.
+pub const ZSTD_LEVEL: i32 = 6;
 /// Largest zstd window a reader accepts (2^27 = 128 MiB), bounding decoder memory.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 /// Longest declaration id (its length is one byte in the state encoding).
@@ -95,6 +98,16 @@ impl Rows {
         self.keys.push(key);
         self.seqs.push(seq);
         self.id_buf.extend_from_slice(id.as_bytes());
+        self.id_end.push(self.id_buf.len());
+        self.pol.push(pol);
+    }
+
+    /// Push a row whose id is `a` ‖ `b` (printable ASCII, checked by the caller).
+    fn push_parts(&mut self, key: u64, seq: u64, a: &[u8], b: &[u8], pol: u32) {
+        self.keys.push(key);
+        self.seqs.push(seq);
+        self.id_buf.extend_from_slice(a);
+        self.id_buf.extend_from_slice(b);
         self.id_end.push(self.id_buf.len());
         self.pol.push(pol);
     }
@@ -185,23 +198,36 @@ impl Rows {
     }
 }
 
-/// Column encoding on the wire.
+/// Column encoding on the wire (SPEC.md §5.3). Field order is the canonical
+/// CBOR key order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Columns {
+    /// Per row: varint 0 when the id is `id_prefix` ‖ decimal seq, else
+    /// varint(len) ‖ the id.
     #[serde(with = "serde_bytes")]
     pub ids: Vec<u8>,
+    /// Per row: varint of the key delta shifted right by 8 × (low bytes).
     #[serde(with = "serde_bytes")]
     pub keys: Vec<u8>,
+    /// Per row: zigzag varint of seq − previous seq (mod 2^64).
     #[serde(with = "serde_bytes")]
     pub seqs: Vec<u8>,
     pub count: u64,
+    /// Per row: varint index into `policies`.
     #[serde(with = "serde_bytes")]
     pub policy: Vec<u8>,
+    /// Per row: the low bytes of the key delta, little-endian; the same
+    /// number (0–7) for every row, so its length is a multiple of `count`.
+    #[serde(with = "serde_bytes")]
+    pub key_low: Vec<u8>,
     pub policies: Vec<Policy>,
+    /// The prefix of derived ids (empty when no row's id is derived).
+    pub id_prefix: String,
 }
 
-/// Keys of deleted rows on the wire.
+/// Keys of deleted rows on the wire: `keys`, `seqs` and `key_low` as in
+/// [`Columns`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyColumns {
@@ -210,6 +236,8 @@ pub struct KeyColumns {
     #[serde(with = "serde_bytes")]
     pub seqs: Vec<u8>,
     pub count: u64,
+    #[serde(with = "serde_bytes")]
+    pub key_low: Vec<u8>,
 }
 
 /// A base shard: the entries of `[lo, hi)` at the base version.
@@ -312,75 +340,353 @@ fn file_table(pols: &[u32], set: &PolicySet) -> (Vec<Policy>, HashMap<u32, u64>)
     (table, remap)
 }
 
+fn zigzag(d: u64) -> u64 {
+    let d = d as i64;
+    ((d << 1) ^ (d >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> u64 {
+    (z >> 1) ^ (z & 1).wrapping_neg()
+}
+
+/// Decimal digits of `v` (no leading zeros) into `buf`; returns the used tail.
+fn decimal(v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Whether `id` is `prefix` ‖ decimal `seq`.
+fn is_derived(id: &[u8], prefix: &[u8], seq: u64) -> bool {
+    let mut buf = [0u8; 20];
+    let d = decimal(seq, &mut buf);
+    id.len() == prefix.len() + d.len() && id.starts_with(prefix) && id.ends_with(d)
+}
+
+/// The publisher's choice of `id_prefix` (SPEC.md §5.3): the prefix `P` for
+/// which the most rows have the id `P` ‖ decimal seq, the bytewise smallest
+/// among equals; empty when no id ends in its seq.
+fn choose_prefix<'a>(rows: impl Iterator<Item = (&'a [u8], u64)>) -> Vec<u8> {
+    let mut counts: HashMap<&[u8], u64> = HashMap::new();
+    let mut last: Option<&[u8]> = None;
+    for (id, seq) in rows {
+        let mut buf = [0u8; 20];
+        let d = decimal(seq, &mut buf);
+        // Fast path: the same prefix as the row before.
+        if let Some(p) = last
+            && is_derived(id, p, seq)
+        {
+            *counts.entry(p).or_default() += 1;
+            continue;
+        }
+        if id.len() > d.len() && id.ends_with(d) {
+            let p = &id[..id.len() - d.len()];
+            *counts.entry(p).or_default() += 1;
+            last = Some(p);
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+        .map(|(p, _)| p.to_vec())
+        .unwrap_or_default()
+}
+
+/// Low bytes per key delta (SPEC.md §5.3): ⌊bit length of the median delta /
+/// 8⌋, at most 7. Clustered keys (small deltas) stay pure varints; uniformly
+/// spread keys move their incompressible low bytes into `key_low`, leaving
+/// `keys` small numbers that compress.
+fn choose_low_bytes(keys: &[u64]) -> usize {
+    if keys.is_empty() {
+        return 0;
+    }
+    let mut deltas: Vec<u64> = Vec::with_capacity(keys.len());
+    let mut prev = 0;
+    for &k in keys {
+        deltas.push(k - prev);
+        prev = k;
+    }
+    let mid = deltas.len() / 2;
+    let median = *deltas.select_nth_unstable(mid).1;
+    (((64 - median.leading_zeros()) / 8) as usize).min(7)
+}
+
+/// Write key deltas (split at `low` bytes) and zigzag seq deltas.
+fn put_keys(
+    pairs: impl Iterator<Item = (u64, u64)>,
+    low: usize,
+    keys: &mut Vec<u8>,
+    key_low: &mut Vec<u8>,
+    seqs: &mut Vec<u8>,
+) {
+    let (mut pk, mut ps) = (0u64, 0u64);
+    for (key, seq) in pairs {
+        let d = key.wrapping_sub(pk);
+        pk = key;
+        if low == 0 {
+            put_varint(keys, d);
+        } else {
+            put_varint(keys, d >> (8 * low));
+            key_low.extend_from_slice(&d.to_le_bytes()[..low]);
+        }
+        put_varint(seqs, zigzag(seq.wrapping_sub(ps)));
+        ps = seq;
+    }
+}
+
 /// Encode rows column-wise with their own policy table.
 pub fn encode_columns(rows: &Rows, set: &PolicySet) -> Columns {
     let (policies, remap) = file_table(&rows.pol, set);
+    let low = choose_low_bytes(&rows.keys);
+    let prefix = choose_prefix((0..rows.len()).map(|i| (rows.id_bytes(i), rows.seqs[i])));
     let mut c = Columns {
-        ids: Vec::new(),
+        ids: Vec::with_capacity(rows.len()),
         keys: Vec::with_capacity(rows.len() * 2),
-        seqs: Vec::with_capacity(rows.len() * 3),
+        seqs: Vec::with_capacity(rows.len() * 2),
         count: rows.len() as u64,
         policy: Vec::with_capacity(rows.len()),
+        key_low: Vec::with_capacity(rows.len() * low),
         policies,
+        id_prefix: String::from_utf8(prefix).unwrap_or_default(),
     };
-    let mut prev = 0;
+    put_keys(
+        (0..rows.len()).map(|i| (rows.keys[i], rows.seqs[i])),
+        low,
+        &mut c.keys,
+        &mut c.key_low,
+        &mut c.seqs,
+    );
+    let prefix = c.id_prefix.as_bytes();
     for i in 0..rows.len() {
-        put_varint(&mut c.keys, rows.keys[i] - prev);
-        prev = rows.keys[i];
-        put_varint(&mut c.seqs, rows.seqs[i]);
-        let id = rows.id(i).as_bytes();
-        put_varint(&mut c.ids, id.len() as u64);
-        c.ids.extend_from_slice(id);
+        let id = rows.id_bytes(i);
+        if is_derived(id, prefix, rows.seqs[i]) {
+            c.ids.push(0);
+        } else {
+            put_varint(&mut c.ids, id.len() as u64);
+            c.ids.extend_from_slice(id);
+        }
         put_varint(&mut c.policy, remap[&rows.pol[i]]);
     }
     c
 }
 
 fn encode_keys(keys: &[(u64, u64)]) -> KeyColumns {
+    let ks: Vec<u64> = keys.iter().map(|k| k.0).collect();
+    let low = choose_low_bytes(&ks);
     let mut k = KeyColumns {
         keys: Vec::new(),
         seqs: Vec::new(),
         count: keys.len() as u64,
+        key_low: Vec::new(),
     };
-    let mut prev = 0;
-    for &(key, seq) in keys {
-        put_varint(&mut k.keys, key - prev);
-        prev = key;
-        put_varint(&mut k.seqs, seq);
-    }
+    put_keys(
+        keys.iter().copied(),
+        low,
+        &mut k.keys,
+        &mut k.key_low,
+        &mut k.seqs,
+    );
     k
+}
+
+/// One row exactly as a column blob holds it: key, seq, id and the index
+/// into the file's own policy table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRow {
+    pub key: u64,
+    pub seq: u64,
+    pub id: String,
+    pub policy: u64,
+}
+
+/// Column blobs holding exactly `rows` in the given order — which may break
+/// the order rules; tools and tests build defective files with it — with
+/// `policies` as the table, `low` bytes of each key delta in `key_low`, and
+/// `id_prefix` (ids equal to it ‖ decimal seq are written derived). Keys must
+/// not decrease (they are delta-coded).
+pub fn columns_from_raw(
+    rows: &[RawRow],
+    policies: Vec<Policy>,
+    id_prefix: &str,
+    low: usize,
+) -> Columns {
+    let mut c = Columns {
+        ids: Vec::new(),
+        keys: Vec::new(),
+        seqs: Vec::new(),
+        count: rows.len() as u64,
+        policy: Vec::new(),
+        key_low: Vec::new(),
+        policies,
+        id_prefix: id_prefix.to_string(),
+    };
+    put_keys(
+        rows.iter().map(|r| (r.key, r.seq)),
+        low,
+        &mut c.keys,
+        &mut c.key_low,
+        &mut c.seqs,
+    );
+    for r in rows {
+        if is_derived(r.id.as_bytes(), id_prefix.as_bytes(), r.seq) {
+            c.ids.push(0);
+        } else {
+            put_varint(&mut c.ids, r.id.len() as u64);
+            c.ids.extend_from_slice(r.id.as_bytes());
+        }
+        put_varint(&mut c.policy, r.policy);
+    }
+    c
+}
+
+/// The rows of a well-formed column blob in file order, without the order and
+/// table checks of [`decode_columns`] (for tools and tests); `None` when the
+/// blobs do not parse.
+pub fn raw_of_columns(c: &Columns) -> Option<Vec<RawRow>> {
+    let pairs = raw_keys(&c.keys, &c.key_low, &c.seqs, c.count)?;
+    let mut ir = VarintReader {
+        buf: &c.ids,
+        pos: 0,
+    };
+    let mut pr = VarintReader {
+        buf: &c.policy,
+        pos: 0,
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (key, seq) in pairs {
+        let n = usize::try_from(ir.next()?).ok()?;
+        let id = if n == 0 {
+            let mut buf = [0u8; 20];
+            format!(
+                "{}{}",
+                c.id_prefix,
+                std::str::from_utf8(decimal(seq, &mut buf)).ok()?
+            )
+        } else {
+            let b = c.ids.get(ir.pos..ir.pos.checked_add(n)?)?;
+            ir.pos += n;
+            String::from_utf8(b.to_vec()).ok()?
+        };
+        out.push(RawRow {
+            key,
+            seq,
+            id,
+            policy: pr.next()?,
+        });
+    }
+    Some(out)
+}
+
+/// A deletion column holding `dels` in the given order, `low` bytes of each
+/// key delta in `key_low` (for tools and tests).
+pub fn key_columns_from_raw(dels: &[(u64, u64)], low: usize) -> KeyColumns {
+    let mut k = KeyColumns {
+        keys: Vec::new(),
+        seqs: Vec::new(),
+        count: dels.len() as u64,
+        key_low: Vec::new(),
+    };
+    put_keys(
+        dels.iter().copied(),
+        low,
+        &mut k.keys,
+        &mut k.key_low,
+        &mut k.seqs,
+    );
+    k
+}
+
+/// The `(key, seq)` pairs of a well-formed deletion column, in file order.
+pub fn raw_of_key_columns(k: &KeyColumns) -> Option<Vec<(u64, u64)>> {
+    raw_keys(&k.keys, &k.key_low, &k.seqs, k.count)
+}
+
+fn raw_keys(keys: &[u8], key_low: &[u8], seqs: &[u8], count: u64) -> Option<Vec<(u64, u64)>> {
+    let low = low_bytes_of(key_low, count).ok()?;
+    let mut kr = VarintReader { buf: keys, pos: 0 };
+    let mut sr = VarintReader { buf: seqs, pos: 0 };
+    let (mut key, mut seq) = (0u64, 0u64);
+    (0..count.min(keys.len() as u64) as usize)
+        .map(|i| {
+            key = key.wrapping_add(delta_of(kr.next()?, key_low, low, i)?);
+            seq = seq.wrapping_add(unzigzag(sr.next()?));
+            Some((key, seq))
+        })
+        .collect()
+}
+
+/// The low-byte count of a `key_low` blob for `count` rows: its length over
+/// `count`, which must divide it exactly and be at most 7.
+fn low_bytes_of(key_low: &[u8], count: u64) -> Result<usize, &'static str> {
+    if count == 0 {
+        return if key_low.is_empty() {
+            Ok(0)
+        } else {
+            Err("key_low holds bytes but there are no rows")
+        };
+    }
+    let len = key_low.len() as u64;
+    if !len.is_multiple_of(count) || len / count > 7 {
+        return Err("key_low is not 0-7 bytes per row");
+    }
+    Ok((len / count) as usize)
+}
+
+/// Row `i`'s key delta from its varint `high` part and `low` bytes of
+/// `key_low`; `None` when it does not fit in 64 bits.
+fn delta_of(high: u64, key_low: &[u8], low: usize, i: usize) -> Option<u64> {
+    if low == 0 {
+        return Some(high);
+    }
+    if high >> (64 - 8 * low) != 0 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b[..low].copy_from_slice(key_low.get(i * low..(i + 1) * low)?);
+    Some((high << (8 * low)) | u64::from_le_bytes(b))
 }
 
 /// Decode key/seq columns, checking strict `(key, seq)` order and bounds.
 fn decode_keys(
     file: &str,
     what: &str,
-    keys: &[u8],
-    seqs: &[u8],
+    k: (&[u8], &[u8], &[u8]),
     count: u64,
     range: (u64, u64),
 ) -> VResult<Vec<(u64, u64)>> {
+    let (keys, key_low, seqs) = k;
     let bad = |d: String| reject(file, "malformed_data", format!("{what}: {d}"));
-    let mut kr = VarintReader { buf: keys, pos: 0 };
-    let mut sr = VarintReader { buf: seqs, pos: 0 };
     // A varint takes at least one byte, so a count above the blob length is a lie
     // and is refused before any allocation.
     if count > keys.len() as u64 {
         return Err(bad("count exceeds the key column".into()));
     }
+    let low = low_bytes_of(key_low, count).map_err(|e| bad(e.into()))?;
+    let mut kr = VarintReader { buf: keys, pos: 0 };
+    let mut sr = VarintReader { buf: seqs, pos: 0 };
     let mut out = Vec::with_capacity(count as usize);
     let mut prev: Option<(u64, u64)> = None;
-    let mut key = 0u64;
-    for _ in 0..count {
-        let delta = kr
+    let (mut key, mut seq) = (0u64, 0u64);
+    for i in 0..count as usize {
+        let high = kr
             .next()
             .ok_or_else(|| bad("key column is truncated or not minimal LEB128".into()))?;
+        let delta =
+            delta_of(high, key_low, low, i).ok_or_else(|| bad("a key delta overflows".into()))?;
         key = key
             .checked_add(delta)
             .ok_or_else(|| bad("key overflows".into()))?;
-        let seq = sr
+        let z = sr
             .next()
             .ok_or_else(|| bad("seq column is truncated or not minimal LEB128".into()))?;
+        seq = seq.wrapping_add(unzigzag(z));
         if seq == 0 {
             return Err(bad("seq 0 is not allowed".into()));
         }
@@ -441,7 +747,13 @@ pub fn decode_columns(
         prev_bytes = Some(b);
         ids_map.push(set.intern(p));
     }
-    let pairs = decode_keys(file, "rows", &c.keys, &c.seqs, c.count, range)?;
+    let prefix = c.id_prefix.as_bytes();
+    if prefix.len() > MAX_ID_LEN || !prefix.iter().all(u8::is_ascii_graphic) {
+        return Err(bad(
+            "id_prefix is longer than 255 bytes or not printable ASCII".into(),
+        ));
+    }
+    let pairs = decode_keys(file, "rows", (&c.keys, &c.key_low, &c.seqs), c.count, range)?;
     let mut ir = VarintReader {
         buf: &c.ids,
         pos: 0,
@@ -451,42 +763,56 @@ pub fn decode_columns(
         pos: 0,
     };
     let mut used = vec![false; c.policies.len()];
-    let mut rows = Rows::default();
+    let mut derived_any = false;
+    let mut rows = Rows::with_capacity(pairs.len(), pairs.len() * (prefix.len() + 8));
     for (key, seq) in pairs {
         let n = ir
             .next()
-            .ok_or_else(|| bad("id column is truncated".into()))? as usize;
-        let start = ir.pos;
-        let id = c
-            .ids
-            .get(start..start.saturating_add(n))
-            .ok_or_else(|| bad("id column is truncated".into()))?;
-        if !valid_id(id) {
-            return Err(bad(
-                "an id is empty, longer than 255 bytes or not printable ASCII".into(),
-            ));
-        }
-        ir.pos += n;
+            .ok_or_else(|| bad("id column is truncated or not minimal LEB128".into()))?;
         let pi = pr
             .next()
-            .ok_or_else(|| bad("policy column is truncated".into()))?;
+            .ok_or_else(|| bad("policy column is truncated or not minimal LEB128".into()))?;
         let slot = usize::try_from(pi)
             .ok()
             .filter(|&i| i < c.policies.len())
             .ok_or_else(|| bad(format!("policy index {pi} is outside the table")))?;
         used[slot] = true;
-        rows.push(
-            key,
-            seq,
-            std::str::from_utf8(id).unwrap_or(""),
-            ids_map[slot],
-        );
+        if n == 0 {
+            let mut buf = [0u8; 20];
+            let digits = decimal(seq, &mut buf);
+            if prefix.len() + digits.len() > MAX_ID_LEN {
+                return Err(bad("a derived id is longer than 255 bytes".into()));
+            }
+            derived_any = true;
+            rows.push_parts(key, seq, prefix, digits, ids_map[slot]);
+            continue;
+        }
+        let start = ir.pos;
+        let id = usize::try_from(n)
+            .ok()
+            .and_then(|n| c.ids.get(start..start.checked_add(n)?))
+            .ok_or_else(|| bad("id column is truncated".into()))?;
+        if !valid_id(id) {
+            return Err(bad(
+                "an id is longer than 255 bytes or not printable ASCII".into()
+            ));
+        }
+        if is_derived(id, prefix, seq) {
+            return Err(bad(
+                "an id equal to id_prefix and its seq is written literally".into(),
+            ));
+        }
+        ir.pos += id.len();
+        rows.push_parts(key, seq, id, &[], ids_map[slot]);
     }
     if !ir.done() || !pr.done() {
         return Err(bad("columns hold more data than count says".into()));
     }
     if used.iter().any(|u| !u) {
         return Err(bad("policy table holds a policy no row uses".into()));
+    }
+    if !derived_any && !prefix.is_empty() {
+        return Err(bad("id_prefix is set but no id is derived from it".into()));
     }
     Ok(rows)
 }
@@ -748,8 +1074,7 @@ pub fn decode_layer(
     let dels = decode_keys(
         file,
         "dels",
-        &doc.dels.keys,
-        &doc.dels.seqs,
+        (&doc.dels.keys, &doc.dels.key_low, &doc.dels.seqs),
         doc.dels.count,
         (0, KEY_SPACE),
     )?;
@@ -883,5 +1208,164 @@ mod tests {
             pos: 0,
         };
         assert_eq!(r.next(), None);
+    }
+
+    fn policy(n: u8) -> Policy {
+        crate::testsite::policy(&format!("Label {n}"), n.is_multiple_of(2))
+    }
+
+    /// Rows with the given (key, seq, id), policies cycling over three.
+    fn rows(list: &[(u64, u64, &str)]) -> (Rows, PolicySet) {
+        let mut set = PolicySet::default();
+        let mut r = Rows::default();
+        for (i, &(k, s, id)) in list.iter().enumerate() {
+            r.push(k, s, id, set.intern(&policy((i % 3) as u8)));
+        }
+        (r, set)
+    }
+
+    fn decode(c: &Columns) -> VResult<Rows> {
+        decode_columns(
+            "f",
+            c,
+            (0, KEY_SPACE),
+            &Limits::DEFAULT,
+            &mut PolicySet::default(),
+        )
+    }
+
+    fn code(c: &Columns) -> &'static str {
+        decode(c).err().map_or("ok", |e| e.code)
+    }
+
+    #[test]
+    fn columns_round_trip_with_derived_ids_split_keys_and_seq_deltas() {
+        let mut rng = 0x1234_5678_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for spread in [3u64, 1 << 20, 1 << 34, KEY_SPACE / 40] {
+            let mut key = 0;
+            let mut list: Vec<(u64, u64, String)> = Vec::new();
+            for i in 0..32u64 {
+                key += 1 + next() % spread;
+                let seq = 1 + next() % 1_000_000;
+                let id = if i % 4 == 0 {
+                    format!("X{seq}")
+                } else {
+                    format!("CR-{seq}")
+                };
+                list.push((key, seq, id));
+            }
+            let refs: Vec<(u64, u64, &str)> =
+                list.iter().map(|(k, s, i)| (*k, *s, i.as_str())).collect();
+            let (r, set) = rows(&refs);
+            let c = encode_columns(&r, &set);
+            assert_eq!(c.id_prefix, "CR-");
+            // 24 derived ids cost one byte each; the 8 others are written out.
+            let literal: usize = (0..r.len())
+                .filter(|&i| r.id(i).starts_with('X'))
+                .map(|i| 1 + r.id(i).len())
+                .sum();
+            assert_eq!(c.ids.len(), 24 + literal);
+            let low = c.key_low.len() / 32;
+            assert_eq!(low, choose_low_bytes(&r.keys));
+            assert!(spread > 1 << 16 || low == 0, "spread {spread} low {low}");
+            let back = decode(&c).unwrap();
+            assert_eq!(back.keys, r.keys);
+            assert_eq!(back.seqs, r.seqs);
+            for i in 0..r.len() {
+                assert_eq!(back.id(i), r.id(i));
+            }
+            // The raw helpers read and write the same blobs.
+            let raw = raw_of_columns(&c).unwrap();
+            assert_eq!(
+                columns_from_raw(&raw, c.policies.clone(), &c.id_prefix, low),
+                c
+            );
+        }
+        // Uniformly spread keys put three low bytes aside at 10^7 keys.
+        let uniform: Vec<u64> = (1..=1000u64)
+            .map(|i| i * (KEY_SPACE / 10_000_000))
+            .collect();
+        assert_eq!(choose_low_bytes(&uniform), 3);
+        assert_eq!(choose_low_bytes(&[5, 6, 8, 9, 400_000]), 0);
+        // Seq deltas wrap: any seq follows any other.
+        for (a, b) in [(1u64, u64::MAX), (u64::MAX, 1), (5, 5 + (1 << 63))] {
+            assert_eq!(a.wrapping_add(unzigzag(zigzag(b.wrapping_sub(a)))), b);
+        }
+        assert_eq!(
+            [0, 1, 2, 3, 4].map(|d: i64| zigzag(d as u64)),
+            [0, 2, 4, 6, 8]
+        );
+        assert_eq!(zigzag(u64::MAX), 1);
+    }
+
+    #[test]
+    fn columns_refuse_every_second_encoding() {
+        let (r, set) = rows(&[(10, 7, "CR-7"), (20, 8, "CR-8"), (30, 9, "D9")]);
+        let good = encode_columns(&r, &set);
+        assert_eq!(code(&good), "ok");
+        // A derivable id written literally.
+        let mut raw = raw_of_columns(&good).unwrap();
+        let lit = columns_from_raw(&raw, good.policies.clone(), "", 0);
+        let mut c = lit.clone();
+        c.id_prefix = "CR-".into();
+        assert_eq!(code(&c), "malformed_data");
+        // A prefix no row uses.
+        raw[0].id = "A7".into();
+        raw[1].id = "A8".into();
+        let c = columns_from_raw(&raw, good.policies.clone(), "Z", 0);
+        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(
+            code(&columns_from_raw(&raw, good.policies.clone(), "", 0)),
+            "ok"
+        );
+        // key_low not a whole number of bytes per row, or more than 7.
+        let mut c = good.clone();
+        c.key_low = vec![0; 4];
+        assert_eq!(code(&c), "malformed_data");
+        let c8 = columns_from_raw(
+            &raw_of_columns(&good).unwrap(),
+            good.policies.clone(),
+            "CR-",
+            7,
+        );
+        assert_eq!(code(&c8), "ok");
+        let mut c = c8.clone();
+        c.key_low.extend([0; 3]);
+        assert_eq!(code(&c), "malformed_data");
+        // A high part that does not fit once shifted.
+        let mut c = c8.clone();
+        c.keys.clear();
+        put_varint(&mut c.keys, 1 << 8);
+        put_varint(&mut c.keys, 0);
+        put_varint(&mut c.keys, 0);
+        assert_eq!(code(&c), "malformed_data");
+        // No rows but low bytes.
+        let (e, eset) = rows(&[]);
+        let mut c = encode_columns(&e, &eset);
+        assert_eq!(code(&c), "ok");
+        c.key_low = vec![1];
+        assert_eq!(code(&c), "malformed_data");
+        // Prefixes: printable, and a derived id fits in 255 bytes.
+        let mut c = good.clone();
+        c.id_prefix = "CR -".into();
+        assert_eq!(code(&c), "malformed_data");
+        let mut c = good.clone();
+        c.id_prefix = "C".repeat(255);
+        assert_eq!(code(&c), "malformed_data");
+        // Seq 0 reached through a delta.
+        let mut c = good.clone();
+        c.seqs[1] = zigzag(0u64.wrapping_sub(7)) as u8;
+        assert_eq!(code(&c), "malformed_data");
+        // Deletion columns share the key and seq coding.
+        let dels = [(5u64, 3u64), (1 << 40, 1), (1 << 41, 9)];
+        let k = key_columns_from_raw(&dels, 2);
+        assert_eq!(raw_of_key_columns(&k).unwrap(), dels);
+        assert_eq!(encode_keys(&dels).key_low.len(), 3 * 5);
     }
 }
