@@ -255,7 +255,7 @@ impl ChunkTable {
 /// A least-recently-filled cache bounded by a byte budget.
 #[derive(Debug)]
 struct Lru<K, V> {
-    map: HashMap<K, Rc<V>>,
+    map: HashMap<K, Rc<V>, FastHash>,
     order: VecDeque<K>,
     bytes: usize,
 }
@@ -263,7 +263,7 @@ struct Lru<K, V> {
 impl<K, V> Default for Lru<K, V> {
     fn default() -> Self {
         Lru {
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             bytes: 0,
         }
@@ -306,7 +306,7 @@ pub struct Index {
     ranges: Vec<RangeEntry>,
     leaves: Vec<[u8; 32]>,
     policies: Vec<Policy>,
-    by_hash: HashMap<[u8; 32], u32>,
+    by_hash: HashMap<[u8; 32], u32, FastHash>,
     cache: RefCell<Cache>,
     cache_budget: usize,
 }
@@ -363,7 +363,7 @@ impl Index {
             return Err(bad("too many policies"));
         }
         let mut policies = Vec::new();
-        let mut by_hash = HashMap::new();
+        let mut by_hash: HashMap<[u8; 32], u32, FastHash> = HashMap::default();
         for _ in 0..n_pol {
             r.read_exact(&mut b4).map_err(trunc)?;
             pos += 4;
@@ -683,12 +683,56 @@ impl Index {
     }
 }
 
+/// A fast, non-cryptographic hasher for small integer keys (FxHash's
+/// multiply-rotate): lookups run once per checked ISRC, where SipHash costs
+/// more than the rest of the probe. Keys are not attacker-chosen (they come
+/// from verified files and from the caller's own input).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+        for &b in words.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// [`FastHasher`] as a `BuildHasher`.
+pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
+
 /// The prefix table, indexed by (specificity, scope start) so each lookup is
 /// two hash probes: the ISRC's registrant and its registrant-year.
 #[derive(Debug, Default)]
 pub struct PrefixTable {
     records: Vec<Record>,
-    by_scope: HashMap<(u8, u64), Vec<usize>>,
+    by_scope: HashMap<(u8, u64), Vec<usize>, FastHash>,
 }
 
 /// Keys per registrant (`CC-XXX`) and per registrant-year (`CC-XXX-YY`).
@@ -697,7 +741,7 @@ const REGISTRANT_YEAR_SPAN: u64 = 100_000;
 
 impl PrefixTable {
     pub fn new(records: Vec<Record>) -> PrefixTable {
-        let mut by_scope: HashMap<(u8, u64), Vec<usize>> = HashMap::new();
+        let mut by_scope: HashMap<(u8, u64), Vec<usize>, FastHash> = HashMap::default();
         for (i, r) in records.iter().enumerate() {
             by_scope
                 .entry((r.scope.specificity(), r.scope.key_range().0))
@@ -713,6 +757,23 @@ impl PrefixTable {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// Which prefix entries cover `isrc`, as an opaque pair (the groups of its
+    /// registrant and of its registrant-year; `u32::MAX` for none): two ISRCs
+    /// with equal pairs are covered by exactly the same prefix entries.
+    pub fn cover_key(&self, isrc: Isrc) -> (u32, u32) {
+        let k = isrc.key();
+        let group = |p: (u8, u64)| {
+            self.by_scope
+                .get(&p)
+                .and_then(|v| v.first())
+                .map_or(u32::MAX, |&i| i as u32)
+        };
+        (
+            group((1, k - k % REGISTRANT_SPAN)),
+            group((2, k - k % REGISTRANT_YEAR_SPAN)),
+        )
     }
 
     /// The prefix entries whose scope covers `isrc`.

@@ -1,8 +1,6 @@
 //! The lookup rule (SPEC.md §8) as a pure function over the entries that cover
 //! one ISRC. No I/O, no clock: the caller passes the time.
 
-use std::collections::BTreeMap;
-
 use crate::isrc::{Isrc, IsrcError};
 use crate::model::{Decision, Entry, Pref, Reason, Use};
 use crate::time::Day;
@@ -124,18 +122,17 @@ pub fn lookup<'a>(q: &Question, entries: impl IntoIterator<Item = Entry<'a>>) ->
 
     // Step 4: per declarant, its most specific candidate that speaks to the use
     // (higher seq first within one specificity).
-    let mut by_declarant: BTreeMap<&str, Vec<&Entry<'a>>> = BTreeMap::new();
-    for e in &kept {
-        by_declarant
-            .entry(e.policy.declarant.id.as_str())
-            .or_default()
-            .push(e);
-    }
+    // Grouped by declarant id (in id order), each group most specific and
+    // then highest seq first: one sort instead of a map of vectors.
+    kept.sort_unstable_by(|a, b| {
+        a.policy
+            .declarant
+            .id
+            .cmp(&b.policy.declarant.id)
+            .then((b.scope.specificity(), b.seq).cmp(&(a.scope.specificity(), a.seq)))
+    });
     let mut decided: Vec<(Decision, &Entry<'a>)> = Vec::new();
-    for group in by_declarant.values_mut() {
-        group.sort_unstable_by(|a, b| {
-            (b.scope.specificity(), b.seq).cmp(&(a.scope.specificity(), a.seq))
-        });
+    for group in kept.chunk_by(|a, b| a.policy.declarant.id == b.policy.declarant.id) {
         if let Some((p, e)) = group
             .iter()
             .map(|e| (e.policy.resolve(q.use_), *e))
