@@ -403,6 +403,7 @@ fn publish_in_snapshot(
         prefixes: prefix_ref,
         previous: prev.as_ref().map(|p| p.manifest_sha256),
         state_root: [0; 32],
+        prefix_leaf: state::prefix_leaf(&prefixes),
     };
     manifest.state_root = state::merkle_root(&state::leaves_of(&manifest));
     let manifest_bytes =

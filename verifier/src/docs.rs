@@ -218,6 +218,10 @@ pub struct Manifest {
     /// RFC 6962 Merkle tree head over [prefix leaf, range leaves…].
     #[serde(with = "crate::cbor::bytes32")]
     pub state_root: [u8; 32],
+    /// Leaf 0: the prefix table's entries (SPEC.md §6), so a receipt proves
+    /// the few prefix entries covering an ISRC without carrying the table.
+    #[serde(with = "crate::cbor::bytes32")]
+    pub prefix_leaf: [u8; 32],
 }
 
 impl Manifest {

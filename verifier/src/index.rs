@@ -751,6 +751,11 @@ impl PrefixTable {
         PrefixTable { records, by_scope }
     }
 
+    /// The entries, in table order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }

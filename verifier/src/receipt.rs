@@ -1,8 +1,8 @@
 //! Consent receipts (SPEC.md §13): self-contained, offline proofs of what the
 //! registry said. A receipt carries the signed documents (root chain, head,
-//! manifest), the prefix table, and for each answer the chunk(s) of the exact
-//! entries around the ISRC with RFC 6962 audit paths up to the manifest's
-//! state root. Verifying needs nothing but a pinned root: the answer is
+//! manifest) and, for each answer, the 16-entry chunk(s) of the exact entries
+//! around the ISRC and of the prefix entries around its registrant and
+//! registrant-year, with RFC 6962 audit paths up to the manifest's state root. Verifying needs nothing but a pinned root: the answer is
 //! recomputed with [`crate::lookup::lookup`] and must equal the recorded one.
 //!
 //! Core module: no I/O. The same format holds one answer or a batch; in a
@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::cbor;
-use crate::columns::decode_prefixes;
 use crate::declaration::Record;
 use crate::docs::{Manifest, Role, Root};
 use crate::envelope::{Envelope, MANIFEST_TYPE, sha256};
@@ -25,7 +24,8 @@ use crate::lookup::{Answer, Question};
 use crate::model::{Entry, Policy, Use, parse_territory};
 use crate::state::{
     CHUNK, ENTRY_FIXED, MerkleTree, chunk_count, chunk_hash, leaves_of, merkle_root, policy_hash,
-    range_leaf_of_root, root_from_path, verify_inclusion,
+    prefix_chunk_hashes, prefix_key, prefix_leaf_of_root, range_leaf_of_root, root_from_path,
+    verify_inclusion,
 };
 use crate::time::{format_date, parse_date};
 use crate::verify::{self, Expiry};
@@ -57,13 +57,28 @@ pub struct Receipt {
     pub answers: Vec<AnswerRecord>,
     /// The manifest envelope the answers come from.
     pub manifest: ByteBuf,
-    /// Canonical CBOR of each policy an exact entry of a question uses.
+    /// Canonical CBOR of each policy an entry covering a question uses.
     pub policies: Vec<ByteBuf>,
-    /// The compressed prefix table file (leaf 0 of the state root).
-    pub prefixes: ByteBuf,
-    /// Audit path of leaf 0 (the prefix table's SHA-256) to the state root.
+    /// Chunks of the prefix table (leaf 0 of the state root).
+    pub prefixes: PrefixProof,
+}
+
+/// Leaf 0 of the state root and some chunks of the prefix entry stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixProof {
+    /// Audit path of the prefix leaf (leaf 0) to the state root.
     #[serde(with = "crate::cbor::vec_bytes32")]
-    pub prefix_path: Vec<[u8; 32]>,
+    pub path: Vec<[u8; 32]>,
+    /// Entries in the prefix table.
+    pub count: u64,
+    /// Chunks in the prefix table: ceil(count / 16).
+    pub total: u64,
+    /// The chunks carried, by increasing chunk index.
+    pub chunks: Vec<ChunkProof>,
+    /// Empty, or all `total` chunk hashes (each chunk's path is then empty).
+    #[serde(with = "crate::cbor::vec_bytes32")]
+    pub hashes: Vec<[u8; 32]>,
 }
 
 /// One range of the manifest and some of its chunks.
@@ -109,6 +124,10 @@ pub struct AnswerRecord {
     /// `[first, end)` chunk indexes of the range that bracket the key.
     pub chunks: Vec<u64>,
     pub question: QuestionText,
+    /// `[first, end)` chunk indexes of the prefix table that bracket the
+    /// ISRC's registrant and registrant-year scopes; empty for an invalid
+    /// ISRC or an empty prefix table.
+    pub prefix_chunks: Vec<u64>,
 }
 
 /// The question as asked.
@@ -175,16 +194,18 @@ impl Receipt {
             "roots": self.roots.iter().map(|b| hx(b)).collect::<Vec<_>>(),
             "head": hx(&self.head),
             "manifest": hx(&self.manifest),
-            "prefixes": hx(&self.prefixes),
-            "prefix_path": hl(&self.prefix_path),
+            "prefixes": {
+                "count": self.prefixes.count, "total": self.prefixes.total,
+                "path": hl(&self.prefixes.path),
+                "hashes": hl(&self.prefixes.hashes),
+                "chunks": chunks_json(&self.prefixes.chunks),
+            },
             "policies": self.policies.iter().map(|b| hx(b)).collect::<Vec<_>>(),
             "ranges": self.ranges.iter().map(|r| serde_json::json!({
                 "index": r.index, "lo": r.lo, "hi": r.hi, "count": r.count, "total": r.total,
                 "path": hl(&r.path),
                 "hashes": hl(&r.hashes),
-                "chunks": r.chunks.iter().map(|c| serde_json::json!({
-                    "index": c.index, "bytes": hx(&c.bytes), "path": hl(&c.path),
-                })).collect::<Vec<_>>(),
+                "chunks": chunks_json(&r.chunks),
             })).collect::<Vec<_>>(),
             "answers": self.answers.iter().map(|a| serde_json::json!({
                 "question": {
@@ -195,10 +216,48 @@ impl Receipt {
                     "decision": a.answer.decision, "reason": a.answer.reason,
                     "decided_by": a.answer.decided_by,
                 },
-                "range": a.range, "chunks": a.chunks,
+                "range": a.range, "chunks": a.chunks, "prefix_chunks": a.prefix_chunks,
             })).collect::<Vec<_>>(),
         })
     }
+}
+
+fn chunks_json(chunks: &[ChunkProof]) -> Vec<serde_json::Value> {
+    chunks
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "index": c.index,
+                "bytes": hex::encode(&c.bytes),
+                "path": c.path.iter().map(hex::encode).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// The prefix keys (SPEC.md §6) of the two scopes that can cover `isrc`: its
+/// registrant's and its registrant-year's. The first is below the second.
+pub fn prefix_targets(isrc: Isrc) -> (u64, u64) {
+    let k = isrc.key();
+    let reg = Scope::Registrant(k / 10_000_000);
+    let year = Scope::RegistrantYear(k / 100_000);
+    (prefix_key(reg), prefix_key(year))
+}
+
+/// The run of chunks `[s, e)` of a sorted key list cut into [`CHUNK`]-entry
+/// chunks that brackets every key in `[t1, t2]`: the first chunk starts
+/// below `t1` (or is chunk 0), the last ends above `t2` (or is the last).
+pub fn bracket(keys: &[u64], t1: u64, t2: u64) -> (usize, usize) {
+    let total = keys.len().div_ceil(CHUNK);
+    let a = keys.partition_point(|&k| k < t1);
+    let b = keys.partition_point(|&k| k <= t2);
+    let s = if a == 0 { 0 } else { (a - 1) / CHUNK };
+    let e = if b == keys.len() {
+        total
+    } else {
+        b / CHUNK + 1
+    };
+    (s, e)
 }
 
 // ---- building ------------------------------------------------------------
@@ -224,6 +283,44 @@ struct RangeAcc {
     chunks: BTreeMap<usize, Vec<u8>>,
 }
 
+impl RangeAcc {
+    /// The carried chunks `need`, with audit paths or, when that is smaller,
+    /// with every chunk hash of the tree listed once.
+    fn proofs(&self, need: &std::collections::BTreeSet<usize>) -> (Vec<ChunkProof>, Vec<[u8; 32]>) {
+        let total = self.hashes.len();
+        let depth = usize::BITS - total.saturating_sub(1).leading_zeros();
+        let all_hashes = need.len() * depth as usize > total;
+        let chunks = need
+            .iter()
+            .map(|c| ChunkProof {
+                path: if all_hashes {
+                    Vec::new()
+                } else {
+                    self.tree.path(*c)
+                },
+                bytes: ByteBuf::from(self.chunks.get(c).cloned().unwrap_or_default()),
+                index: *c as u64,
+            })
+            .collect();
+        let hashes = if all_hashes {
+            self.hashes.clone()
+        } else {
+            Vec::new()
+        };
+        (chunks, hashes)
+    }
+}
+
+/// The prefix table as chunks of its entry stream, for proofs.
+#[derive(Debug)]
+struct PrefixAcc {
+    acc: RangeAcc,
+    /// `prefix_key` of each entry, in order.
+    keys: Vec<u64>,
+    /// Policy hash of each entry, in order.
+    policies: Vec<[u8; 32]>,
+}
+
 /// Collects answers into one receipt (a batch) or one receipt per answer.
 #[derive(Debug)]
 pub struct Builder {
@@ -231,7 +328,7 @@ pub struct Builder {
     head: Vec<u8>,
     manifest_bytes: Vec<u8>,
     manifest: Manifest,
-    prefixes: Vec<u8>,
+    prefix: PrefixAcc,
     leaves: MerkleTree,
     ranges: BTreeMap<usize, RangeAcc>,
     policies: BTreeMap<[u8; 32], Vec<u8>>,
@@ -244,18 +341,45 @@ impl Builder {
         head: Vec<u8>,
         manifest_bytes: Vec<u8>,
         manifest: Manifest,
-        prefixes: Vec<u8>,
+        prefixes: &[Record],
     ) -> Builder {
         let leaves = MerkleTree::new(&leaves_of(&manifest));
+        let hashes = prefix_chunk_hashes(prefixes);
+        let mut chunks = BTreeMap::new();
+        let mut policies = BTreeMap::new();
+        for (c, part) in prefixes.chunks(CHUNK).enumerate() {
+            let mut bytes = Vec::new();
+            for r in part {
+                let ph = policy_hash(&r.policy);
+                bytes.extend_from_slice(&prefix_key(r.scope).to_be_bytes());
+                bytes.extend_from_slice(&r.seq.to_be_bytes());
+                bytes.push(r.id.len() as u8);
+                bytes.extend_from_slice(r.id.as_bytes());
+                bytes.extend_from_slice(&ph);
+                policies
+                    .entry(ph)
+                    .or_insert_with(|| cbor::to_vec(&r.policy));
+            }
+            chunks.insert(c, bytes);
+        }
+        let prefix = PrefixAcc {
+            acc: RangeAcc {
+                tree: MerkleTree::new(&hashes),
+                hashes,
+                chunks,
+            },
+            keys: prefixes.iter().map(|r| prefix_key(r.scope)).collect(),
+            policies: prefixes.iter().map(|r| policy_hash(&r.policy)).collect(),
+        };
         Builder {
             roots,
             head,
             manifest_bytes,
             manifest,
-            prefixes,
+            prefix,
             leaves,
             ranges: BTreeMap::new(),
-            policies: BTreeMap::new(),
+            policies,
             answers: Vec::new(),
         }
     }
@@ -292,7 +416,15 @@ impl Builder {
             answer: AnswerText::of(answer),
             chunks: Vec::new(),
             question,
+            prefix_chunks: Vec::new(),
         };
+        if let Some(q) = q
+            && !self.prefix.keys.is_empty()
+        {
+            let (t1, t2) = prefix_targets(q.isrc);
+            let (s, e) = bracket(&self.prefix.keys, t1, t2);
+            rec.prefix_chunks = vec![s as u64, e as u64];
+        }
         let mut range = None;
         if let Some(h) = hit {
             let acc = self.ranges.entry(h.index).or_insert_with(|| RangeAcc {
@@ -329,9 +461,28 @@ impl Builder {
     fn receipt_for(&self, which: &[usize]) -> Receipt {
         // The ranges, chunks and policies these answers need.
         let mut need: BTreeMap<usize, std::collections::BTreeSet<usize>> = BTreeMap::new();
+        let mut need_prefix = std::collections::BTreeSet::new();
         let mut pols: std::collections::BTreeSet<[u8; 32]> = std::collections::BTreeSet::new();
         for &i in which {
             let (rec, range) = &self.answers[i];
+            if let ([s, e], Some(isrc)) = (
+                rec.prefix_chunks.as_slice(),
+                rec.question
+                    .isrc
+                    .as_deref()
+                    .and_then(|s| Isrc::parse(s).ok()),
+            ) {
+                need_prefix.extend(*s as usize..*e as usize);
+                // Policies of the prefix entries that cover the ISRC.
+                let (t1, t2) = prefix_targets(isrc);
+                let first = (*s as usize) * CHUNK;
+                let end = ((*e as usize) * CHUNK).min(self.prefix.keys.len());
+                for j in first..end {
+                    if self.prefix.keys[j] == t1 || self.prefix.keys[j] == t2 {
+                        pols.insert(self.prefix.policies[j]);
+                    }
+                }
+            }
             if let Some(r) = range {
                 let set = need.entry(*r).or_default();
                 if rec.chunks.len() == 2 {
@@ -369,36 +520,20 @@ impl Builder {
             .map(|(r, chunks)| {
                 let acc = &self.ranges[r];
                 let (lo, hi) = self.manifest.range_bounds(*r);
-                let total = acc.hashes.len();
-                let depth = usize::BITS - total.saturating_sub(1).leading_zeros();
-                let all_hashes = chunks.len() * depth as usize > total;
+                let (chunks, hashes) = acc.proofs(chunks);
                 RangeProof {
                     hi,
                     lo,
                     path: self.leaves.path(r + 1),
                     count: self.manifest.ranges[*r].count,
                     index: *r as u64,
-                    total: total as u64,
-                    chunks: chunks
-                        .iter()
-                        .map(|c| ChunkProof {
-                            path: if all_hashes {
-                                Vec::new()
-                            } else {
-                                acc.tree.path(*c)
-                            },
-                            bytes: ByteBuf::from(acc.chunks.get(c).cloned().unwrap_or_default()),
-                            index: *c as u64,
-                        })
-                        .collect(),
-                    hashes: if all_hashes {
-                        acc.hashes.clone()
-                    } else {
-                        Vec::new()
-                    },
+                    total: acc.hashes.len() as u64,
+                    chunks,
+                    hashes,
                 }
             })
             .collect();
+        let (pchunks, phashes) = self.prefix.acc.proofs(&need_prefix);
         let answers: Vec<AnswerRecord> = which
             .iter()
             .map(|&i| {
@@ -420,8 +555,17 @@ impl Builder {
                 .iter()
                 .filter_map(|h| self.policies.get(h).cloned().map(ByteBuf::from))
                 .collect(),
-            prefixes: ByteBuf::from(self.prefixes.clone()),
-            prefix_path: self.leaves.path(0),
+            prefixes: PrefixProof {
+                path: if need_prefix.is_empty() && !self.prefix.keys.is_empty() {
+                    Vec::new()
+                } else {
+                    self.leaves.path(0)
+                },
+                count: self.prefix.keys.len() as u64,
+                total: self.prefix.acc.hashes.len() as u64,
+                chunks: pchunks,
+                hashes: phashes,
+            },
         }
     }
 }
@@ -492,6 +636,154 @@ fn invalid(file: &str, d: impl Into<String>) -> crate::error::Rejection {
 
 fn mismatch(file: &str, d: impl Into<String>) -> crate::error::Rejection {
     reject(file, "proof_mismatch", d)
+}
+
+/// Chunks by index, each parsed into its entries.
+type ChunkMap = BTreeMap<u64, Vec<ChunkEntry>>;
+
+/// SPEC.md §13.2 step 7 for one chunked tree (a range, or the prefix table)
+/// of `count` entries in `total` chunks: each carried chunk, by its audit path
+/// or its place in `hashes`, leads to one MTH of the chunk hashes, which is
+/// returned; each holds the right number of entries, strictly increasing by
+/// (key, seq), every key accepted by `key_ok`.
+fn verify_chunks(
+    loc: &str,
+    count: u64,
+    total: u64,
+    chunks: &[ChunkProof],
+    hashes: &[[u8; 32]],
+    key_ok: impl Fn(u64) -> bool,
+) -> VResult<([u8; 32], ChunkMap)> {
+    let mut chunk_root: Option<[u8; 32]> = None;
+    let listed = !hashes.is_empty();
+    if listed {
+        if hashes.len() as u64 != total {
+            return Err(invalid(loc, "hashes does not list every chunk hash"));
+        }
+        chunk_root = Some(merkle_root(hashes));
+    } else if total == 0 {
+        chunk_root = Some(merkle_root(&[]));
+    }
+    let mut entries = BTreeMap::new();
+    let mut prev_chunk: Option<u64> = None;
+    for c in chunks {
+        let cloc = format!("{loc} chunk {}", c.index);
+        if prev_chunk.is_some_and(|x| x >= c.index) || c.index >= total {
+            return Err(invalid(
+                &cloc,
+                "chunk indexes are out of order or out of range",
+            ));
+        }
+        prev_chunk = Some(c.index);
+        let h = chunk_hash(&c.bytes);
+        let root_here = if listed {
+            if !c.path.is_empty() {
+                return Err(invalid(
+                    &cloc,
+                    "a chunk carries a path although all chunk hashes are listed",
+                ));
+            }
+            if hashes[c.index as usize] != h {
+                return Err(mismatch(
+                    &cloc,
+                    "the chunk does not hash to its listed chunk hash",
+                ));
+            }
+            chunk_root
+        } else {
+            root_from_path(&h, c.index, total, &c.path)
+        };
+        let Some(rh) = root_here else {
+            return Err(mismatch(
+                &cloc,
+                "the chunk's audit path has the wrong length",
+            ));
+        };
+        if chunk_root.is_some_and(|x| x != rh) {
+            return Err(mismatch(
+                &cloc,
+                "the chunks' audit paths lead to different roots",
+            ));
+        }
+        chunk_root = Some(rh);
+        let es = parse_chunk(&c.bytes)
+            .ok_or_else(|| mismatch(&cloc, "the chunk is not a whole number of entries"))?;
+        let want = if c.index + 1 < total {
+            CHUNK as u64
+        } else {
+            count - (total - 1) * CHUNK as u64
+        };
+        if es.len() as u64 != want {
+            return Err(mismatch(
+                &cloc,
+                format!("the chunk holds {} entries, not {want}", es.len()),
+            ));
+        }
+        let sorted = es
+            .windows(2)
+            .all(|w| (w[0].key, w[0].seq) < (w[1].key, w[1].seq));
+        if !sorted || es.iter().any(|e| !key_ok(e.key)) {
+            return Err(mismatch(
+                &cloc,
+                "entries are out of order or outside the range",
+            ));
+        }
+        entries.insert(c.index, es);
+    }
+    let Some(root) = chunk_root else {
+        return Err(invalid(loc, "neither chunks nor chunk hashes are carried"));
+    };
+    Ok((root, entries))
+}
+
+/// SPEC.md §13.2 step 8's bracketing: `run` = `[s, e)` names carried chunks
+/// of a tree of `total` chunks, and no entry with a key in `[t1, t2]` can lie
+/// outside them — the first chunk starts below `t1` (or is chunk 0), the
+/// last ends above `t2` (or is the last chunk). Returns `(s, e)`.
+fn check_run(
+    loc: &str,
+    what: &str,
+    run: &[u64],
+    total: u64,
+    chunks: &ChunkMap,
+    (t1, t2): (u64, u64),
+) -> VResult<(u64, u64)> {
+    let (s, e) = match run {
+        [s, e] if s < e && *e <= total => (*s, *e),
+        [] if total == 0 => (0, 0),
+        _ => {
+            return Err(invalid(
+                loc,
+                format!("{what} must be [first, end) within its {total} chunks"),
+            ));
+        }
+    };
+    for c in s..e {
+        if !chunks.contains_key(&c) {
+            return Err(invalid(
+                loc,
+                format!("{what}: chunk {c} is not in the receipt"),
+            ));
+        }
+    }
+    if s > 0 && chunks[&s].first().is_none_or(|x| x.key >= t1) {
+        return Err(mismatch(
+            loc,
+            format!(
+                "the neighbours are not adjacent: {what} chunk {s} does not start below the key, so entries of it may precede the proof"
+            ),
+        ));
+    }
+    if e < total && chunks[&(e - 1)].last().is_none_or(|x| x.key <= t2) {
+        return Err(mismatch(
+            loc,
+            format!(
+                "the neighbours are not adjacent: {what} chunk {} does not end above the key, so entries of it may follow the proof",
+                e - 1
+            ),
+        ));
+    }
+    Ok((s, e))
 }
 
 /// Walk the receipt's roots from the pinned root.
@@ -569,23 +861,43 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
         ));
     }
 
-    // The prefix table: committed as leaf 0.
+    // The prefix table: leaf 0, proven by its carried chunks.
     let n_leaves = m.ranges.len() as u64 + 1;
+    let pp = &r.prefixes;
     let ploc = format!("{file}: prefixes");
-    if !verify_inclusion(
-        &m.prefixes.sha256,
-        0,
-        n_leaves,
-        &r.prefix_path,
-        &m.state_root,
-    ) {
+    if pp.count != m.prefixes.count || pp.total != chunk_count(pp.count) {
         return Err(mismatch(
             &ploc,
-            "the prefix table's audit path does not lead to the manifest's state root",
+            "count or total differ from the manifest's prefix table",
         ));
     }
-    let raw = crate::columns::open_file(&ploc, &r.prefixes, &m.prefixes, limits)?;
-    let prefixes: Vec<Record> = decode_prefixes(&ploc, &raw, m.prefixes.count, limits)?;
+    // No answer needs the prefix table (every input was invalid): nothing
+    // of it is carried, not even its path.
+    let unused = pp.total > 0 && pp.chunks.is_empty() && pp.hashes.is_empty();
+    let mut prefix_chunks = ChunkMap::new();
+    if unused {
+        if !pp.path.is_empty() {
+            return Err(invalid(&ploc, "a path is carried without any chunk"));
+        }
+    } else {
+        if !verify_inclusion(&m.prefix_leaf, 0, n_leaves, &pp.path, &m.state_root) {
+            return Err(mismatch(
+                &ploc,
+                "the prefix leaf's audit path does not lead to the manifest's state root",
+            ));
+        }
+        let (proot, chunks) =
+            verify_chunks(&ploc, pp.count, pp.total, &pp.chunks, &pp.hashes, |k| {
+                matches!(k % 4, 1 | 2) && k / 4 < crate::isrc::KEY_SPACE
+            })?;
+        if prefix_leaf_of_root(pp.count, &proot) != m.prefix_leaf {
+            return Err(mismatch(
+                &ploc,
+                "the prefix chunks do not hash to the manifest's prefix leaf (a proof from another manifest, or altered entries)",
+            ));
+        }
+        prefix_chunks = chunks;
+    }
 
     // Policies, each used by some exact entry of a question.
     let mut policies: HashMap<[u8; 32], (Policy, bool)> = HashMap::new();
@@ -639,88 +951,10 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
                 "the range leaf's audit path does not lead to the manifest's state root",
             ));
         }
-        let mut chunk_root: Option<[u8; 32]> = None;
-        let listed = !rp.hashes.is_empty();
-        if listed {
-            if rp.hashes.len() as u64 != rp.total {
-                return Err(invalid(&loc, "hashes does not list every chunk hash"));
-            }
-            chunk_root = Some(merkle_root(&rp.hashes));
-        } else if rp.total == 0 {
-            chunk_root = Some(merkle_root(&[]));
-        }
-        let mut entries = BTreeMap::new();
-        let mut prev_chunk: Option<u64> = None;
-        for c in &rp.chunks {
-            let cloc = format!("{loc} chunk {}", c.index);
-            if prev_chunk.is_some_and(|x| x >= c.index) || c.index >= rp.total {
-                return Err(invalid(
-                    &cloc,
-                    "chunk indexes are out of order or out of range",
-                ));
-            }
-            prev_chunk = Some(c.index);
-            let h = chunk_hash(&c.bytes);
-            let root_here = if listed {
-                if !c.path.is_empty() {
-                    return Err(invalid(
-                        &cloc,
-                        "a chunk carries a path although the range lists all hashes",
-                    ));
-                }
-                if rp.hashes[c.index as usize] != h {
-                    return Err(mismatch(
-                        &cloc,
-                        "the chunk does not hash to its listed chunk hash",
-                    ));
-                }
-                chunk_root
-            } else {
-                root_from_path(&h, c.index, rp.total, &c.path)
-            };
-            let Some(rh) = root_here else {
-                return Err(mismatch(
-                    &cloc,
-                    "the chunk's audit path has the wrong length",
-                ));
-            };
-            if chunk_root.is_some_and(|x| x != rh) {
-                return Err(mismatch(
-                    &cloc,
-                    "the chunks' audit paths lead to different roots",
-                ));
-            }
-            chunk_root = Some(rh);
-            let es = parse_chunk(&c.bytes)
-                .ok_or_else(|| mismatch(&cloc, "the chunk is not a whole number of entries"))?;
-            let want = if c.index + 1 < rp.total {
-                CHUNK as u64
-            } else {
-                rp.count - (rp.total - 1) * CHUNK as u64
-            };
-            if es.len() as u64 != want {
-                return Err(mismatch(
-                    &cloc,
-                    format!("the chunk holds {} entries, not {want}", es.len()),
-                ));
-            }
-            let sorted = es
-                .windows(2)
-                .all(|w| (w[0].key, w[0].seq) < (w[1].key, w[1].seq));
-            if !sorted || es.iter().any(|e| e.key < rp.lo || e.key >= rp.hi) {
-                return Err(mismatch(
-                    &cloc,
-                    "entries are out of order or outside the range",
-                ));
-            }
-            entries.insert(c.index, es);
-        }
-        let Some(root_c) = chunk_root else {
-            return Err(invalid(
-                &loc,
-                "the range carries neither chunks nor chunk hashes",
-            ));
-        };
+        let (root_c, entries) =
+            verify_chunks(&loc, rp.count, rp.total, &rp.chunks, &rp.hashes, |k| {
+                (rp.lo..rp.hi).contains(&k)
+            })?;
         if range_leaf_of_root(rp.lo, rp.hi, rp.count, &root_c) != mr.leaf {
             return Err(mismatch(
                 &loc,
@@ -756,7 +990,11 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
         }
         let computed = match Isrc::parse(&q.input) {
             Err(_) => {
-                if q.isrc.is_some() || a.range.is_some() || !a.chunks.is_empty() {
+                if q.isrc.is_some()
+                    || a.range.is_some()
+                    || !a.chunks.is_empty()
+                    || !a.prefix_chunks.is_empty()
+                {
                     return Err(invalid(
                         &loc,
                         "the input is not an ISRC, yet the receipt names one or a proof",
@@ -789,40 +1027,40 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
                     ));
                 }
                 let chunks = &parsed[pos as usize];
-                let (s, e) = match a.chunks.as_slice() {
-                    [s, e] if s < e && *e <= rp.total => (*s, *e),
-                    [] if rp.total == 0 => (0, 0),
-                    _ => {
+                let (s, e) = check_run(&loc, "chunks", &a.chunks, rp.total, chunks, (key, key))?;
+                let targets = prefix_targets(isrc);
+                let (ps, pe) = check_run(
+                    &loc,
+                    "prefix_chunks",
+                    &a.prefix_chunks,
+                    pp.total,
+                    &prefix_chunks,
+                    targets,
+                )?;
+                let mut exact = Vec::new();
+                let mut prefix = Vec::new();
+                let covering = (ps..pe)
+                    .flat_map(|c| prefix_chunks[&c].iter())
+                    .filter_map(|x| {
+                        let scope = if x.key == targets.0 {
+                            Scope::Registrant(key / 10_000_000)
+                        } else if x.key == targets.1 {
+                            Scope::RegistrantYear(key / 100_000)
+                        } else {
+                            return None;
+                        };
+                        Some((scope, x))
+                    });
+                for (scope, en) in covering {
+                    let Some((p, used)) = policies.get_mut(&en.policy) else {
                         return Err(invalid(
                             &loc,
-                            "chunks must be [first, end) within the range",
+                            format!("the policy of prefix entry {} is not in the receipt", en.id),
                         ));
-                    }
-                };
-                for c in s..e {
-                    if !chunks.contains_key(&c) {
-                        return Err(invalid(&loc, format!("chunk {c} is not in the receipt")));
-                    }
+                    };
+                    *used = true;
+                    prefix.push((scope, en.seq, en.id.clone(), p.clone()));
                 }
-                // The carried run brackets the key: nothing of it lies outside.
-                if s > 0 && chunks[&s].first().is_none_or(|x| x.key >= key) {
-                    return Err(mismatch(
-                        &loc,
-                        format!(
-                            "the neighbours are not adjacent: chunk {s} does not start below {isrc}, so entries of it may precede the proof"
-                        ),
-                    ));
-                }
-                if e < rp.total && chunks[&(e - 1)].last().is_none_or(|x| x.key <= key) {
-                    return Err(mismatch(
-                        &loc,
-                        format!(
-                            "the neighbours are not adjacent: chunk {} does not end above {isrc}, so entries of it may follow the proof",
-                            e - 1
-                        ),
-                    ));
-                }
-                let mut exact = Vec::new();
                 for c in s..e {
                     for en in chunks[&c].iter().filter(|x| x.key == key) {
                         let Some((p, used)) = policies.get_mut(&en.policy) else {
@@ -847,7 +1085,13 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
                     id,
                     policy: p,
                 });
-                crate::lookup::lookup(&question, ex.chain(prefixes.iter().map(Record::entry)))
+                let pre = prefix.iter().map(|(scope, seq, id, p)| Entry {
+                    scope: *scope,
+                    seq: *seq,
+                    id,
+                    policy: p,
+                });
+                crate::lookup::lookup(&question, ex.chain(pre))
             }
         };
         if AnswerText::of(&computed) != a.answer {
@@ -895,4 +1139,126 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
         head_version: head.version,
         answers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::DirFetch;
+    use crate::store::Store;
+    use crate::sync::{SyncOptions, sync};
+    use crate::testsite::{NOW, Opts, TestSite, policy, record};
+    use crate::time::day_of;
+
+    /// A site whose prefix table spans several chunks: registrants `AAA00` …
+    /// with a registrant-wide and a 2025 declaration each, plus one exact
+    /// entry under `AAA10`.
+    fn site_with_many_prefixes() -> (tempfile::TempDir, Store, Vec<u8>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = TestSite::new(tmp.path().join("site"));
+        let mut recs = Vec::new();
+        let mut seq = 0;
+        for n in 0..30u64 {
+            for scope in [format!("GB-A{n:02}"), format!("GB-A{n:02}-25")] {
+                seq += 1;
+                recs.push(Record {
+                    scope: Scope::parse(&scope).unwrap(),
+                    seq,
+                    id: format!("P{seq}"),
+                    policy: policy(&format!("Label {n}"), n % 2 == 0),
+                });
+            }
+        }
+        recs.push(record("GBA102500001", 1000, "X1", policy("Artist", true)));
+        site.publish(&recs, &Opts::default());
+        let pinned = site.root_bytes(1).to_vec();
+        let (store, _) = Store::init(tmp.path().join("store"), &pinned, false).unwrap();
+        sync(
+            &store,
+            &DirFetch::new(&site.dir),
+            &SyncOptions {
+                now: NOW,
+                expiry: Expiry::Enforce,
+                keep_history: None,
+            },
+        )
+        .unwrap();
+        (tmp, store, pinned)
+    }
+
+    fn receipt_for(store: &Store, isrc: &str) -> Receipt {
+        let reader = store.reader(NOW, Expiry::Enforce).unwrap();
+        let mut b = reader.receipt_builder().unwrap();
+        let q = Question {
+            isrc: Isrc::parse(isrc).unwrap(),
+            use_: Use::TrainAi,
+            territory: None,
+            at: day_of(NOW),
+        };
+        reader
+            .answer_into(&mut b, isrc, Use::TrainAi, None, q.at, Some(&q))
+            .unwrap();
+        b.finish()
+    }
+
+    fn reseal(r: &mut Receipt) {
+        r.digest = sha256(&cbor::to_vec(&r.answers));
+    }
+
+    #[test]
+    fn a_single_receipt_carries_a_few_prefix_entries_not_the_table() {
+        let (_tmp, store, pinned) = site_with_many_prefixes();
+        let r = receipt_for(&store, "GBA152500007");
+        assert_eq!(r.prefixes.count, 60);
+        assert!(
+            r.prefixes.chunks.len() <= 2,
+            "{:?}",
+            r.answers[0].prefix_chunks
+        );
+        let v = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap();
+        // GB-A15-25 (seq 32, Label 15: disallow) is more specific than GB-A15.
+        assert_eq!(v.answers[0].answer.decided_by, vec!["P32".to_string()]);
+    }
+
+    #[test]
+    fn prefix_run_that_skips_the_covering_entries_is_rejected() {
+        let (_tmp, store, pinned) = site_with_many_prefixes();
+        // The registrant AAA15 entries sit in chunk 1 (entries 16..32).
+        let good = receipt_for(&store, "GBA152500007");
+        let far = receipt_for(&store, "GBA002500007");
+        // Swap in chunk 0 (a valid chunk of the same table) and claim it is
+        // the run: its entries all lie below GB-A15, so it is not adjacent.
+        let mut r = good.clone();
+        r.prefixes = far.prefixes.clone();
+        r.answers[0].prefix_chunks = far.answers[0].prefix_chunks.clone();
+        r.answers[0].answer.decision = "unknown".into();
+        r.answers[0].answer.reason = "no_record".into();
+        r.answers[0].answer.decided_by.clear();
+        r.policies.clear();
+        reseal(&mut r);
+        let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
+        assert_eq!(e.code, "proof_mismatch", "{e}");
+        assert!(e.to_string().contains("neighbours are not adjacent"), "{e}");
+    }
+
+    #[test]
+    fn prefix_chunk_with_a_dropped_entry_is_rejected() {
+        let (_tmp, store, pinned) = site_with_many_prefixes();
+        let mut r = receipt_for(&store, "GBA152500007");
+        let c = &mut r.prefixes.chunks[0];
+        let es = parse_chunk(&c.bytes).unwrap();
+        c.bytes = ByteBuf::from(c.bytes[ENTRY_FIXED + es[0].id.len()..].to_vec());
+        let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
+        assert_eq!(e.code, "proof_mismatch", "{e}");
+    }
+
+    #[test]
+    fn receipt_without_prefix_chunks_for_a_valid_isrc_is_rejected() {
+        let (_tmp, store, pinned) = site_with_many_prefixes();
+        let mut r = receipt_for(&store, "GBA152500007");
+        r.answers[0].prefix_chunks.clear();
+        reseal(&mut r);
+        let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
+        assert_eq!(e.code, "receipt_invalid", "{e}");
+    }
 }

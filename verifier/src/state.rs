@@ -13,14 +13,20 @@ use crate::columns::{PolicySet, Rows};
 use crate::declaration::Record;
 use crate::docs::Manifest;
 use crate::error::{VResult, reject};
+use crate::isrc::Scope;
 use crate::model::Policy;
 
 /// Domain tag of a range leaf.
 pub const RANGE_TAG: &[u8] = b"consentry-range-v2\0";
 /// Domain tag of a chunk hash.
 pub const CHUNK_TAG: &[u8] = b"consentry-chunk-v1\0";
-/// Entries per chunk (the last chunk of a range may hold fewer).
-pub const CHUNK: usize = 64;
+/// Domain tag of the prefix leaf (leaf 0 of the state root).
+pub const PREFIX_TAG: &[u8] = b"consentry-prefixes-v1\0";
+/// Entries per chunk (the last chunk of a range may hold fewer). Small, so a
+/// receipt carries ~1 KB of entries per proven key (SPEC.md §13), and the
+/// index verifies a first lookup by hashing 16 entries; the chunk hash list
+/// it keeps costs 2 bytes per entry.
+pub const CHUNK: usize = 16;
 /// Bytes of an entry besides its id: key, seq, id length, policy hash.
 pub const ENTRY_FIXED: usize = 8 + 8 + 1 + 32;
 
@@ -289,10 +295,49 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
     }
 }
 
-/// The leaves a manifest commits to: the prefix table's SHA-256, then each
-/// range's leaf in order.
+/// The prefix table as an entry stream (SPEC.md §6): each entry keyed
+/// `4 · lo + specificity` of its scope, so entries of one scope are
+/// consecutive and sorted like the table itself, and the ones covering an
+/// ISRC lie between two keys a receipt can bracket.
+pub fn prefix_key(scope: Scope) -> u64 {
+    scope.key_range().0 * 4 + u64::from(scope.specificity())
+}
+
+/// The chunk hashes of the prefix table's entry stream (`records` in table
+/// order, which is `(prefix_key, seq)` order).
+pub fn prefix_chunk_hashes(records: &[Record]) -> Vec<[u8; 32]> {
+    let mut rows = Rows::with_capacity(records.len(), 0);
+    let mut set = PolicySet::default();
+    for r in records {
+        let p = set.intern(&r.policy);
+        rows.push(prefix_key(r.scope), r.seq, &r.id, p);
+    }
+    let hashes: Vec<[u8; 32]> = set.list.iter().map(policy_hash).collect();
+    chunk_hashes(&rows, &hashes)
+}
+
+/// Leaf 0 given the prefix table's entry count and the MTH of its chunk
+/// hashes: SHA-256(tag ‖ u64be(count) ‖ MTH).
+pub fn prefix_leaf_of_root(count: u64, chunk_root: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(PREFIX_TAG);
+    h.update(count.to_be_bytes());
+    h.update(chunk_root);
+    h.finalize().into()
+}
+
+/// Leaf 0 of the state root: the prefix table's entries, chunked like a range.
+pub fn prefix_leaf(records: &[Record]) -> [u8; 32] {
+    prefix_leaf_of_root(
+        records.len() as u64,
+        &merkle_root(&prefix_chunk_hashes(records)),
+    )
+}
+
+/// The leaves a manifest commits to: the prefix leaf, then each range's leaf
+/// in order.
 pub fn leaves_of(m: &Manifest) -> Vec<[u8; 32]> {
-    std::iter::once(m.prefixes.sha256)
+    std::iter::once(m.prefix_leaf)
         .chain(m.ranges.iter().map(|r| r.leaf))
         .collect()
 }
@@ -371,6 +416,13 @@ impl State {
                     ),
                 ));
             }
+        }
+        if prefix_leaf(&self.prefixes) != m.prefix_leaf {
+            return Err(reject(
+                file,
+                "state_mismatch",
+                "the prefix table's entries do not hash to the manifest's prefix_leaf",
+            ));
         }
         Ok(())
     }
@@ -474,18 +526,18 @@ mod tests {
     }
 
     #[test]
-    fn chunks_cut_every_64_entries() {
+    fn chunks_cut_every_16_entries() {
         let mut rows = Rows::default();
-        for i in 0..130u64 {
+        for i in 0..34u64 {
             rows.push(1000 + i, 1, "X", 0);
         }
         let ph = [[7u8; 32]];
         let stream = entry_stream(&rows, &ph);
         let b = chunk_bounds(&stream).unwrap();
         assert_eq!(b.len(), 4);
-        assert_eq!(b[1], 64 * 50);
+        assert_eq!(b[1], 16 * 50);
         assert_eq!(*b.last().unwrap(), stream.len());
-        assert_eq!(chunk_hashes(&rows, &ph).len() as u64, chunk_count(130));
+        assert_eq!(chunk_hashes(&rows, &ph).len() as u64, chunk_count(34));
         assert_eq!(chunk_bounds(&[]).unwrap(), vec![0]);
         assert!(chunk_bounds(&stream[..stream.len() - 1]).is_none());
     }

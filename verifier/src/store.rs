@@ -1049,20 +1049,12 @@ impl Reader<'_> {
         let mbytes = st
             .read(&mrel, st.limits.max_manifest_bytes)?
             .ok_or_else(|| reject(st.loc(&mrel), "store_incomplete", "the manifest is missing"))?;
-        let prel = paths::prefixes(&m.prefixes.sha256);
-        let pbytes = st.read(&prel, m.prefixes.length)?.ok_or_else(|| {
-            reject(
-                st.loc(&prel),
-                "store_incomplete",
-                "the prefix table is missing",
-            )
-        })?;
         Ok(crate::receipt::Builder::new(
             roots,
             head,
             mbytes,
             m.clone(),
-            pbytes,
+            self.prefixes.records(),
         ))
     }
 

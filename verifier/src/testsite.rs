@@ -378,6 +378,7 @@ impl TestSite {
             prefixes: prefix_ref,
             previous: prev.as_ref().map(|p| p.manifest_sha256),
             state_root: [0; 32],
+            prefix_leaf: state::prefix_leaf(&prefixes),
         };
         m.state_root = state::merkle_root(&state::leaves_of(&m));
         let mbytes = sign(

@@ -101,6 +101,7 @@ fn documents_round_trip_and_encode_deterministically() {
         prefixes: fr,
         previous: None,
         state_root: [0; 32],
+        prefix_leaf: [5; 32],
     };
     for (bytes, again) in [
         (

@@ -140,7 +140,7 @@ fn receipts_verify_offline_and_every_flipped_byte_is_refused() {
     for k in [
         "\"roots\"",
         "\"manifest\"",
-        "\"prefix_path\"",
+        "\"prefix_chunks\"",
         "\"chunks\"",
         "\"digest\"",
     ] {
@@ -305,7 +305,7 @@ fn absence_proofs_must_bracket_the_key_with_adjacent_neighbours() {
         ch.key(j)
     };
     let isrc = |k: u64| consentry::Isrc::from_key(k).unwrap().compact();
-    let last1 = key_of(c1, 63);
+    let last1 = key_of(c1, consentry::state::CHUNK - 1);
     let in_c2 = key_of(c1 + 1, 10);
     let first3 = key_of(c1 + 2, 0);
     assert!(last1 < in_c2 && in_c2 < first3);
@@ -333,7 +333,7 @@ fn absence_proofs_must_bracket_the_key_with_adjacent_neighbours() {
     // A batch holding chunks c1 and c1+2 (not c1+1).
     f.verifier(&[
         "check",
-        &isrc(key_of(c1, 62)),
+        &isrc(key_of(c1, consentry::state::CHUNK - 2)),
         &isrc(key_of(c1 + 2, 1)),
         "--receipt",
         "pair.cbor",
