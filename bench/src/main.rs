@@ -433,7 +433,7 @@ fn lookup(store: &Path, now: &str, keys: &Path, warm: usize) -> Result<()> {
     println!(
         "index_open_us {:.1} ({} policies)",
         t.elapsed().as_secs_f64() * 1e6,
-        ix.map_or(0, |i| i.policies().len())
+        ix.map_or(0, |i| i.policy_count())
     );
     let t = Instant::now();
     let s = Store::open(store).map_err(|e| anyhow!("{e}"))?;

@@ -44,6 +44,7 @@ use crate::cbor;
 use crate::columns::Rows;
 use crate::declaration::Record;
 use crate::docs::Manifest;
+use crate::envelope::sha256;
 use crate::error::{Rejection, reject};
 use crate::fetch::io_error;
 use crate::isrc::{Isrc, Scope};
@@ -51,7 +52,7 @@ use crate::limits::Limits;
 use crate::model::Policy;
 use crate::state::{
     CHUNK, ENTRY_FIXED, State, chunk_bounds, chunk_count, chunk_hash, entry_stream, merkle_root,
-    policy_hash, range_leaf_of_root,
+    range_leaf_of_root,
 };
 
 /// File magic.
@@ -298,6 +299,16 @@ struct Cache {
     chunks: Lru<(usize, usize), Chunk>,
 }
 
+/// A policy of the index's table, decoded (canonical check and validation)
+/// the first time a verified chunk names it: a registry has thousands of
+/// policies, a single lookup needs one or two, and decoding them all made
+/// up most of the time to the first answer.
+#[derive(Debug)]
+struct LazyPolicy {
+    bytes: Vec<u8>,
+    decoded: std::cell::OnceCell<Policy>,
+}
+
 /// An open index whose header matched the manifest.
 #[derive(Debug)]
 pub struct Index {
@@ -305,7 +316,7 @@ pub struct Index {
     path: String,
     ranges: Vec<RangeEntry>,
     leaves: Vec<[u8; 32]>,
-    policies: Vec<Policy>,
+    policies: Vec<LazyPolicy>,
     by_hash: HashMap<[u8; 32], u32, FastHash>,
     cache: RefCell<Cache>,
     cache_budget: usize,
@@ -374,14 +385,13 @@ impl Index {
             let mut buf = vec![0u8; n as usize];
             r.read_exact(&mut buf).map_err(trunc)?;
             pos += n;
-            let p: Policy = cbor::from_slice_canonical(&buf)
-                .map_err(|e| corrupt(&loc, format!("a policy is {e}")))?;
-            p.validate()
-                .map_err(|e| corrupt(&loc, format!("a policy is invalid: {e}")))?;
-            by_hash
-                .entry(policy_hash(&p))
-                .or_insert(policies.len() as u32);
-            policies.push(p);
+            // Keyed by the hash of the stored bytes; they are decoded, and
+            // refused unless canonical, before any answer uses them.
+            by_hash.entry(sha256(&buf)).or_insert(policies.len() as u32);
+            policies.push(LazyPolicy {
+                bytes: buf,
+                decoded: std::cell::OnceCell::new(),
+            });
         }
         r.read_exact(&mut b4).map_err(trunc)?;
         pos += 4;
@@ -446,14 +456,29 @@ impl Index {
         self.cache_budget = bytes;
     }
 
-    /// The policy with index `i` in the table.
-    pub fn policy(&self, i: u32) -> &Policy {
-        &self.policies[i as usize]
+    /// The policy with index `i` in the table, decoded on first use; a
+    /// policy whose bytes are not a canonical, valid Policy is
+    /// `index_corrupt`.
+    pub fn policy(&self, i: u32) -> Result<&Policy, Rejection> {
+        let Some(lp) = self.policies.get(i as usize) else {
+            return Err(corrupt(
+                &self.path,
+                format!("policy {i} is not in the table"),
+            ));
+        };
+        if let Some(p) = lp.decoded.get() {
+            return Ok(p);
+        }
+        let p: Policy = cbor::from_slice_canonical(&lp.bytes)
+            .map_err(|e| corrupt(&self.path, format!("policy {i} is {e}")))?;
+        p.validate()
+            .map_err(|e| corrupt(&self.path, format!("policy {i} is invalid: {e}")))?;
+        Ok(lp.decoded.get_or_init(|| p))
     }
 
-    /// The policy table (canonical CBOR of each is its hash's preimage).
-    pub fn policies(&self) -> &[Policy] {
-        &self.policies
+    /// Number of policies in the table.
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
     }
 
     /// Range `i`'s `(lo, hi, count)`.
@@ -575,6 +600,7 @@ impl Index {
             let Some(&p) = self.by_hash.get(&h) else {
                 return Err(bad("an entry names a policy the index does not hold"));
             };
+            self.policy(p)?;
             if key < e.lo || key >= e.hi || prev.is_some_and(|pk| pk >= (key, seq)) {
                 return Err(bad("entries are out of order or out of range"));
             }
@@ -662,11 +688,9 @@ impl Index {
     /// prefix entries are not in the index: `prefixes` is left empty.
     pub fn load_state(&self) -> Result<State, Rejection> {
         let mut st = State::default();
-        let ids: Vec<u32> = self
-            .policies
-            .iter()
-            .map(|p| st.policies.intern(p))
-            .collect();
+        let ids: Vec<u32> = (0..self.policies.len() as u32)
+            .map(|i| Ok(st.policies.intern(self.policy(i)?)))
+            .collect::<Result<_, Rejection>>()?;
         for i in 0..self.ranges.len() {
             let t = self.load_table(i)?;
             let mut rows = Rows::default();

@@ -1084,7 +1084,7 @@ impl Reader<'_> {
             .iter()
             .flat_map(|c| c.entries_of(key))
             .map(|(_, _, p)| ix.policy(p))
-            .collect();
+            .collect::<Result<_, _>>()?;
         b.add(
             input,
             use_,
@@ -1234,20 +1234,20 @@ impl Reader<'_> {
             Err(e) => return Err(e),
         };
         let ix = self.index.borrow();
-        let exact = chunks
-            .iter()
-            .flat_map(|c| c.entries_of(key))
-            .map(|(seq, id, pol)| Entry {
+        let mut exact = Vec::new();
+        for (seq, id, pol) in chunks.iter().flat_map(|c| c.entries_of(key)) {
+            exact.push(Entry {
                 scope: crate::isrc::Scope::Exact(q.isrc),
                 seq,
                 id,
-                policy: ix.policy(pol),
+                policy: ix.policy(pol)?,
             });
+        }
         let prefix = self
             .prefixes
             .covering(q.isrc)
             .map(crate::declaration::Record::entry);
-        Ok(crate::lookup::lookup(q, exact.chain(prefix)))
+        Ok(crate::lookup::lookup(q, exact.into_iter().chain(prefix)))
     }
 }
 
