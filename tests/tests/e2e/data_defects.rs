@@ -494,3 +494,24 @@ fn prefix_table_count_that_disagrees_with_the_manifest_is_rejected() {
     evil.put_manifest(&m, &[&f.key("manifest")], &[&f.key("head")]);
     f.assert_sync_refused("evil", "count_mismatch", &before);
 }
+
+#[test]
+fn prefix_table_that_does_not_hash_to_the_prefix_leaf_is_rejected() {
+    // A well-formed prefix table with one entry's seq changed, named by a
+    // re-signed manifest that keeps the published prefix_leaf.
+    let (f, before, evil) = delta();
+    let (mut m, _) = evil.manifest();
+    let rel = paths::prefixes(&m.prefixes.sha256);
+    let mut records = consentry::columns::decode_prefixes(
+        &rel,
+        &evil.raw(&rel),
+        m.prefixes.count,
+        &consentry::limits::Limits::default(),
+    )
+    .unwrap();
+    records.last_mut().unwrap().seq += 1000;
+    let raw = consentry::columns::encode_prefixes(&records);
+    m.prefixes = evil.put_data("prefix", &raw, records.len() as u64);
+    evil.put_manifest(&m, &[&f.key("manifest")], &[&f.key("head")]);
+    f.assert_sync_refused("evil", "state_mismatch", &before);
+}
