@@ -13,14 +13,19 @@
 //!
 //! ```text
 //! magic            8 bytes  "CSTRYIDX"
-//! format version   u32      2
+//! format version   u32      3
 //! manifest sha256  32 bytes SHA-256 of the manifest envelope this index belongs to
 //! n_policies       u32
-//!   n_policies × (u32 len, len bytes: canonical CBOR of a Policy)
+//!   n_policies × SHA-256 of each policy, strictly increasing (the policy's index
+//!                is its place here)
+//!   n_policies × u64 end of each policy's bytes in the blob (non-decreasing)
+//!   blob             the policies' canonical CBOR, back to back
+//!   (opening reads the hashes and ends only; a policy's bytes are read, checked
+//!   against its hash and decoded when a verified chunk first names it)
 //! n_ranges         u32      must equal the manifest's range count
 //!   n_ranges × (lo u64, hi u64, count u64, offset u64, len u64)
 //! blocks           range i's block is `len` bytes at `offset`:
-//!   ceil(count / 64) × (first key u64, chunk start u64, chunk hash 32 bytes)
+//!   ceil(count / 16) × (first key u64, chunk start u64, chunk hash 32 bytes)
 //!   the entry stream: key u64 BE ‖ seq u64 BE ‖ len(id) u8 ‖ id ‖ policy SHA-256
 //!   (chunk starts are byte offsets into the entry stream)
 //! ```
@@ -58,7 +63,7 @@ use crate::state::{
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
 /// Format version written and accepted.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Verified blocks kept in memory by one reader before older ones are dropped.
 pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
 /// Bytes of one chunk-table row: first key, start, hash.
@@ -82,17 +87,20 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
         }
     }
     let hashes = state.policy_hashes();
-    let pols: Vec<Vec<u8>> = state
+    let mut pols: Vec<([u8; 32], Vec<u8>)> = state
         .policies
         .list
         .iter()
+        .zip(&hashes)
         .zip(&used)
         .filter(|(_, u)| **u)
-        .map(|(p, _)| cbor::to_vec(p))
+        .map(|((p, h), _)| (*h, cbor::to_vec(p)))
         .collect();
+    pols.sort_unstable_by_key(|p| p.0);
+    pols.dedup_by(|a, b| a.0 == b.0);
 
     let mut header_len: u64 = 8 + 4 + 32 + 4 + 4 + 40 * state.ranges.len() as u64;
-    header_len += pols.iter().map(|p| 4 + p.len() as u64).sum::<u64>();
+    header_len += pols.iter().map(|p| 40 + p.1.len() as u64).sum::<u64>();
     let block_len = |rows: &Rows| -> u64 {
         chunk_count(rows.len() as u64) * CHUNK_ROW
             + (0..rows.len())
@@ -111,9 +119,16 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
         w.write_all(manifest_sha256).map_err(io)?;
         w.write_all(&(pols.len() as u32).to_le_bytes())
             .map_err(io)?;
-        for p in &pols {
-            w.write_all(&(p.len() as u32).to_le_bytes()).map_err(io)?;
-            w.write_all(p).map_err(io)?;
+        for (h, _) in &pols {
+            w.write_all(h).map_err(io)?;
+        }
+        let mut end = 0u64;
+        for (_, b) in &pols {
+            end += b.len() as u64;
+            w.write_all(&end.to_le_bytes()).map_err(io)?;
+        }
+        for (_, b) in &pols {
+            w.write_all(b).map_err(io)?;
         }
         w.write_all(&(state.ranges.len() as u32).to_le_bytes())
             .map_err(io)?;
@@ -299,14 +314,19 @@ struct Cache {
     chunks: Lru<(usize, usize), Chunk>,
 }
 
-/// A policy of the index's table, decoded (canonical check and validation)
-/// the first time a verified chunk names it: a registry has thousands of
-/// policies, a single lookup needs one or two, and decoding them all made
-/// up most of the time to the first answer.
+/// The index's policy table: sorted hashes and where each policy's bytes
+/// lie. A policy is read, checked against its hash and decoded (canonical
+/// check and validation) the first time a verified chunk names it: a
+/// registry has tens of thousands of policies, a single lookup needs one or
+/// two, and reading and decoding them all made up most of the time to the
+/// first answer.
 #[derive(Debug)]
-struct LazyPolicy {
-    bytes: Vec<u8>,
-    decoded: std::cell::OnceCell<Policy>,
+struct PolicyTable {
+    hashes: Vec<[u8; 32]>,
+    /// `ends[i]`: end of policy i's bytes in the blob (its start is `ends[i-1]`).
+    ends: Vec<u64>,
+    blob_offset: u64,
+    decoded: Vec<std::cell::OnceCell<Policy>>,
 }
 
 /// An open index whose header matched the manifest.
@@ -316,8 +336,7 @@ pub struct Index {
     path: String,
     ranges: Vec<RangeEntry>,
     leaves: Vec<[u8; 32]>,
-    policies: Vec<LazyPolicy>,
-    by_hash: HashMap<[u8; 32], u32, FastHash>,
+    policies: PolicyTable,
     cache: RefCell<Cache>,
     cache_budget: usize,
 }
@@ -373,26 +392,43 @@ impl Index {
         if n_pol > limits.max_policies {
             return Err(bad("too many policies"));
         }
-        let mut policies = Vec::new();
-        let mut by_hash: HashMap<[u8; 32], u32, FastHash> = HashMap::default();
-        for _ in 0..n_pol {
-            r.read_exact(&mut b4).map_err(trunc)?;
-            pos += 4;
-            let n = u64::from(u32::from_le_bytes(b4));
-            if n > file_len.saturating_sub(pos) {
-                return Err(bad("a policy runs past the end of the file"));
-            }
-            let mut buf = vec![0u8; n as usize];
-            r.read_exact(&mut buf).map_err(trunc)?;
-            pos += n;
-            // Keyed by the hash of the stored bytes; they are decoded, and
-            // refused unless canonical, before any answer uses them.
-            by_hash.entry(sha256(&buf)).or_insert(policies.len() as u32);
-            policies.push(LazyPolicy {
-                bytes: buf,
-                decoded: std::cell::OnceCell::new(),
-            });
+        let n = n_pol as usize;
+        if n_pol.saturating_mul(40) > file_len.saturating_sub(pos) {
+            return Err(bad("the policy table runs past the end of the file"));
         }
+        let mut raw_hashes = vec![0u8; n * 32];
+        r.read_exact(&mut raw_hashes).map_err(trunc)?;
+        let mut raw_ends = vec![0u8; n * 8];
+        r.read_exact(&mut raw_ends).map_err(trunc)?;
+        pos += 40 * n_pol;
+        let hashes: Vec<[u8; 32]> = raw_hashes
+            .chunks_exact(32)
+            .map(|c| c.try_into().unwrap_or_default())
+            .collect();
+        if hashes.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("the policy hashes are not strictly increasing"));
+        }
+        let ends: Vec<u64> = raw_ends
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        if ends.windows(2).any(|w| w[0] > w[1]) {
+            return Err(bad("the policy ends are not in order"));
+        }
+        let blob = ends.last().copied().unwrap_or(0);
+        if blob > file_len.saturating_sub(pos) {
+            return Err(bad("a policy runs past the end of the file"));
+        }
+        let blob_offset = pos;
+        pos += blob;
+        // Skip the blob: the next reads start after it.
+        let mut r = BufReader::new(PosReader { file: &file, pos });
+        let policies = PolicyTable {
+            decoded: (0..n).map(|_| std::cell::OnceCell::new()).collect(),
+            hashes,
+            ends,
+            blob_offset,
+        };
         r.read_exact(&mut b4).map_err(trunc)?;
         pos += 4;
         let n_ranges = u32::from_le_bytes(b4) as usize;
@@ -445,7 +481,6 @@ impl Index {
             ranges: raw,
             leaves: manifest.ranges.iter().map(|r| r.leaf).collect(),
             policies,
-            by_hash,
             cache: RefCell::new(Cache::default()),
             cache_budget: DEFAULT_CACHE_BYTES,
         }))
@@ -460,25 +495,38 @@ impl Index {
     /// policy whose bytes are not a canonical, valid Policy is
     /// `index_corrupt`.
     pub fn policy(&self, i: u32) -> Result<&Policy, Rejection> {
-        let Some(lp) = self.policies.get(i as usize) else {
+        let t = &self.policies;
+        let i = i as usize;
+        let Some(cell) = t.decoded.get(i) else {
             return Err(corrupt(
                 &self.path,
                 format!("policy {i} is not in the table"),
             ));
         };
-        if let Some(p) = lp.decoded.get() {
+        if let Some(p) = cell.get() {
             return Ok(p);
         }
-        let p: Policy = cbor::from_slice_canonical(&lp.bytes)
+        let start = if i == 0 { 0 } else { t.ends[i - 1] };
+        let mut bytes = vec![0u8; (t.ends[i] - start) as usize];
+        self.file
+            .read_exact_at(&mut bytes, t.blob_offset + start)
+            .map_err(|e| corrupt(&self.path, format!("policy {i} cannot be read: {e}")))?;
+        if sha256(&bytes) != t.hashes[i] {
+            return Err(corrupt(
+                &self.path,
+                format!("policy {i} does not hash to its listed hash"),
+            ));
+        }
+        let p: Policy = cbor::from_slice_canonical(&bytes)
             .map_err(|e| corrupt(&self.path, format!("policy {i} is {e}")))?;
         p.validate()
             .map_err(|e| corrupt(&self.path, format!("policy {i} is invalid: {e}")))?;
-        Ok(lp.decoded.get_or_init(|| p))
+        Ok(cell.get_or_init(|| p))
     }
 
     /// Number of policies in the table.
     pub fn policy_count(&self) -> usize {
-        self.policies.len()
+        self.policies.hashes.len()
     }
 
     /// Range `i`'s `(lo, hi, count)`.
@@ -597,9 +645,10 @@ impl Index {
                 return Err(bad("an id is not printable ASCII"));
             }
             let h: [u8; 32] = bytes[s + 17 + n..end].try_into().unwrap_or_default();
-            let Some(&p) = self.by_hash.get(&h) else {
+            let Ok(p) = self.policies.hashes.binary_search(&h) else {
                 return Err(bad("an entry names a policy the index does not hold"));
             };
+            let p = p as u32;
             self.policy(p)?;
             if key < e.lo || key >= e.hi || prev.is_some_and(|pk| pk >= (key, seq)) {
                 return Err(bad("entries are out of order or out of range"));
@@ -688,7 +737,7 @@ impl Index {
     /// prefix entries are not in the index: `prefixes` is left empty.
     pub fn load_state(&self) -> Result<State, Rejection> {
         let mut st = State::default();
-        let ids: Vec<u32> = (0..self.policies.len() as u32)
+        let ids: Vec<u32> = (0..self.policy_count() as u32)
             .map(|i| Ok(st.policies.intern(self.policy(i)?)))
             .collect::<Result<_, Rejection>>()?;
         for i in 0..self.ranges.len() {
@@ -851,9 +900,10 @@ mod tests {
             Index::open(&path, &m, &[9; 32], &limits).unwrap_err().code,
             "index_corrupt"
         );
-        // Flip one byte anywhere: the open or the block check refuses it.
+        // Flip one byte anywhere — header, policy hashes, ends and bytes,
+        // chunk tables, entry streams: the open or the full check refuses it.
         let good = std::fs::read(&path).unwrap();
-        for at in [0, 9, 20, 50, good.len() / 2, good.len() - 1] {
+        for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x01;
             std::fs::write(&path, &bad).unwrap();
