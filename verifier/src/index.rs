@@ -22,6 +22,11 @@
 //!   blob             the policies' canonical CBOR, back to back
 //!   (opening reads the hashes and ends only; a policy's bytes are read, checked
 //!   against its hash and decoded when a verified chunk first names it)
+//! n_prefixes       u32      must equal the manifest's prefix count
+//!   n_prefixes × (prefix key u64, seq u64, len(id) u8, id, policy index u32):
+//!                the prefix table in table order (SPEC.md §6), checked at open
+//!                against the manifest's prefix_leaf, so a reader never decodes
+//!                the prefix file
 //! n_ranges         u32      must equal the manifest's range count
 //!   n_ranges × (lo u64, hi u64, count u64, offset u64, len u64)
 //! blocks           range i's block is `len` bytes at `offset`:
@@ -56,14 +61,14 @@ use crate::isrc::{Isrc, Scope};
 use crate::limits::Limits;
 use crate::model::Policy;
 use crate::state::{
-    CHUNK, ENTRY_FIXED, State, chunk_bounds, chunk_count, chunk_hash, entry_stream, merkle_root,
-    range_leaf_of_root,
+    CHUNK, ENTRY_FIXED, State, chunk_bounds, chunk_count, chunk_hash, chunk_hashes, entry_stream,
+    merkle_root, policy_hash, prefix_key, prefix_leaf_of_root, range_leaf_of_root,
 };
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
 /// Format version written and accepted.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Verified blocks kept in memory by one reader before older ones are dropped.
 pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
 /// Bytes of one chunk-table row: first key, start, hash.
@@ -96,11 +101,29 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
         .filter(|(_, u)| **u)
         .map(|((p, h), _)| (*h, cbor::to_vec(p)))
         .collect();
+    let prefix_hashes: Vec<[u8; 32]> = state
+        .prefixes
+        .iter()
+        .map(|r| policy_hash(&r.policy))
+        .collect();
+    pols.extend(
+        state
+            .prefixes
+            .iter()
+            .zip(&prefix_hashes)
+            .map(|(r, h)| (*h, cbor::to_vec(&r.policy))),
+    );
     pols.sort_unstable_by_key(|p| p.0);
     pols.dedup_by(|a, b| a.0 == b.0);
+    let place = |h: &[u8; 32]| pols.binary_search_by_key(h, |p| p.0).unwrap_or(0) as u32;
 
-    let mut header_len: u64 = 8 + 4 + 32 + 4 + 4 + 40 * state.ranges.len() as u64;
+    let mut header_len: u64 = 8 + 4 + 32 + 4 + 4 + 4 + 40 * state.ranges.len() as u64;
     header_len += pols.iter().map(|p| 40 + p.1.len() as u64).sum::<u64>();
+    header_len += state
+        .prefixes
+        .iter()
+        .map(|r| 21 + r.id.len() as u64)
+        .sum::<u64>();
     let block_len = |rows: &Rows| -> u64 {
         chunk_count(rows.len() as u64) * CHUNK_ROW
             + (0..rows.len())
@@ -129,6 +152,16 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
         }
         for (_, b) in &pols {
             w.write_all(b).map_err(io)?;
+        }
+        w.write_all(&(state.prefixes.len() as u32).to_le_bytes())
+            .map_err(io)?;
+        for (r, h) in state.prefixes.iter().zip(&prefix_hashes) {
+            w.write_all(&prefix_key(r.scope).to_le_bytes())
+                .map_err(io)?;
+            w.write_all(&r.seq.to_le_bytes()).map_err(io)?;
+            w.write_all(&[r.id.len() as u8]).map_err(io)?;
+            w.write_all(r.id.as_bytes()).map_err(io)?;
+            w.write_all(&place(h).to_le_bytes()).map_err(io)?;
         }
         w.write_all(&(state.ranges.len() as u32).to_le_bytes())
             .map_err(io)?;
@@ -337,6 +370,7 @@ pub struct Index {
     ranges: Vec<RangeEntry>,
     leaves: Vec<[u8; 32]>,
     policies: PolicyTable,
+    prefixes: PrefixTable,
     cache: RefCell<Cache>,
     cache_budget: usize,
 }
@@ -423,12 +457,44 @@ impl Index {
         pos += blob;
         // Skip the blob: the next reads start after it.
         let mut r = BufReader::new(PosReader { file: &file, pos });
+        let mut b4 = [0u8; 4];
         let policies = PolicyTable {
             decoded: (0..n).map(|_| std::cell::OnceCell::new()).collect(),
             hashes,
             ends,
             blob_offset,
         };
+        r.read_exact(&mut b4).map_err(trunc)?;
+        pos += 4;
+        let n_pre = u64::from(u32::from_le_bytes(b4));
+        if n_pre != manifest.prefixes.count {
+            return Err(bad("its prefix count differs from the manifest's"));
+        }
+        let mut rows = Rows::default();
+        for _ in 0..n_pre {
+            let mut head = [0u8; 17];
+            r.read_exact(&mut head).map_err(trunc)?;
+            let mut id = vec![0u8; usize::from(head[16])];
+            r.read_exact(&mut id).map_err(trunc)?;
+            r.read_exact(&mut b4).map_err(trunc)?;
+            pos += 21 + id.len() as u64;
+            let key = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+            let seq = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+            let pol = u32::from_le_bytes(b4);
+            if pol as usize >= n || id.is_empty() || !id.iter().all(u8::is_ascii_graphic) {
+                return Err(bad("a prefix entry is malformed"));
+            }
+            rows.push(key, seq, std::str::from_utf8(&id).unwrap_or(""), pol);
+        }
+        // The prefix entries must be exactly the signed prefix table.
+        let leaf = prefix_leaf_of_root(n_pre, &merkle_root(&chunk_hashes(&rows, &policies.hashes)));
+        if leaf != manifest.prefix_leaf {
+            return Err(bad(
+                "its prefix entries do not hash to the manifest's prefix_leaf",
+            ));
+        }
+        let prefixes = PrefixTable::from_rows(&rows)
+            .ok_or_else(|| bad("a prefix entry has no prefix scope"))?;
         r.read_exact(&mut b4).map_err(trunc)?;
         pos += 4;
         let n_ranges = u32::from_le_bytes(b4) as usize;
@@ -481,6 +547,7 @@ impl Index {
             ranges: raw,
             leaves: manifest.ranges.iter().map(|r| r.leaf).collect(),
             policies,
+            prefixes,
             cache: RefCell::new(Cache::default()),
             cache_budget: DEFAULT_CACHE_BYTES,
         }))
@@ -522,6 +589,31 @@ impl Index {
         p.validate()
             .map_err(|e| corrupt(&self.path, format!("policy {i} is invalid: {e}")))?;
         Ok(cell.get_or_init(|| p))
+    }
+
+    /// The prefix table (verified against the manifest at open), moved out
+    /// for the reader; `prefix_records` keeps working.
+    pub fn take_prefixes(&mut self) -> PrefixTable {
+        PrefixTable {
+            rows: self.prefixes.rows.clone(),
+            by_scope: std::mem::take(&mut self.prefixes.by_scope),
+        }
+    }
+
+    /// The prefix table as records, every policy decoded.
+    pub fn prefix_records(&self) -> Result<Vec<Record>, Rejection> {
+        self.prefixes
+            .rows
+            .iter()
+            .map(|r| {
+                Ok(Record {
+                    scope: r.scope,
+                    seq: r.seq,
+                    id: r.id.clone(),
+                    policy: self.policy(r.policy)?.clone(),
+                })
+            })
+            .collect()
     }
 
     /// Number of policies in the table.
@@ -724,6 +816,9 @@ impl Index {
 
     /// Check every chunk table and chunk (without keeping them).
     pub fn verify_all(&self) -> Result<(), Rejection> {
+        for i in 0..self.policy_count() as u32 {
+            self.policy(i)?;
+        }
         for i in 0..self.ranges.len() {
             let t = self.load_table(i)?;
             for c in 0..t.len() {
@@ -804,8 +899,17 @@ pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
 /// two hash probes: the ISRC's registrant and its registrant-year.
 #[derive(Debug, Default)]
 pub struct PrefixTable {
-    records: Vec<Record>,
+    rows: Vec<PrefixRow>,
     by_scope: HashMap<(u8, u64), Vec<usize>, FastHash>,
+}
+
+/// One prefix entry; `policy` indexes the index's policy table.
+#[derive(Debug, Clone)]
+pub struct PrefixRow {
+    pub scope: Scope,
+    pub seq: u64,
+    pub id: String,
+    pub policy: u32,
 }
 
 /// Keys per registrant (`CC-XXX`) and per registrant-year (`CC-XXX-YY`).
@@ -813,28 +917,50 @@ const REGISTRANT_SPAN: u64 = 10_000_000;
 const REGISTRANT_YEAR_SPAN: u64 = 100_000;
 
 impl PrefixTable {
-    pub fn new(records: Vec<Record>) -> PrefixTable {
+    pub fn new(rows: Vec<PrefixRow>) -> PrefixTable {
         let mut by_scope: HashMap<(u8, u64), Vec<usize>, FastHash> = HashMap::default();
-        for (i, r) in records.iter().enumerate() {
+        for (i, r) in rows.iter().enumerate() {
             by_scope
                 .entry((r.scope.specificity(), r.scope.key_range().0))
                 .or_default()
                 .push(i);
         }
-        PrefixTable { records, by_scope }
+        PrefixTable { rows, by_scope }
     }
 
-    /// The entries, in table order.
-    pub fn records(&self) -> &[Record] {
-        &self.records
+    /// From rows keyed by prefix key (SPEC.md §6); `None` if a key is not
+    /// `4 · lo + specificity` of a registrant or registrant-year scope.
+    fn from_rows(rows: &Rows) -> Option<PrefixTable> {
+        let mut out = Vec::with_capacity(rows.len());
+        for i in 0..rows.len() {
+            let k = rows.keys[i];
+            let lo = k / 4;
+            let scope = match k % 4 {
+                1 if lo.is_multiple_of(REGISTRANT_SPAN) => Scope::Registrant(lo / REGISTRANT_SPAN),
+                2 if lo.is_multiple_of(REGISTRANT_YEAR_SPAN) => {
+                    Scope::RegistrantYear(lo / REGISTRANT_YEAR_SPAN)
+                }
+                _ => return None,
+            };
+            if lo >= crate::isrc::KEY_SPACE {
+                return None;
+            }
+            out.push(PrefixRow {
+                scope,
+                seq: rows.seqs[i],
+                id: rows.id(i).to_string(),
+                policy: rows.pol[i],
+            });
+        }
+        Some(PrefixTable::new(out))
     }
 
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.rows.is_empty()
     }
 
     /// Which prefix entries cover `isrc`, as an opaque pair (the groups of its
@@ -855,7 +981,7 @@ impl PrefixTable {
     }
 
     /// The prefix entries whose scope covers `isrc`.
-    pub fn covering(&self, isrc: Isrc) -> impl Iterator<Item = &Record> {
+    pub fn covering(&self, isrc: Isrc) -> impl Iterator<Item = &PrefixRow> {
         let k = isrc.key();
         let probes = [
             (1u8, k - k % REGISTRANT_SPAN),
@@ -865,7 +991,7 @@ impl PrefixTable {
             .into_iter()
             .filter_map(|p| self.by_scope.get(&p))
             .flatten()
-            .map(|&i| &self.records[i])
+            .map(|&i| &self.rows[i])
             .filter(move |r| !matches!(r.scope, Scope::Exact(_)) && r.scope.covers(isrc))
     }
 }
@@ -929,7 +1055,16 @@ mod tests {
             .filter(|r| !matches!(r.scope, Scope::Exact(_)))
             .collect();
         assert!(!recs.is_empty());
-        let t = PrefixTable::new(recs.clone());
+        let t = PrefixTable::new(
+            recs.iter()
+                .map(|r| PrefixRow {
+                    scope: r.scope,
+                    seq: r.seq,
+                    id: r.id.clone(),
+                    policy: 0,
+                })
+                .collect(),
+        );
         for s in [
             "GBNWR2500001",
             "GBNWR2400001",

@@ -771,32 +771,15 @@ impl Store {
     }
 
     fn reader_for(&self, snap: Snapshot, now: i64) -> Result<Reader<'_>, Rejection> {
-        let prel = paths::prefixes(&snap.manifest.prefixes.sha256);
-        let ploc = self.loc(&prel);
-        let bytes = self
-            .read(&prel, snap.manifest.prefixes.length)?
-            .ok_or_else(|| {
-                reject(
-                    &ploc,
-                    "store_incomplete",
-                    "the prefix table the manifest names is missing",
-                )
-            })?;
-        let raw = crate::columns::open_file(&ploc, &bytes, &snap.manifest.prefixes, &self.limits)?;
-        let records = crate::columns::decode_prefixes(
-            &ploc,
-            &raw,
-            snap.manifest.prefixes.count,
-            &self.limits,
-        )?;
-        let index = self.open_or_build_index(&snap, None)?;
+        let mut index = self.open_or_build_index(&snap, None)?;
+        let prefixes = index.take_prefixes();
         self.observe_clock(now)?;
         Ok(Reader {
             store: self,
             info: snap.info(),
             snap,
             index: RefCell::new(index),
-            prefixes: PrefixTable::new(records),
+            prefixes,
             rebuilt: Cell::new(false),
         })
     }
@@ -1054,7 +1037,7 @@ impl Reader<'_> {
             head,
             mbytes,
             m.clone(),
-            self.prefixes.records(),
+            &self.index.borrow().prefix_records()?,
         ))
     }
 
@@ -1243,11 +1226,15 @@ impl Reader<'_> {
                 policy: ix.policy(pol)?,
             });
         }
-        let prefix = self
-            .prefixes
-            .covering(q.isrc)
-            .map(crate::declaration::Record::entry);
-        Ok(crate::lookup::lookup(q, exact.into_iter().chain(prefix)))
+        for r in self.prefixes.covering(q.isrc) {
+            exact.push(Entry {
+                scope: r.scope,
+                seq: r.seq,
+                id: &r.id,
+                policy: ix.policy(r.policy)?,
+            });
+        }
+        Ok(crate::lookup::lookup(q, exact))
     }
 }
 
