@@ -1144,10 +1144,8 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::DirFetch;
     use crate::store::Store;
-    use crate::sync::{SyncOptions, sync};
-    use crate::testsite::{NOW, Opts, TestSite, policy, record};
+    use crate::testsite::{self, NOW, Opts, TestSite, policy, record};
     use crate::time::day_of;
 
     /// A site whose prefix table spans several chunks: registrants `AAA00` …
@@ -1172,17 +1170,7 @@ mod tests {
         recs.push(record("GBA102500001", 1000, "X1", policy("Artist", true)));
         site.publish(&recs, &Opts::default());
         let pinned = site.root_bytes(1).to_vec();
-        let (store, _) = Store::init(tmp.path().join("store"), &pinned, false).unwrap();
-        sync(
-            &store,
-            &DirFetch::new(&site.dir),
-            &SyncOptions {
-                now: NOW,
-                expiry: Expiry::Enforce,
-                keep_history: None,
-            },
-        )
-        .unwrap();
+        let store = testsite::synced_store(&site, &tmp.path().join("store"));
         (tmp, store, pinned)
     }
 

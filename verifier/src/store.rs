@@ -1241,10 +1241,8 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::DirFetch;
     use crate::isrc::Isrc;
     use crate::model::Use;
-    use crate::sync::{SyncOptions, sync};
     use crate::testsite::{self, NOW, Opts, TestSite, policy, record};
 
     /// The batch path gives exactly the one-question path's decision and
@@ -1282,17 +1280,7 @@ mod tests {
             }
         }
         site.publish(&recs, &Opts::default());
-        let (store, _) = Store::init(tmp.path().join("store"), site.root_bytes(1), false).unwrap();
-        sync(
-            &store,
-            &DirFetch::new(&site.dir),
-            &SyncOptions {
-                now: NOW,
-                expiry: Expiry::Enforce,
-                keep_history: None,
-            },
-        )
-        .unwrap();
+        let store = testsite::synced_store(&site, &tmp.path().join("store"));
         let reader = store.reader(NOW, Expiry::Enforce).unwrap();
         let mut isrcs: Vec<Isrc> = Vec::new();
         for reg in [

@@ -433,3 +433,20 @@ fn list(base: &Path, dir: &Path, out: &mut Vec<String>) {
         }
     }
 }
+
+/// A store in `dir` pinned to `site`'s root version 1 and synced from it at
+/// [`NOW`].
+pub fn synced_store(site: &TestSite, dir: &Path) -> crate::store::Store {
+    let (store, _) = crate::store::Store::init(dir, site.root_bytes(1), false).unwrap();
+    crate::sync::sync(
+        &store,
+        &crate::fetch::DirFetch::new(&site.dir),
+        &crate::sync::SyncOptions {
+            now: NOW,
+            expiry: crate::verify::Expiry::Enforce,
+            keep_history: None,
+        },
+    )
+    .unwrap();
+    store
+}
