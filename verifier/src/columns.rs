@@ -479,21 +479,7 @@ pub fn encode_columns(rows: &Rows, set: &PolicySet) -> Columns {
 
 fn encode_keys(keys: &[(u64, u64)]) -> KeyColumns {
     let ks: Vec<u64> = keys.iter().map(|k| k.0).collect();
-    let low = choose_low_bytes(&ks);
-    let mut k = KeyColumns {
-        keys: Vec::new(),
-        seqs: Vec::new(),
-        count: keys.len() as u64,
-        key_low: Vec::new(),
-    };
-    put_keys(
-        keys.iter().copied(),
-        low,
-        &mut k.keys,
-        &mut k.key_low,
-        &mut k.seqs,
-    );
-    k
+    key_columns_from_raw(keys, choose_low_bytes(&ks))
 }
 
 /// One row exactly as a column blob holds it: key, seq, id and the index
