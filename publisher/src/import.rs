@@ -645,6 +645,31 @@ fn read_files(files: &[PathBuf]) -> Input {
     input
 }
 
+/// Read one CSV or JSONL file from memory without a registry: the valid
+/// declarations, the number of data rows and the problems — everything
+/// [`import_files`] checks before it looks at the database. For
+/// [`crate::fuzzing`].
+pub(crate) fn read_bytes(
+    name: &str,
+    jsonl: bool,
+    bytes: &[u8],
+) -> (Vec<Declaration>, usize, Vec<Problem>) {
+    let mut input = Input {
+        names: vec![name.to_string()],
+        ..Input::default()
+    };
+    let result = if jsonl {
+        read_jsonl(&mut input, 0, bytes)
+    } else {
+        read_csv(&mut input, 0, bytes)
+    };
+    if let Err(e) = result {
+        input.problem(0, None, "", format!("cannot be read: {e}"));
+    }
+    let decls = input.decls.into_iter().map(|(_, d)| d).collect();
+    (decls, input.rows, input.problems.list)
+}
+
 /// Names of the stored fields in which two versions of a declaration differ.
 fn differences(a: &Declaration, b: &Declaration) -> Vec<&'static str> {
     let (p, q) = (&a.policy, &b.policy);

@@ -6,6 +6,8 @@ pub mod bundle;
 pub mod cli;
 pub mod db;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod generate;
 pub mod import;

@@ -33,5 +33,9 @@ pub mod index;
 pub mod store;
 pub mod sync;
 
+// Entry points of the `cargo fuzz` targets (fuzz/) and of their corpus replay.
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod testsite;
