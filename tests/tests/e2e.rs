@@ -8,6 +8,7 @@ mod e2e {
     mod data_defects;
     mod faults;
     pub mod fixture;
+    mod fuzz_corpus;
     mod properties;
     mod publisher;
     mod receipts;
