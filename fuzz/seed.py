@@ -161,9 +161,9 @@ def main():
     idx = OUT / "index"
     idx.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["cargo", "test", "-q", "-p", "consentry", "--lib", "fuzzing::tests::write_index_seed",
-         "--", "--ignored"],
-        cwd=ROOT, check=True, env=dict(os.environ, CONSENTRY_INDEX_SEED=str(idx / "seed.idx")),
+        ["cargo", "run", "-q", "-p", "consentry", "--example", "index_seed", "--",
+         str(idx / "seed.idx")],
+        cwd=ROOT, check=True,
     )
     for t in sorted(OUT.iterdir()):
         print(f"{t.name}: {len(list(t.iterdir()))} files")

@@ -1197,15 +1197,6 @@ mod tests {
         index(&seed);
     }
 
-    /// `CONSENTRY_INDEX_SEED=FILE cargo test -p consentry --lib write_index_seed
-    /// -- --ignored` writes [`index_seed`] (fuzz/seed.py does).
-    #[test]
-    #[ignore = "writes a file; run by fuzz/seed.py"]
-    fn write_index_seed() {
-        let path = std::env::var_os("CONSENTRY_INDEX_SEED").unwrap();
-        std::fs::write(path, index_seed()).unwrap();
-    }
-
     #[test]
     fn targets_accept_empty_and_tiny_inputs() {
         for (_, f) in TARGETS {
