@@ -62,7 +62,7 @@ use crate::limits::Limits;
 use crate::model::Policy;
 use crate::state::{
     CHUNK, ENTRY_FIXED, State, chunk_bounds, chunk_count, chunk_hash, chunk_hashes, entry_stream,
-    merkle_root, policy_hash, prefix_key, prefix_leaf_of_root, range_leaf_of_root,
+    merkle_root, policy_hash, prefix_key, prefix_leaf_of_root, prefix_scope, range_leaf_of_root,
 };
 
 /// File magic.
@@ -614,13 +614,9 @@ impl Index {
         Ok(cell.get_or_init(|| p))
     }
 
-    /// The prefix table (verified against the manifest at open), moved out
-    /// for the reader; `prefix_records` keeps working.
-    pub fn take_prefixes(&mut self) -> PrefixTable {
-        PrefixTable {
-            rows: self.prefixes.rows.clone(),
-            by_scope: std::mem::take(&mut self.prefixes.by_scope),
-        }
+    /// The prefix table (verified against the manifest at open).
+    pub fn prefixes(&self) -> &PrefixTable {
+        &self.prefixes
     }
 
     /// The prefix table as records, every policy decoded.
@@ -955,18 +951,7 @@ impl PrefixTable {
     fn from_rows(rows: &Rows) -> Option<PrefixTable> {
         let mut out = Vec::with_capacity(rows.len());
         for i in 0..rows.len() {
-            let k = rows.keys[i];
-            let lo = k / 4;
-            let scope = match k % 4 {
-                1 if lo.is_multiple_of(REGISTRANT_SPAN) => Scope::Registrant(lo / REGISTRANT_SPAN),
-                2 if lo.is_multiple_of(REGISTRANT_YEAR_SPAN) => {
-                    Scope::RegistrantYear(lo / REGISTRANT_YEAR_SPAN)
-                }
-                _ => return None,
-            };
-            if lo >= crate::isrc::KEY_SPACE {
-                return None;
-            }
+            let scope = prefix_scope(rows.keys[i])?;
             out.push(PrefixRow {
                 scope,
                 seq: rows.seqs[i],

@@ -24,8 +24,8 @@ use crate::lookup::{Answer, Question};
 use crate::model::{Entry, Policy, Use, parse_territory};
 use crate::state::{
     CHUNK, ENTRY_FIXED, MerkleTree, chunk_count, chunk_hash, leaves_of, merkle_root, policy_hash,
-    prefix_chunk_hashes, prefix_key, prefix_leaf_of_root, range_leaf_of_root, root_from_path,
-    verify_inclusion,
+    prefix_chunk_hashes, prefix_key, prefix_leaf_of_root, prefix_scope, range_leaf_of_root,
+    root_from_path, verify_inclusion,
 };
 use crate::time::{format_date, parse_date};
 use crate::verify::{self, Expiry};
@@ -1041,16 +1041,8 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
                 let mut prefix = Vec::new();
                 let covering = (ps..pe)
                     .flat_map(|c| prefix_chunks[&c].iter())
-                    .filter_map(|x| {
-                        let scope = if x.key == targets.0 {
-                            Scope::Registrant(key / 10_000_000)
-                        } else if x.key == targets.1 {
-                            Scope::RegistrantYear(key / 100_000)
-                        } else {
-                            return None;
-                        };
-                        Some((scope, x))
-                    });
+                    .filter(|x| x.key == targets.0 || x.key == targets.1)
+                    .filter_map(|x| Some((prefix_scope(x.key)?, x)));
                 for (scope, en) in covering {
                     let Some((p, used)) = policies.get_mut(&en.policy) else {
                         return Err(invalid(

@@ -303,6 +303,17 @@ pub fn prefix_key(scope: Scope) -> u64 {
     scope.key_range().0 * 4 + u64::from(scope.specificity())
 }
 
+/// The scope whose [`prefix_key`] is `k`, if any.
+pub fn prefix_scope(k: u64) -> Option<Scope> {
+    let lo = k / 4;
+    let scope = match k % 4 {
+        1 => Scope::Registrant(lo / 10_000_000),
+        2 => Scope::RegistrantYear(lo / 100_000),
+        _ => return None,
+    };
+    (lo < crate::isrc::KEY_SPACE && prefix_key(scope) == k).then_some(scope)
+}
+
 /// The chunk hashes of the prefix table's entry stream (`records` in table
 /// order, which is `(prefix_key, seq)` order).
 pub fn prefix_chunk_hashes(records: &[Record]) -> Vec<[u8; 32]> {
@@ -522,6 +533,18 @@ mod tests {
                     &t.root()
                 ));
             }
+        }
+    }
+
+    #[test]
+    fn prefix_keys_map_back_to_exactly_their_scopes() {
+        for text in ["GB-NWR", "GB-NWR-25", "ZZ-ZZZ-99", "AA-000"] {
+            let scope = Scope::parse(text).unwrap();
+            assert_eq!(prefix_scope(prefix_key(scope)), Some(scope), "{text}");
+        }
+        let k = prefix_key(Scope::parse("GB-NWR").unwrap());
+        for bad in [0, 3, k + 2, k + 4, crate::isrc::KEY_SPACE * 4 + 1] {
+            assert_eq!(prefix_scope(bad), None, "{bad}");
         }
     }
 

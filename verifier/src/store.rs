@@ -34,7 +34,7 @@ use crate::docs::{Head, Manifest, Role, Root, paths};
 use crate::envelope::sha256;
 use crate::error::{Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, io_error};
-use crate::index::{Index, PrefixTable};
+use crate::index::Index;
 use crate::limits::Limits;
 use crate::lookup::{Answer, Question};
 use crate::model::Entry;
@@ -771,15 +771,13 @@ impl Store {
     }
 
     fn reader_for(&self, snap: Snapshot, now: i64) -> Result<Reader<'_>, Rejection> {
-        let mut index = self.open_or_build_index(&snap, None)?;
-        let prefixes = index.take_prefixes();
+        let index = self.open_or_build_index(&snap, None)?;
         self.observe_clock(now)?;
         Ok(Reader {
             store: self,
             info: snap.info(),
             snap,
             index: RefCell::new(index),
-            prefixes,
             rebuilt: Cell::new(false),
         })
     }
@@ -979,7 +977,6 @@ pub struct Reader<'s> {
     snap: Snapshot,
     info: SnapshotInfo,
     index: RefCell<Index>,
-    prefixes: PrefixTable,
     rebuilt: Cell<bool>,
 }
 
@@ -1167,7 +1164,7 @@ impl Reader<'_> {
             let (reg, year) = match cover {
                 Some((r, c)) if r == ry => c,
                 _ => {
-                    let c = self.prefixes.cover_key(isrc);
+                    let c = self.index.borrow().prefixes().cover_key(isrc);
                     cover = Some((ry, c));
                     c
                 }
@@ -1226,7 +1223,7 @@ impl Reader<'_> {
                 policy: ix.policy(pol)?,
             });
         }
-        for r in self.prefixes.covering(q.isrc) {
+        for r in ix.prefixes().covering(q.isrc) {
             exact.push(Entry {
                 scope: r.scope,
                 seq: r.seq,
