@@ -259,7 +259,7 @@ impl PolicyCache {
 /// Interns policy blobs into a [`PolicySet`], decoding each distinct blob
 /// once.
 #[derive(Default)]
-struct BlobInterner(HashMap<Vec<u8>, u32>);
+struct BlobInterner(HashMap<Vec<u8>, u32, consentry::index::FastHash>);
 
 impl BlobInterner {
     fn get(&mut self, blob: &[u8], id: &str, set: &mut PolicySet) -> Result<u32> {
@@ -610,10 +610,43 @@ impl Db {
         }
     }
 
+    /// A second, read-only connection that sees exactly this connection's
+    /// snapshot, or `None` when that cannot be guaranteed. It can when this
+    /// connection is inside a read transaction (it holds the SHARED lock from
+    /// its first read on) on a rollback-journal database: no writer commits
+    /// while a SHARED lock is held, so a reader that starts later reads the
+    /// same committed state. In WAL mode, or for an in-memory database, a
+    /// publish scans on one thread.
+    fn second_reader(&self) -> Result<Option<Connection>> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        if self.conn.is_autocommit() {
+            return Ok(None);
+        }
+        // A read inside the transaction: from here on the lock is held.
+        self.conn
+            .query_row("SELECT COUNT(*) FROM meta", [], |r| r.get::<_, i64>(0))?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if mode.eq_ignore_ascii_case("wal") || mode.eq_ignore_ascii_case("memory") {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open {path} a second time for reading"))?;
+        conn.execute_batch("PRAGMA cache_size = -65536")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Some(conn))
+    }
+
     fn tuned(conn: Connection) -> Result<Db> {
         // The default page cache (2 MB) thrashes on the indexes of a large
         // import; 64 MiB keeps them in memory.
-        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA foreign_keys = ON")?;
         // Another process (a publish reading, an import writing) holds a lock
         // for seconds at most: wait for it rather than fail at once.
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -911,6 +944,94 @@ impl Db {
     }
 }
 
+/// A table smaller than this many rowids is scanned on one thread.
+const SPLIT_SCAN_MIN_ROWS: i64 = 1 << 16;
+
+/// Live exact-scope rows of one rowid span, sorted by `(key, seq)`, with the
+/// policies interned into the span's own set.
+struct Scan {
+    /// `(key, seq, id start, policy)`; the id ends where the next row's starts
+    /// in scan order, which `id_end` records.
+    order: Vec<(u64, u64, u32, u32)>,
+    ids: Vec<u8>,
+    id_end: Vec<usize>,
+    set: PolicySet,
+}
+
+impl Scan {
+    fn id(&self, n: u32) -> Result<&str> {
+        let n = n as usize;
+        let start = if n == 0 { 0 } else { self.id_end[n - 1] };
+        std::str::from_utf8(&self.ids[start..self.id_end[n]])
+            .map_err(|_| anyhow!("corrupt registry database: an id is not UTF-8"))
+    }
+}
+
+fn scan_live_exact(conn: &Connection, lo: i64, hi: i64) -> Result<Scan> {
+    let mut stmt = conn.prepare(
+        "SELECT scope_lo, seq, id, policy FROM declarations NOT INDEXED
+         WHERE rowid >= ?1 AND rowid <= ?2 AND exact = 1 AND live = 1",
+    )?;
+    let mut rows = stmt.query(params![lo, hi])?;
+    let mut interned = BlobInterner::default();
+    // At most one row per rowid: reserving that up front saves the copies
+    // (and the page faults) of growing vectors of hundreds of megabytes.
+    let rows_max = usize::try_from((hi - lo).saturating_add(1).clamp(0, 1 << 28)).unwrap_or(0);
+    let mut out = Scan {
+        order: Vec::with_capacity(rows_max),
+        ids: Vec::with_capacity(rows_max * 16),
+        id_end: Vec::with_capacity(rows_max),
+        set: PolicySet::default(),
+    };
+    while let Some(row) = rows.next()? {
+        let id = row.get_ref(2)?.as_str()?;
+        let key = to_u64(row.get(0)?, "key")?;
+        let seq = to_u64(row.get(1)?, "seq")?;
+        let pol = interned.get(row.get_ref(3)?.as_blob()?, id, &mut out.set)?;
+        let n = u32::try_from(out.order.len())
+            .map_err(|_| anyhow!("more than 2^32 live entries: not supported"))?;
+        out.order.push((key, seq, n, pol));
+        out.ids.extend_from_slice(id.as_bytes());
+        out.id_end.push(out.ids.len());
+    }
+    out.order.sort_unstable();
+    Ok(out)
+}
+
+/// The rows of one or two sorted scans, merged by `(key, seq)`, with their
+/// policies interned into `set`.
+fn merge_scans(a: Scan, b: Option<Scan>, set: &mut PolicySet) -> Result<Rows> {
+    let remap = |s: &Scan, set: &mut PolicySet| -> Vec<u32> {
+        s.set.list.iter().map(|p| set.intern(p)).collect()
+    };
+    let ra = remap(&a, set);
+    let empty = Scan {
+        order: Vec::new(),
+        ids: Vec::new(),
+        id_end: Vec::new(),
+        set: PolicySet::default(),
+    };
+    let b = b.unwrap_or(empty);
+    let rb = remap(&b, set);
+    let mut out = Rows::with_capacity(a.order.len() + b.order.len(), a.ids.len() + b.ids.len());
+    let (mut i, mut j) = (0, 0);
+    // Each pass moves i or j forward: at most |a| + |b| passes.
+    while i < a.order.len() || j < b.order.len() {
+        let take_a = j >= b.order.len()
+            || (i < a.order.len() && (a.order[i].0, a.order[i].1) <= (b.order[j].0, b.order[j].1));
+        let (s, r, row) = if take_a {
+            i += 1;
+            (&a, &ra, a.order[i - 1])
+        } else {
+            j += 1;
+            (&b, &rb, b.order[j - 1])
+        };
+        let (key, seq, n, pol) = row;
+        out.push(key, seq, s.id(n)?, r[pol as usize]);
+    }
+    Ok(out)
+}
+
 impl Source for Db {
     fn registry_time(&self) -> Result<i64> {
         // Every write keeps it in `meta`; a registry written before that
@@ -931,38 +1052,41 @@ impl Source for Db {
     fn live_exact(&self, set: &mut PolicySet) -> Result<Rows> {
         // A full scan in rowid order and a sort in memory: walking the
         // (exact, live, scope_lo, seq) index instead fetches every row by a
-        // random B-tree descent, four times slower.
-        let mut stmt = self.conn.prepare(
-            "SELECT scope_lo, seq, id, policy FROM declarations NOT INDEXED
-             WHERE exact = 1 AND live = 1",
-        )?;
-        let mut rows = stmt.query([])?;
-        let mut interned = BlobInterner::default();
-        // (key, seq, row, policy) and the ids in scan order.
-        let mut order: Vec<(u64, u64, u32, u32)> = Vec::new();
-        let mut ids: Vec<u8> = Vec::new();
-        let mut id_end: Vec<usize> = Vec::new();
-        while let Some(row) = rows.next()? {
-            let id = row.get_ref(2)?.as_str()?;
-            let key = to_u64(row.get(0)?, "key")?;
-            let seq = to_u64(row.get(1)?, "seq")?;
-            let pol = interned.get(row.get_ref(3)?.as_blob()?, id, set)?;
-            let n = u32::try_from(order.len())
-                .map_err(|_| anyhow!("more than 2^32 live entries: not supported"))?;
-            order.push((key, seq, n, pol));
-            ids.extend_from_slice(id.as_bytes());
-            id_end.push(ids.len());
-        }
-        order.sort_unstable();
-        let mut out = Rows::with_capacity(order.len(), ids.len());
-        for (key, seq, n, pol) in order {
-            let n = n as usize;
-            let start = if n == 0 { 0 } else { id_end[n - 1] };
-            let id = std::str::from_utf8(&ids[start..id_end[n]])
-                .map_err(|_| anyhow!("corrupt registry database: an id is not UTF-8"))?;
-            out.push(key, seq, id, pol);
-        }
-        Ok(out)
+        // random B-tree descent, four times slower. The scan is most of a
+        // full publish, so its second half runs on a second connection in
+        // another thread (see `second_reader`); each half is sorted on its
+        // own thread and the two are merged.
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT MIN(rowid), MAX(rowid) FROM declarations", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(Rows::default());
+        };
+        let second = if hi - lo >= SPLIT_SCAN_MIN_ROWS {
+            self.second_reader()?
+        } else {
+            None
+        };
+        let Some(other) = second else {
+            return merge_scans(scan_live_exact(&self.conn, lo, hi)?, None, set);
+        };
+        let mid = lo + (hi - lo) / 2;
+        let (a, b) = std::thread::scope(|s| {
+            let h = s.spawn(move || -> Result<Scan> {
+                other.execute_batch("BEGIN DEFERRED")?;
+                let r = scan_live_exact(&other, mid + 1, hi);
+                other.execute_batch("COMMIT")?;
+                r
+            });
+            let a = scan_live_exact(&self.conn, lo, mid);
+            let b = h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the registry scan thread panicked")));
+            (a, b)
+        });
+        merge_scans(a?, Some(b?), set)
     }
 
     fn live_prefixes(&self) -> Result<Vec<Record>> {
@@ -1246,6 +1370,62 @@ mod tests {
         assert_eq!(c.declarations as usize, all.len());
         assert_eq!(c.live as usize, expected.len());
         assert_eq!(c.exact + c.prefix, c.live);
+    }
+
+    /// A registry large enough for the two-thread scan reads exactly what
+    /// one scan over all rowids reads — same rows, order, ids and policies —
+    /// and a WAL database (where a second connection could see a later
+    /// snapshot) is scanned on one thread.
+    #[test]
+    fn split_scan_equals_one_scan_and_wal_is_not_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let mut db = Db::create(&path).unwrap();
+        let o = crate::generate::GenOptions {
+            records: 80_000,
+            ..crate::generate::GenOptions::default()
+        };
+        crate::generate::generate_into(&mut db, &o, T0).unwrap();
+        let (lo, hi): (i64, i64) = db
+            .conn
+            .query_row("SELECT MIN(rowid), MAX(rowid) FROM declarations", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert!(hi - lo >= SPLIT_SCAN_MIN_ROWS, "too small to split");
+        let policies = |set: &PolicySet, rows: &Rows| -> Vec<Policy> {
+            rows.pol.iter().map(|&p| set.get(p).clone()).collect()
+        };
+
+        let mut one_set = PolicySet::default();
+        let one = merge_scans(
+            scan_live_exact(&db.conn, lo, hi).unwrap(),
+            None,
+            &mut one_set,
+        )
+        .unwrap();
+        assert!(one.len() > 70_000);
+
+        db.begin_snapshot().unwrap();
+        let mut set = PolicySet::default();
+        let split = db.live_exact(&mut set).unwrap();
+        assert!(
+            db.second_reader().unwrap().is_some(),
+            "the scan holds the lock"
+        );
+        db.end_snapshot(true).unwrap();
+        assert_eq!(split.keys, one.keys);
+        assert_eq!(split.seqs, one.seqs);
+        assert!((0..one.len()).all(|i| split.id(i) == one.id(i)));
+        assert_eq!(policies(&set, &split), policies(&one_set, &one));
+
+        db.conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+        db.begin_snapshot().unwrap();
+        let mut wal_set = PolicySet::default();
+        let wal = db.live_exact(&mut wal_set).unwrap();
+        assert!(db.second_reader().unwrap().is_none(), "WAL: one thread");
+        db.end_snapshot(true).unwrap();
+        assert_eq!(wal, split);
     }
 
     #[test]
