@@ -998,36 +998,31 @@ fn scan_live_exact(conn: &Connection, lo: i64, hi: i64) -> Result<Scan> {
     Ok(out)
 }
 
-/// The rows of one or two sorted scans, merged by `(key, seq)`, with their
-/// policies interned into `set`.
-fn merge_scans(a: Scan, b: Option<Scan>, set: &mut PolicySet) -> Result<Rows> {
-    let remap = |s: &Scan, set: &mut PolicySet| -> Vec<u32> {
-        s.set.list.iter().map(|p| set.intern(p)).collect()
-    };
-    let ra = remap(&a, set);
-    let empty = Scan {
-        order: Vec::new(),
-        ids: Vec::new(),
-        id_end: Vec::new(),
-        set: PolicySet::default(),
-    };
-    let b = b.unwrap_or(empty);
-    let rb = remap(&b, set);
-    let mut out = Rows::with_capacity(a.order.len() + b.order.len(), a.ids.len() + b.ids.len());
-    let (mut i, mut j) = (0, 0);
-    // Each pass moves i or j forward: at most |a| + |b| passes.
-    while i < a.order.len() || j < b.order.len() {
-        let take_a = j >= b.order.len()
-            || (i < a.order.len() && (a.order[i].0, a.order[i].1) <= (b.order[j].0, b.order[j].1));
-        let (s, r, row) = if take_a {
-            i += 1;
-            (&a, &ra, a.order[i - 1])
-        } else {
-            j += 1;
-            (&b, &rb, b.order[j - 1])
+/// The rows of sorted scans, merged by `(key, seq)`, with their policies
+/// interned into `set`.
+fn merge_scans(parts: &[Scan], set: &mut PolicySet) -> Result<Rows> {
+    let remaps: Vec<Vec<u32>> = parts
+        .iter()
+        .map(|s| s.set.list.iter().map(|p| set.intern(p)).collect())
+        .collect();
+    let total: usize = parts.iter().map(|s| s.order.len()).sum();
+    let id_bytes: usize = parts.iter().map(|s| s.ids.len()).sum();
+    let mut out = Rows::with_capacity(total, id_bytes);
+    let mut next = vec![0usize; parts.len()];
+    // Each pass takes one row: exactly `total` passes.
+    for _ in 0..total {
+        let Some(p) = (0..parts.len())
+            .filter(|&p| next[p] < parts[p].order.len())
+            .min_by_key(|&p| {
+                let r = parts[p].order[next[p]];
+                (r.0, r.1, p)
+            })
+        else {
+            break;
         };
-        let (key, seq, n, pol) = row;
-        out.push(key, seq, s.id(n)?, r[pol as usize]);
+        let (key, seq, n, pol) = parts[p].order[next[p]];
+        next[p] += 1;
+        out.push(key, seq, parts[p].id(n)?, remaps[p][pol as usize]);
     }
     Ok(out)
 }
@@ -1070,7 +1065,7 @@ impl Source for Db {
             None
         };
         let Some(other) = second else {
-            return merge_scans(scan_live_exact(&self.conn, lo, hi)?, None, set);
+            return merge_scans(&[scan_live_exact(&self.conn, lo, hi)?], set);
         };
         let mid = lo + (hi - lo) / 2;
         let (a, b) = std::thread::scope(|s| {
@@ -1086,7 +1081,7 @@ impl Source for Db {
                 .unwrap_or_else(|_| Err(anyhow!("the registry scan thread panicked")));
             (a, b)
         });
-        merge_scans(a?, Some(b?), set)
+        merge_scans(&[a?, b?], set)
     }
 
     fn live_prefixes(&self) -> Result<Vec<Record>> {
@@ -1398,12 +1393,7 @@ mod tests {
         };
 
         let mut one_set = PolicySet::default();
-        let one = merge_scans(
-            scan_live_exact(&db.conn, lo, hi).unwrap(),
-            None,
-            &mut one_set,
-        )
-        .unwrap();
+        let one = merge_scans(&[scan_live_exact(&db.conn, lo, hi).unwrap()], &mut one_set).unwrap();
         assert!(one.len() > 70_000);
 
         db.begin_snapshot().unwrap();

@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! magic            8 bytes  "CSTRYIDX"
-//! format version   u32      3
+//! format version   u32      5
 //! manifest sha256  32 bytes SHA-256 of the manifest envelope this index belongs to
 //! n_policies       u32
 //!   n_policies × SHA-256 of each policy, strictly increasing (the policy's index
@@ -30,15 +30,22 @@
 //! n_ranges         u32      must equal the manifest's range count
 //!   n_ranges × (lo u64, hi u64, count u64, offset u64, len u64)
 //! blocks           range i's block is `len` bytes at `offset`:
-//!   ceil(count / 16) × (first key u64, chunk start u64, chunk hash 32 bytes)
+//!   n = ceil(count / 16) × (first key u64, chunk start u64, chunk hash 32 bytes)
+//!   the RFC 6962 tree over the chunk hashes above its leaf level, bottom up:
+//!                level k ≥ 1 holds ceil(n / 2^k) nodes of 32 bytes (an
+//!                unpaired last node carried up unchanged), up to the root
 //!   the entry stream: key u64 BE ‖ seq u64 BE ‖ len(id) u8 ‖ id ‖ policy SHA-256
 //!   (chunk starts are byte offsets into the entry stream)
 //! ```
 //!
 //! Blocks follow the header back to back in range order and end the file.
-//! Opening reads only the header, with positioned reads; a lookup reads and
-//! verifies only the chunk table of the key's range and the chunk(s) holding
-//! the key. The first keys in a chunk table are hints: a loaded chunk's first
+//! Opening reads only the header, with positioned reads; a lookup reads only
+//! the chunk table of the key's range and the chunk(s) holding the key. The
+//! first chunks loaded from a range are each proven by their audit path (the
+//! siblings read from the stored tree, ~13 hashes) up to the signed range
+//! leaf, so a first lookup never hashes a whole table; after
+//! [`PATH_PROOFS_PER_TABLE`] of them the whole table is checked against the
+//! leaf once (one MTH) and later chunks only against their row's hash. The first keys in a chunk table are hints: a loaded chunk's first
 //! key must equal its hint, and a lookup checks that its first chunk starts
 //! below the key and its last chunk ends above it (or at the range's end).
 
@@ -61,18 +68,35 @@ use crate::isrc::{Isrc, Scope};
 use crate::limits::Limits;
 use crate::model::Policy;
 use crate::state::{
-    CHUNK, ENTRY_FIXED, State, chunk_bounds, chunk_count, chunk_hash, chunk_hashes, entry_stream,
-    merkle_root, policy_hash, prefix_key, prefix_leaf_of_root, prefix_scope, range_leaf_of_root,
+    CHUNK, ENTRY_FIXED, MerkleTree, State, chunk_bounds, chunk_count, chunk_hash, chunk_hashes,
+    entry_stream, leaf_hash, merkle_root, node_hash, policy_hash, prefix_key, prefix_leaf_of_root,
+    prefix_scope, range_leaf_of_root,
 };
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
 /// Format version written and accepted.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Verified blocks kept in memory by one reader before older ones are dropped.
 pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
 /// Bytes of one chunk-table row: first key, start, hash.
 const CHUNK_ROW: u64 = 8 + 8 + 32;
+/// Chunks of one range proven by audit path before its whole table is
+/// checked at once: a path costs ~15 hashes, a whole 8192-chunk table
+/// ~16 000, so point lookups stay cheap and scans pay one MTH per range.
+pub const PATH_PROOFS_PER_TABLE: u32 = 64;
+
+/// Nodes of the RFC 6962 tree over `n` leaves above its leaf level (each
+/// level halves the one below, rounding up, up to the single root).
+pub fn tree_nodes(n: u64) -> u64 {
+    let (mut m, mut t) = (n, 0u64);
+    // At most 64 halvings.
+    while m > 1 {
+        m = m.div_ceil(2);
+        t += m;
+    }
+    t
+}
 
 /// Write the index of `state` (which must be verified against the manifest
 /// whose hash is `manifest_sha256`) atomically to `path`.
@@ -125,7 +149,9 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
         .map(|r| 21 + r.id.len() as u64)
         .sum::<u64>();
     let block_len = |rows: &Rows| -> u64 {
-        chunk_count(rows.len() as u64) * CHUNK_ROW
+        let n = chunk_count(rows.len() as u64);
+        n * CHUNK_ROW
+            + tree_nodes(n) * 32
             + (0..rows.len())
                 .map(|i| (ENTRY_FIXED + rows.id(i).len()) as u64)
                 .sum::<u64>()
@@ -176,13 +202,20 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
         for (_, _, rows) in &state.ranges {
             let stream = entry_stream(rows, &hashes);
             let bounds = chunk_bounds(&stream).unwrap_or_default();
+            let mut hashes = Vec::with_capacity(bounds.len());
             for win in bounds.windows(2) {
                 let first =
                     u64::from_be_bytes(stream[win[0]..win[0] + 8].try_into().unwrap_or_default());
+                let h = chunk_hash(&stream[win[0]..win[1]]);
                 w.write_all(&first.to_le_bytes()).map_err(io)?;
                 w.write_all(&(win[0] as u64).to_le_bytes()).map_err(io)?;
-                w.write_all(&chunk_hash(&stream[win[0]..win[1]]))
-                    .map_err(io)?;
+                w.write_all(&h).map_err(io)?;
+                hashes.push(h);
+            }
+            for level in MerkleTree::new(&hashes).levels().iter().skip(1) {
+                for node in level {
+                    w.write_all(node).map_err(io)?;
+                }
             }
             w.write_all(&stream).map_err(io)?;
         }
@@ -277,8 +310,16 @@ impl Chunk {
 pub struct ChunkTable {
     first_keys: Vec<u64>,
     starts: Vec<u64>,
+    /// The rows' chunk hashes: trusted only once `whole` is set, or for a
+    /// chunk whose audit path was checked.
     hashes: Vec<[u8; 32]>,
     stream_len: u64,
+    /// File offset of the stored tree (levels above the leaves).
+    tree_offset: u64,
+    /// MTH(hashes) was checked against the signed range leaf.
+    whole: std::cell::Cell<bool>,
+    /// Chunks proven by audit path so far.
+    paths: std::cell::Cell<u32>,
 }
 
 impl ChunkTable {
@@ -359,22 +400,34 @@ struct PolicyTable {
     /// `ends[i]`: end of policy i's bytes in the blob (its start is `ends[i-1]`).
     ends: Vec<u64>,
     blob_offset: u64,
-    decoded: Vec<std::cell::OnceCell<Policy>>,
-    /// `buckets[b]..buckets[b + 1]`: the hashes whose first two bytes are
-    /// `b` — a chunk's entries find their policy in O(1), not by a binary
-    /// search over the whole table for every entry.
+    /// Boxed: a cell is 8 bytes until its policy is decoded (tens of
+    /// thousands of cells, one or two decoded per lookup).
+    decoded: Vec<std::cell::OnceCell<Box<Policy>>>,
+    /// `buckets[b]..buckets[b + 1]`: the hashes whose first
+    /// [`BUCKET_BITS`] bits are `b` — a chunk's entries find their policy
+    /// among a handful, not by a binary search over the whole table for
+    /// every entry.
     buckets: Vec<u32>,
 }
 
 impl PolicyTable {
     fn find(&self, h: &[u8; 32]) -> Option<u32> {
-        let b = usize::from(u16::from_be_bytes([h[0], h[1]]));
+        let b = bucket_of(h);
         let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
         self.hashes[lo..hi]
             .iter()
             .position(|x| x == h)
             .map(|i| (lo + i) as u32)
     }
+}
+
+/// Bits of a policy hash that pick its bucket: 4096 buckets hold a few
+/// policies each even at 10^5 policies, and the table (16 KB) costs nothing
+/// to build at open.
+const BUCKET_BITS: u32 = 12;
+
+fn bucket_of(h: &[u8; 32]) -> usize {
+    usize::from(u16::from_be_bytes([h[0], h[1]]) >> (16 - BUCKET_BITS))
 }
 
 /// An open index whose header matched the manifest.
@@ -445,10 +498,10 @@ impl Index {
         if n_pol.saturating_mul(40) > file_len.saturating_sub(pos) {
             return Err(bad("the policy table runs past the end of the file"));
         }
-        let mut raw_hashes = vec![0u8; n * 32];
-        r.read_exact(&mut raw_hashes).map_err(trunc)?;
-        let mut raw_ends = vec![0u8; n * 8];
-        r.read_exact(&mut raw_ends).map_err(trunc)?;
+        // One positioned read for both arrays (not through the small buffer).
+        let mut raw = vec![0u8; n * 40];
+        file.read_exact_at(&mut raw, pos).map_err(trunc)?;
+        let (raw_hashes, raw_ends) = raw.split_at(n * 32);
         pos += 40 * n_pol;
         let hashes: Vec<[u8; 32]> = raw_hashes
             .chunks_exact(32)
@@ -471,11 +524,11 @@ impl Index {
         let blob_offset = pos;
         pos += blob;
         // Skip the blob: the next reads start after it.
-        let mut r = BufReader::new(PosReader { file: &file, pos });
+        let mut r = BufReader::with_capacity(1 << 16, PosReader { file: &file, pos });
         let mut b4 = [0u8; 4];
-        let mut buckets = vec![0u32; (1 << 16) + 1];
+        let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
         for h in &hashes {
-            buckets[usize::from(u16::from_be_bytes([h[0], h[1]])) + 1] += 1;
+            buckets[bucket_of(h) + 1] += 1;
         }
         for b in 1..buckets.len() {
             buckets[b] += buckets[b - 1];
@@ -552,6 +605,7 @@ impl Index {
                 || e.count > limits.max_records_per_file
                 || e.len
                     < chunk_count(e.count).saturating_mul(CHUNK_ROW)
+                        + tree_nodes(chunk_count(e.count)).saturating_mul(32)
                         + e.count.saturating_mul((ENTRY_FIXED + 1) as u64)
             {
                 return Err(corrupt(
@@ -611,7 +665,7 @@ impl Index {
             .map_err(|e| corrupt(&self.path, format!("policy {i} is {e}")))?;
         p.validate()
             .map_err(|e| corrupt(&self.path, format!("policy {i} is invalid: {e}")))?;
-        Ok(cell.get_or_init(|| p))
+        Ok(cell.get_or_init(|| Box::new(p)))
     }
 
     /// The prefix table (verified against the manifest at open).
@@ -646,8 +700,8 @@ impl Index {
         (e.lo, e.hi, e.count)
     }
 
-    /// Read range `i`'s chunk table and check MTH(chunk hashes) against the
-    /// signed range leaf.
+    /// Read range `i`'s chunk table (not yet checked against the leaf: see
+    /// [`Index::check_whole`] and [`Index::check_path`]).
     fn load_table(&self, i: usize) -> Result<ChunkTable, Rejection> {
         let e = self.ranges[i];
         let n = chunk_count(e.count);
@@ -656,12 +710,15 @@ impl Index {
         self.file
             .read_exact_at(&mut bytes, e.offset)
             .map_err(|er| corrupt(&self.path, format!("block {i} cannot be read: {er}")))?;
-        let stream_len = e.len - table_len;
+        let stream_len = e.len - table_len - tree_nodes(n) * 32;
         let mut t = ChunkTable {
             first_keys: Vec::with_capacity(n as usize),
             starts: Vec::with_capacity(n as usize),
             hashes: Vec::with_capacity(n as usize),
             stream_len,
+            tree_offset: e.offset + table_len,
+            whole: std::cell::Cell::new(false),
+            paths: std::cell::Cell::new(0),
         };
         for row in bytes.chunks_exact(CHUNK_ROW as usize) {
             t.first_keys
@@ -680,16 +737,112 @@ impl Index {
                 format!("block {i}: chunk starts are out of order"),
             ));
         }
+        Ok(t)
+    }
+
+    /// Check MTH of range `i`'s whole chunk table against the signed leaf
+    /// (once per loaded table).
+    fn check_whole(&self, i: usize, t: &ChunkTable) -> Result<(), Rejection> {
+        if t.whole.get() {
+            return Ok(());
+        }
+        let e = self.ranges[i];
         if range_leaf_of_root(e.lo, e.hi, e.count, &merkle_root(&t.hashes)) != self.leaves[i] {
             return Err(corrupt(
                 &self.path,
                 format!("block {i}: its chunk hashes do not hash to the manifest's leaf"),
             ));
         }
-        Ok(t)
+        t.whole.set(true);
+        Ok(())
     }
 
-    /// The verified chunk table of range `i` (cached).
+    /// Check that the stored tree of range `i` is the tree over its (whole,
+    /// checked) chunk hashes: a wrong node would only fail a later audit
+    /// path, and `verify` is meant to find it now.
+    fn check_tree(&self, i: usize, t: &ChunkTable) -> Result<(), Rejection> {
+        let n = t.hashes.len() as u64;
+        let mut stored = vec![0u8; (tree_nodes(n) * 32) as usize];
+        self.file
+            .read_exact_at(&mut stored, t.tree_offset)
+            .map_err(|er| {
+                corrupt(
+                    &self.path,
+                    format!("block {i}: its tree cannot be read: {er}"),
+                )
+            })?;
+        let want: Vec<u8> = MerkleTree::new(&t.hashes).levels()[1..]
+            .iter()
+            .flatten()
+            .flatten()
+            .copied()
+            .collect();
+        if stored != want {
+            return Err(corrupt(
+                &self.path,
+                format!("block {i}: its stored tree differs from the tree over its chunk hashes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check that chunk `c` of range `i`, whose bytes hash to `h`, is the
+    /// signed range's chunk `c`: RFC 6962 inclusion of `h` at index `c`, the
+    /// siblings read from the stored tree (level 0's from the table rows),
+    /// up to the root the range leaf commits to. Unverified siblings are
+    /// harmless: any wrong one gives another root.
+    #[allow(clippy::many_single_char_names)]
+    fn check_path(
+        &self,
+        i: usize,
+        t: &ChunkTable,
+        c: usize,
+        h: &[u8; 32],
+    ) -> Result<(), Rejection> {
+        let e = self.ranges[i];
+        let bad = |d: String| corrupt(&self.path, format!("block {i} chunk {c}: {d}"));
+        let mut cur = leaf_hash(h);
+        let (mut idx, mut size) = (c as u64, t.hashes.len() as u64);
+        let mut level_at = t.tree_offset;
+        let mut level = 0;
+        // One pass per tree level: at most 64.
+        while size > 1 {
+            let sib = idx ^ 1;
+            if sib < size {
+                let s = if level == 0 {
+                    leaf_hash(&t.hashes[sib as usize])
+                } else {
+                    let mut b = [0u8; 32];
+                    self.file
+                        .read_exact_at(&mut b, level_at + sib * 32)
+                        .map_err(|er| bad(format!("its audit path cannot be read: {er}")))?;
+                    b
+                };
+                cur = if idx & 1 == 0 {
+                    node_hash(&cur, &s)
+                } else {
+                    node_hash(&s, &cur)
+                };
+            }
+            if level > 0 {
+                level_at += size * 32;
+            }
+            idx >>= 1;
+            size = size.div_ceil(2);
+            level += 1;
+        }
+        if range_leaf_of_root(e.lo, e.hi, e.count, &cur) != self.leaves[i] {
+            return Err(bad(
+                "its audit path does not lead to the manifest's leaf".into()
+            ));
+        }
+        t.paths.set(t.paths.get() + 1);
+        Ok(())
+    }
+
+    /// Range `i`'s chunk table (cached), whole or not yet checked against
+    /// the leaf: its length is the signed count's, its hashes are to be
+    /// trusted only through [`Index::verified_table`].
     pub fn table(&self, i: usize) -> Result<Rc<ChunkTable>, Rejection> {
         if let Some(t) = self.cache.borrow().tables.get(&i) {
             return Ok(t);
@@ -706,27 +859,46 @@ impl Index {
         Ok(t)
     }
 
-    /// Read chunk `c` of range `i`, check it against its chunk hash and parse it.
+    /// Range `i`'s chunk table with every hash checked against the signed
+    /// leaf (what a receipt copies).
+    pub fn verified_table(&self, i: usize) -> Result<Rc<ChunkTable>, Rejection> {
+        let t = self.table(i)?;
+        self.check_whole(i, &t)?;
+        Ok(t)
+    }
+
+    /// Read chunk `c` of range `i`, check it against its chunk hash (and the
+    /// hash against the signed leaf, by audit path or the whole table) and
+    /// parse it.
     #[allow(clippy::many_single_char_names)]
     fn load_chunk(&self, i: usize, t: &ChunkTable, c: usize) -> Result<Chunk, Rejection> {
         let e = self.ranges[i];
         let start = t.starts[c];
         let end = t.starts.get(c + 1).copied().unwrap_or(t.stream_len);
-        let table_len = t.hashes.len() as u64 * CHUNK_ROW;
+        let n = t.hashes.len() as u64;
+        let stream_at = e.offset + n * CHUNK_ROW + tree_nodes(n) * 32;
         let mut bytes = vec![0u8; (end - start) as usize];
         self.file
-            .read_exact_at(&mut bytes, e.offset + table_len + start)
+            .read_exact_at(&mut bytes, stream_at + start)
             .map_err(|er| {
                 corrupt(
                     &self.path,
                     format!("block {i} chunk {c} cannot be read: {er}"),
                 )
             })?;
-        if chunk_hash(&bytes) != t.hashes[c] {
+        let h = chunk_hash(&bytes);
+        if h != t.hashes[c] {
             return Err(corrupt(
                 &self.path,
                 format!("block {i} chunk {c} does not hash to its chunk hash"),
             ));
+        }
+        if !t.whole.get() {
+            if t.paths.get() < PATH_PROOFS_PER_TABLE {
+                self.check_path(i, t, c, &h)?;
+            } else {
+                self.check_whole(i, t)?;
+            }
         }
         let bad = |d: &str| corrupt(&self.path, format!("block {i} chunk {c}: {d}"));
         let want = if c + 1 < t.hashes.len() {
@@ -839,6 +1011,8 @@ impl Index {
         }
         for i in 0..self.ranges.len() {
             let t = self.load_table(i)?;
+            self.check_whole(i, &t)?;
+            self.check_tree(i, &t)?;
             for c in 0..t.len() {
                 self.load_chunk(i, &t, c)?;
             }
@@ -855,6 +1029,7 @@ impl Index {
             .collect::<Result<_, Rejection>>()?;
         for i in 0..self.ranges.len() {
             let t = self.load_table(i)?;
+            self.check_whole(i, &t)?;
             let mut rows = Rows::default();
             for c in 0..t.len() {
                 let b = self.load_chunk(i, &t, c)?;
@@ -918,7 +1093,8 @@ pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
 #[derive(Debug, Default)]
 pub struct PrefixTable {
     rows: Vec<PrefixRow>,
-    by_scope: HashMap<(u8, u64), Vec<usize>, FastHash>,
+    /// (specificity, scope start) → the run `start..end` of its entries in `rows`.
+    by_scope: HashMap<(u8, u64), (u32, u32), FastHash>,
 }
 
 /// One prefix entry; `policy` indexes the index's policy table.
@@ -935,13 +1111,22 @@ const REGISTRANT_SPAN: u64 = 10_000_000;
 const REGISTRANT_YEAR_SPAN: u64 = 100_000;
 
 impl PrefixTable {
-    pub fn new(rows: Vec<PrefixRow>) -> PrefixTable {
-        let mut by_scope: HashMap<(u8, u64), Vec<usize>, FastHash> = HashMap::default();
-        for (i, r) in rows.iter().enumerate() {
-            by_scope
-                .entry((r.scope.specificity(), r.scope.key_range().0))
-                .or_default()
-                .push(i);
+    /// The table over `rows`, put in table order (by [`prefix_key`], stably)
+    /// so each scope's entries are one run.
+    pub fn new(mut rows: Vec<PrefixRow>) -> PrefixTable {
+        rows.sort_by_key(|r| prefix_key(r.scope));
+        let mut by_scope: HashMap<(u8, u64), (u32, u32), FastHash> =
+            HashMap::with_capacity_and_hasher(rows.len(), FastHash::default());
+        let mut start = 0;
+        // Each pass ends one run: at most rows.len() passes.
+        while start < rows.len() {
+            let scope = rows[start].scope;
+            let end = start + rows[start..].partition_point(|r| r.scope == scope);
+            by_scope.insert(
+                (scope.specificity(), scope.key_range().0),
+                (start as u32, end as u32),
+            );
+            start = end;
         }
         PrefixTable { rows, by_scope }
     }
@@ -975,12 +1160,7 @@ impl PrefixTable {
     /// with equal pairs are covered by exactly the same prefix entries.
     pub fn cover_key(&self, isrc: Isrc) -> (u32, u32) {
         let k = isrc.key();
-        let group = |p: (u8, u64)| {
-            self.by_scope
-                .get(&p)
-                .and_then(|v| v.first())
-                .map_or(u32::MAX, |&i| i as u32)
-        };
+        let group = |p: (u8, u64)| self.by_scope.get(&p).map_or(u32::MAX, |r| r.0);
         (
             group((1, k - k % REGISTRANT_SPAN)),
             group((2, k - k % REGISTRANT_YEAR_SPAN)),
@@ -997,8 +1177,7 @@ impl PrefixTable {
         probes
             .into_iter()
             .filter_map(|p| self.by_scope.get(&p))
-            .flatten()
-            .map(|&i| &self.rows[i])
+            .flat_map(|&(a, b)| &self.rows[a as usize..b as usize])
             .filter(move |r| !matches!(r.scope, Scope::Exact(_)) && r.scope.covers(isrc))
     }
 }
@@ -1053,6 +1232,102 @@ mod tests {
         assert!(Index::open(&path, &m, &sha, &limits).is_err());
         std::fs::remove_file(&path).unwrap();
         assert!(Index::open(&path, &m, &sha, &limits).unwrap().is_none());
+    }
+
+    /// A site whose ranges hold many chunks, so the index stores trees.
+    fn many_chunks() -> (State, Manifest, [u8; 32], tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut site = TestSite::new(dir.path().join("site"));
+        let recs: Vec<Record> = (0..2000u64)
+            .map(|n| {
+                let isrc = format!("GBNWR25{:05}", n * 7);
+                let p = testsite::policy(if n % 3 == 0 { "a" } else { "b" }, n % 5 == 0);
+                testsite::record(&isrc, n + 1, &format!("D{n}"), p)
+            })
+            .collect();
+        let pub1 = site.publish(&recs, &testsite::Opts::default());
+        (pub1.state, pub1.manifest, pub1.manifest_sha256, dir)
+    }
+
+    #[test]
+    #[allow(clippy::many_single_char_names)]
+    fn audit_paths_prove_first_chunks_then_the_whole_table_is_checked() {
+        let (state, m, sha, dir) = many_chunks();
+        let path = dir.path().join("x.idx");
+        write(&path, &sha, &state).unwrap();
+        let ix = Index::open(&path, &m, &sha, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        let (i, (_, _, rows)) = state
+            .ranges
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, r)| r.2.len())
+            .unwrap();
+        let n = chunk_count(rows.len() as u64) as usize;
+        assert!(n > PATH_PROOFS_PER_TABLE as usize + 2, "{n} chunks");
+        // Every key found, in chunk order: the first loads are path proofs,
+        // then one whole-table check.
+        for c in 0..n {
+            let key = rows.keys[c * CHUNK];
+            let (s, chunks) = ix.chunks_for(i, key).unwrap();
+            assert!(
+                chunks.iter().any(|ch| ch.entries_of(key).count() > 0),
+                "{c} {s}"
+            );
+            let t = ix.table(i).unwrap();
+            let paths = PATH_PROOFS_PER_TABLE.min(c as u32 + 1);
+            assert_eq!(t.paths.get(), paths, "chunk {c}");
+            assert_eq!(
+                t.whole.get(),
+                c as u32 >= PATH_PROOFS_PER_TABLE,
+                "chunk {c}"
+            );
+        }
+    }
+
+    #[test]
+    #[allow(clippy::many_single_char_names)]
+    fn flipped_tree_node_fails_the_audit_path_and_verify() {
+        let (state, m, sha, dir) = many_chunks();
+        let path = dir.path().join("x.idx");
+        write(&path, &sha, &state).unwrap();
+        let (i, (_, _, rows)) = state
+            .ranges
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, r)| r.2.len())
+            .unwrap();
+        let ix = Index::open(&path, &m, &sha, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        let t = ix.load_table(i).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // Node 0 of level 1 is chunk 0's sibling pair's parent: chunk 2's
+        // audit path reads it.
+        let mut bad = good.clone();
+        bad[t.tree_offset as usize] ^= 0x40;
+        std::fs::write(&path, &bad).unwrap();
+        let ix = Index::open(&path, &m, &sha, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        let e = ix.chunks_for(i, rows.keys[2 * CHUNK]).unwrap_err();
+        assert_eq!(e.code, "index_corrupt");
+        assert!(e.detail.contains("audit path"), "{e}");
+        let e = ix.verify_all().unwrap_err();
+        assert!(e.detail.contains("stored tree"), "{e}");
+        // A flipped chunk-table hash of a chunk never loaded still fails
+        // the path of its neighbour (its leaf is the neighbour's sibling).
+        let mut bad = good.clone();
+        bad[(t.tree_offset - CHUNK_ROW * (t.len() as u64) + CHUNK_ROW + 16) as usize] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let ix = Index::open(&path, &m, &sha, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ix.chunks_for(i, rows.keys[0]).unwrap_err().code,
+            "index_corrupt"
+        );
     }
 
     #[test]

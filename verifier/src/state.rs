@@ -207,6 +207,11 @@ impl MerkleTree {
         self.levels[0].is_empty()
     }
 
+    /// The levels bottom up: leaf hashes first, the root's level last.
+    pub fn levels(&self) -> &[Vec<[u8; 32]>] {
+        &self.levels
+    }
+
     /// The tree head (MTH); SHA-256("") for no leaves.
     pub fn root(&self) -> [u8; 32] {
         match self.levels.last().and_then(|l| l.first()) {

@@ -1058,7 +1058,7 @@ impl Reader<'_> {
         let key = q.isrc.key();
         let range = self.snap.manifest.range_of(key);
         let ix = self.index.borrow();
-        let table = ix.table(range)?;
+        let table = ix.verified_table(range)?;
         let (first, chunks) = ix.chunks_for(range, key)?;
         let pols: Vec<&crate::model::Policy> = chunks
             .iter()
