@@ -14,7 +14,7 @@ use consentry::declaration::Record;
 use consentry::docs::{FileRef, Head, LayerRef, Manifest, ManifestRef, Range, Role, Root, paths};
 use consentry::envelope::{HEAD_TYPE, MANIFEST_TYPE, sha256};
 use consentry::isrc::{KEY_SPACE, Scope};
-use consentry::state::{self, State};
+use consentry::state::{self, HashedPolicies as Hashed, State};
 use consentry::verify::{self, Expiry};
 use consentry::{cbor, time};
 
@@ -616,32 +616,6 @@ fn par_map<S, T: Send>(
     Ok(all.into_iter().map(|(_, v)| v).collect())
 }
 
-/// A [`PolicySet`] and the hashes of its policies, kept in step as the set
-/// grows (a worker decodes shards into its own copy).
-#[derive(Clone)]
-struct Hashed {
-    set: PolicySet,
-    hashes: Vec<[u8; 32]>,
-}
-
-impl Hashed {
-    fn new(set: &PolicySet) -> Hashed {
-        let mut h = Hashed {
-            set: set.clone(),
-            hashes: Vec::new(),
-        };
-        h.sync();
-        h
-    }
-
-    fn sync(&mut self) -> &[[u8; 32]] {
-        let have = self.hashes.len();
-        self.hashes
-            .extend(self.set.list[have..].iter().map(state::policy_hash));
-        &self.hashes
-    }
-}
-
 /// The shards and ranges of a new base over `all`, cut at `los`; each range
 /// is encoded, compressed and hashed on its own worker.
 fn build_base(all: &Rows, los: &[u64], set: &PolicySet) -> Result<(Vec<DataFile>, Vec<Range>)> {
@@ -685,23 +659,16 @@ fn range_rows(
     let r = &m.ranges[i];
     let rel = paths::shard(&r.shard.sha256);
     let raw = columns::open_file(&rel, &site.read(&rel)?, &r.shard, &site.limits)?;
-    let mut rows =
-        columns::decode_shard(&rel, &raw, lo, hi, r.shard.count, &site.limits, &mut h.set)?;
-    for (rel, l) in layers {
-        if let Some((dels, puts)) = layer_part(l, lo, hi) {
-            rows = rows.apply(dels, &puts, rel)?;
-        }
-    }
-    Ok(rows)
-}
-
-/// The part of a layer inside `[lo, hi)`, or `None` when it changes nothing
-/// there.
-fn layer_part(l: &Layer, lo: u64, hi: u64) -> Option<(&[(u64, u64)], Rows)> {
-    let d0 = l.dels.partition_point(|&(k, _)| k < lo);
-    let d1 = l.dels.partition_point(|&(k, _)| k < hi);
-    let (p0, p1) = (l.puts.lower_bound(lo), l.puts.lower_bound(hi));
-    (d0 < d1 || p0 < p1).then(|| (&l.dels[d0..d1], l.puts.slice(p0, p1)))
+    Ok(columns::range_rows(
+        &rel,
+        &raw,
+        lo,
+        hi,
+        r.shard.count,
+        layers,
+        &site.limits,
+        &mut h.set,
+    )?)
 }
 
 /// Decode the layers of `m` (hash and decoding checked) into `set`.
@@ -762,12 +729,12 @@ fn delta_ranges(
         |h, i| {
             let (lo, hi) = prev.range_bounds(i);
             let mut r = prev.ranges[i].clone();
-            if layer_part(newest, lo, hi).is_none() {
+            if newest.part(lo, hi).is_none() {
                 return Ok(r);
             }
             let rows = range_rows(site, prev, i, &layers, h)?;
             r.count = rows.len() as u64;
-            r.leaf = state::range_leaf(lo, hi, &rows, h.sync());
+            r.leaf = state::range_leaf(lo, hi, &rows, h.hashes());
             Ok(r)
         },
     )
@@ -787,7 +754,8 @@ fn check_everything(site: &Site, m: &Manifest) -> Result<()> {
             let (lo, hi) = m.range_bounds(i);
             let rows = range_rows(site, m, i, &layers, h)?;
             let r = &m.ranges[i];
-            if rows.len() as u64 != r.count || state::range_leaf(lo, hi, &rows, h.sync()) != r.leaf
+            if rows.len() as u64 != r.count
+                || state::range_leaf(lo, hi, &rows, h.hashes()) != r.leaf
             {
                 bail!("range {i} [{lo}, {hi}) does not rebuild to its signed count and leaf");
             }

@@ -1011,6 +1011,41 @@ pub struct Layer {
     pub puts: Rows,
 }
 
+impl Layer {
+    /// The part of the layer inside `[lo, hi)`, or `None` when it changes
+    /// nothing there.
+    pub fn part(&self, lo: u64, hi: u64) -> Option<(&[(u64, u64)], Rows)> {
+        let d0 = self.dels.partition_point(|&(k, _)| k < lo);
+        let d1 = self.dels.partition_point(|&(k, _)| k < hi);
+        let (p0, p1) = (self.puts.lower_bound(lo), self.puts.lower_bound(hi));
+        (d0 < d1 || p0 < p1).then(|| (&self.dels[d0..d1], self.puts.slice(p0, p1)))
+    }
+}
+
+/// The rows of one range: its base shard (`raw`, already opened and
+/// hash-checked, at `loc`) decoded for `[lo, hi)` with `count` entries, then
+/// each layer's part inside the range applied in order. Policies are
+/// interned into `set`, which must already hold the layers' policies.
+#[allow(clippy::too_many_arguments)]
+pub fn range_rows(
+    loc: &str,
+    raw: &[u8],
+    lo: u64,
+    hi: u64,
+    count: u64,
+    layers: &[(String, Layer)],
+    limits: &Limits,
+    set: &mut PolicySet,
+) -> VResult<Rows> {
+    let mut rows = decode_shard(loc, raw, lo, hi, count, limits, set)?;
+    for (lloc, l) in layers {
+        if let Some((dels, puts)) = l.part(lo, hi) {
+            rows = rows.apply(dels, &puts, lloc)?;
+        }
+    }
+    Ok(rows)
+}
+
 /// Encode a layer payload.
 pub fn encode_layer(
     from: u64,

@@ -200,30 +200,39 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
             offset += len;
         }
         for (_, _, rows) in &state.ranges {
-            let stream = entry_stream(rows, &hashes);
-            let bounds = chunk_bounds(&stream).unwrap_or_default();
-            let mut hashes = Vec::with_capacity(bounds.len());
-            for win in bounds.windows(2) {
-                let first =
-                    u64::from_be_bytes(stream[win[0]..win[0] + 8].try_into().unwrap_or_default());
-                let h = chunk_hash(&stream[win[0]..win[1]]);
-                w.write_all(&first.to_le_bytes()).map_err(io)?;
-                w.write_all(&(win[0] as u64).to_le_bytes()).map_err(io)?;
-                w.write_all(&h).map_err(io)?;
-                hashes.push(h);
-            }
-            for level in MerkleTree::new(&hashes).levels().iter().skip(1) {
-                for node in level {
-                    w.write_all(node).map_err(io)?;
-                }
-            }
-            w.write_all(&stream).map_err(io)?;
+            w.write_all(&block_of(rows, &hashes).0).map_err(io)?;
         }
         w.flush().map_err(io)?;
     }
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     crate::store::sync_dir(dir)
+}
+
+/// Range block bytes exactly as [`write`] lays them out (chunk rows, the
+/// tree above the chunk hashes, the entry stream) for `rows` whose policies
+/// hash to `policy_hashes`, and the chunk hashes.
+pub fn block_of(rows: &Rows, policy_hashes: &[[u8; 32]]) -> (Vec<u8>, Vec<[u8; 32]>) {
+    let stream = entry_stream(rows, policy_hashes);
+    let bounds = chunk_bounds(&stream).unwrap_or_default();
+    let n = bounds.len().saturating_sub(1) as u64;
+    let mut out = Vec::with_capacity((n * CHUNK_ROW + tree_nodes(n) * 32) as usize + stream.len());
+    let mut hashes = Vec::with_capacity(n as usize);
+    for win in bounds.windows(2) {
+        let first = u64::from_be_bytes(stream[win[0]..win[0] + 8].try_into().unwrap_or_default());
+        let h = chunk_hash(&stream[win[0]..win[1]]);
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&(win[0] as u64).to_le_bytes());
+        out.extend_from_slice(&h);
+        hashes.push(h);
+    }
+    for level in MerkleTree::new(&hashes).levels().iter().skip(1) {
+        for node in level {
+            out.extend_from_slice(node);
+        }
+    }
+    out.extend_from_slice(&stream);
+    (out, hashes)
 }
 
 /// Sequential reads through `read_at`, so opening never depends on (or moves)
@@ -1002,6 +1011,24 @@ impl Index {
             out.push(self.chunk(i, s + out.len())?);
         }
         Ok((s, out))
+    }
+
+    /// Where range `i`'s block lies in the file: `(offset, len)`.
+    pub fn extent(&self, i: usize) -> (u64, u64) {
+        (self.ranges[i].offset, self.ranges[i].len)
+    }
+
+    /// The index file (for workers that compare blocks in parallel).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Decode every policy of the table (each checked against its hash).
+    pub fn check_policies(&self) -> Result<(), Rejection> {
+        for i in 0..self.policy_count() as u32 {
+            self.policy(i)?;
+        }
+        Ok(())
     }
 
     /// Check every chunk table and chunk (without keeping them).

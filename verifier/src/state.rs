@@ -358,6 +358,34 @@ pub fn leaves_of(m: &Manifest) -> Vec<[u8; 32]> {
         .collect()
 }
 
+/// A [`PolicySet`] and the hashes of its policies, kept in step as the set
+/// grows: workers that decode shards in parallel each intern into their own
+/// copy and hash only the policies their shards added.
+#[derive(Debug, Clone, Default)]
+pub struct HashedPolicies {
+    pub set: PolicySet,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl HashedPolicies {
+    pub fn new(set: &PolicySet) -> HashedPolicies {
+        let mut h = HashedPolicies {
+            set: set.clone(),
+            hashes: Vec::new(),
+        };
+        h.hashes();
+        h
+    }
+
+    /// The hashes of every policy in the set, in set order.
+    pub fn hashes(&mut self) -> &[[u8; 32]] {
+        let have = self.hashes.len();
+        self.hashes
+            .extend(self.set.list[have..].iter().map(policy_hash));
+        &self.hashes
+    }
+}
+
 /// A full state in memory: the exact-scope rows split by the manifest's ranges,
 /// a shared policy table and the prefix entries.
 #[derive(Debug, Clone, Default)]
