@@ -79,6 +79,10 @@ pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
 pub const FORMAT_VERSION: u32 = 5;
 /// Verified blocks kept in memory by one reader before older ones are dropped.
 pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
+/// Longest a chunk's bytes can be: 16 entries with 255-byte ids.
+const MAX_CHUNK_BYTES: u64 = (CHUNK * (ENTRY_FIXED + 255)) as u64;
+/// One read of a forward scan (a sorted batch, a full check): 64 chunks.
+const READ_AHEAD_BYTES: u64 = 64 * 1024;
 /// Bytes of one chunk-table row: first key, start, hash.
 const CHUNK_ROW: u64 = 8 + 8 + 32;
 /// Chunks of one range proven by audit path before its whole table is
@@ -264,19 +268,26 @@ struct RangeEntry {
 #[derive(Debug)]
 pub struct Chunk {
     bytes: Vec<u8>,
-    keys: Vec<u64>,
-    starts: Vec<usize>,
-    pols: Vec<u32>,
+    /// Entries held (at most [`CHUNK`]); the arrays are inline so a chunk
+    /// is one allocation besides its bytes.
+    len: usize,
+    keys: [u64; CHUNK],
+    starts: [u16; CHUNK],
+    pols: [u32; CHUNK],
 }
 
 impl Chunk {
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len == 0
+    }
+
+    fn keys(&self) -> &[u64] {
+        &self.keys[..self.len]
     }
 
     /// The chunk's entry-stream bytes (they hash to its chunk hash).
@@ -290,7 +301,7 @@ impl Chunk {
     }
 
     fn entry(&self, i: usize) -> (u64, u64, &str, u32) {
-        let s = self.starts[i];
+        let s = usize::from(self.starts[i]);
         let b = &self.bytes;
         let seq = u64::from_be_bytes(b[s + 8..s + 16].try_into().unwrap_or_default());
         let n = usize::from(b[s + 16]);
@@ -301,8 +312,9 @@ impl Chunk {
 
     /// `(seq, id, policy index)` of every entry with `key`.
     pub fn entries_of(&self, key: u64) -> impl Iterator<Item = (u64, &str, u32)> {
-        let a = self.keys.partition_point(|&k| k < key);
-        let b = a + self.keys[a..].partition_point(|&k| k == key);
+        let keys = self.keys();
+        let a = keys.partition_point(|&k| k < key);
+        let b = a + keys[a..].partition_point(|&k| k == key);
         (a..b).map(|i| {
             let (_, seq, id, p) = self.entry(i);
             (seq, id, p)
@@ -310,7 +322,7 @@ impl Chunk {
     }
 
     fn weight(&self) -> usize {
-        self.bytes.len() + self.keys.len() * 20
+        self.bytes.len() + std::mem::size_of::<Chunk>()
     }
 }
 
@@ -450,6 +462,8 @@ pub struct Index {
     prefixes: PrefixTable,
     cache: RefCell<Cache>,
     cache_budget: usize,
+    /// The last read-ahead: range, stream offset, bytes.
+    ahead: RefCell<Option<(usize, u64, Vec<u8>)>>,
 }
 
 fn corrupt(path: &str, detail: impl Into<String>) -> Rejection {
@@ -636,6 +650,7 @@ impl Index {
             prefixes,
             cache: RefCell::new(Cache::default()),
             cache_budget: DEFAULT_CACHE_BYTES,
+            ahead: RefCell::new(None),
         }))
     }
 
@@ -880,21 +895,58 @@ impl Index {
     /// hash against the signed leaf, by audit path or the whole table) and
     /// parse it.
     #[allow(clippy::many_single_char_names)]
-    fn load_chunk(&self, i: usize, t: &ChunkTable, c: usize) -> Result<Chunk, Rejection> {
+    fn load_chunk(
+        &self,
+        i: usize,
+        t: &ChunkTable,
+        c: usize,
+        ahead: bool,
+    ) -> Result<Chunk, Rejection> {
         let e = self.ranges[i];
         let start = t.starts[c];
         let end = t.starts.get(c + 1).copied().unwrap_or(t.stream_len);
         let n = t.hashes.len() as u64;
         let stream_at = e.offset + n * CHUNK_ROW + tree_nodes(n) * 32;
+        let read_err = |er: io::Error| {
+            corrupt(
+                &self.path,
+                format!("block {i} chunk {c} cannot be read: {er}"),
+            )
+        };
+        if end - start > MAX_CHUNK_BYTES {
+            return Err(corrupt(
+                &self.path,
+                format!("block {i} chunk {c} is longer than 16 entries can be"),
+            ));
+        }
         let mut bytes = vec![0u8; (end - start) as usize];
-        self.file
-            .read_exact_at(&mut bytes, stream_at + start)
-            .map_err(|er| {
-                corrupt(
-                    &self.path,
-                    format!("block {i} chunk {c} cannot be read: {er}"),
-                )
-            })?;
+        if ahead {
+            // A forward scan: serve the chunk from one large read of the
+            // stream instead of a read per chunk.
+            let mut ra = self.ahead.borrow_mut();
+            let hit = ra.as_ref().is_some_and(|(r, at, buf)| {
+                *r == i && *at <= start && end <= *at + buf.len() as u64
+            });
+            if !hit {
+                let len = (t.stream_len - start)
+                    .min(READ_AHEAD_BYTES)
+                    .max(end - start);
+                let mut buf = ra.take().map(|x| x.2).unwrap_or_default();
+                buf.resize(len as usize, 0);
+                self.file
+                    .read_exact_at(&mut buf, stream_at + start)
+                    .map_err(read_err)?;
+                *ra = Some((i, start, buf));
+            }
+            if let Some((_, at, buf)) = ra.as_ref() {
+                let (a, len) = ((start - at) as usize, bytes.len());
+                bytes.copy_from_slice(&buf[a..a + len]);
+            }
+        } else {
+            self.file
+                .read_exact_at(&mut bytes, stream_at + start)
+                .map_err(read_err)?;
+        }
         let h = chunk_hash(&bytes);
         if h != t.hashes[c] {
             return Err(corrupt(
@@ -915,11 +967,18 @@ impl Index {
         } else {
             (e.count - (c as u64) * CHUNK as u64) as usize
         };
-        let mut keys = Vec::with_capacity(want);
-        let mut starts = Vec::with_capacity(want);
-        let mut pols = Vec::with_capacity(want);
+        let mut ch = Chunk {
+            bytes: Vec::new(),
+            len: 0,
+            keys: [0; CHUNK],
+            starts: [0; CHUNK],
+            pols: [0; CHUNK],
+        };
         let mut s = 0usize;
         let mut prev: Option<(u64, u64)> = None;
+        // Neighbouring entries mostly share a policy: one table probe each
+        // time it changes.
+        let mut last: Option<([u8; 32], u32)> = None;
         // Each iteration consumes at least ENTRY_FIXED bytes.
         while s < bytes.len() {
             if bytes.len() - s < ENTRY_FIXED {
@@ -937,31 +996,38 @@ impl Index {
                 return Err(bad("an id is not printable ASCII"));
             }
             let h: [u8; 32] = bytes[s + 17 + n..end].try_into().unwrap_or_default();
-            let Some(p) = self.policies.find(&h) else {
-                return Err(bad("an entry names a policy the index does not hold"));
+            let p = match last {
+                Some((lh, lp)) if lh == h => lp,
+                _ => {
+                    let Some(p) = self.policies.find(&h) else {
+                        return Err(bad("an entry names a policy the index does not hold"));
+                    };
+                    self.policy(p)?;
+                    last = Some((h, p));
+                    p
+                }
             };
-            self.policy(p)?;
             if key < e.lo || key >= e.hi || prev.is_some_and(|pk| pk >= (key, seq)) {
                 return Err(bad("entries are out of order or out of range"));
             }
+            if ch.len == CHUNK {
+                return Err(bad("entry count differs from the manifest's"));
+            }
             prev = Some((key, seq));
-            keys.push(key);
-            starts.push(s);
-            pols.push(p);
+            ch.keys[ch.len] = key;
+            ch.starts[ch.len] = s as u16;
+            ch.pols[ch.len] = p;
+            ch.len += 1;
             s = end;
         }
-        if keys.len() != want {
+        if ch.len != want {
             return Err(bad("entry count differs from the manifest's"));
         }
-        if keys.first() != Some(&t.first_keys[c]) {
+        if ch.keys().first() != Some(&t.first_keys[c]) {
             return Err(bad("its first key differs from the chunk table"));
         }
-        Ok(Chunk {
-            bytes,
-            keys,
-            starts,
-            pols,
-        })
+        ch.bytes = bytes;
+        Ok(ch)
     }
 
     /// The verified chunk `c` of range `i` (cached).
@@ -973,7 +1039,7 @@ impl Index {
         if c >= t.len() {
             return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
         }
-        let ch = Rc::new(self.load_chunk(i, &t, c)?);
+        let ch = Rc::new(self.load_chunk(i, &t, c, false)?);
         let size = ch.weight();
         self.cache.borrow_mut().chunks.put(
             (i, c),
@@ -988,15 +1054,45 @@ impl Index {
     /// The chunks `[s, e)` of range `i` that together hold every entry of
     /// `key` and its neighbours: chunk `s` starts below `key` (or is the first),
     /// chunk `e − 1` ends above it (or is the last). Empty for an empty range.
-    #[allow(clippy::many_single_char_names)]
     pub fn chunks_for(&self, i: usize, key: u64) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
+        self.chunks_around(i, key, |c| self.chunk(i, c))
+    }
+
+    /// [`Index::chunks_for`] for a forward scan (a sorted batch): chunks not
+    /// already cached are read ahead in large reads and not cached (a scan
+    /// touches each chunk once, and would only push out the point lookups'
+    /// working set).
+    pub fn chunks_for_scan(
+        &self,
+        i: usize,
+        key: u64,
+    ) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
+        let t = self.table(i)?;
+        self.chunks_around(i, key, |c| {
+            if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
+                return Ok(ch);
+            }
+            if c >= t.len() {
+                return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
+            }
+            Ok(Rc::new(self.load_chunk(i, &t, c, true)?))
+        })
+    }
+
+    #[allow(clippy::many_single_char_names)]
+    fn chunks_around(
+        &self,
+        i: usize,
+        key: u64,
+        load: impl Fn(usize) -> Result<Rc<Chunk>, Rejection>,
+    ) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
         let t = self.table(i)?;
         if t.is_empty() {
             return Ok((0, Vec::new()));
         }
         let s = t.first_keys.partition_point(|&k| k < key).saturating_sub(1);
-        let mut out = vec![self.chunk(i, s)?];
-        if s > 0 && out[0].keys.first().is_none_or(|&k| k >= key) {
+        let mut out = vec![load(s)?];
+        if s > 0 && out[0].keys().first().is_none_or(|&k| k >= key) {
             return Err(corrupt(
                 &self.path,
                 format!("block {i}: the chunk table's first keys are wrong"),
@@ -1005,10 +1101,10 @@ impl Index {
         // At most the range's chunk count.
         while out
             .last()
-            .is_some_and(|c| c.keys.last().is_some_and(|&k| k <= key))
+            .is_some_and(|c| c.keys().last().is_some_and(|&k| k <= key))
             && s + out.len() < t.len()
         {
-            out.push(self.chunk(i, s + out.len())?);
+            out.push(load(s + out.len())?);
         }
         Ok((s, out))
     }
@@ -1041,7 +1137,7 @@ impl Index {
             self.check_whole(i, &t)?;
             self.check_tree(i, &t)?;
             for c in 0..t.len() {
-                self.load_chunk(i, &t, c)?;
+                self.load_chunk(i, &t, c, true)?;
             }
         }
         Ok(())
@@ -1059,7 +1155,7 @@ impl Index {
             self.check_whole(i, &t)?;
             let mut rows = Rows::default();
             for c in 0..t.len() {
-                let b = self.load_chunk(i, &t, c)?;
+                let b = self.load_chunk(i, &t, c, true)?;
                 for j in 0..b.len() {
                     let (key, seq, id, p) = b.entry(j);
                     rows.push(key, seq, id, ids[p as usize]);

@@ -1246,7 +1246,7 @@ impl Reader<'_> {
             if !covered {
                 let found = {
                     let ix = self.index.borrow();
-                    ix.chunks_for(range, key)
+                    ix.chunks_for_scan(range, key)
                         .and_then(|(s, chunks)| Ok((range, s, chunks, ix.table(range)?.len())))
                 };
                 if let Ok(h) = found {
