@@ -53,10 +53,14 @@ enum Command {
         #[arg(long, default_value_t = u64::MAX)]
         slice: u64,
     },
-    /// Write `n` ISRCs, a fraction `hits` of them present in the export.
+    /// Write `n` ISRCs, a fraction `hits` of them present in the export
+    /// (`--sqlite`) or, where there is no export (10^8), in the registry
+    /// itself (`--registry`, sampled by rowid).
     Keys {
-        #[arg(long)]
-        sqlite: PathBuf,
+        #[arg(long, required_unless_present = "registry")]
+        sqlite: Option<PathBuf>,
+        #[arg(long, conflicts_with = "sqlite")]
+        registry: Option<PathBuf>,
         #[arg(long)]
         n: u64,
         #[arg(long, default_value_t = 0.5)]
@@ -103,12 +107,14 @@ fn main() {
         } => export(&db, &sqlite, &jsonl, site.as_deref(), slice),
         Command::Keys {
             sqlite,
+            registry,
             n,
             hits,
             seed,
             sorted,
             out,
-        } => keys(&sqlite, n, hits, seed, sorted, &out),
+        } => present_keys(sqlite.as_deref(), registry.as_deref(), seed)
+            .and_then(|present| keys(present, n, hits, seed, sorted, &out)),
         Command::Lookup {
             store,
             now,
@@ -325,20 +331,49 @@ fn export(db: &Path, sqlite: &Path, jsonl: &Path, site: Option<&Path>, slice: u6
     Ok(())
 }
 
-fn keys(sqlite: &Path, n: u64, hits: f64, seed: u64, sorted: bool, out: &str) -> Result<()> {
-    let db =
-        rusqlite::Connection::open_with_flags(sqlite, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+/// Keys present in the registry: every key of the export, or up to 10^6
+/// keys of live exact-scope declarations of the registry found by random
+/// rowid probes (a full scan of a 10^8-declaration registry takes minutes).
+fn present_keys(sqlite: Option<&Path>, registry: Option<&Path>, seed: u64) -> Result<Vec<u64>> {
     let mut present: Vec<u64> = Vec::new();
-    {
-        let mut s = db.prepare("SELECT DISTINCT key FROM entries")?;
+    let (path, sql) = match (sqlite, registry) {
+        (Some(p), _) => (p, "SELECT DISTINCT key FROM entries"),
+        (None, Some(p)) => (
+            p,
+            "SELECT scope_lo FROM declarations WHERE rowid = ?1 AND exact = 1 AND live = 1",
+        ),
+        (None, None) => bail!("--sqlite or --registry is required"),
+    };
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut s = db.prepare(sql)?;
+    if sqlite.is_some() {
         let mut q = s.query([])?;
         while let Some(r) = q.next()? {
             present.push(r.get::<_, i64>(0)? as u64);
         }
+    } else {
+        let max: i64 = db.query_row("SELECT MAX(rowid) FROM declarations", [], |r| r.get(0))?;
+        let mut rng = Rng::new(seed ^ 0x5eed);
+        // Bounded: 2·10^6 probes at most.
+        for _ in 0..2_000_000 {
+            if present.len() >= 1_000_000 {
+                break;
+            }
+            let rowid = 1 + rng.below(max.max(1) as u64) as i64;
+            let mut q = s.query([rowid])?;
+            if let Some(r) = q.next()? {
+                present.push(r.get::<_, i64>(0)? as u64);
+            }
+        }
     }
     if present.is_empty() {
-        bail!("{} holds no entries", sqlite.display());
+        bail!("{} holds no entries", path.display());
     }
+    Ok(present)
+}
+
+fn keys(present: Vec<u64>, n: u64, hits: f64, seed: u64, sorted: bool, out: &str) -> Result<()> {
     let mut rng = Rng::new(seed);
     let mut pick = move || {
         if rng.chance(hits) {

@@ -77,8 +77,12 @@ use crate::state::{
 pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
 /// Format version written and accepted.
 pub const FORMAT_VERSION: u32 = 5;
-/// Verified blocks kept in memory by one reader before older ones are dropped.
-pub const DEFAULT_CACHE_BYTES: usize = 512 * 1024 * 1024;
+/// Verified chunks kept in memory by one reader before older ones are
+/// dropped: a cap, not a reservation. A chunk costs ~1.2 KB (16 entries), so
+/// this holds every chunk of a 10^7-entry registry — warm point lookups over
+/// all of it never go back to the file — and memory stays flat however many
+/// ISRCs one `check` answers. Sorted batches do not fill it (they read ahead).
+pub const DEFAULT_CACHE_BYTES: usize = 1024 * 1024 * 1024;
 /// Longest a chunk's bytes can be: 16 entries with 255-byte ids.
 const MAX_CHUNK_BYTES: u64 = (CHUNK * (ENTRY_FIXED + 255)) as u64;
 /// One read of a forward scan (a sorted batch, a full check): 64 chunks.
