@@ -556,64 +556,14 @@ pub fn self_check(
     Ok(m)
 }
 
-/// Worker threads for per-range work: the machine's cores, at most 16.
-fn threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .clamp(1, 16)
-}
-
-/// `f(state, i)` for every `i` in `0..n` on [`threads`] workers, each with its
+/// `f(state, i)` for every `i` in `0..n` on all cores, each worker with its
 /// own `init()` state; results in index order, the first error stops all.
 fn par_map<S, T: Send>(
     n: usize,
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, usize) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let parts: Vec<Result<Vec<(usize, T)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads().min(n))
-            .map(|_| {
-                s.spawn(|| -> Result<Vec<(usize, T)>> {
-                    let mut st = init();
-                    let mut out = Vec::new();
-                    // Each index is taken once: at most n iterations overall.
-                    while !failed.load(Relaxed) {
-                        let i = next.fetch_add(1, Relaxed);
-                        if i >= n {
-                            break;
-                        }
-                        match f(&mut st, i) {
-                            Ok(v) => out.push((i, v)),
-                            Err(e) => {
-                                failed.store(true, Relaxed);
-                                return Err(e);
-                            }
-                        }
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a publish worker thread panicked")))
-            })
-            .collect()
-    });
-    let mut all = Vec::with_capacity(n);
-    for p in parts {
-        all.extend(p?);
-    }
-    all.sort_unstable_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, v)| v).collect())
+    consentry::par::map(n, init, f, || anyhow!("a publish worker thread panicked"))
 }
 
 /// The shards and ranges of a new base over `all`, cut at `los`; each range

@@ -1376,6 +1376,17 @@ mod tests {
         (pub1.state, pub1.manifest, pub1.manifest_sha256, dir)
     }
 
+    /// The range holding the most entries, and its rows.
+    fn largest_range(state: &State) -> (usize, &Rows) {
+        let (i, (_, _, rows)) = state
+            .ranges
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, r)| r.2.len())
+            .unwrap();
+        (i, rows)
+    }
+
     #[test]
     #[allow(clippy::many_single_char_names)]
     fn audit_paths_prove_first_chunks_then_the_whole_table_is_checked() {
@@ -1385,12 +1396,7 @@ mod tests {
         let ix = Index::open(&path, &m, &sha, &Limits::DEFAULT)
             .unwrap()
             .unwrap();
-        let (i, (_, _, rows)) = state
-            .ranges
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, r)| r.2.len())
-            .unwrap();
+        let (i, rows) = largest_range(&state);
         let n = chunk_count(rows.len() as u64) as usize;
         assert!(n > PATH_PROOFS_PER_TABLE as usize + 2, "{n} chunks");
         // Every key found, in chunk order: the first loads are path proofs,
@@ -1419,12 +1425,7 @@ mod tests {
         let (state, m, sha, dir) = many_chunks();
         let path = dir.path().join("x.idx");
         write(&path, &sha, &state).unwrap();
-        let (i, (_, _, rows)) = state
-            .ranges
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, r)| r.2.len())
-            .unwrap();
+        let (i, rows) = largest_range(&state);
         let ix = Index::open(&path, &m, &sha, &Limits::DEFAULT)
             .unwrap()
             .unwrap();

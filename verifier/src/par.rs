@@ -2,8 +2,6 @@
 //! (`verify`) that hash every range: ranges are independent, and a 2-core
 //! machine halves the time.
 
-use crate::error::Rejection;
-
 /// Worker threads: the machine's cores, at most 16.
 pub fn threads() -> usize {
     std::thread::available_parallelism()
@@ -14,12 +12,13 @@ pub fn threads() -> usize {
 /// `f(state, i)` for every `i` in `0..n` on [`threads`] workers, each with
 /// its own `init()` state; results in index order. The first error stops the
 /// others at their next item and is returned (the lowest index among those
-/// that failed).
-pub fn map<S, T: Send>(
+/// that failed); `lost()` is the error when a worker panicked.
+pub fn map<S, T: Send, E: Send>(
     n: usize,
     init: impl Fn() -> S + Sync,
-    f: impl Fn(&mut S, usize) -> Result<T, Rejection> + Sync,
-) -> Result<Vec<T>, Rejection> {
+    f: impl Fn(&mut S, usize) -> Result<T, E> + Sync,
+    lost: impl FnOnce() -> E,
+) -> Result<Vec<T>, E> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -38,7 +37,7 @@ pub fn map<S, T: Send>(
         }
         out
     };
-    let mut all: Vec<(usize, Result<T, Rejection>)> = std::thread::scope(|s| {
+    let mut all: Vec<(usize, Result<T, E>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (1..threads().min(n)).map(|_| s.spawn(worker)).collect();
         let mut all = worker();
         for h in handles {
@@ -57,11 +56,7 @@ pub fn map<S, T: Send>(
         out.push(r?);
     }
     if out.len() != n {
-        return Err(crate::error::reject(
-            "verify",
-            "io_error",
-            "a worker thread stopped before finishing its ranges",
-        ));
+        return Err(lost());
     }
     Ok(out)
 }

@@ -873,20 +873,10 @@ impl Store {
         let mut layers = Vec::with_capacity(m.layers.len());
         let mut from = m.base;
         for lr in &m.layers {
-            let (raw, loc) = files.raw(&paths::layer(&lr.sha256), &lr.file())?;
-            let layer = columns::decode_layer(&loc, &raw, lr.count, &limits, &mut base)?;
-            if layer.from != from || layer.to != lr.version {
-                return Err(reject(
-                    &loc,
-                    "layer_mismatch",
-                    format!(
-                        "layer goes from version {} to {}; expected {from} to {}",
-                        layer.from, layer.to, lr.version
-                    ),
-                ));
-            }
+            layers.push(crate::sync::open_layer(
+                &mut files, lr, from, &limits, &mut base,
+            )?);
             from = lr.version;
-            layers.push((loc, layer));
         }
         let (raw, loc) = files.raw(&paths::prefixes(&m.prefixes.sha256), &m.prefixes)?;
         let prefixes = columns::decode_prefixes(&loc, &raw, m.prefixes.count, &limits)?;
@@ -971,6 +961,13 @@ impl Store {
                         && have == block
                 });
                 Ok((same, bytes.len() as u64))
+            },
+            || {
+                reject(
+                    "verify",
+                    "io_error",
+                    "a worker thread stopped before finishing its ranges",
+                )
             },
         )?;
         let index = match (&ix, ix_check) {

@@ -240,9 +240,22 @@ fn apply_layer(
     st: &mut State,
     limits: &Limits,
 ) -> Result<(), Rejection> {
-    let rel = paths::layer(&lr.sha256);
-    let (raw, loc) = files.raw(&rel, &lr.file())?;
-    let layer = columns::decode_layer(&loc, &raw, lr.count, limits, &mut st.policies)?;
+    let (loc, layer) = open_layer(files, lr, from, limits, &mut st.policies)?;
+    *all = all.apply(&layer.dels, &layer.puts, &loc)?;
+    Ok(())
+}
+
+/// The layer `lr` (hash and decoding checked, policies interned into `set`),
+/// which must continue from version `from`; with where it was read.
+pub(crate) fn open_layer(
+    files: &mut Files<'_>,
+    lr: &LayerRef,
+    from: u64,
+    limits: &Limits,
+    set: &mut columns::PolicySet,
+) -> Result<(String, columns::Layer), Rejection> {
+    let (raw, loc) = files.raw(&paths::layer(&lr.sha256), &lr.file())?;
+    let layer = columns::decode_layer(&loc, &raw, lr.count, limits, set)?;
     if layer.from != from || layer.to != lr.version {
         return Err(reject(
             &loc,
@@ -253,8 +266,7 @@ fn apply_layer(
             ),
         ));
     }
-    *all = all.apply(&layer.dels, &layer.puts, &loc)?;
-    Ok(())
+    Ok((loc, layer))
 }
 
 fn load_prefixes(
