@@ -45,9 +45,10 @@
 //! siblings read from the stored tree, ~13 hashes) up to the signed range
 //! leaf, so a first lookup never hashes a whole table; after
 //! [`PATH_PROOFS_PER_TABLE`] of them the whole table is checked against the
-//! leaf once (one MTH) and later chunks only against their row's hash. The first keys in a chunk table are hints: a loaded chunk's first
-//! key must equal its hint, and a lookup checks that its first chunk starts
-//! below the key and its last chunk ends above it (or at the range's end).
+//! leaf once (one MTH) and later chunks only against their row's hash. The
+//! first keys in a chunk table are hints: a loaded chunk's first key must
+//! equal its hint, and a lookup checks that its first chunk starts below the
+//! key and its last chunk ends above it (or at the range's end).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
