@@ -1420,6 +1420,35 @@ mod tests {
         }
     }
 
+    /// Scans read the stream ahead in 64 KB pieces that end mid-chunk: every
+    /// chunk a scan serves, and the whole loaded state, must be exactly what
+    /// point lookups read.
+    #[test]
+    fn read_ahead_scans_see_exactly_what_point_lookups_see() {
+        let (state, m, sha, dir) = many_chunks();
+        let path = dir.path().join("x.idx");
+        write(&path, &sha, &state).unwrap();
+        let (i, rows) = largest_range(&state);
+        let stream = entry_stream(rows, &state.policy_hashes());
+        assert!(stream.len() as u64 > READ_AHEAD_BYTES, "{}", stream.len());
+        let scan = Index::open(&path, &m, &sha, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        let point = Index::open(&path, &m, &sha, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        for &key in &rows.keys {
+            let (s1, a) = scan.chunks_for_scan(i, key).unwrap();
+            let (s2, b) = point.chunks_for(i, key).unwrap();
+            assert_eq!(s1, s2);
+            let bytes = |v: &[Rc<Chunk>]| v.iter().map(|c| c.bytes().to_vec()).collect::<Vec<_>>();
+            assert_eq!(bytes(&a), bytes(&b), "key {key}");
+        }
+        let mut back = scan.load_state().unwrap();
+        back.prefixes.clone_from(&state.prefixes);
+        back.check_against(&m, "index").unwrap();
+    }
+
     #[test]
     #[allow(clippy::many_single_char_names)]
     fn flipped_tree_node_fails_the_audit_path_and_verify() {
