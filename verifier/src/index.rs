@@ -342,6 +342,8 @@ pub struct ChunkTable {
     stream_len: u64,
     /// File offset of the stored tree (levels above the leaves).
     tree_offset: u64,
+    /// File offset of the entry stream (chunk starts are relative to it).
+    stream_offset: u64,
     /// MTH(hashes) was checked against the signed range leaf.
     whole: std::cell::Cell<bool>,
     /// Chunks proven by audit path so far.
@@ -746,6 +748,7 @@ impl Index {
             hashes: Vec::with_capacity(n as usize),
             stream_len,
             tree_offset: e.offset + table_len,
+            stream_offset: e.offset + table_len + tree_nodes(n) * 32,
             whole: std::cell::Cell::new(false),
             paths: std::cell::Cell::new(0),
         };
@@ -910,8 +913,7 @@ impl Index {
         let e = self.ranges[i];
         let start = t.starts[c];
         let end = t.starts.get(c + 1).copied().unwrap_or(t.stream_len);
-        let n = t.hashes.len() as u64;
-        let stream_at = e.offset + n * CHUNK_ROW + tree_nodes(n) * 32;
+        let stream_at = t.stream_offset;
         let read_err = |er: io::Error| {
             corrupt(
                 &self.path,
@@ -1060,7 +1062,8 @@ impl Index {
     /// `key` and its neighbours: chunk `s` starts below `key` (or is the first),
     /// chunk `e − 1` ends above it (or is the last). Empty for an empty range.
     pub fn chunks_for(&self, i: usize, key: u64) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
-        self.chunks_around(i, key, |c| self.chunk(i, c))
+        let t = self.table(i)?;
+        self.chunks_around(i, &t, key, |c| self.chunk(i, c))
     }
 
     /// [`Index::chunks_for`] for a forward scan (a sorted batch): chunks not
@@ -1073,7 +1076,7 @@ impl Index {
         key: u64,
     ) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
         let t = self.table(i)?;
-        self.chunks_around(i, key, |c| {
+        self.chunks_around(i, &t, key, |c| {
             if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
                 return Ok(ch);
             }
@@ -1088,10 +1091,10 @@ impl Index {
     fn chunks_around(
         &self,
         i: usize,
+        t: &ChunkTable,
         key: u64,
         load: impl Fn(usize) -> Result<Rc<Chunk>, Rejection>,
     ) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
-        let t = self.table(i)?;
         if t.is_empty() {
             return Ok((0, Vec::new()));
         }
