@@ -432,7 +432,7 @@ impl State {
             ));
         }
         let hashes = self.policy_hashes();
-        for (i, ((lo, hi, rows), r)) in self.ranges.iter().zip(&m.ranges).enumerate() {
+        for (i, (lo, hi, rows)) in self.ranges.iter().enumerate() {
             if (*lo, *hi) != m.range_bounds(i) {
                 return Err(reject(
                     file,
@@ -440,36 +440,61 @@ impl State {
                     format!("range {i} bounds differ from the manifest"),
                 ));
             }
-            if rows.len() as u64 != r.count {
-                return Err(reject(
-                    file,
-                    "state_mismatch",
-                    format!(
-                        "range {i} holds {} entries after applying the layers; the manifest says {}",
-                        rows.len(),
-                        r.count
-                    ),
-                ));
-            }
-            if range_leaf(*lo, *hi, rows, &hashes) != r.leaf {
-                return Err(reject(
-                    file,
-                    "state_mismatch",
-                    format!(
-                        "range {i}: the entries do not hash to the manifest's leaf (a layer or shard does not produce the published state)"
-                    ),
-                ));
-            }
-        }
-        if prefix_leaf(&self.prefixes) != m.prefix_leaf {
-            return Err(reject(
+            check_range(
+                m,
+                i,
+                rows.len() as u64,
+                || chunk_hashes(rows, &hashes),
                 file,
-                "state_mismatch",
-                "the prefix table's entries do not hash to the manifest's prefix_leaf",
-            ));
+            )?;
         }
-        Ok(())
+        check_prefix_leaf(m, &self.prefixes, file)
     }
+}
+
+/// SPEC.md §7 step 9 for range `i` of `m`: it holds `count` entries whose
+/// chunk hashes (computed only when the count matches) give its leaf.
+pub fn check_range(
+    m: &Manifest,
+    i: usize,
+    count: u64,
+    chunks: impl FnOnce() -> Vec<[u8; 32]>,
+    file: &str,
+) -> VResult<()> {
+    let r = &m.ranges[i];
+    if count != r.count {
+        return Err(reject(
+            file,
+            "state_mismatch",
+            format!(
+                "range {i} holds {count} entries after applying the layers; the manifest says {}",
+                r.count
+            ),
+        ));
+    }
+    let (lo, hi) = m.range_bounds(i);
+    if range_leaf_of_chunks(lo, hi, count, &chunks()) != r.leaf {
+        return Err(reject(
+            file,
+            "state_mismatch",
+            format!(
+                "range {i}: the entries do not hash to the manifest's leaf (a layer or shard does not produce the published state)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// SPEC.md §7 step 9 for the prefix table: its entries give `prefix_leaf`.
+pub fn check_prefix_leaf(m: &Manifest, prefixes: &[Record], file: &str) -> VResult<()> {
+    if prefix_leaf(prefixes) != m.prefix_leaf {
+        return Err(reject(
+            file,
+            "state_mismatch",
+            "the prefix table's entries do not hash to the manifest's prefix_leaf",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

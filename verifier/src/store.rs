@@ -880,13 +880,7 @@ impl Store {
         }
         let (raw, loc) = files.raw(&paths::prefixes(&m.prefixes.sha256), &m.prefixes)?;
         let prefixes = columns::decode_prefixes(&loc, &raw, m.prefixes.count, &limits)?;
-        if crate::state::prefix_leaf(&prefixes) != m.prefix_leaf {
-            return Err(reject(
-                "manifest",
-                "state_mismatch",
-                "the prefix table's entries do not hash to the manifest's prefix_leaf",
-            ));
-        }
+        crate::state::check_prefix_leaf(m, &prefixes, "manifest")?;
         let path = self.index_path(&snap.manifest_sha256);
         let ix = Index::open(&path, m, &snap.manifest_sha256, &self.limits);
         let ix_check = match &ix {
@@ -932,27 +926,8 @@ impl Store {
                     &limits,
                     &mut h.set,
                 )?;
-                if rows.len() as u64 != r.count {
-                    return Err(reject(
-                        "manifest",
-                        "state_mismatch",
-                        format!(
-                            "range {i} holds {} entries after applying the layers; the manifest says {}",
-                            rows.len(),
-                            r.count
-                        ),
-                    ));
-                }
                 let (block, chunks) = crate::index::block_of(&rows, h.hashes());
-                if crate::state::range_leaf_of_chunks(lo, hi, r.count, &chunks) != r.leaf {
-                    return Err(reject(
-                        "manifest",
-                        "state_mismatch",
-                        format!(
-                            "range {i}: the entries do not hash to the manifest's leaf (a layer or shard does not produce the published state)"
-                        ),
-                    ));
-                }
+                crate::state::check_range(m, i, rows.len() as u64, || chunks, "manifest")?;
                 let same = ix_file.as_ref().is_some_and(|(file, extents)| {
                     let (offset, len) = extents[i];
                     let mut have = vec![0u8; block.len()];

@@ -288,20 +288,6 @@ pub(crate) fn full_state(
     m: &Manifest,
     limits: &Limits,
 ) -> Result<State, Rejection> {
-    let st = decoded_state(files, m, limits)?;
-    st.check_against(m, "manifest")?;
-    Ok(st)
-}
-
-/// Steps 7–8 from the base: every file hashed and decoded, the layers
-/// applied, split by the manifest's ranges — but the leaves not yet
-/// compared (the caller checks them, [`State::check_against`] or in
-/// parallel).
-pub(crate) fn decoded_state(
-    files: &mut Files<'_>,
-    m: &Manifest,
-    limits: &Limits,
-) -> Result<State, Rejection> {
     let mut st = State::default();
     let mut all = Rows::default();
     for (i, r) in m.ranges.iter().enumerate() {
@@ -319,6 +305,7 @@ pub(crate) fn decoded_state(
     }
     load_prefixes(files, m, &mut st, limits)?;
     st.ranges = State::split(&all, m);
+    st.check_against(m, "manifest")?;
     Ok(st)
 }
 
