@@ -252,17 +252,17 @@ fn root_cmd(a: &RootArgs, rotate: bool) -> Result<()> {
     } else {
         root::init(&site, &a.keys, &secrets, th, expires, a.force)?
     };
-    println!(
+    out!(
         "root version {} written to {}",
         r.version,
         site.path(&consentry::docs::paths::root(r.version))
             .display()
     );
-    println!("  expires   {}", time::format_timestamp(r.expires as i64));
+    out!("  expires   {}", time::format_timestamp(r.expires as i64));
     for role in [Role::Root, Role::Manifest, Role::Head] {
         let rk = r.role(role);
         for id in &rk.keyids {
-            println!(
+            out!(
                 "  {:<9} {} (threshold {})",
                 role.name(),
                 hex::encode(id),
@@ -278,7 +278,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { db } => {
             Db::create(&db)?;
-            println!("created registry database {}", db.display());
+            out!("created registry database {}", db.display());
         }
         Command::Import {
             db,
@@ -290,11 +290,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 .map(|t| time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}")))
                 .transpose()?;
             let report = import::import_files(&mut d, &files, &ImportOptions { recorded_at })?;
-            println!("{report}");
+            out!("{report}");
         }
         Command::Keygen { role, out, force } => {
             let kp = keys::generate(&out, role, force)?;
-            println!("{}", hex::encode(kp.id()));
+            out!("{}", hex::encode(kp.id()));
             eprintln!(
                 "wrote {} (secret, mode 0600) and {}",
                 out.with_extension("key").display(),
@@ -322,7 +322,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ..PublishOptions::default()
             };
             let report = build::publish(&mut d, &secrets, &Site::new(&a.site), &opts)?;
-            println!("{report}");
+            out!("{report}");
         }
         Command::Refresh {
             keys: kdir,
@@ -337,7 +337,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 parse_now(now.as_deref())?,
                 head_ttl,
             )?;
-            println!(
+            out!(
                 "head version {} (manifest {}) now expires {}",
                 head.version,
                 head.manifest.version,
@@ -346,7 +346,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bundle { site, out } => {
             let r = crate::bundle::write_bundle(&Site::new(&site), &out)?;
-            println!(
+            out!(
                 "wrote {} ({} files, {} bytes of snapshot version {})",
                 out.display(),
                 r.entries,
@@ -388,7 +388,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     },
                     recorded_at,
                 )?;
-                println!("{r}");
+                out!("{r}");
             } else {
                 let s = crate::generate::generate_into(
                     &mut d,
@@ -400,7 +400,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     },
                     recorded_at,
                 )?;
-                println!(
+                out!(
                     "generated {} declarations ({} prefix-scope, {} superseding or revoking, {} by artists); seq {}..{}",
                     s.declarations,
                     s.prefixes,
@@ -416,13 +416,42 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("--keep must be at least 1: the current snapshot is never removed");
             }
             let r = crate::gc::gc(&Site::new(&site), keep)?;
-            println!(
+            out!(
                 "kept {} manifest(s); removed {} file(s), {} bytes",
-                r.kept_manifests, r.removed_files, r.removed_bytes
+                r.kept_manifests,
+                r.removed_files,
+                r.removed_bytes
             );
         }
     }
     Ok(())
+}
+
+/// stdout's reader went away: not an error to report, a reason to stop.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Exit status when stdout's reader went away: quiet, and the status a shell
+/// reports for a process ended by SIGPIPE (128 + 13), as `consentry` does.
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// One line on stdout, flushed; a closed stdout is [`StdoutClosed`].
+pub fn print_line(args: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match writeln!(o, "{args}").and_then(|()| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
 }
 
 /// Print an error chain as `error:` plus `hint:` lines.

@@ -112,8 +112,9 @@ fn prepare_dir(o: &DemoOptions) -> Result<()> {
     Ok(())
 }
 
-fn step(n: u32, what: &str) {
-    println!("\n{n}. {what}");
+fn step(n: u32, what: &str) -> Result<()> {
+    out!("\n{n}. {what}");
+    Ok(())
 }
 
 /// Run the demo, printing what happens on stdout.
@@ -122,12 +123,12 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     prepare_dir(o)?;
     let d = &o.dir;
     let now = consentry::time::now();
-    println!("consentry demo in {}", d.display());
+    out!("consentry demo in {}", d.display());
 
     step(
         1,
         "registry: create a SQLite database and import declarations (CSV, all or nothing)",
-    );
+    )?;
     let db_path = d.join("registry.db");
     let mut db = Db::create(&db_path)?;
     fs::create_dir_all(d.join("import"))?;
@@ -147,18 +148,18 @@ pub fn run(o: &DemoOptions) -> Result<()> {
             recorded_at: Some(now),
         },
     )?;
-    println!("   {rep}");
-    println!(
+    out!("   {rep}");
+    out!(
         "   (labels with catalogue-wide CC-XXX declarations, per-ISRC opt-ins and opt-outs, territories,"
     );
-    println!(
+    out!(
         "    validity windows, revocations, superseded declarations, artists disagreeing with labels)"
     );
 
     step(
         2,
         "keys and trust root: INSECURE demo keys (never use them for real data)",
-    );
+    )?;
     let kdir = d.join("keys");
     let secrets = keys::write_insecure_keys(&kdir, false)?;
     let site = Site::new(&d.join("site"));
@@ -175,13 +176,13 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         ("manifest", &r.roles.manifest),
         ("head", &r.roles.head),
     ] {
-        println!("   {role:<9} key {}", hex::encode(rk.keyids[0]));
+        out!("   {role:<9} key {}", hex::encode(rk.keyids[0]));
     }
 
     step(
         3,
         "publish: signed, zstd-compressed, sharded snapshot (self-checked before the head switches)",
-    );
+    )?;
     let popts = PublishOptions {
         now: Some(now),
         target_rows: 4096,
@@ -189,20 +190,20 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     };
     let p1 = build::publish(&mut db, &secrets, &site, &popts)?;
     for line in p1.to_string().lines() {
-        println!("   {line}");
+        out!("   {line}");
     }
 
     step(
         4,
         "serve the site over HTTP on 127.0.0.1 (any static web server or CDN will do)",
-    );
+    )?;
     let server = Serve::start(&site.dir)?;
-    println!("   {}", server.url);
+    out!("   {}", server.url);
 
     step(
         5,
         "verifier: pin the root, sync over HTTP, verify every signature and hash",
-    );
+    )?;
     let store_dir = d.join("store");
     let (store, _) = Store::init(&store_dir, &root_bytes, false)?;
     let fetch = HttpFetch::new(&server.url, Timeouts::default())?;
@@ -212,17 +213,24 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         keep_history: None,
     };
     let s1 = sync(&store, &fetch, &sopts)?;
-    println!(
+    out!(
         "   synced to version {}: {} files fetched, {} bytes",
-        s1.to, s1.files_fetched, s1.bytes_fetched
+        s1.to,
+        s1.files_fetched,
+        s1.bytes_fetched
     );
     let v = store.verify(now, Expiry::Enforce)?;
-    println!(
+    out!(
         "   verify: root v{}, snapshot v{}, {} entries; {} files ({} bytes) re-hashed; index {:?}",
-        v.root_version, v.version, v.entries, v.files_checked, v.bytes_checked, v.index
+        v.root_version,
+        v.version,
+        v.entries,
+        v.files_checked,
+        v.bytes_checked,
+        v.index
     );
 
-    step(6, "lookups, answered offline from the verified store");
+    step(6, "lookups, answered offline from the verified store")?;
     let questions: [(&str, Use, Option<&str>); 9] = [
         ("GB-NWR-25-00001", Use::TrainAi, None),
         ("GBNWR2500017", Use::TrainAi, None),
@@ -240,7 +248,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     step(
         7,
         "nightly: a label changes its mind; publish writes only a delta layer; sync fetches only it",
-    );
+    )?;
     let change = format!(
         "{}\nD1000000,1000000,declare,D2,GBNWR2500017,Northwind Records,ddex:PADPIDA2014021201U,label,,n,,,,,,WW,,,,{},active\n",
         consentry::declaration::COLUMNS.join(","),
@@ -254,7 +262,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
             recorded_at: Some(now),
         },
     )?;
-    println!("   {rep}");
+    out!("   {rep}");
     let p2 = build::publish(
         &mut db,
         &secrets,
@@ -264,12 +272,14 @@ pub fn run(o: &DemoOptions) -> Result<()> {
             ..popts
         },
     )?;
-    println!(
+    out!(
         "   published version {} ({}): {} bytes written",
-        p2.version, p2.mode, p2.bytes_written
+        p2.version,
+        p2.mode,
+        p2.bytes_written
     );
     let s2 = sync(&store, &fetch, &sopts)?;
-    println!(
+    out!(
         "   synced {} -> {} ({:?}): {} file(s), {} bytes fetched; {} reused",
         s2.from.unwrap_or(0),
         s2.to,
@@ -281,7 +291,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     print_answers(&store, &questions[1..2], today, now)?;
     drop(server);
 
-    step(8, "try next");
+    step(8, "try next")?;
     let bin = |name: &str| -> String {
         std::env::current_exe()
             .ok()
@@ -291,24 +301,24 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     };
     let (c, p) = (bin("consentry"), bin("consentry-publish"));
     let s = store_dir.display();
-    println!("   {c} --store {s} check GB-NWR-25-00017 USQZ92400123 --use train-genai");
-    println!(
+    out!("   {c} --store {s} check GB-NWR-25-00017 USQZ92400123 --use train-genai");
+    out!(
         "   {c} --store {s} check --input {} --csv",
         d.join("import/example.csv").display()
     );
-    println!("   {c} --store {s} status");
-    println!("   {c} --store {s} verify");
-    println!(
+    out!("   {c} --store {s} status");
+    out!("   {c} --store {s} verify");
+    out!(
         "   {p} bundle --site {} --out {}",
         site.dir.display(),
         d.join("snapshot.tar").display()
     );
-    println!(
+    out!(
         "   {c} --store {}/offline init --root {}/root/1.cbor",
         d.display(),
         site.dir.display()
     );
-    println!(
+    out!(
         "   {c} --store {}/offline import {}",
         d.display(),
         d.join("snapshot.tar").display()
@@ -335,9 +345,13 @@ fn print_answers(
     }
     let res = store.check(&parsed, now, Expiry::Enforce)?;
     let mut answers = res.answers.iter();
-    println!(
+    out!(
         "   {:<18} {:<12} {:<4} {:<12} {:<22} decided by",
-        "isrc", "use", "terr", "decision", "reason"
+        "isrc",
+        "use",
+        "terr",
+        "decision",
+        "reason"
     );
     for (isrc, u, t) in qs {
         let a = if Isrc::parse(isrc).is_ok() {
@@ -348,7 +362,7 @@ fn print_answers(
         } else {
             consentry::lookup::Answer::invalid_isrc()
         };
-        println!(
+        out!(
             "   {:<18} {:<12} {:<4} {:<12} {:<22} {}",
             isrc,
             u.name(),
@@ -358,7 +372,7 @@ fn print_answers(
             a.decided_by.join(" ")
         );
     }
-    println!(
+    out!(
         "   (snapshot version {}, manifest {}…)",
         res.snapshot.version,
         &res.snapshot.manifest_sha256[..16]

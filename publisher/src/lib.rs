@@ -1,6 +1,15 @@
 //! consentry-publish: the registry database, import, keys, signing, snapshot
 //! building and bundling. The format itself lives in the `consentry` crate.
 
+/// `println!` that never panics: a closed stdout (`consentry-publish … | head`)
+/// becomes an [`cli::StdoutClosed`] error, which the binary turns into a quiet
+/// exit instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))?
+    };
+}
+
 pub mod build;
 pub mod bundle;
 pub mod cli;

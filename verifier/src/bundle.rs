@@ -23,7 +23,7 @@ use crate::error::{Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, SITE_DIRS, SiteFile, io_error};
 use crate::limits::Limits;
 use crate::store::Store;
-use crate::sync::{SyncOptions, SyncReport, clean_staging, staging_dir, sync_locked};
+use crate::sync::{SyncOptions, SyncReport, staging_dir, sync_locked};
 
 /// What was taken from a bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -196,7 +196,7 @@ impl Fetch for BundleFetch {
 /// everything verifies.
 pub fn import(store: &Store, tar_path: &Path, opts: &SyncOptions) -> Result<SyncReport, Rejection> {
     let _lock = store.lock()?;
-    clean_staging(store);
+    store.remove_leftovers();
     let staging = staging_dir(store)?;
     unpack(tar_path, staging.path(), store.limits())?;
     let source = BundleFetch {

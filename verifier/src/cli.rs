@@ -80,8 +80,14 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         keep_history: Option<usize>,
     },
-    /// Re-check the whole store from the pinned root (exit 1 if the index had to be rebuilt)
-    Verify,
+    /// Re-check the whole store from the pinned root; writes nothing (exit 1
+    /// if the local index is missing or damaged)
+    Verify {
+        /// Rebuild a missing or damaged local index from the verified files
+        /// and remove leftovers of killed runs (the one write verify makes)
+        #[arg(long)]
+        repair: bool,
+    },
     /// Show the snapshot, its expiry, the keys and the store's size
     Status {
         /// JSON output
@@ -175,14 +181,14 @@ pub fn hint(code: &str, file: &str, store: Option<&Path>) -> Option<String> {
             "sync from an up-to-date source; if this machine's clock is wrong pass --now; to accept stale answers knowingly pass --allow-expired"
         }
         "clock_backwards" => {
-            "fix the system clock or pass --now with the correct time; if the recorded time is wrong, delete local/clock.json in the store"
+            "this machine's clock is behind the registry's signed time: fix the clock (NTP) or pass --now with the correct time"
         }
         "hash_mismatch" | "length_mismatch" | "malformed_data" | "state_mismatch"
         | "layer_mismatch" | "count_mismatch" | "range_mismatch" | "key_out_of_range"
         | "unsorted_keys"
             if in_store =>
         {
-            "the stored file was altered: delete it and run `consentry sync SOURCE` to fetch it again"
+            "the stored file was altered: run `consentry sync SOURCE`, which fetches every damaged file again"
         }
         "hash_mismatch" | "length_mismatch" | "malformed_data" | "state_mismatch"
         | "layer_mismatch" | "count_mismatch" | "range_mismatch" | "key_out_of_range"
@@ -209,7 +215,7 @@ pub fn hint(code: &str, file: &str, store: Option<&Path>) -> Option<String> {
         "bad_source" => "SOURCE must be an http:// or https:// URL or an existing directory",
         "bad_bundle" => "a bundle holds only site files; make it with `consentry-publish bundle`",
         "store_busy" => "wait for the other sync or import to finish",
-        "index_corrupt" => "run `consentry verify` to rebuild the index",
+        "index_corrupt" => "run `consentry verify --repair` to rebuild the index",
         "symlink_refused" | "not_a_file" => "a mirror must hold regular files only",
         "bad_input" => "fix the named line, or see `consentry check --help`",
         "usage" => "see `consentry --help`",
@@ -413,11 +419,21 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
             w(stdout, sync_summary(&rep, "imported"))?;
             Ok(0)
         }
-        Command::Verify => {
+        Command::Verify { repair } => {
             let store = open()?;
-            let v = store.verify(now, expiry)?;
+            let v = if *repair {
+                store.verify_and_repair(now, expiry)?
+            } else {
+                store.verify(now, expiry)?
+            };
             let index = match &v.index {
                 IndexCheck::Intact => "index intact".to_string(),
+                IndexCheck::Missing => {
+                    "index MISSING: lookups build a temporary one each run; `consentry verify --repair` rebuilds it".to_string()
+                }
+                IndexCheck::Corrupt(why) => format!(
+                    "index DAMAGED ({why}): lookups build a temporary one each run; `consentry verify --repair` rebuilds it"
+                ),
                 IndexCheck::Built => "index was missing: built".to_string(),
                 IndexCheck::Rebuilt(why) => format!("index was corrupt ({why}): rebuilt"),
             };
@@ -696,6 +712,11 @@ fn write_receipts(path: &Path, b: &crate::receipt::Builder) -> Result<(), Reject
     Ok(())
 }
 
+/// Exit status when stdout's reader went away (`consentry check … | head`):
+/// quiet, and the status a shell reports for a process ended by SIGPIPE
+/// (128 + 13), so `set -o pipefail` pipelines see what they expect.
+pub const EXIT_BROKEN_PIPE: i32 = 141;
+
 /// Parse, run, print errors; the process exit code.
 pub fn main_exit(cli: &Cli) -> i32 {
     let stdout = io::stdout();
@@ -703,13 +724,15 @@ pub fn main_exit(cli: &Cli) -> i32 {
     let r = run(cli, &mut lock);
     let flushed = lock.flush();
     match r {
-        Ok(code) => {
-            if flushed.is_err() {
-                return 2;
+        Ok(code) => match flushed {
+            Ok(()) => code,
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_BROKEN_PIPE,
+            Err(e) => {
+                print_error(&out_err(&e), None, &mut io::stderr());
+                2
             }
-            code
-        }
-        Err(e) if e.code == "broken_pipe" => 2,
+        },
+        Err(e) if e.code == "broken_pipe" => EXIT_BROKEN_PIPE,
         Err(e) => {
             let store = store_dir(cli).ok();
             print_error(&e, store.as_deref(), &mut io::stderr());
@@ -821,6 +844,12 @@ fn status_text(st: &crate::store::Status) -> String {
                 st.snapshot_problem.as_deref().unwrap_or("not synced")
             );
         }
+    }
+    if let Some(c) = &st.clock_problem {
+        let _ = writeln!(
+            s,
+            "clock        WRONG: the snapshot {c}; lookups are refused until the clock is right (or pass --now)"
+        );
     }
     let _ = writeln!(s, "store size   {} bytes", st.store_bytes);
     s
@@ -1451,9 +1480,8 @@ mod tests {
             "GBNWR2500001",
         ]);
         assert!(out.lines().nth(1).unwrap().ends_with(",true"), "{out}");
-        // The store saw `later`: an earlier clock is refused.
-        let (r, _) = e.run(&["--now", "2026-11-25", "check", "GBNWR2500001"]);
-        assert_eq!(r.unwrap_err().code, "clock_backwards");
+        // Running at `later` left no trace: the right time answers again.
+        e.ok(&["--now", "2026-11-25", "check", "GBNWR2500001"]);
     }
 
     #[test]
@@ -1517,7 +1545,7 @@ mod tests {
         assert!(
             hint("hash_mismatch", "/s/shard/x", Some(Path::new("/s")))
                 .unwrap()
-                .contains("delete it")
+                .contains("fetches every damaged file again")
         );
         assert!(
             hint("hash_mismatch", "http://m/shard/x", Some(Path::new("/s")))

@@ -30,6 +30,7 @@ pub mod bundle;
 pub mod cli;
 pub mod fetch;
 pub mod index;
+pub mod leftovers;
 pub mod par;
 pub mod store;
 pub mod sync;

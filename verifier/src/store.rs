@@ -5,11 +5,15 @@
 //! ```text
 //! root/{N}.cbor  head.cbor  manifest/{V}.{hex}.cbor  shard/ layer/ prefix/{hex}.zst
 //! local/trust.json     {"pinned_version":N,"pinned_sha256":hex}   written by `init`
-//! local/clock.json     {"latest_seen":unix_secs}                   latest time sync/import/check used
 //! local/index/{manifest_hex}.idx                                   lookup index (see `index`)
 //! local/lock                                                       held while sync/import write
 //! local/staging-*/                                                 temp dirs, removed after use
 //! ```
+//!
+//! Only `init`, `sync`, `import` and `verify --repair` write. Lookups,
+//! `status`, `verify` and receipts read: a store on a read-only mount or a
+//! full disk answers (SPEC.md §7 step 0 keeps no local clock file; a missing
+//! or damaged index is rebuilt in a private temporary file, not in the store).
 //!
 //! Nothing in the store is trusted because it is in the store: every command
 //! re-verifies the pinned root against `trust.json`, walks the stored root
@@ -68,13 +72,6 @@ impl Reporter for Silent {}
 pub struct TrustFile {
     pub pinned_version: u64,
     pub pinned_sha256: String,
-}
-
-/// `local/clock.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClockFile {
-    pub latest_seen: i64,
 }
 
 /// The trusted root chain as read from the store.
@@ -149,6 +146,10 @@ pub struct Status {
     pub snapshot: Option<SnapshotStatus>,
     /// Why there is no snapshot (never synced, or the head is not trusted).
     pub snapshot_problem: Option<String>,
+    /// Set when the time in use is earlier than the snapshot's signed
+    /// creation time (beyond the skew tolerance): lookups would be refused
+    /// with `clock_backwards` until the clock is right.
+    pub clock_problem: Option<String>,
     pub store_bytes: u64,
 }
 
@@ -195,9 +196,13 @@ pub struct VerifyReport {
 pub enum IndexCheck {
     /// Every block matched the signed leaves.
     Intact,
-    /// There was none; it was built.
+    /// There was none (`verify` writes nothing; `--repair` builds it).
+    Missing,
+    /// It was corrupt (the reason); left as it was.
+    Corrupt(String),
+    /// There was none; `--repair` built it.
     Built,
-    /// It was corrupt (the reason); it was rebuilt from verified files.
+    /// It was corrupt (the reason); `--repair` rebuilt it from verified files.
     Rebuilt(String),
 }
 
@@ -378,10 +383,6 @@ impl Store {
         self.dir.join("local/trust.json")
     }
 
-    fn clock_path(&self) -> PathBuf {
-        self.dir.join("local/clock.json")
-    }
-
     pub(crate) fn index_dir(&self) -> PathBuf {
         self.dir.join("local/index")
     }
@@ -465,49 +466,20 @@ impl Store {
         }
     }
 
-    // ---- clock ----------------------------------------------------------
-
-    /// The latest time recorded by sync, import or check.
-    pub fn latest_seen(&self) -> Result<Option<i64>, Rejection> {
-        let p = self.clock_path();
-        match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice::<ClockFile>(&b)
-                .map(|c| Some(c.latest_seen))
-                .map_err(|e| json_error(&p, &e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(&p.display().to_string(), &e)),
+    /// Remove what killed runs left behind: staging directories under
+    /// `local/`, `.tmp*` files from atomic writes, and the `local/clock.json`
+    /// of stores written before the clock floor came from signed times.
+    /// Called by writers only, under the store's lock.
+    pub(crate) fn remove_leftovers(&self) {
+        if let Ok(rd) = std::fs::read_dir(self.local()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("staging-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
-    }
-
-    /// Refuse a `now` earlier than a time this store has already used.
-    pub fn check_clock(&self, now: i64) -> Result<(), Rejection> {
-        if let Some(latest) = self.latest_seen()?
-            && now < latest
-        {
-            return Err(reject(
-                self.clock_path().display().to_string(),
-                "clock_backwards",
-                format!(
-                    "the time in use ({}) is earlier than {}, which this store has already seen; the clock stepped backwards",
-                    crate::time::format_timestamp(now),
-                    crate::time::format_timestamp(latest)
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// [`Store::check_clock`], then record `now` as the latest time seen.
-    /// Called once a command has used `now` to accept something (a sync
-    /// succeeded, a snapshot verified for answers), so a mistyped future
-    /// `--now` that was refused does not lock the store out of the present.
-    pub fn observe_clock(&self, now: i64) -> Result<(), Rejection> {
-        self.check_clock(now)?;
-        if self.latest_seen()?.is_none_or(|l| now > l) {
-            let json = serde_json::to_vec(&ClockFile { latest_seen: now }).unwrap_or_default();
-            write_atomic(&self.clock_path(), &json)?;
-        }
-        Ok(())
+        let _ = std::fs::remove_file(self.local().join("clock.json"));
+        crate::leftovers::remove_tmp_files(&self.dir, &["local", "local/index"]);
     }
 
     // ---- trust ----------------------------------------------------------
@@ -686,6 +658,13 @@ impl Store {
                     "the manifest the head names is missing",
                 )
             })?;
+        // Step 0: the clock floor is the signed creation time of the
+        // snapshot this store verified; `--allow-expired` does not lift it.
+        verify::check_clock_floor(
+            &self.loc(&paths::manifest(manifest.version, &head.manifest.sha256)),
+            now,
+            manifest.created,
+        )?;
         let expired = expiry == Expiry::AllowExpired
             && (verify::is_expired(root.expires, now)
                 || verify::is_expired(head.expires, now)
@@ -701,12 +680,11 @@ impl Store {
 
     // ---- lookups --------------------------------------------------------
 
-    /// A reader answering questions from the current snapshot. Records `now`
-    /// as seen (refusing a clock that stepped backwards).
+    /// A reader answering questions from the current snapshot. Writes
+    /// nothing to the store.
     pub fn reader(&self, now: i64, expiry: Expiry) -> Result<Reader<'_>, Rejection> {
-        self.check_clock(now)?;
         let snap = self.current(now, expiry)?;
-        self.reader_for(snap, now)
+        self.reader_for(snap)
     }
 
     /// A reader answering from the kept manifest that was current at `at`
@@ -715,10 +693,9 @@ impl Store {
     /// current root's manifest keys. Its data files must still be in the
     /// store (`sync --keep-history N`).
     pub fn reader_as_of(&self, now: i64, expiry: Expiry, at: i64) -> Result<Reader<'_>, Rejection> {
-        self.check_clock(now)?;
         let snap = self.current(now, expiry)?;
         let snap = self.snapshot_as_of(snap, at)?;
-        self.reader_for(snap, now)
+        self.reader_for(snap)
     }
 
     /// Walk `previous` back from `snap` to the manifest current at `at`.
@@ -770,9 +747,8 @@ impl Store {
         Ok(snap)
     }
 
-    fn reader_for(&self, snap: Snapshot, now: i64) -> Result<Reader<'_>, Rejection> {
-        let index = self.open_or_build_index(&snap, None)?;
-        self.observe_clock(now)?;
+    fn reader_for(&self, snap: Snapshot) -> Result<Reader<'_>, Rejection> {
+        let index = self.open_index_for_reading(&snap)?;
         Ok(Reader {
             store: self,
             info: snap.info(),
@@ -800,31 +776,46 @@ impl Store {
         })
     }
 
-    /// Open the index of `snap`, building it (from `state` when given, else
-    /// from the store's verified files) when it is missing or corrupt.
-    pub(crate) fn open_or_build_index(
-        &self,
-        snap: &Snapshot,
-        state: Option<&State>,
-    ) -> Result<Index, Rejection> {
+    /// Open the index of `snap` for answering. A missing or corrupt index is
+    /// never repaired here (lookups do not write to the store, which may be
+    /// read-only or full): a private copy is built from the store's verified
+    /// files in the temporary directory instead, with a warning saying how
+    /// to repair the store.
+    fn open_index_for_reading(&self, snap: &Snapshot) -> Result<Index, Rejection> {
         let path = self.index_path(&snap.manifest_sha256);
-        match Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits) {
+        let why = match Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits) {
             Ok(Some(ix)) => return Ok(ix),
-            Ok(None) => {
-                self.reporter.info(&format!(
-                    "index {} is missing; building it from verified files",
-                    path.display()
-                ));
-            }
-            Err(e) => {
-                self.reporter.warn(&format!(
-                    "index {} was corrupt ({}); rebuilt from verified files",
-                    path.display(),
-                    e.detail
-                ));
-            }
-        }
-        self.rebuild_index(snap, state)
+            Ok(None) => "is missing".to_string(),
+            Err(e) => format!("is corrupt ({})", e.detail),
+        };
+        self.reporter.warn(&format!(
+            "index {} {why}; answering from a temporary index built from verified files (run `consentry verify --repair` or `consentry sync` to rebuild it in the store)",
+            path.display()
+        ));
+        self.scratch_index(snap)
+    }
+
+    /// Build the index of `snap` from the store's verified files into an
+    /// unlinked temporary file (the open descriptor keeps it readable).
+    fn scratch_index(&self, snap: &Snapshot) -> Result<Index, Rejection> {
+        let tmp_dir = std::env::temp_dir();
+        let tmp = tempfile::Builder::new()
+            .prefix("consentry-index-")
+            .tempdir_in(&tmp_dir)
+            .map_err(|e| io_error(&tmp_dir.display().to_string(), &e))?;
+        let path = tmp.path().join("scratch.idx");
+        let mut files = crate::sync::Files::local(self);
+        let st = crate::sync::full_state(&mut files, &snap.manifest, &self.limits)?;
+        crate::index::write(&path, &snap.manifest_sha256, &st)?;
+        let ix = Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits)?;
+        // `tmp` is removed here; the open file stays readable until dropped.
+        ix.ok_or_else(|| {
+            reject(
+                path.display().to_string(),
+                "io_error",
+                "vanished right after it was written",
+            )
+        })
     }
 
     /// Delete and rebuild the index of `snap` from `state` or from the store's
@@ -857,13 +848,33 @@ impl Store {
     // ---- verify and status ----------------------------------------------
 
     /// Re-check the whole store from the pinned root: chain, head, manifest,
-    /// every referenced file's hash and decoding, the state rebuilt from base
-    /// and layers against every leaf, and the index (rebuilt if corrupt).
+    /// every file the manifest names (shards, layers, the delta, the prefix
+    /// table: hash and decoding), the state rebuilt from base and layers
+    /// against every leaf, and the index. Writes nothing: a damaged index is
+    /// reported, not repaired (see [`Store::verify_and_repair`]).
     pub fn verify(&self, now: i64, expiry: Expiry) -> Result<VerifyReport, Rejection> {
+        self.verify_inner(now, expiry, false)
+    }
+
+    /// [`Store::verify`], then, under the store's writer lock, rebuild a
+    /// missing or damaged index from the verified files and remove leftovers
+    /// of killed runs. A damaged data file is an error here as in `verify`:
+    /// only `sync` (which has a source) fetches it again.
+    pub fn verify_and_repair(&self, now: i64, expiry: Expiry) -> Result<VerifyReport, Rejection> {
+        let _lock = self.lock()?;
+        self.remove_leftovers();
+        self.verify_inner(now, expiry, true)
+    }
+
+    fn verify_inner(
+        &self,
+        now: i64,
+        expiry: Expiry,
+        repair: bool,
+    ) -> Result<VerifyReport, Rejection> {
         use crate::columns;
         use crate::docs::paths;
         use std::os::unix::fs::FileExt;
-        self.check_clock(now)?;
         let snap = self.current(now, expiry)?;
         let m = &snap.manifest;
         let limits = self.limits;
@@ -877,6 +888,12 @@ impl Store {
                 &mut files, lr, from, &limits, &mut base,
             )?);
             from = lr.version;
+        }
+        // A delta carried beside a compacted base (SPEC.md §4.3) is served to
+        // mirrors like any other file: its hash, decoding and from/to too.
+        if let Some(d) = m.delta.as_ref().filter(|d| !m.layers.contains(d)) {
+            let mut scratch = crate::columns::PolicySet::default();
+            crate::sync::open_layer(&mut files, d, m.version - 1, &limits, &mut scratch)?;
         }
         let (raw, loc) = files.raw(&paths::prefixes(&m.prefixes.sha256), &m.prefixes)?;
         let prefixes = columns::decode_prefixes(&loc, &raw, m.prefixes.count, &limits)?;
@@ -945,25 +962,29 @@ impl Store {
                 )
             },
         )?;
-        let index = match (&ix, ix_check) {
-            (Ok(None), _) => IndexCheck::Built,
-            (_, Some(why)) => IndexCheck::Rebuilt(why),
+        let mut index = match (&ix, ix_check) {
+            (Ok(None), _) => IndexCheck::Missing,
+            (_, Some(why)) => IndexCheck::Corrupt(why),
             _ => match checked.iter().position(|c| !c.0) {
                 None => IndexCheck::Intact,
-                Some(i) => IndexCheck::Rebuilt(format!(
+                Some(i) => IndexCheck::Corrupt(format!(
                     "block {i} differs from the verified entries of range {i}"
                 )),
             },
         };
         drop(ix);
-        if index != IndexCheck::Intact {
-            if let IndexCheck::Rebuilt(why) = &index {
-                self.reporter.warn(&format!(
-                    "index {} was corrupt ({why}); rebuilt from verified files",
-                    path.display()
-                ));
-            }
+        if repair && index != IndexCheck::Intact {
             self.rebuild_index(&snap, None)?.verify_all()?;
+            index = match index {
+                IndexCheck::Corrupt(why) => {
+                    self.reporter.warn(&format!(
+                        "index {} was corrupt ({why}); rebuilt from verified files",
+                        path.display()
+                    ));
+                    IndexCheck::Rebuilt(why)
+                }
+                _ => IndexCheck::Built,
+            };
         }
         files.reused += checked.len() as u64;
         files.reused_bytes += checked.iter().map(|c| c.1).sum::<u64>();
@@ -981,11 +1002,11 @@ impl Store {
 
     /// What the store holds. Expired documents are reported, not refused.
     pub fn status(&self, now: i64) -> Result<Status, Rejection> {
-        self.check_clock(now)?;
         let chain = self.trusted_root_chain()?;
         let root = &chain.root;
         let mut snapshot = None;
         let mut problem = None;
+        let mut clock_problem = None;
         match self.stored_head(root, now, Expiry::AllowExpired)? {
             StoredHead::Missing => problem = Some("no snapshot yet: run `consentry sync`".into()),
             StoredHead::NotTrusted(e) => {
@@ -997,6 +1018,9 @@ impl Store {
             StoredHead::Valid(head) => {
                 match self.stored_manifest(root, &head, now, Expiry::AllowExpired) {
                     Ok(Some(m)) => {
+                        clock_problem = verify::check_clock_floor("manifest", now, m.created)
+                            .err()
+                            .map(|e| e.detail);
                         let ts = |t: u64| crate::time::format_timestamp(t as i64);
                         snapshot = Some(SnapshotStatus {
                             version: m.version,
@@ -1027,6 +1051,7 @@ impl Store {
             roles: role_summary(root),
             snapshot,
             snapshot_problem: problem,
+            clock_problem,
             store_bytes: dir_size(&self.dir),
         })
     }
@@ -1287,12 +1312,12 @@ impl Reader<'_> {
             Err(e) if !self.rebuilt.get() => {
                 let path = self.store.index_path(&self.snap.manifest_sha256);
                 self.store.reporter.warn(&format!(
-                    "index {} was corrupt ({}); rebuilt from verified files",
+                    "index {} is corrupt ({}); answering from a temporary index built from verified files (run `consentry verify --repair` to rebuild it in the store)",
                     path.display(),
                     e.detail
                 ));
                 self.rebuilt.set(true);
-                let fresh = self.store.rebuild_index(&self.snap, None)?;
+                let fresh = self.store.scratch_index(&self.snap)?;
                 *self.index.borrow_mut() = fresh;
                 self.index.borrow().chunks_for(range, key)?
             }

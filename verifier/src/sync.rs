@@ -217,14 +217,14 @@ impl<'a> Files<'a> {
     }
 
     /// Make sure `rel` is held (stored or staged) without decoding it: a
-    /// stored file of the right length is kept; otherwise it is fetched and
-    /// checked.
+    /// stored file with the signed length and SHA-256 is kept; any other
+    /// (missing, or altered in place) is fetched again and checked, so a
+    /// damaged file never outlives a sync (SPEC.md §7 step 9).
     fn ensure(&mut self, rel: &str, fref: &FileRef) -> Result<(), Rejection> {
         if self.staged_path(rel).is_some() {
             return Ok(());
         }
-        let p = self.store.dir().join(rel);
-        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == fref.length) {
+        if self.store.holds(rel, fref.length, &fref.sha256)? {
             return Ok(());
         }
         self.raw(rel, fref).map(|_| ())
@@ -378,17 +378,6 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
 }
 
 /// Remove `local/staging-*` left behind by a killed run.
-pub(crate) fn clean_staging(store: &Store) {
-    let Ok(rd) = std::fs::read_dir(store.local()) else {
-        return;
-    };
-    for e in rd.flatten() {
-        if e.file_name().to_string_lossy().starts_with("staging-") {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 /// A fresh staging directory under `local/`.
 pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, Rejection> {
     std::fs::create_dir_all(store.local()).map_err(|e| io_error(&store.loc("local"), &e))?;
@@ -401,7 +390,7 @@ pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, Rejection>
 /// Sync `store` from `fetch` (SPEC.md §7).
 pub fn sync(store: &Store, fetch: &dyn Fetch, opts: &SyncOptions) -> Result<SyncReport, Rejection> {
     let _lock = store.lock()?;
-    clean_staging(store);
+    store.remove_leftovers();
     let r = sync_locked(store, fetch, opts);
     store.reporter().finish();
     r
@@ -448,22 +437,42 @@ fn trusted_state(
     Ok(Some(Trusted { head, manifest }))
 }
 
-/// Whether the store holds everything `m` references and an index that opens.
+/// Whether the store holds everything `m` references, each file with its
+/// signed length and SHA-256 (re-hashed on all cores: a file altered in place
+/// is not "held"), and an index that opens.
 fn complete(store: &Store, m: &Manifest, sha: &[u8; 32]) -> bool {
-    let has = |rel: String, len: u64| {
-        std::fs::symlink_metadata(store.dir().join(rel))
-            .is_ok_and(|md| md.is_file() && md.len() == len)
-    };
-    m.ranges
+    let mut want: Vec<(String, u64, [u8; 32])> = m
+        .ranges
         .iter()
-        .all(|r| has(paths::shard(&r.shard.sha256), r.shard.length))
-        && m.layers
+        .map(|r| {
+            (
+                paths::shard(&r.shard.sha256),
+                r.shard.length,
+                r.shard.sha256,
+            )
+        })
+        .collect();
+    want.extend(
+        m.layers
             .iter()
-            .all(|l| has(paths::layer(&l.sha256), l.length))
-        && m.delta
-            .as_ref()
-            .is_none_or(|l| has(paths::layer(&l.sha256), l.length))
-        && has(paths::prefixes(&m.prefixes.sha256), m.prefixes.length)
+            .chain(m.delta.as_ref())
+            .map(|l| (paths::layer(&l.sha256), l.length, l.sha256)),
+    );
+    want.push((
+        paths::prefixes(&m.prefixes.sha256),
+        m.prefixes.length,
+        m.prefixes.sha256,
+    ));
+    let held = crate::par::map(
+        want.len(),
+        || (),
+        |(), i| {
+            let (rel, len, sha) = &want[i];
+            store.holds(rel, *len, sha)
+        },
+        || reject("sync", "io_error", "a worker thread stopped early"),
+    );
+    held.is_ok_and(|h| h.iter().all(|x| *x))
         && matches!(
             Index::open(&store.index_path(sha), m, sha, store.limits()),
             Ok(Some(_))
@@ -480,9 +489,9 @@ pub(crate) fn sync_locked(
     let rep = store.reporter();
     let now = opts.now;
 
-    // Step 0: the time is fixed once; a clock that stepped backwards is refused
-    // (and `now` is recorded once the sync succeeds).
-    store.check_clock(now)?;
+    // Step 0: the time is fixed once (`opts.now`); it is checked against the
+    // clock floor — the signed creation times verified below — not against
+    // any time this store recorded.
 
     // Step 1: the trusted root chain from the store.
     let start = store.trusted_root_chain()?.root;
@@ -517,6 +526,14 @@ pub(crate) fn sync_locked(
     };
     verify::check_root_expiry(&root, &rloc, now, opts.expiry)?;
     let trusted = trusted_state(store, &start, &root, now)?;
+    if let Some(m) = trusted.as_ref().and_then(|t| t.manifest.as_ref()) {
+        // Step 0: not earlier than the snapshot already verified was made.
+        let t = &trusted
+            .as_ref()
+            .map(|t| t.head.manifest.sha256)
+            .unwrap_or_default();
+        verify::check_clock_floor(&store.loc(&paths::manifest(m.version, t)), now, m.created)?;
+    }
     let from = trusted.as_ref().map(|t| t.head.manifest.version);
 
     // Step 3: the head.
@@ -571,7 +588,6 @@ pub(crate) fn sync_locked(
                 store.write(paths::HEAD, &hbytes)?;
             }
             prune(store, opts, &m, &head.manifest.sha256, &mut report);
-            store.observe_clock(now)?;
             return Ok(report);
         }
         rep.warn("the store is missing files or its index for the current snapshot; repairing");
@@ -585,6 +601,10 @@ pub(crate) fn sync_locked(
             .ok_or_else(|| not_found(&mloc, &mrel))?;
         let m = verify::verify_manifest(&root, &head, &mloc, &mbytes, now, opts.expiry, &limits)?;
         verify::check_manifest_chain(&mloc, &m, trusted_ref)?;
+        // Step 0: a snapshot signed as made after `now` (beyond the skew
+        // tolerance) means one of the clocks is wrong; accepting it would
+        // raise the floor above this machine's clock.
+        verify::check_clock_floor(&mloc, now, m.created)?;
         (m, Some(mbytes))
     };
     let v = m.version;
@@ -706,7 +726,6 @@ pub(crate) fn sync_locked(
     report.files_reused = files.reused;
     remove_other_indexes(store, &head.manifest.sha256);
     prune(store, opts, &m, &head.manifest.sha256, &mut report);
-    store.observe_clock(now)?;
     Ok(report)
 }
 
@@ -1233,30 +1252,43 @@ mod tests {
         assert_eq!(ok.answers[0].decision, Decision::Disallow);
         let rep = env.sync_at(later, Expiry::AllowExpired).unwrap();
         assert_eq!(rep.mode, SyncMode::NothingNew);
-        let fresh = env.ask_at("GBNWR2500001", NOW + DAY, Expiry::AllowExpired);
-        // The clock went back from `later`: refused.
-        assert_eq!(fresh.unwrap_err().code, "clock_backwards");
+        // Running at `later` left no trace: the right time answers again.
+        let fresh = env
+            .ask_at("GBNWR2500001", NOW + DAY, Expiry::Enforce)
+            .unwrap();
+        assert!(!fresh.snapshot.expired);
     }
 
     #[test]
-    fn a_clock_stepped_backwards_is_refused() {
+    fn clock_behind_the_signed_creation_time_is_refused_and_no_time_is_remembered() {
+        use crate::verify::CLOCK_SKEW_SECS;
+        // The testsite signs `created` = NOW. A machine whose clock runs
+        // behind it by more than the tolerance cannot sync it...
         let env = Env::new();
-        env.sync_at(NOW + 10, Expiry::Enforce).unwrap();
+        let behind = NOW - CLOCK_SKEW_SECS - 1;
+        let e = env.sync_at(behind, Expiry::Enforce).unwrap_err();
+        assert_eq!(e.code, "clock_backwards", "{e}");
+        // ...one within the tolerance can.
+        env.sync_at(NOW - CLOCK_SKEW_SECS, Expiry::Enforce).unwrap();
         assert_eq!(
-            env.sync_at(NOW, Expiry::Enforce).unwrap_err().code,
-            "clock_backwards"
-        );
-        assert_eq!(
-            env.ask_at("GBNWR2500001", NOW, Expiry::Enforce)
+            env.ask_at("GBNWR2500001", behind, Expiry::Enforce)
                 .unwrap_err()
                 .code,
             "clock_backwards"
         );
-        assert!(
-            env.ask_at("GBNWR2500001", NOW + 10, Expiry::Enforce)
-                .is_ok()
+        // The expiry override is not a clock override.
+        assert_eq!(
+            env.ask_at("GBNWR2500001", behind, Expiry::AllowExpired)
+                .unwrap_err()
+                .code,
+            "clock_backwards"
         );
-        // A future time that was refused (expired) is not recorded.
+        assert_eq!(
+            env.sync_at(behind, Expiry::Enforce).unwrap_err().code,
+            "clock_backwards"
+        );
+        // A far-future time (refused: expired) and then a slightly earlier
+        // but correct one: the store remembers no time of its own.
         let far = NOW + 100 * DAY;
         assert_eq!(
             env.ask_at("GBNWR2500001", far, Expiry::Enforce)
@@ -1264,14 +1296,15 @@ mod tests {
                 .code,
             "expired"
         );
-        assert_eq!(
-            env.sync_at(far, Expiry::Enforce).unwrap_err().code,
-            "expired"
-        );
         assert!(
-            env.ask_at("GBNWR2500001", NOW + 10, Expiry::Enforce)
+            env.ask_at("GBNWR2500001", NOW + 10, Expiry::AllowExpired)
                 .is_ok()
         );
+        assert!(
+            env.ask_at("GBNWR2500001", NOW - 10, Expiry::Enforce)
+                .is_ok()
+        );
+        assert!(!env.store.dir().join("local/clock.json").exists());
     }
 
     #[test]
@@ -1291,17 +1324,30 @@ mod tests {
         assert!(
             env.warnings()
                 .iter()
-                .any(|w| w.contains("was corrupt") && w.contains("rebuilt")),
+                .any(|w| w.contains("is corrupt") && w.contains("temporary index")),
             "{:?}",
             env.warnings()
         );
+        // A lookup never writes: the damaged index is still there.
+        assert_eq!(std::fs::read(&idx).unwrap(), b);
+        let v = env.store.verify(NOW, Expiry::Enforce).unwrap();
+        assert!(
+            matches!(v.index, crate::store::IndexCheck::Corrupt(_)),
+            "{v:?}"
+        );
+        assert_eq!(std::fs::read(&idx).unwrap(), b, "verify writes nothing");
+        let v = env.store.verify_and_repair(NOW, Expiry::Enforce).unwrap();
+        assert!(
+            matches!(v.index, crate::store::IndexCheck::Rebuilt(_)),
+            "{v:?}"
+        );
         assert_ne!(std::fs::read(&idx).unwrap(), b);
 
-        // `verify` finds a corrupt header too, and rebuilds.
+        // `verify` finds a corrupt header too; `--repair` rebuilds.
         let mut b = std::fs::read(&idx).unwrap();
         b[45] ^= 0x01;
         std::fs::write(&idx, &b).unwrap();
-        let v = env.store.verify(NOW, Expiry::Enforce).unwrap();
+        let v = env.store.verify_and_repair(NOW, Expiry::Enforce).unwrap();
         assert!(
             matches!(v.index, crate::store::IndexCheck::Rebuilt(_)),
             "{v:?}"

@@ -121,6 +121,35 @@ pub fn is_expired(expires: u64, now: i64) -> bool {
     now < 0 || expires <= now as u64
 }
 
+/// How far this machine's clock may run behind the publisher's before a
+/// signed creation time counts as "in the future" (SPEC.md §7 step 0).
+/// Clocks of machines on NTP differ by milliseconds, unsynchronised ones by
+/// seconds to a few minutes; five minutes is Kerberos' default tolerance.
+pub const CLOCK_SKEW_SECS: i64 = 300;
+
+/// Step 0 (the clock floor): `now` must not be earlier than a signed creation
+/// time the run has verified, less [`CLOCK_SKEW_SECS`]. The floor comes only
+/// from signed documents (a manifest's `created`), never from a clock or an
+/// earlier `--now`, so a mistaken time never locks a store out.
+pub fn check_clock_floor(file: &str, now: i64, created: u64) -> VResult<()> {
+    let floor = i64::try_from(created)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(CLOCK_SKEW_SECS);
+    if now < floor {
+        return Err(reject(
+            file,
+            "clock_backwards",
+            format!(
+                "was signed as created at {}, but the time in use is {}: this machine's clock is more than {} s behind the registry's",
+                crate::time::format_timestamp(created as i64),
+                crate::time::format_timestamp(now),
+                CLOCK_SKEW_SECS
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Step 2 end: the final root must not be expired.
 pub fn check_root_expiry(root: &Root, file: &str, now: i64, expiry: Expiry) -> VResult<()> {
     if expiry == Expiry::Enforce && is_expired(root.expires, now) {
