@@ -18,7 +18,9 @@ use consentry::state::{self, HashedPolicies as Hashed, State};
 use consentry::verify::{self, Expiry};
 use consentry::{cbor, time};
 
+use crate::guard::Guard;
 use crate::keys::{KeyPair, sign_envelope, signers_for};
+use crate::lock::SiteLock;
 use crate::site::{Current, Site};
 use crate::source::{Publication, Source};
 
@@ -43,8 +45,9 @@ impl Default for CompactionPolicy {
 /// Options of one publish.
 #[derive(Debug, Clone)]
 pub struct PublishOptions {
-    /// The time the snapshot is made at (Unix seconds). Defaults to the
-    /// registry's own time so the same database gives the same bytes.
+    /// The time the snapshot is made at (Unix seconds); `None` takes the
+    /// registry's latest `recorded_at`, so the same database gives the same
+    /// bytes. The binary passes the wall clock unless told `--now registry`.
     pub now: Option<i64>,
     /// Manifest lifetime in seconds.
     pub manifest_ttl: u64,
@@ -58,6 +61,8 @@ pub struct PublishOptions {
     /// Test hook: fail on purpose at a named point (`after-data`,
     /// `after-manifest`, `before-head`) to prove the previous snapshot survives.
     pub failpoint: Option<String>,
+    /// What may be signed: expiry margins, INSECURE keys.
+    pub guard: Guard,
 }
 
 impl Default for PublishOptions {
@@ -70,6 +75,7 @@ impl Default for PublishOptions {
             policy: CompactionPolicy::default(),
             target_rows: 1 << 17,
             failpoint: None,
+            guard: Guard::default(),
         }
     }
 }
@@ -242,8 +248,10 @@ pub fn publish(
     source: &mut dyn Source,
     keys: &[KeyPair],
     site: &Site,
+    lock: &SiteLock,
     opts: &PublishOptions,
 ) -> Result<PublishReport> {
+    site.check_lock(lock)?;
     source.begin_snapshot()?;
     let result = publish_in_snapshot(source, keys, site, opts);
     source.end_snapshot(result.is_ok())?;
@@ -265,6 +273,7 @@ fn publish_in_snapshot(
         Some(t) => t,
         None => source.registry_time()?,
     };
+    opts.guard.check_root_keys(&root)?;
     if verify::is_expired(root.expires, now) {
         bail!(
             "root version {} expired at {}\nhint: rotate the root with a later expiry: consentry-publish root rotate",
@@ -406,6 +415,11 @@ fn publish_in_snapshot(
         prefix_leaf: state::prefix_leaf(&prefixes),
     };
     manifest.state_root = state::merkle_root(&state::leaves_of(&manifest));
+    opts.guard.check_expiry(
+        &format!("manifest version {version}"),
+        manifest.expires,
+        now,
+    )?;
     let manifest_bytes =
         sign_envelope(MANIFEST_TYPE, cbor::to_vec(&manifest), &manifest_signers).to_bytes();
     let manifest_sha256 = sha256(&manifest_bytes);
@@ -418,6 +432,8 @@ fn publish_in_snapshot(
             version,
         },
     };
+    opts.guard
+        .check_expiry(&format!("head version {}", head.version), head.expires, now)?;
     let head_bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &head_signers).to_bytes();
 
     // Immutable files first.
@@ -753,9 +769,20 @@ pub fn load_state(site: &Site, m: &Manifest) -> Result<State> {
     Ok(st)
 }
 
-/// Re-sign the head with a new expiry, without rebuilding anything.
-pub fn refresh(site: &Site, keys: &[KeyPair], now: i64, head_ttl: u64) -> Result<Head> {
+/// Re-sign the head with a new expiry, without rebuilding anything. The head
+/// version is the current one + 1, read under the site lock, so it never goes
+/// backwards whatever runs beside it.
+pub fn refresh(
+    site: &Site,
+    lock: &SiteLock,
+    keys: &[KeyPair],
+    now: i64,
+    head_ttl: u64,
+    guard: Guard,
+) -> Result<Head> {
+    site.check_lock(lock)?;
     let root = site.root()?;
+    guard.check_root_keys(&root)?;
     let signers = signers_for(keys, &root.roles.head.keyids);
     check_threshold(&root, Role::Head, signers.len())?;
     let cur = site.current(&root)?.ok_or_else(|| {
@@ -769,6 +796,18 @@ pub fn refresh(site: &Site, keys: &[KeyPair], now: i64, head_ttl: u64) -> Result
         version: cur.head.version + 1,
         manifest: cur.head.manifest.clone(),
     };
+    guard.check_expiry(&format!("head version {}", head.version), head.expires, now)?;
+    // A fresh head over an expired manifest is refused by every verifier.
+    guard
+        .check_expiry(
+            &format!(
+                "head version {} (it names manifest version {}, which is what expires)",
+                head.version, cur.manifest.version
+            ),
+            cur.manifest.expires,
+            now,
+        )
+        .map_err(|e| anyhow!("{e}\nhint: run `consentry-publish publish`: it re-issues a manifest past half its lifetime"))?;
     let bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &signers).to_bytes();
     verify::verify_head(
         &root,

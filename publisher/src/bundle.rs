@@ -48,7 +48,8 @@ pub fn bundle_names(site: &Site) -> Result<(Vec<String>, u64, u64)> {
 }
 
 /// Write a bundle of the site's current snapshot to `out`.
-pub fn write_bundle(site: &Site, out: &Path) -> Result<BundleReport> {
+pub fn write_bundle(site: &Site, lock: &crate::lock::SiteLock, out: &Path) -> Result<BundleReport> {
+    site.check_lock(lock)?;
     let (names, version, created) = bundle_names(site)?;
     let tmp = out.with_extension("tar.partial");
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

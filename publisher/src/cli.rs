@@ -80,6 +80,10 @@ pub enum Command {
         /// Sign as of this time (RFC 3339) instead of the clock.
         #[arg(long)]
         now: Option<String>,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Write a tar bundle of the current snapshot for offline transfer.
     Bundle {
@@ -87,6 +91,8 @@ pub enum Command {
         site: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// The whole job end to end on an embedded demo registry: import, keys,
     /// publish, serve on 127.0.0.1, sync, verify, check, a nightly delta.
@@ -128,7 +134,58 @@ pub enum Command {
         site: PathBuf,
         #[arg(long, default_value_t = 2)]
         keep: u64,
+        #[command(flatten)]
+        lock: LockArgs,
     },
+}
+
+/// The signing guard's overrides (see `guard.rs`).
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Sign even what expires in the past or within an hour of the clock
+    /// (tests and deliberately dated fixtures only)
+    #[arg(long)]
+    pub allow_short_expiry: bool,
+    /// Allow a root that trusts the public INSECURE test keys (tests only)
+    #[arg(long)]
+    pub insecure_test_keys: bool,
+}
+
+impl SignArgs {
+    fn guard(&self) -> crate::guard::Guard {
+        if self.allow_short_expiry {
+            eprintln!("warning: --allow-short-expiry: signing without the expiry margin");
+        }
+        if self.insecure_test_keys {
+            eprintln!(
+                "warning: --insecure-test-keys: the root may trust public test keys; never publish this"
+            );
+        }
+        crate::guard::Guard {
+            wall_clock: Some(time::now()),
+            allow_short_expiry: self.allow_short_expiry,
+            allow_insecure_keys: self.insecure_test_keys,
+        }
+    }
+}
+
+/// How long to wait for another command's lock on the site.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// How long to wait for another consentry-publish holding the site's
+    /// lock, e.g. 30m
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub lock_wait: u64,
+}
+
+impl LockArgs {
+    fn take(&self, site: &Site, command: &str) -> Result<crate::lock::SiteLock> {
+        site.lock(
+            command,
+            std::time::Duration::from_secs(self.lock_wait),
+            &|m| eprintln!("{m}"),
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +219,10 @@ pub struct RootArgs {
     /// Replace an existing root/1.cbor (init only).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub sign: SignArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]
@@ -172,8 +233,9 @@ pub struct PublishArgs {
     pub keys: PathBuf,
     #[arg(long)]
     pub site: PathBuf,
-    /// Snapshot time (RFC 3339, or `clock`). Default: the registry's latest
-    /// recorded_at, so the same database gives byte-identical files.
+    /// Snapshot time: RFC 3339, `clock` (the default), or `registry` (the
+    /// registry's latest recorded_at: the same database gives byte-identical
+    /// files)
     #[arg(long)]
     pub now: Option<String>,
     /// Fold all layers into a new base now.
@@ -186,20 +248,30 @@ pub struct PublishArgs {
     /// Target entries per shard.
     #[arg(long, default_value_t = 1 << 17)]
     pub shard_rows: usize,
+    #[command(flatten)]
+    pub sign: SignArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s)
 }
 
-/// Parse `30d`, `72h`, `15m`, `3600s` or `2w` into seconds.
+/// Parse `30d`, `72h`, `15m`, `3600s` or `2w` into seconds. The unit is
+/// required: a bare `72` has been read as 72 seconds by people who meant hours.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 72h, 30d or 3600s"))?;
     let mul = match unit {
-        "" | "s" => 1,
+        "" => {
+            return Err(format!(
+                "{s:?} has no unit: write {n}s, {n}m, {n}h, {n}d or {n}w"
+            ));
+        }
+        "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
@@ -242,15 +314,23 @@ fn parse_now(s: Option<&str>) -> Result<i64> {
 
 fn root_cmd(a: &RootArgs, rotate: bool) -> Result<()> {
     let site = Site::new(&a.site);
+    let lock = a
+        .lock
+        .take(&site, if rotate { "root rotate" } else { "root init" })?;
     let mut dirs = vec![a.keys.clone()];
     dirs.extend(a.sign_with.iter().cloned());
     let secrets = keys::load_secrets(&dirs)?;
-    let expires = (parse_now(a.now.as_deref())?.max(0) as u64).saturating_add(a.expires_in);
-    let th = thresholds(&a.threshold);
+    let now = parse_now(a.now.as_deref())?;
+    let o = root::RootOptions {
+        thresholds: thresholds(&a.threshold),
+        expires: (now.max(0) as u64).saturating_add(a.expires_in),
+        now,
+        guard: a.sign.guard(),
+    };
     let (r, _) = if rotate {
-        root::rotate(&site, &a.keys, &secrets, th, expires)?
+        root::rotate(&site, &lock, &a.keys, &secrets, o)?
     } else {
-        root::init(&site, &a.keys, &secrets, th, expires, a.force)?
+        root::init(&site, &lock, &a.keys, &secrets, o, a.force)?
     };
     out!(
         "root version {} written to {}",
@@ -304,11 +384,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Root(RootCommand::Init(a)) => root_cmd(&a, false)?,
         Command::Root(RootCommand::Rotate(a)) => root_cmd(&a, true)?,
         Command::Publish(a) => {
+            let site = Site::new(&a.site);
+            let lock = a.lock.take(&site, "publish")?;
             let mut d = Db::open(&a.db)?;
             let secrets = keys::load_secrets(std::slice::from_ref(&a.keys))?;
             let now = match a.now.as_deref() {
-                None => None,
-                Some(t) => Some(parse_now(Some(t))?),
+                Some("registry") => None,
+                t => Some(parse_now(t)?),
             };
             let opts = PublishOptions {
                 now,
@@ -319,9 +401,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 failpoint: std::env::var("CONSENTRY_PUBLISH_FAILPOINT")
                     .ok()
                     .filter(|s| !s.is_empty()),
+                guard: a.sign.guard(),
                 ..PublishOptions::default()
             };
-            let report = build::publish(&mut d, &secrets, &Site::new(&a.site), &opts)?;
+            let report = build::publish(&mut d, &secrets, &site, &lock, &opts)?;
             out!("{report}");
         }
         Command::Refresh {
@@ -329,13 +412,19 @@ pub fn run(cli: Cli) -> Result<()> {
             site,
             head_ttl,
             now,
+            sign,
+            lock,
         } => {
+            let site = Site::new(&site);
+            let held = lock.take(&site, "refresh")?;
             let secrets = keys::load_secrets(std::slice::from_ref(&kdir))?;
             let head = build::refresh(
-                &Site::new(&site),
+                &site,
+                &held,
                 &secrets,
                 parse_now(now.as_deref())?,
                 head_ttl,
+                sign.guard(),
             )?;
             out!(
                 "head version {} (manifest {}) now expires {}",
@@ -344,8 +433,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 time::format_timestamp(head.expires as i64)
             );
         }
-        Command::Bundle { site, out } => {
-            let r = crate::bundle::write_bundle(&Site::new(&site), &out)?;
+        Command::Bundle { site, out, lock } => {
+            let site = Site::new(&site);
+            let held = lock.take(&site, "bundle")?;
+            let r = crate::bundle::write_bundle(&site, &held, &out)?;
             out!(
                 "wrote {} ({} files, {} bytes of snapshot version {})",
                 out.display(),
@@ -411,11 +502,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Gc { site, keep } => {
+        Command::Gc { site, keep, lock } => {
             if keep == 0 {
                 bail!("--keep must be at least 1: the current snapshot is never removed");
             }
-            let r = crate::gc::gc(&Site::new(&site), keep)?;
+            let site = Site::new(&site);
+            let held = lock.take(&site, "gc")?;
+            let r = crate::gc::gc(&site, &held, keep)?;
             out!(
                 "kept {} manifest(s); removed {} file(s), {} bytes",
                 r.kept_manifests,

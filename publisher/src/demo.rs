@@ -163,12 +163,24 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     let kdir = d.join("keys");
     let secrets = keys::write_insecure_keys(&kdir, false)?;
     let site = Site::new(&d.join("site"));
+    let lock = site.lock("demo", crate::lock::DEFAULT_WAIT, &|m| eprintln!("{m}"))?;
+    // The demo is the one place the INSECURE keys are meant for.
+    let guard = crate::guard::Guard {
+        wall_clock: Some(now),
+        allow_short_expiry: false,
+        allow_insecure_keys: true,
+    };
     let (r, root_bytes) = root::init(
         &site,
+        &lock,
         &kdir,
         &secrets,
-        Thresholds::default(),
-        (now.max(0) as u64) + 365 * 86_400,
+        root::RootOptions {
+            thresholds: Thresholds::default(),
+            expires: (now.max(0) as u64) + 365 * 86_400,
+            now,
+            guard,
+        },
         false,
     )?;
     for (role, rk) in [
@@ -186,9 +198,10 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     let popts = PublishOptions {
         now: Some(now),
         target_rows: 4096,
+        guard,
         ..PublishOptions::default()
     };
-    let p1 = build::publish(&mut db, &secrets, &site, &popts)?;
+    let p1 = build::publish(&mut db, &secrets, &site, &lock, &popts)?;
     for line in p1.to_string().lines() {
         out!("   {line}");
     }
@@ -267,6 +280,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         &mut db,
         &secrets,
         &site,
+        &lock,
         &PublishOptions {
             now: Some(now),
             ..popts

@@ -28,7 +28,8 @@ fn referenced(m: &Manifest, manifest_rel: &str, keep: &mut BTreeSet<String>) {
 }
 
 /// Keep the files of the `keep` newest manifest versions (at least the current).
-pub fn gc(site: &Site, keep: u64) -> Result<GcReport> {
+pub fn gc(site: &Site, lock: &crate::lock::SiteLock, keep: u64) -> Result<GcReport> {
+    site.check_lock(lock)?;
     let root = site.root()?;
     let cur = site
         .current(&root)?

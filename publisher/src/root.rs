@@ -9,7 +9,9 @@ use consentry::docs::{Role, RoleKeys, Roles, Root, paths};
 use consentry::envelope::{ROOT_TYPE, key_id};
 use consentry::verify;
 
+use crate::guard::Guard;
 use crate::keys::{KeyPair, PublicKey, load_publics, sign_envelope, signers_for};
+use crate::lock::SiteLock;
 use crate::site::Site;
 
 /// Thresholds per role.
@@ -82,15 +84,28 @@ fn sign_root(root: &Root, signers: &[&KeyPair]) -> Vec<u8> {
     sign_envelope(ROOT_TYPE, cbor::to_vec(root), signers).to_bytes()
 }
 
+/// What root init and rotate sign, and under which rules.
+#[derive(Debug, Clone, Copy)]
+pub struct RootOptions {
+    pub thresholds: Thresholds,
+    /// Unix seconds.
+    pub expires: u64,
+    /// The time the lifetime counts from (for the guard's margin).
+    pub now: i64,
+    pub guard: Guard,
+}
+
 /// Create `root/1.cbor`, signed by the root keys available in `secrets`.
 pub fn init(
     site: &Site,
+    lock: &SiteLock,
     keys_dir: &Path,
     secrets: &[KeyPair],
-    th: Thresholds,
-    expires: u64,
+    o: RootOptions,
     force: bool,
 ) -> Result<(Root, Vec<u8>)> {
+    site.check_lock(lock)?;
+    let (th, expires) = (o.thresholds, o.expires);
     let rel = paths::root(1);
     if site.path(&rel).exists() && !force {
         bail!(
@@ -100,6 +115,9 @@ pub fn init(
     }
     let root = root_from_publics(&load_publics(keys_dir)?, th, 1, expires)?;
     root.check(&site.limits).map_err(|e| anyhow!("root: {e}"))?;
+    o.guard.check_root_keys(&root)?;
+    o.guard
+        .check_expiry("root version 1", root.expires, o.now)?;
     let bytes = sign_root(&root, &signers_for(secrets, &root.roles.root.keyids));
     verify::verify_pinned_root(&rel, &bytes, &site.limits).map_err(|e| anyhow!("self-check of the new root failed (are the root role's secret keys in the keys directory?): {e}"))?;
     site.write_atomic(&rel, &bytes)?;
@@ -110,14 +128,23 @@ pub fn init(
 /// of the current root's keys and of the new root's keys.
 pub fn rotate(
     site: &Site,
+    lock: &SiteLock,
     keys_dir: &Path,
     secrets: &[KeyPair],
-    th: Thresholds,
-    expires: u64,
+    o: RootOptions,
 ) -> Result<(Root, Vec<u8>)> {
+    site.check_lock(lock)?;
     let old = site.root()?;
-    let new = root_from_publics(&load_publics(keys_dir)?, th, old.version + 1, expires)?;
+    let new = root_from_publics(
+        &load_publics(keys_dir)?,
+        o.thresholds,
+        old.version + 1,
+        o.expires,
+    )?;
     new.check(&site.limits).map_err(|e| anyhow!("root: {e}"))?;
+    o.guard.check_root_keys(&new)?;
+    o.guard
+        .check_expiry(&format!("root version {}", new.version), new.expires, o.now)?;
     let mut ids = old.roles.root.keyids.clone();
     ids.extend(new.roles.root.keyids.iter().copied());
     let bytes = sign_root(&new, &signers_for(secrets, &ids));

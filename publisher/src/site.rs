@@ -36,6 +36,31 @@ impl Site {
         }
     }
 
+    /// Take the site's writer lock (see [`crate::lock`]) and remove what
+    /// killed runs left behind (`.tmp*` files), which only the holder may do.
+    pub fn lock(
+        &self,
+        command: &str,
+        wait: std::time::Duration,
+        waiting: &dyn Fn(&str),
+    ) -> Result<crate::lock::SiteLock> {
+        let lock = crate::lock::SiteLock::acquire(&self.dir, command, wait, waiting)?;
+        consentry::leftovers::remove_tmp_files(&self.dir, &[]);
+        Ok(lock)
+    }
+
+    /// Refuse to write under a lock taken on another directory.
+    pub fn check_lock(&self, lock: &crate::lock::SiteLock) -> Result<()> {
+        if lock.path() != self.dir.as_path() {
+            bail!(
+                "internal: the lock held ({}) is not the lock of site {}",
+                lock.path().display(),
+                self.dir.display()
+            );
+        }
+        Ok(())
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)
     }

@@ -101,10 +101,52 @@ impl Run {
     }
 }
 
+/// The arguments a test run passes: for `consentry-publish`, the signing
+/// commands get the overrides every fixture needs — the fixtures are dated
+/// 2026-11 and signed with the public INSECURE keys, which the publisher
+/// otherwise refuses (`--allow-short-expiry`, `--insecure-test-keys`), and
+/// `publish` without `--now` signs at the registry's time, so a fixture's
+/// bytes do not depend on the day the tests run. Tests of those refusals
+/// run the binary through [`run_plain`].
+pub fn test_args(name: &str, args: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+    if name != "consentry-publish" {
+        return out;
+    }
+    let signs = matches!(
+        args,
+        ["publish" | "refresh", ..] | ["root", "init" | "rotate", ..]
+    );
+    if signs {
+        for flag in ["--allow-short-expiry", "--insecure-test-keys"] {
+            if !args.contains(&flag) {
+                out.push(flag.to_string());
+            }
+        }
+    }
+    if args.first() == Some(&"publish") && !args.contains(&"--now") {
+        out.extend(["--now".to_string(), "registry".to_string()]);
+    }
+    out
+}
+
+/// Run `name` with exactly `args` (no test overrides; see [`test_args`]).
+pub fn run_plain(name: &str, args: &[&str], cwd: &Path) -> Run {
+    let out = Command::new(bin_dir().join(name))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("CONSENTRY_STORE")
+        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
+        .output()
+        .expect("spawn binary");
+    Run::from(out)
+}
+
 /// Run `name` (a workspace binary) with `args` in `cwd`.
 pub fn run(name: &str, args: &[&str], cwd: &Path) -> Run {
     let out = Command::new(bin_dir().join(name))
-        .args(args)
+        .args(test_args(name, args))
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("CONSENTRY_STORE")
@@ -120,7 +162,7 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Run {
 pub fn run_bounded(name: &str, args: &[&str], cwd: &Path, limit: Duration) -> Run {
     use std::io::Read;
     let mut child = Command::new(bin_dir().join(name))
-        .args(args)
+        .args(test_args(name, args))
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("CONSENTRY_STORE")
@@ -302,7 +344,7 @@ impl std::io::Read for Trickle {
 /// Run `name` with extra environment variables.
 pub fn run_env(name: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(bin_dir().join(name));
-    c.args(args)
+    c.args(test_args(name, args))
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("CONSENTRY_STORE");

@@ -343,7 +343,7 @@ fn frozen_mirror_is_refused_once_its_head_expires_and_answers_only_under_the_ove
 // ---- clock ------------------------------------------------------------------
 
 #[test]
-fn clock_stepped_backwards_after_a_sync_is_rejected() {
+fn clock_behind_the_signed_snapshot_time_is_rejected() {
     let f = Fixture::synced();
     let before = f.answers();
     let run = f.verifier_at(EARLIER, &["sync", "site"]);

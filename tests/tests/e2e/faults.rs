@@ -159,9 +159,12 @@ fn sigkill_during_publish_leaves_the_last_snapshot_valid() {
         std::fs::copy(f.path("tpl/reg.db"), f.path("reg.db")).unwrap();
         reset_dir(&f.path("tpl/store"), &f.path("store"));
         let mut child = Command::new(bin_dir().join("consentry-publish"))
-            .args([
-                "publish", "--db", "reg.db", "--keys", "keys", "--site", "site",
-            ])
+            .args(consentry_tests::test_args(
+                "consentry-publish",
+                &[
+                    "publish", "--db", "reg.db", "--keys", "keys", "--site", "site",
+                ],
+            ))
             .current_dir(f.root())
             .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
             .stdout(Stdio::null())
@@ -336,26 +339,45 @@ fn corrupted_local_index_is_detected_and_rebuilt_never_trusted() {
         ("garbage", vec![0x42; good.len()]),
     ];
     for (what, bytes) in corruptions {
-        // `check` refuses to trust it, answers from verified files, rebuilds it.
+        // `check` refuses to trust it and answers from verified files (a
+        // temporary index), writing nothing to the store.
         std::fs::write(&idx, &bytes).unwrap();
         let out = f.answers_at(NOW, &[]).ok();
         assert_eq!(out.stdout, before, "index {what}");
         assert!(
-            out.stderr.contains("corrupt"),
+            out.stderr.contains("corrupt") && out.stderr.contains("verify --repair"),
             "index {what}: no warning\n{}",
             out.stderr
         );
-        assert_eq!(std::fs::read(&idx).unwrap(), good, "index {what} rebuilt");
-        // `verify` finds it too, says so, and exits 1.
-        std::fs::write(&idx, &bytes).unwrap();
+        assert_eq!(
+            std::fs::read(&idx).unwrap(),
+            bytes,
+            "index {what}: check wrote"
+        );
+        // `verify` finds it too, says so, exits 1, and writes nothing...
         let out = f.verifier(&["verify"]).expect_code(1);
-        assert!(out.stdout.contains("corrupt"), "{}", out.stdout);
+        assert!(out.stdout.contains("DAMAGED"), "{}", out.stdout);
+        assert_eq!(
+            std::fs::read(&idx).unwrap(),
+            bytes,
+            "index {what}: verify wrote"
+        );
+        // ...`verify --repair` rebuilds it, byte for byte as sync wrote it.
+        let out = f.verifier(&["verify", "--repair"]).expect_code(1);
+        assert!(out.stdout.contains("rebuilt"), "{}", out.stdout);
+        assert_eq!(std::fs::read(&idx).unwrap(), good, "index {what} rebuilt");
         verifies(&f);
     }
-    // A missing index is rebuilt as well.
+    // A missing index: answers still come, from a temporary index...
     std::fs::remove_file(&idx).unwrap();
     assert_eq!(f.answers(), before);
-    assert!(idx.exists());
+    assert!(!idx.exists());
+    // ...until `verify --repair` (or the next sync) builds it.
+    let out = f.verifier(&["verify"]).expect_code(1);
+    assert!(out.stdout.contains("MISSING"), "{}", out.stdout);
+    f.verifier(&["verify", "--repair"]).expect_code(1);
+    assert_eq!(std::fs::read(&idx).unwrap(), good);
+    f.verifier(&["verify"]).ok();
 }
 
 // ---- malformed registry input -------------------------------------------------------
@@ -526,27 +548,35 @@ fn swapped_pinned_root_in_the_store_is_refused() {
 }
 
 #[test]
-fn tampered_file_in_the_store_is_named_by_verify_and_refetched_by_sync() {
+fn shard_altered_in_place_is_named_by_verify_and_fetched_again_by_any_sync() {
     let f = Fixture::synced();
     let before = f.answers();
     let store = Site::new(&f.path("store"));
     let (m, _) = store.manifest();
     let rel = paths::shard(&m.ranges[0].shard.sha256);
-    let mut b = store.read(&rel);
-    b[5] ^= 0x40;
+    let good = store.read(&rel);
+    let mut b = good.clone();
+    b[5] ^= 0x40; // same length: only the hash can tell
     store.write(&rel, &b);
     let run = f.verifier(&["verify"]);
     assert_refused(&run, "hash_mismatch");
     assert!(run.stderr.contains(&rel), "{}", run.stderr);
     // Answers come from the verified index meanwhile, unchanged.
     assert_eq!(f.answers(), before);
-    // The recovery the hint gives: delete the file, sync fetches it again.
-    assert!(run.stderr.contains("delete it"), "{}", run.stderr);
-    std::fs::remove_file(f.path("store").join(&rel)).unwrap();
+    // The recovery the hint gives: sync, with nothing new, fetches it again.
+    assert!(run.stderr.contains("consentry sync"), "{}", run.stderr);
     let out = f.verifier(&["sync", "site"]).ok();
     assert!(out.stdout.contains("(repair)"), "{}", out.stdout);
+    assert_eq!(store.read(&rel), good);
     verifies(&f);
     assert_eq!(f.answers(), before);
+    // A sync to the next version (a delta: the shard itself is not needed
+    // to build the new state) repairs it too.
+    store.write(&rel, &b);
+    f.publish_change(17, &[]);
+    f.verifier(&["sync", "site"]).ok();
+    assert_eq!(store.read(&rel), good, "the altered shard outlived a sync");
+    verifies(&f);
 }
 
 // ---- concurrency ----------------------------------------------------------------------

@@ -112,8 +112,9 @@ pub fn walk(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 /// After the fixture head (T0 + 72 h) has expired.
 pub const LATER: &str = "2026-11-05T00:00:00Z";
-/// Earlier than NOW: a clock that stepped backwards.
-pub const EARLIER: &str = "2026-11-01T11:00:00Z";
+/// Before T0, the signed creation time of the fixture's snapshots, by more
+/// than the 300 s skew tolerance: a clock that is behind the registry's.
+pub const EARLIER: &str = "2026-10-31T23:54:00Z";
 
 impl Fixture {
     /// Version 1 published, a store pinned to `site/root/1.cbor` and synced
