@@ -5,9 +5,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use consentry::Isrc;
@@ -41,56 +38,6 @@ pub struct DemoOptions {
 }
 
 /// A static file server on 127.0.0.1 for the demo's site.
-struct Serve {
-    url: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Serve {
-    fn start(dir: &Path) -> Result<Serve> {
-        let server = tiny_http::Server::http("127.0.0.1:0")
-            .map_err(|e| anyhow!("starting the demo web server: {e}"))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| anyhow!("demo server has no IP address"))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, dir) = (stop.clone(), dir.to_path_buf());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
-                    continue;
-                };
-                let rel = req.url().trim_start_matches('/').to_string();
-                let safe = !rel.is_empty()
-                    && rel
-                        .split('/')
-                        .all(|c| !c.is_empty() && c != "." && c != "..");
-                let resp = match (safe, fs::read(dir.join(&rel))) {
-                    (true, Ok(b)) => req.respond(tiny_http::Response::from_data(b)),
-                    _ => req.respond(tiny_http::Response::empty(404)),
-                };
-                let _ = resp;
-            }
-        });
-        Ok(Serve {
-            url: format!("http://{addr}/"),
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn prepare_dir(o: &DemoOptions) -> Result<()> {
     if o.dir.exists() && fs::read_dir(&o.dir).map_or(true, |mut d| d.next().is_some()) {
         if !o.force {
@@ -210,7 +157,8 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         4,
         "serve the site over HTTP on 127.0.0.1 (any static web server or CDN will do)",
     )?;
-    let server = Serve::start(&site.dir)?;
+    let server = consentry::serve::Mirror::start(&site.dir, "127.0.0.1:0", &site.limits)
+        .map_err(|e| anyhow!("starting the demo web server: {e}"))?;
     out!("   {}", server.url);
 
     step(
@@ -306,38 +254,47 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     drop(server);
 
     step(8, "try next")?;
-    let bin = |name: &str| -> String {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|p| p.join(name)))
-            .filter(|p| p.exists())
-            .map_or_else(|| name.to_string(), |p| p.display().to_string())
-    };
-    let (c, p) = (bin("consentry"), bin("consentry-publish"));
-    let s = store_dir.display();
-    out!("   {c} --store {s} check GB-NWR-25-00017 USQZ92400123 --use train-genai");
-    out!(
-        "   {c} --store {s} check --input {} --csv",
-        d.join("import/example.csv").display()
-    );
-    out!("   {c} --store {s} status");
-    out!("   {c} --store {s} verify");
-    out!(
-        "   {p} bundle --site {} --out {}",
-        site.dir.display(),
-        d.join("snapshot.tar").display()
-    );
-    out!(
-        "   {c} --store {}/offline init --root {}/root/1.cbor",
-        d.display(),
-        site.dir.display()
-    );
-    out!(
-        "   {c} --store {}/offline import {}",
-        d.display(),
-        d.join("snapshot.tar").display()
-    );
+    for line in try_next(d, &store_dir, &site.dir)? {
+        out!("   {line}");
+    }
+    out!("   (the binaries are in target/debug or target/release after `cargo build`)");
     Ok(())
+}
+
+/// The commands step 8 suggests, each runnable as printed from the directory
+/// the demo ran in (a test runs every one). Program names are bare, never a
+/// machine-specific path; the files they name exist.
+fn try_next(d: &Path, store_dir: &Path, site_dir: &Path) -> Result<Vec<String>> {
+    let questions = d.join("isrcs.txt");
+    fs::write(&questions, "GBNWR2500017\nUS-QZ9-24-00123\nFRAB10012345\n")
+        .with_context(|| format!("writing {}", questions.display()))?;
+    let s = store_dir.display();
+    let offline = d.join("offline");
+    let tar = d.join("snapshot.tar");
+    Ok(vec![
+        format!("consentry --store {s} check GB-NWR-25-00017 USQZ92400123 --use train-genai"),
+        format!(
+            "consentry --store {s} check --input {} --csv",
+            questions.display()
+        ),
+        format!("consentry --store {s} status"),
+        format!("consentry --store {s} verify"),
+        format!(
+            "consentry-publish bundle --site {} --out {}",
+            site_dir.display(),
+            tar.display()
+        ),
+        format!(
+            "consentry --store {} init --root {}/root/1.cbor",
+            offline.display(),
+            site_dir.display()
+        ),
+        format!(
+            "consentry --store {} import {}",
+            offline.display(),
+            tar.display()
+        ),
+    ])
 }
 
 fn print_answers(

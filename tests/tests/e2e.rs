@@ -9,6 +9,7 @@ mod e2e {
     mod faults;
     pub mod fixture;
     mod fuzz_corpus;
+    mod operations;
     mod properties;
     mod publisher;
     mod receipts;

@@ -130,6 +130,13 @@ pub enum Command {
         #[arg(long, value_name = "DATE|TIME")]
         as_of: Option<String>,
     },
+    /// Serve the store as a read-only mirror over HTTP: only published site
+    /// files, never local/ (for the rest of a cluster to `sync` from)
+    Serve {
+        /// Address to listen on (port 0 picks a free one; the URL is printed)
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+        listen: String,
+    },
     /// Consent receipts
     Receipt {
         #[command(subcommand)]
@@ -584,6 +591,24 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
                 write_receipts(path, b)?;
             }
             Ok(i32::from(require.is_some() && !all_allow))
+        }
+        Command::Serve { listen } => {
+            let store = open()?;
+            // Refuse to mirror a store that does not verify.
+            let snap = store.current(now, expiry)?;
+            let m = crate::serve::Mirror::start(store.dir(), listen, store.limits())?;
+            w(stdout, format!("{}\n", m.url))?;
+            stdout.flush().map_err(|e| out_err(&e))?;
+            if !cli.quiet {
+                eprintln!(
+                    "note: serving snapshot version {} of {} at {} (site files only; local/ is never served); stop with Ctrl-C",
+                    snap.manifest.version,
+                    store.dir().display(),
+                    m.url
+                );
+            }
+            m.wait();
+            Ok(0)
         }
         Command::Receipt { command } => match command {
             ReceiptCommand::Show { file } => {

@@ -6,8 +6,7 @@
 
 use std::path::Path;
 
-/// The directories of a site (SPEC.md §2) that hold files, beside the top.
-pub const SITE_DIRS: [&str; 5] = ["root", "manifest", "shard", "layer", "prefix"];
+use crate::fetch::SITE_DIRS;
 
 /// The prefix every atomic write's temporary file starts with.
 pub const TMP_PREFIX: &str = ".tmp";

@@ -32,6 +32,7 @@ pub mod fetch;
 pub mod index;
 pub mod leftovers;
 pub mod par;
+pub mod serve;
 pub mod store;
 pub mod sync;
 

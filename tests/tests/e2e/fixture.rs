@@ -34,7 +34,16 @@ impl Fixture {
         .ok();
         consentry_publish::keys::write_insecure_keys(&f.path("keys"), false).unwrap();
         f.publish(&[
-            "root", "init", "--keys", "keys", "--site", "site", "--now", T0,
+            "root",
+            "init",
+            "--keys",
+            "keys",
+            "--site",
+            "site",
+            "--now",
+            T0,
+            "--expires-in",
+            "3650d",
         ])
         .ok();
         f
