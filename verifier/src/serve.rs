@@ -101,10 +101,10 @@ fn answer(req: tiny_http::Request, files: &DirFetch, max: u64) {
     let name = file.name();
     match files.get(&name, max) {
         Ok(Some(bytes)) => {
-            // Content-addressed files never change; the head and roots may.
+            // SPEC.md §2: only the head changes; every other name is
+            // written once.
             let cache = match file {
-                SiteFile::Head => "no-cache",
-                SiteFile::Root(_) => "max-age=300",
+                SiteFile::Head => "public, max-age=60",
                 _ => "public, max-age=31536000, immutable",
             };
             let mut resp = Response::from_data(bytes);
@@ -120,7 +120,12 @@ fn answer(req: tiny_http::Request, files: &DirFetch, max: u64) {
             let _ = req.respond(resp);
         }
         Ok(None) => {
-            let _ = req.respond(Response::empty(404));
+            // A root that does not exist yet will: never cache its absence.
+            let mut resp = Response::empty(404);
+            if let Some(h) = header("Cache-Control", "no-store") {
+                resp.add_header(h);
+            }
+            let _ = req.respond(resp);
         }
         Err(_) => {
             let _ = req.respond(Response::empty(403));
