@@ -11,8 +11,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Rejection, reject};
 
@@ -231,8 +230,8 @@ impl Fetch for DirFetch {
 pub struct Timeouts {
     /// To establish the TCP (and TLS) connection.
     pub connect: Duration,
-    /// Longest wait for the response headers, and for each further piece of
-    /// the body (an idle connection fails after this).
+    /// Longest wait for the response headers after the request is sent (a
+    /// server that accepts and says nothing fails here).
     pub read: Duration,
     /// The whole request, from connecting to the last body byte: a server that
     /// trickles data fails here.
@@ -253,9 +252,6 @@ impl Default for Timeouts {
 pub const HTTP_ATTEMPTS: u32 = 3;
 /// First pause between attempts; doubled each time.
 pub const HTTP_BACKOFF: Duration = Duration::from_millis(250);
-/// Size of the pieces a body is read in.
-const CHUNK: usize = 64 * 1024;
-
 /// A site served over HTTP or HTTPS.
 #[derive(Debug, Clone)]
 pub struct HttpFetch {
@@ -270,14 +266,6 @@ enum Attempt {
     Retry(Rejection),
     /// Final.
     Fail(Rejection),
-}
-
-enum Piece {
-    Status(u16),
-    Length(Option<u64>),
-    Data(Vec<u8>),
-    End,
-    Failed { msg: String, retry: bool },
 }
 
 impl HttpFetch {
@@ -295,13 +283,17 @@ impl HttpFetch {
         if !base.ends_with('/') {
             base.push('/');
         }
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(timeouts.connect)
-            .timeout_read(timeouts.read)
-            .timeout_write(timeouts.read)
-            .timeout(timeouts.overall)
+        // ureq enforces these on the socket itself: the overall deadline
+        // covers connecting, the headers and every body byte, so a server
+        // that trickles data fails at `overall` however it paces itself.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_recv_response(Some(timeouts.read))
+            .timeout_global(Some(timeouts.overall))
+            .http_status_as_error(false)
             .user_agent(concat!("consentry/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .build()
+            .into();
         Ok(HttpFetch {
             base,
             timeouts,
@@ -313,142 +305,89 @@ impl HttpFetch {
         &self.base
     }
 
-    /// One request. The body is read on a helper thread and handed over in
-    /// pieces, so that the caller can give up when nothing arrives for the
-    /// read timeout even though ureq's deadline covers the whole request.
+    /// One request: status, then at most `max_len + 1` body bytes.
     fn attempt(&self, url: &str, max_len: u64) -> Attempt {
-        let (tx, rx) = mpsc::sync_channel::<Piece>(4);
-        let agent = self.agent.clone();
-        let req_url = url.to_string();
-        std::thread::spawn(move || {
-            let resp = match agent.get(&req_url).call() {
-                Ok(r) => r,
-                Err(ureq::Error::Status(code, _)) => {
-                    let _ = tx.send(Piece::Status(code));
-                    return;
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    let retry = t.kind() == ureq::ErrorKind::ConnectionFailed;
-                    let _ = tx.send(Piece::Failed {
-                        msg: t.to_string(),
-                        retry,
-                    });
-                    return;
-                }
-            };
-            if tx.send(Piece::Status(resp.status())).is_err() {
-                return;
-            }
-            let len = resp
-                .header("content-length")
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if tx.send(Piece::Length(len)).is_err() {
-                return;
-            }
-            let mut reader = resp.into_reader().take(max_len.saturating_add(1));
-            loop {
-                let mut buf = vec![0u8; CHUNK];
-                match reader.read(&mut buf) {
-                    Ok(0) => {
-                        let _ = tx.send(Piece::End);
-                        return;
-                    }
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if tx.send(Piece::Data(buf)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.send(Piece::Failed {
-                            msg: e.to_string(),
-                            retry: false,
-                        });
-                        return;
-                    }
-                }
-            }
-        });
-
-        let start = Instant::now();
-        let timed_out = |what: &str| {
-            reject(
-                url,
-                "fetch_failed",
-                format!("timed out {what}; the server is too slow or stalled"),
-            )
-        };
-        let mut body: Vec<u8> = Vec::new();
-        loop {
-            // Never wait past the overall deadline, nor longer than the read
-            // timeout for the next piece.
-            let left = self.timeouts.overall.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return Attempt::Fail(timed_out(&format!(
-                    "after {} s (overall timeout)",
+        let failed = |e: &ureq::Error| -> Rejection {
+            let msg = match e {
+                ureq::Error::Timeout(_) => format!(
+                    "timed out ({e}); the server is too slow or stalled (overall timeout {} s)",
                     self.timeouts.overall.as_secs()
-                )));
-            }
-            let piece = match rx.recv_timeout(left.min(self.timeouts.read)) {
-                Ok(p) => p,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let what = if left <= self.timeouts.read {
-                        format!(
-                            "after {} s (overall timeout)",
-                            self.timeouts.overall.as_secs()
-                        )
-                    } else {
-                        format!(
-                            "waiting {} s for data (read timeout)",
-                            self.timeouts.read.as_secs()
-                        )
-                    };
-                    return Attempt::Fail(timed_out(&what));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Attempt::Fail(reject(
-                        url,
-                        "fetch_failed",
-                        "the connection ended unexpectedly",
-                    ));
-                }
+                ),
+                _ => e.to_string(),
             };
-            match piece {
-                Piece::Status(404) => return Attempt::Done(None),
-                Piece::Status(code) if (500..=599).contains(&code) => {
-                    return Attempt::Retry(reject(
-                        url,
-                        "fetch_failed",
-                        format!("server error: HTTP status {code}"),
-                    ));
-                }
-                Piece::Status(code) if !(200..=299).contains(&code) => {
-                    return Attempt::Fail(reject(
-                        url,
-                        "fetch_failed",
-                        format!("HTTP status {code}"),
-                    ));
-                }
-                Piece::Length(Some(n)) if n > max_len => {
-                    return Attempt::Fail(too_long(url, max_len));
-                }
-                Piece::Status(_) | Piece::Length(_) => {}
-                Piece::Data(d) => {
-                    body.extend_from_slice(&d);
-                    if body.len() as u64 > max_len {
-                        return Attempt::Fail(too_long(url, max_len));
-                    }
-                }
-                Piece::End => return Attempt::Done(Some(body)),
-                Piece::Failed { msg, retry: true } => {
-                    return Attempt::Retry(reject(url, "fetch_failed", msg));
-                }
-                Piece::Failed { msg, retry: false } => {
-                    return Attempt::Fail(reject(url, "fetch_failed", msg));
-                }
+            reject(url, "fetch_failed", msg)
+        };
+        let mut resp = match self.agent.get(url).call() {
+            Ok(r) => r,
+            Err(
+                e
+                @ (ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Io(_)),
+            ) if transient(&e) => {
+                return Attempt::Retry(failed(&e));
+            }
+            Err(e) => return Attempt::Fail(failed(&e)),
+        };
+        let code = resp.status().as_u16();
+        match code {
+            404 => return Attempt::Done(None),
+            500..=599 => {
+                return Attempt::Retry(reject(
+                    url,
+                    "fetch_failed",
+                    format!("server error: HTTP status {code}"),
+                ));
+            }
+            200..=299 => {}
+            _ => {
+                return Attempt::Fail(reject(url, "fetch_failed", format!("HTTP status {code}")));
             }
         }
+        let declared = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max_len) {
+            return Attempt::Fail(too_long(url, max_len));
+        }
+        let mut body = Vec::new();
+        let read = resp
+            .body_mut()
+            .as_reader()
+            .take(max_len.saturating_add(1))
+            .read_to_end(&mut body);
+        match read {
+            Ok(_) if body.len() as u64 > max_len => Attempt::Fail(too_long(url, max_len)),
+            Ok(_) => Attempt::Done(Some(body)),
+            Err(e) => {
+                let msg = if e.kind() == io::ErrorKind::TimedOut
+                    || e.to_string().contains("timeout")
+                {
+                    format!(
+                        "timed out reading the body ({e}); the server is too slow or stalled (overall timeout {} s)",
+                        self.timeouts.overall.as_secs()
+                    )
+                } else {
+                    e.to_string()
+                };
+                Attempt::Fail(reject(url, "fetch_failed", msg))
+            }
+        }
+    }
+}
+
+/// A connection that could not be made or was cut before any response:
+/// worth another attempt.
+fn transient(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
     }
 }
 
@@ -490,6 +429,7 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
 
     const H: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -704,7 +644,25 @@ mod tests {
     }
 
     #[test]
-    fn a_stalled_server_fails_at_the_read_timeout() {
+    fn a_server_that_never_answers_fails_at_the_read_timeout() {
+        let (base, _) = serve(|_, _, _s| {
+            // Accept the request, then say nothing.
+            std::thread::sleep(Duration::from_secs(8));
+        });
+        let t = Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(1),
+            overall: Duration::from_mins(1),
+        };
+        let f = HttpFetch::new(&base, t).unwrap();
+        let start = Instant::now();
+        let e = f.get("head.cbor", 10_000).unwrap_err();
+        assert!(e.detail.contains("timed out"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(4), "{e}");
+    }
+
+    #[test]
+    fn a_server_stalled_mid_body_fails_at_the_overall_timeout() {
         let (base, _) = serve(|_, _, s| {
             let _ = write!(
                 s,
@@ -716,12 +674,12 @@ mod tests {
         let t = Timeouts {
             connect: Duration::from_secs(2),
             read: Duration::from_secs(1),
-            overall: Duration::from_mins(1),
+            overall: Duration::from_secs(2),
         };
         let f = HttpFetch::new(&base, t).unwrap();
         let start = Instant::now();
         let e = f.get("head.cbor", 10_000).unwrap_err();
-        assert!(e.detail.contains("read timeout"), "{e}");
-        assert!(start.elapsed() < Duration::from_secs(4));
+        assert!(e.detail.contains("timed out"), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(4), "{e}");
     }
 }
