@@ -275,11 +275,12 @@ fn publish_in_snapshot(
     };
     opts.guard.check_root_keys(&root)?;
     if verify::is_expired(root.expires, now) {
-        bail!(
-            "root version {} expired at {}\nhint: rotate the root with a later expiry: consentry-publish root rotate",
+        return Err(crate::advise!(
+            "root version {} expired at {}",
+            "rotate the root with a later expiry: consentry-publish root rotate",
             root.version,
             time::format_timestamp(root.expires as i64)
-        );
+        ));
     }
     let manifest_signers = signers_for(keys, &root.roles.manifest.keyids);
     let head_signers = signers_for(keys, &root.roles.head.keyids);
@@ -495,11 +496,14 @@ fn failpoint(opts: &PublishOptions, name: &str) -> Result<()> {
 fn check_threshold(root: &Root, role: Role, have: usize) -> Result<()> {
     let need = root.role(role).threshold;
     if (have as u64) < need {
-        bail!(
-            "only {have} of the {need} {} key(s) the root requires were found\nhint: pass --keys with the directory holding the {} role's .key files",
+        return Err(crate::advise!(
+            "only {} of the {} {} key(s) the root requires were found",
+            "pass --keys with the directory holding the {} role's .key files",
+            have,
+            need,
             role.name(),
             role.name()
-        );
+        ));
     }
     Ok(())
 }
@@ -785,12 +789,9 @@ pub fn refresh(
     guard.check_root_keys(&root)?;
     let signers = signers_for(keys, &root.roles.head.keyids);
     check_threshold(&root, Role::Head, signers.len())?;
-    let cur = site.current(&root)?.ok_or_else(|| {
-        anyhow!(
-            "{} has no head yet\nhint: publish first",
-            site.dir.display()
-        )
-    })?;
+    let cur = site
+        .current(&root)?
+        .ok_or_else(|| crate::advise!("{} has no head yet", "publish first", site.dir.display()))?;
     let head = Head {
         expires: (now.max(0) as u64).saturating_add(head_ttl),
         version: cur.head.version + 1,
@@ -798,16 +799,15 @@ pub fn refresh(
     };
     guard.check_expiry(&format!("head version {}", head.version), head.expires, now)?;
     // A fresh head over an expired manifest is refused by every verifier.
-    guard
-        .check_expiry(
-            &format!(
-                "head version {} (it names manifest version {}, which is what expires)",
-                head.version, cur.manifest.version
-            ),
-            cur.manifest.expires,
-            now,
-        )
-        .map_err(|e| anyhow!("{e}\nhint: run `consentry-publish publish`: it re-issues a manifest past half its lifetime"))?;
+    guard.check_expiry_or(
+        &format!(
+            "head version {} (it names manifest version {}, which is what expires)",
+            head.version, cur.manifest.version
+        ),
+        cur.manifest.expires,
+        now,
+        "run `consentry-publish publish`: it re-issues a manifest past half its lifetime",
+    )?;
     let bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &signers).to_bytes();
     verify::verify_head(
         &root,

@@ -27,8 +27,9 @@ pub fn bundle_names(site: &Site) -> Result<(Vec<String>, u64, u64)> {
         .map(|(r, _)| r.clone())
         .ok_or_else(|| anyhow!("no root"))?;
     let cur = site.current(&root)?.ok_or_else(|| {
-        anyhow!(
-            "{} has nothing published yet\nhint: run consentry-publish publish first",
+        crate::advise!(
+            "{} has nothing published yet",
+            "run consentry-publish publish first",
             site.dir.display()
         )
     })?;

@@ -547,18 +547,22 @@ pub fn print_line(args: std::fmt::Arguments<'_>) -> Result<()> {
     }
 }
 
-/// Print an error chain as `error:` plus `hint:` lines.
+/// Print an error chain as an `error:` line (with its context), then the
+/// `hint:` of the first [`crate::advice::Advice`] in the chain, if any.
 pub fn report_error(e: &anyhow::Error) {
     let text = format!("{e:#}");
-    let mut first = true;
-    for line in text.lines() {
-        if line.starts_with("hint:") {
-            eprintln!("{line}");
-        } else if first {
-            eprintln!("error: {line}");
-            first = false;
-        } else {
-            eprintln!("  {line}");
-        }
+    let mut lines = text.lines();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {first}");
+    }
+    for line in lines {
+        eprintln!("  {line}");
+    }
+    if let Some(a) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<crate::advice::Advice>())
+        .filter(|a| !a.hint.is_empty())
+    {
+        eprintln!("hint: {}", a.hint);
     }
 }

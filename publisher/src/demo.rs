@@ -41,10 +41,11 @@ pub struct DemoOptions {
 fn prepare_dir(o: &DemoOptions) -> Result<()> {
     if o.dir.exists() && fs::read_dir(&o.dir).map_or(true, |mut d| d.next().is_some()) {
         if !o.force {
-            bail!(
-                "{} already exists and is not empty\nhint: pass another directory, or --force to replace an earlier demo there",
+            return Err(crate::advise!(
+                "{} already exists and is not empty",
+                "pass another directory, or --force to replace an earlier demo there",
                 o.dir.display()
-            );
+            ));
         }
         if !o.dir.join(MARKER).exists() {
             bail!(

@@ -3,7 +3,7 @@
 //! clock), and a root that trusts one of the well-known INSECURE test keys.
 //! Both refusals have an explicit, logged override for tests and demos.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use consentry::docs::{Role, Root};
 use consentry::envelope::key_id;
 use consentry::time::format_timestamp;
@@ -48,6 +48,22 @@ impl Guard {
     /// when that is less than [`MIN_LIFETIME_SECS`] after the wall clock (or
     /// after `signing_time` when no wall clock was given).
     pub fn check_expiry(&self, what: &str, expires: u64, signing_time: i64) -> Result<()> {
+        self.check_expiry_or(
+            what,
+            expires,
+            signing_time,
+            "sign at the present time (drop --now), or give a longer lifetime; to sign it anyway (tests only), pass --allow-short-expiry",
+        )
+    }
+
+    /// [`Guard::check_expiry`] with another hint.
+    pub fn check_expiry_or(
+        &self,
+        what: &str,
+        expires: u64,
+        signing_time: i64,
+        hint: &str,
+    ) -> Result<()> {
         if self.allow_short_expiry {
             return Ok(());
         }
@@ -58,13 +74,16 @@ impl Guard {
             } else {
                 "expires"
             };
-            bail!(
-                "refusing to sign {what}: it {when} at {}, less than {} h after the clock ({}); verifiers would refuse it\n\
-                 hint: sign at the present time (drop --now), or give a longer lifetime; to sign it anyway (tests only), pass --allow-short-expiry",
+            return Err(crate::advise!(
+                "refusing to sign {}: it {} at {}, less than {} h after the clock ({}); verifiers would refuse it",
+                "{}",
+                what,
+                when,
                 format_timestamp(expires as i64),
                 MIN_LIFETIME_SECS / 3600,
                 format_timestamp(from as i64),
-            );
+                hint,
+            ));
         }
         Ok(())
     }
@@ -77,13 +96,13 @@ impl Guard {
         let known = insecure_key_ids();
         for role in [Role::Root, Role::Manifest, Role::Head] {
             if let Some(id) = root.role(role).keyids.iter().find(|id| known.contains(id)) {
-                bail!(
-                    "root version {} would trust the INSECURE test {} key {} (its secret is public: anyone could sign for this registry)\n\
-                     hint: generate real keys with `consentry-publish keygen` in a directory without INSECURE-* files; tests and demos pass --insecure-test-keys",
+                return Err(crate::advise!(
+                    "root version {} would trust the INSECURE test {} key {} (its secret is public: anyone could sign for this registry)",
+                    "generate real keys with `consentry-publish keygen` in a directory without INSECURE-* files; tests and demos pass --insecure-test-keys",
                     root.version,
                     role.name(),
                     hex::encode(id)
-                );
+                ));
             }
         }
         Ok(())

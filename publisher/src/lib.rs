@@ -10,6 +10,7 @@ macro_rules! out {
     };
 }
 
+pub mod advice;
 pub mod build;
 pub mod bundle;
 pub mod cli;

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// How long a command waits for another one's lock by default.
 pub const DEFAULT_WAIT: Duration = Duration::from_mins(30);
@@ -48,11 +48,13 @@ impl SiteLock {
                 Ok(()) => break,
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if Instant::now() >= deadline {
-                        bail!(
-                            "the site {} is still locked by another consentry-publish after waiting {} s (this one: {command})\nhint: wait for it to finish, or raise --lock-wait",
+                        return Err(crate::advise!(
+                            "the site {} is still locked by another consentry-publish after waiting {} s (this one: {})",
+                            "wait for it to finish, or raise --lock-wait",
                             site_dir.display(),
-                            wait.as_secs()
-                        );
+                            wait.as_secs(),
+                            command
+                        ));
                     }
                     if !told {
                         waiting(&format!(

@@ -52,12 +52,13 @@ pub fn root_from_publics(
         keyids.sort_unstable();
         keyids.dedup();
         if keyids.is_empty() {
-            bail!(
-                "no {} public key found\nhint: consentry-publish keygen --role {} --out KEYS/{}-1",
+            return Err(crate::advise!(
+                "no {} public key found",
+                "consentry-publish keygen --role {} --out KEYS/{}-1",
                 r.name(),
                 r.name(),
                 r.name()
-            );
+            ));
         }
         if threshold == 0 || threshold > keyids.len() as u64 {
             bail!(
@@ -108,10 +109,11 @@ pub fn init(
     let (th, expires) = (o.thresholds, o.expires);
     let rel = paths::root(1);
     if site.path(&rel).exists() && !force {
-        bail!(
-            "{} already exists; a trust root is created once\nhint: use `consentry-publish root rotate` to change keys",
+        return Err(crate::advise!(
+            "{} already exists; a trust root is created once",
+            "use `consentry-publish root rotate` to change keys",
             site.path(&rel).display()
-        );
+        ));
     }
     let root = root_from_publics(&load_publics(keys_dir)?, th, 1, expires)?;
     root.check(&site.limits).map_err(|e| anyhow!("root: {e}"))?;
@@ -150,7 +152,12 @@ pub fn rotate(
     let bytes = sign_root(&new, &signers_for(secrets, &ids));
     let rel = paths::root(new.version);
     verify::verify_next_root(&old, &rel, &bytes, &site.limits).map_err(|e| {
-        anyhow!("self-check of root {} failed: {e}\nhint: the old root's keys (--sign-with DIR) and the new root keys must both reach their thresholds", new.version)
+        crate::advise!(
+            "self-check of root {} failed: {}",
+            "the old root's keys (--sign-with DIR) and the new root keys must both reach their thresholds",
+            new.version,
+            e
+        )
     })?;
     site.write_atomic(&rel, &bytes)?;
     Ok((new, bytes))

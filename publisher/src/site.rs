@@ -73,11 +73,12 @@ impl Site {
     pub fn roots(&self) -> Result<Vec<(Root, Vec<u8>)>> {
         let first = self.path(&paths::root(1));
         if !first.exists() {
-            bail!(
-                "{} has no root/1.cbor\nhint: create the trust root first: consentry-publish root init --keys DIR --site {}",
+            return Err(crate::advise!(
+                "{} has no root/1.cbor",
+                "create the trust root first: consentry-publish root init --keys DIR --site {}",
                 self.dir.display(),
                 self.dir.display()
-            );
+            ));
         }
         let bytes = self.read(&paths::root(1))?;
         let mut root = verify::verify_pinned_root("root/1.cbor", &bytes, &self.limits)?;
