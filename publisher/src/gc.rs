@@ -71,20 +71,30 @@ pub fn gc(site: &Site, lock: &crate::lock::SiteLock, keep: u64) -> Result<GcRepo
         referenced(&m, rel, &mut keep_set);
         report.kept_manifests += 1;
     }
-    for dir in ["manifest", "shard", "layer", "prefix"] {
-        let Ok(rd) = fs::read_dir(site.path(dir)) else {
+    // Manifests and data files only: roots and the head are never removed.
+    let data_dirs = ["manifest", "shard", "layer", "prefix"];
+    for e in walkdir::WalkDir::new(&site.dir)
+        .min_depth(2)
+        .max_depth(2)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_file())
+    {
+        let Ok(rel) = e.path().strip_prefix(&site.dir) else {
             continue;
         };
-        for e in rd.flatten() {
-            let rel = format!("{dir}/{}", e.file_name().to_string_lossy());
-            if keep_set.contains(&rel) {
-                continue;
-            }
-            let len = e.metadata().map_or(0, |m| m.len());
-            fs::remove_file(e.path()).with_context(|| format!("removing {rel}"))?;
-            report.removed_files += 1;
-            report.removed_bytes += len;
+        let rel = rel.to_string_lossy().to_string();
+        let in_data_dir = rel
+            .split_once('/')
+            .is_some_and(|(d, _)| data_dirs.contains(&d));
+        if !in_data_dir || keep_set.contains(&rel) {
+            continue;
         }
+        let len = e.metadata().map_or(0, |m| m.len());
+        fs::remove_file(e.path()).with_context(|| format!("removing {rel}"))?;
+        report.removed_files += 1;
+        report.removed_bytes += len;
     }
     Ok(report)
 }

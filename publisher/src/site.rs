@@ -2,7 +2,6 @@
 //! atomic writes into it.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -178,23 +177,9 @@ impl Site {
     }
 }
 
-/// Temp file in the same directory, fsync, rename, fsync the directory.
+/// Temp file in the same directory, fsync, rename, fsync the directory:
+/// the verifier's own [`consentry::store::write_atomic`], so sites and stores
+/// are written (and their leftovers named) the same way.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    let mut perms = tmp.as_file().metadata()?.permissions();
-    // Temp files are created 0600; published files are meant to be served.
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
-    tmp.as_file().set_permissions(perms)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    consentry::store::write_atomic(path, bytes).map_err(anyhow::Error::new)
 }

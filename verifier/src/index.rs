@@ -370,17 +370,20 @@ impl ChunkTable {
     }
 }
 
-/// A least-recently-filled cache bounded by a byte budget.
+/// A cache bounded by a byte budget that evicts in fill order (FIFO, not
+/// LRU: a hit does not refresh an entry; point lookups over a catalogue show
+/// no reuse that recency would catch, and a fill-order queue needs no write
+/// on the read path).
 #[derive(Debug)]
-struct Lru<K, V> {
+struct FifoCache<K, V> {
     map: HashMap<K, Rc<V>, FastHash>,
     order: VecDeque<K>,
     bytes: usize,
 }
 
-impl<K, V> Default for Lru<K, V> {
+impl<K, V> Default for FifoCache<K, V> {
     fn default() -> Self {
-        Lru {
+        FifoCache {
             map: HashMap::default(),
             order: VecDeque::new(),
             bytes: 0,
@@ -388,7 +391,7 @@ impl<K, V> Default for Lru<K, V> {
     }
 }
 
-impl<K: std::hash::Hash + Eq + Copy, V> Lru<K, V> {
+impl<K: std::hash::Hash + Eq + Copy, V> FifoCache<K, V> {
     fn get(&self, k: &K) -> Option<Rc<V>> {
         self.map.get(k).cloned()
     }
@@ -412,8 +415,8 @@ impl<K: std::hash::Hash + Eq + Copy, V> Lru<K, V> {
 
 #[derive(Debug, Default)]
 struct Cache {
-    tables: Lru<usize, ChunkTable>,
-    chunks: Lru<(usize, usize), Chunk>,
+    tables: FifoCache<usize, ChunkTable>,
+    chunks: FifoCache<(usize, usize), Chunk>,
 }
 
 /// The index's policy table: sorted hashes and where each policy's bytes
@@ -1175,49 +1178,11 @@ impl Index {
     }
 }
 
-/// A fast, non-cryptographic hasher for small integer keys (FxHash's
-/// multiply-rotate): lookups run once per checked ISRC, where SipHash costs
-/// more than the rest of the probe. Keys are not attacker-chosen (they come
-/// from verified files and from the caller's own input).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FastHasher(u64);
-
-impl std::hash::Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            self.write_u64(u64::from_le_bytes(b));
-        }
-        for &b in words.remainder() {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u8(&mut self, v: u8) {
-        self.write_u64(u64::from(v));
-    }
-
-    fn write_u32(&mut self, v: u32) {
-        self.write_u64(u64::from(v));
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_usize(&mut self, v: usize) {
-        self.write_u64(v as u64);
-    }
-}
-
-/// [`FastHasher`] as a `BuildHasher`.
-pub type FastHash = std::hash::BuildHasherDefault<FastHasher>;
+/// The hasher of every in-memory map keyed by packed keys and indexes:
+/// rustc-hash's Fx (lookups run once per checked ISRC, where SipHash costs
+/// more than the rest of the probe). Keys are not attacker-chosen: they come
+/// from verified files and from the caller's own input.
+pub type FastHash = rustc_hash::FxBuildHasher;
 
 /// The prefix table, indexed by (specificity, scope start) so each lookup is
 /// two hash probes: the ISRC's registrant and its registrant-year.

@@ -15,20 +15,24 @@ pub const TMP_PREFIX: &str = ".tmp";
 /// and in `extra` subdirectories. Returns how many were removed. Errors are
 /// ignored: a leftover that cannot be removed is harmless to correctness.
 pub fn remove_tmp_files(dir: &Path, extra: &[&str]) -> usize {
+    let known = |parent: &Path| {
+        parent == dir || SITE_DIRS.iter().chain(extra).any(|d| parent == dir.join(d))
+    };
     let mut removed = 0;
-    let dirs = std::iter::once(dir.to_path_buf())
-        .chain(SITE_DIRS.iter().chain(extra).map(|d| dir.join(d)));
-    for d in dirs {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let is_tmp = e.file_name().to_string_lossy().starts_with(TMP_PREFIX);
-            // Never follow a symlink, never remove a directory here.
-            let is_file = e.file_type().is_ok_and(|t| t.is_file());
-            if is_tmp && is_file && std::fs::remove_file(e.path()).is_ok() {
-                removed += 1;
-            }
+    // Deep enough for `local/index/`; symlinks are never followed.
+    for e in walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .max_depth(3)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let is_tmp = e.file_name().to_string_lossy().starts_with(TMP_PREFIX);
+        if is_tmp
+            && e.file_type().is_file()
+            && e.path().parent().is_some_and(known)
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
         }
     }
     removed

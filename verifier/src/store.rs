@@ -1059,24 +1059,13 @@ impl Store {
 
 /// Total size of the regular files under `dir` (symlinks not followed).
 fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
-                continue;
-            };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.is_file() {
-                total += m.len();
-            }
-        }
-    }
-    total
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Answers questions from one verified snapshot. Index blocks are verified
@@ -1225,8 +1214,11 @@ impl Reader<'_> {
             at,
         };
         let mut out = Vec::with_capacity(isrcs.len());
-        let mut memo: std::collections::HashMap<(u32, u32, u32), Outcome, crate::index::FastHash> =
-            std::collections::HashMap::default();
+        let mut memo: std::collections::HashMap<
+            (u32, u32, u32),
+            Outcome,
+            rustc_hash::FxBuildHasher,
+        > = std::collections::HashMap::default();
         let mut last: Option<((u32, u32, u32), Outcome)> = None;
         // The covering prefix groups of the last registrant-year seen.
         let mut cover: Option<(u64, (u32, u32))> = None;
