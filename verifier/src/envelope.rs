@@ -314,6 +314,34 @@ mod tests {
     }
 
     #[test]
+    fn signature_count_is_checked_after_canonical_decoding() {
+        // SPEC.md §4.0.1: the envelope is decoded canonically first; only a
+        // canonical envelope is counted.
+        let a = key(1);
+        let env = sign(b"payload", HEAD_TYPE, &[&a]);
+        let max = Limits::DEFAULT.max_signatures;
+        let parse = |sigs: usize, trailing: bool| {
+            let mut e = env.clone();
+            e.signatures = vec![env.signatures[0].clone(); sigs];
+            let mut b = e.to_bytes();
+            if trailing {
+                b.push(0);
+            }
+            Envelope::parse("f", &b, &Limits::DEFAULT)
+                .err()
+                .map_or("ok", |e| e.code)
+        };
+        assert_eq!(parse(max, false), "ok");
+        assert_eq!(parse(max + 1, false), "too_many_signatures");
+        assert_eq!(parse(max + 1, true), "malformed_envelope");
+        assert_eq!(
+            parse(0, false),
+            "ok",
+            "zero signatures parse; the threshold refuses"
+        );
+    }
+
+    #[test]
     fn weak_and_non_canonical_public_keys_are_refused() {
         // The identity point (small order).
         let mut identity = [0u8; 32];
