@@ -514,7 +514,11 @@ pub(crate) fn sync_locked(
     let mut new_roots: Vec<(String, Vec<u8>)> = Vec::new();
     let mut walked = 0;
     while walked < limits.max_root_rotations {
-        let rel = paths::root(root.version + 1);
+        // A root at u64::MAX has no successor: the walk ends there.
+        let Some(next_version) = root.version.checked_add(1) else {
+            break;
+        };
+        let rel = paths::root(next_version);
         let Some(bytes) = fetch.get(&rel, limits.max_root_bytes)? else {
             break;
         };
@@ -1463,6 +1467,30 @@ mod tests {
         );
         env.store.verify(NOW, Expiry::Enforce).unwrap();
         assert_eq!(env.ask("USZZZ2600002").decision, Decision::Allow);
+    }
+
+    #[test]
+    fn a_pinned_root_at_the_last_version_ends_the_walk_without_overflow() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = TestSite::new(tmp.path().join("site"));
+        site.publish(&testsite::example_records(), &Opts::default());
+        let (k1, k2, k3) = (testsite::key(1), testsite::key(2), testsite::key(3));
+        let root = testsite::make_root(u64::MAX, NOW + 3650 * DAY, &k1, &k2, &k3);
+        let bytes = testsite::sign(
+            crate::envelope::ROOT_TYPE,
+            crate::cbor::to_vec(&root),
+            &[&k1],
+        );
+        let (store, _) = Store::init(tmp.path().join("store"), &bytes, false).unwrap();
+        let opts = SyncOptions {
+            now: NOW,
+            expiry: Expiry::Enforce,
+            keep_history: None,
+        };
+        let r = sync(&store, &DirFetch::new(&site.dir), &opts).unwrap();
+        assert!(r.roots_added.is_empty());
+        // The store's own chain walk ends there too.
+        assert_eq!(store.trusted_root_chain().unwrap().root.version, u64::MAX);
     }
 
     #[test]
