@@ -238,6 +238,28 @@ fn build(name: &str, dir: &Path) -> Option<String> {
                 .to_bytes(),
             );
         }
+        "43-root-non-canonical-key" => {
+            // y + p for the smallest y whose point is valid and not of small
+            // order: decodes to the same point as y, but is not its encoding.
+            let alias = (2u8..19)
+                .find_map(|y| {
+                    let mut c = [0u8; 32];
+                    c[0] = y;
+                    let k = ed25519_dalek::VerifyingKey::from_bytes(&c).ok()?;
+                    (!k.is_weak()).then(|| {
+                        let mut a = [0xffu8; 32];
+                        a[0] = 0xed + y;
+                        a[31] = 0x7f;
+                        a
+                    })
+                })
+                .unwrap();
+            let mut r = s.root(1);
+            r.version = 2;
+            r.keys.push(alias);
+            r.keys.sort_by_key(consentry::envelope::key_id);
+            s.put_root(&r, &[&rk]);
+        }
         "42-root-expired" => {
             let mut r = s.root(1);
             r.version = 2;
@@ -726,6 +748,14 @@ const VECTORS: &[Vector] = &[
         step: "7",
         now: NOW,
         about: "prefix entry D16's declarant.id is isni: and 251 digits, 256 bytes: at most 255 (§3.2 rule 5). Manifest re-signed.",
+        checks: &[],
+    },
+    Vector {
+        name: "43-root-non-canonical-key",
+        expect: "reject malformed_document",
+        step: "2",
+        now: NOW,
+        about: "root/2.cbor (signed by root 1's key) also lists a public key whose bytes encode y + p: a valid point, but not its canonical encoding (§4.1 rule 4).",
         checks: &[],
     },
 ];
