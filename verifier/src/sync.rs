@@ -683,9 +683,10 @@ pub(crate) fn sync_locked(
         }
         report.files_derived = derived.len() as u64;
     }
-    // A mirror holds everything its manifest names (SPEC.md §7 step 9, in
-    // this order): base shards in range order, layers in version order, then
-    // the delta. A file fetched here is checked and decoded like any other.
+    // A mirror holds everything its manifest names (SPEC.md §7 step 7, "Order
+    // of the files" items 3 and 4): base shards in range order, layers in
+    // version order, then the delta. A file fetched here is checked and
+    // decoded like any other.
     for (i, r) in m.ranges.iter().enumerate() {
         let rel = paths::shard(&r.shard.sha256);
         if derived.iter().any(|(d, _)| *d == rel) {
