@@ -221,7 +221,7 @@ impl Input {
     fn fail(&mut self, row: &BTreeMap<String, String>) {
         if let Some(id) = row
             .get("declaration_id")
-            .map(|s| s.trim())
+            .map(|s| consentry::text::trim(s))
             .filter(|s| !s.is_empty())
         {
             self.failed.insert(id.to_string());
@@ -338,7 +338,7 @@ fn read_jsonl(input: &mut Input, file: usize, reader: impl Read) -> io::Result<(
             input.problem(file, Some(line), "(line)", NOT_UTF8.into());
             continue;
         };
-        if text.trim().is_empty() {
+        if consentry::text::is_blank(text) {
             continue;
         }
         input.rows += 1;
@@ -354,7 +354,7 @@ fn read_jsonl(input: &mut Input, file: usize, reader: impl Read) -> io::Result<(
             Ok(row) => input.row(loc, &row, true),
             Err(errs) => {
                 if let Some(id) = value.get("declaration_id").and_then(|v| v.as_str()) {
-                    input.failed.insert(id.trim().to_string());
+                    input.failed.insert(consentry::text::trim(id).to_string());
                 }
                 for FieldError { field, message } in errs {
                     input.problem(file, Some(line), &field, message);
@@ -436,7 +436,7 @@ fn csv_header(
             input.problem(file, Some(line), "(header)", NOT_UTF8.into());
             return None;
         };
-        let name = name.trim().to_string();
+        let name = consentry::text::trim(name).to_string();
         if name.is_empty() {
             input.problem(
                 file,
@@ -564,9 +564,9 @@ fn read_csv(input: &mut Input, file: usize, reader: impl Read) -> io::Result<()>
             );
             if let Some(i) = columns.iter().position(|c| c == "declaration_id")
                 && let Some(Ok(id)) = rec.get(i).map(std::str::from_utf8)
-                && !id.trim().is_empty()
+                && !consentry::text::is_blank(id)
             {
-                input.failed.insert(id.trim().to_string());
+                input.failed.insert(consentry::text::trim(id).to_string());
             }
             continue;
         }
@@ -1554,7 +1554,7 @@ mod tests {
         assert_has(
             &m,
             &[
-                "broken.csv:2:declarant_name: must be at most ",
+                "broken.csv:2:declarant_name: holds the control character U+000A",
                 "broken.csv:5:action: \"revise\" is not declare or revoke",
             ],
         );

@@ -490,23 +490,26 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
                 ));
             }
             let defaults = Defaults {
-                use_: Use::parse(use_).map_err(|e| usage("--use", e))?,
+                use_: Use::parse(crate::text::trim(use_)).map_err(|e| usage("--use", e))?,
                 territory: territory
                     .as_deref()
                     .map(parse_territory)
                     .transpose()
                     .map_err(|e| usage("--territory", e))?,
                 at: match at {
-                    Some(a) => day_of(parse_timestamp(a).map_err(|e| usage("--at", e))?),
+                    Some(a) => {
+                        day_of(parse_timestamp(crate::text::trim(a)).map_err(|e| usage("--at", e))?)
+                    }
                     None => day_of(now),
                 },
             };
             let store = open()?;
             let reader = match as_of {
                 Some(d) => {
+                    let d = crate::text::trim(d);
                     let t = parse_timestamp(d).map_err(|e| usage("--as-of", e))?;
                     // A date means the end of that day.
-                    let t = if d.trim().len() == 10 { t + 86_399 } else { t };
+                    let t = if d.len() == 10 { t + 86_399 } else { t };
                     let r = store.reader_as_of(now, expiry, t)?;
                     eprintln!(
                         "note: answering as of {}: snapshot version {} (created {}, manifest {})",
@@ -566,7 +569,7 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
             for i in isrcs {
                 ask(
                     Row {
-                        input: i.clone(),
+                        input: crate::text::trim(i).to_string(),
                         use_: defaults.use_,
                         territory: defaults.territory.clone(),
                         at: defaults.at,
@@ -911,7 +914,9 @@ fn answer(reader: &Reader<'_>, row: &Row) -> Result<Answer, Rejection> {
     }
 }
 
-/// Apply a row's optional overrides; errors name `where_`.
+/// Apply a row's optional overrides; errors name `where_`. Every value is
+/// trimmed with [`crate::text::trim`] (SPEC.md §3.1), the one whitespace rule
+/// of every entry point; an empty override means the command's default.
 fn row_of(
     where_: &str,
     input: &str,
@@ -920,29 +925,38 @@ fn row_of(
     at: Option<&str>,
     d: &Defaults,
 ) -> Result<Row, Rejection> {
+    fn given(v: Option<&str>) -> Option<&str> {
+        v.map(crate::text::trim).filter(|s| !s.is_empty())
+    }
     let bad = |e: String| reject(where_, "bad_input", e);
-    let use_ = match use_.map(str::trim).filter(|s| !s.is_empty()) {
+    let use_ = match given(use_) {
         Some(u) => Use::parse(u).map_err(bad)?,
         None => d.use_,
     };
-    let territory = match territory.map(str::trim).filter(|s| !s.is_empty()) {
+    let territory = match given(territory) {
         Some(t) => Some(parse_territory(t).map_err(bad)?),
         None => d.territory.clone(),
     };
-    let at = match at.map(str::trim).filter(|s| !s.is_empty()) {
+    let at = match given(at) {
         Some(a) => day_of(parse_timestamp(a).map_err(bad)?),
         None => d.at,
     };
     Ok(Row {
-        input: input.trim().to_string(),
+        input: crate::text::trim(input).to_string(),
         use_,
         territory,
         at,
     })
 }
 
-/// Read questions from `r` (plain lines, CSV with an `isrc` header, or JSON
-/// lines), streaming each to `f` in input order.
+/// The question columns of a CSV input header (SPEC.md §8.1).
+const INPUT_COLUMNS: [&str; 4] = ["isrc", "use", "territory", "at"];
+
+/// Read questions from `r`, streaming each to `f` in input order (SPEC.md
+/// §8.1, "Batch input"). A UTF-8 byte order mark at the very start is
+/// removed; blank lines (empty or ASCII whitespace only) are skipped; the
+/// first other line picks the format: JSON lines if it starts with `{`, CSV
+/// if one of its comma-separated names is `isrc`, else one ISRC per line.
 fn read_rows(
     name: &str,
     mut r: impl BufRead,
@@ -950,6 +964,7 @@ fn read_rows(
     f: &mut dyn FnMut(Row) -> Result<(), Rejection>,
 ) -> Result<(), Rejection> {
     let io = |e: &io::Error| crate::fetch::io_error(name, e);
+    let at_line = |n: usize| format!("{name}:{n}");
     let mut first = String::new();
     // Skip leading blank lines, keeping count for line numbers.
     let mut skipped = 0usize;
@@ -958,19 +973,24 @@ fn read_rows(
         if r.read_line(&mut first).map_err(|e| io(&e))? == 0 {
             return Ok(());
         }
-        if !first.trim().is_empty() {
+        if skipped == 0
+            && let Some(rest) = first.strip_prefix('\u{feff}')
+        {
+            first = rest.to_string();
+        }
+        if !crate::text::is_blank(&first) {
             break;
         }
         skipped += 1;
     }
-    let head = first.trim_start_matches('\u{feff}').trim().to_string();
+    let head = crate::text::trim(&first).to_string();
     if head.starts_with('{') {
         let mut lineno = skipped;
-        let mut line = first.clone();
+        let mut line = first;
         loop {
             lineno += 1;
-            if !line.trim().is_empty() {
-                f(json_row(&format!("{name}:{lineno}"), &line, d)?)?;
+            if !crate::text::is_blank(&line) {
+                f(json_row(&at_line(lineno), &line, d)?)?;
             }
             line.clear();
             if r.read_line(&mut line).map_err(|e| io(&e))? == 0 {
@@ -978,40 +998,63 @@ fn read_rows(
             }
         }
     }
-    let fields: Vec<String> = head
-        .split(',')
-        .map(|h| h.trim().trim_matches('"').to_ascii_lowercase())
-        .collect();
+    let header_name =
+        |h: &str| crate::text::trim(crate::text::trim(h).trim_matches('"')).to_ascii_lowercase();
+    let fields: Vec<String> = head.split(',').map(header_name).collect();
     if fields.iter().any(|h| h == "isrc") {
-        let chained = io::Cursor::new(first.trim_start_matches('\u{feff}').to_string()).chain(r);
+        let chained = io::Cursor::new(first).chain(r);
         let mut c = csv::ReaderBuilder::new()
             .has_headers(true)
-            .flexible(false)
+            .flexible(true)
             .from_reader(chained);
         let headers: Vec<String> = c
             .headers()
-            .map_err(|e| {
-                reject(
-                    format!("{name}:{}", skipped + 1),
-                    "bad_input",
-                    e.to_string(),
-                )
-            })?
+            .map_err(|e| reject(at_line(skipped + 1), "bad_input", e.to_string()))?
             .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
+            .map(|h| crate::text::trim(h).to_ascii_lowercase())
             .collect();
+        for q in INPUT_COLUMNS {
+            if headers.iter().filter(|h| *h == q).count() > 1 {
+                return Err(reject(
+                    at_line(skipped + 1),
+                    "bad_input",
+                    format!("the header names the column {q:?} twice; keep one"),
+                ));
+            }
+        }
         let col = |n: &str| headers.iter().position(|h| h == n);
         let (ci, cu, ct, ca) = (col("isrc"), col("use"), col("territory"), col("at"));
-        let ci = ci.unwrap_or(0);
+        let Some(ci) = ci else {
+            return Err(reject(
+                at_line(skipped + 1),
+                "bad_input",
+                "the CSV header has no isrc column",
+            ));
+        };
         for rec in c.records() {
             let rec = rec.map_err(|e| {
                 let line = e.position().map_or(0, csv::Position::line) as usize + skipped;
-                reject(format!("{name}:{line}"), "bad_input", e.to_string())
+                reject(at_line(line), "bad_input", e.to_string())
             })?;
             let line = rec.position().map_or(0, csv::Position::line) as usize + skipped;
+            // A blank line is one blank field: skipped, as in the other formats.
+            if rec.len() == 1 && crate::text::is_blank(&rec[0]) {
+                continue;
+            }
+            if rec.len() != headers.len() {
+                return Err(reject(
+                    at_line(line),
+                    "bad_input",
+                    format!(
+                        "has {} fields; the header has {} columns",
+                        rec.len(),
+                        headers.len()
+                    ),
+                ));
+            }
             let get = |i: Option<usize>| i.and_then(|i| rec.get(i));
             f(row_of(
-                &format!("{name}:{line}"),
+                &at_line(line),
                 rec.get(ci).unwrap_or(""),
                 get(cu),
                 get(ct),
@@ -1023,7 +1066,7 @@ fn read_rows(
     }
     if fields.len() > 1 {
         return Err(reject(
-            format!("{name}:{}", skipped + 1),
+            at_line(skipped + 1),
             "bad_input",
             "looks like CSV but has no isrc column in its header",
         ));
@@ -1032,9 +1075,8 @@ fn read_rows(
     let mut line = first;
     loop {
         lineno += 1;
-        let t = line.trim().trim_start_matches('\u{feff}');
-        if !t.is_empty() {
-            f(row_of(&format!("{name}:{lineno}"), t, None, None, None, d)?)?;
+        if !crate::text::is_blank(&line) {
+            f(row_of(&at_line(lineno), &line, None, None, None, d)?)?;
         }
         line.clear();
         if r.read_line(&mut line).map_err(|e| io(&e))? == 0 {
@@ -1043,6 +1085,8 @@ fn read_rows(
     }
 }
 
+/// One JSON line: an object whose `isrc` is a string; `use`, `territory`
+/// and `at` are strings or null; other keys are ignored.
 fn json_row(where_: &str, line: &str, d: &Defaults) -> Result<Row, Rejection> {
     let bad = |e: String| reject(where_, "bad_input", e);
     let v: serde_json::Value =
@@ -1057,7 +1101,7 @@ fn json_row(where_: &str, line: &str, d: &Defaults) -> Result<Row, Rejection> {
             Some(_) => Err(bad(format!("{k} must be a string"))),
         }
     };
-    let isrc = text("isrc")?.ok_or_else(|| bad("the object has no isrc".into()))?;
+    let isrc = text("isrc")?.ok_or_else(|| bad("the object has no isrc string".into()))?;
     row_of(
         where_,
         isrc,
@@ -1407,6 +1451,110 @@ mod tests {
                 "USQZ92400500\tdisallow\tdeclared\tD3\t{snap}\nFRAB10012345\tunknown\tterritory_not_covered\tD5\t{snap}\n"
             )
         );
+    }
+
+    #[test]
+    fn args_plain_lines_csv_and_jsonl_give_the_same_answer_for_the_same_strings() {
+        let e = env();
+        e.ready();
+        let inputs = [
+            " GBNWR2500001 ",
+            "\tgb-nwr-25-00001\r",
+            "GBNWR2500001\u{0C}",
+            " USKLH2201198\u{a0}",
+            "\u{3000}GBNWR2500001",
+            "ſEABC2200001",
+            "ıTUZ82061826",
+            "BRß71940766",
+            "GB NWR 25 00017",
+            "ISRC:GBNWR2500017",
+            "GBNWR\u{0B}2500001",
+        ];
+        let answers = |out: String| -> Vec<serde_json::Value> {
+            out.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let base = ["--now", "2026-11-25", "check", "--json"];
+        let mut args = base.to_vec();
+        args.extend(inputs);
+        let from_args = answers(e.ok(&args));
+        assert_eq!(from_args.len(), inputs.len());
+        let run_file = |name: &str, body: String| {
+            std::fs::write(e.path(name), body).unwrap();
+            let mut a = base.to_vec();
+            let p = e.path(name);
+            a.extend(["--input", p.as_str()]);
+            answers(e.ok(&a))
+        };
+        // Blank lines (empty or ASCII whitespace only) are skipped everywhere.
+        let blank = "  \t\r\n";
+        let plain: String = inputs.iter().map(|s| [s, "\n", blank].concat()).collect();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["isrc", "use"]).unwrap();
+        for s in inputs {
+            w.write_record([s, ""]).unwrap();
+        }
+        let csv_body = String::from_utf8(w.into_inner().unwrap())
+            .unwrap()
+            .replace('\n', &["\n", blank].concat());
+        let jsonl: String = inputs
+            .iter()
+            .map(|s| {
+                [
+                    serde_json::json!({ "isrc": s }).to_string().as_str(),
+                    "\n",
+                    blank,
+                ]
+                .concat()
+            })
+            .collect();
+        for (name, body) in [
+            ("same.txt", plain),
+            ("same.csv", csv_body),
+            ("same.jsonl", jsonl),
+        ] {
+            assert_eq!(run_file(name, body), from_args, "{name}");
+        }
+        let reason = |i: usize| from_args[i]["reason"].as_str().unwrap().to_string();
+        assert_eq!(from_args[0]["input"], "GBNWR2500001");
+        assert_eq!(from_args[0]["decided_by"], serde_json::json!(["D1"]));
+        for i in [0, 1, 2] {
+            assert_eq!(reason(i), "declared", "{}", inputs[i]);
+        }
+        for i in [3, 4, 5, 6, 7, 10] {
+            assert_eq!(reason(i), "invalid_isrc", "{:?}", inputs[i]);
+        }
+        assert_eq!(from_args[3]["input"], "USKLH2201198\u{a0}");
+        assert_eq!(reason(8), "declared");
+        assert_eq!(reason(9), "declared");
+
+        // A byte order mark is removed only at the very start of the input.
+        let out = run_file(
+            "bom.txt",
+            "\u{feff}GBNWR2500001\n\u{feff}GBNWR2500001\n".into(),
+        );
+        assert_eq!(out[0]["reason"], "declared");
+        assert_eq!(out[1]["reason"], "invalid_isrc");
+        let out = run_file("bom.csv", "\u{feff}ISRC,At\r\nGBNWR2500001,\r\n".into());
+        assert_eq!(out[0]["reason"], "declared");
+    }
+
+    #[test]
+    fn csv_input_with_a_repeated_question_column_or_a_short_row_is_refused() {
+        let e = env();
+        e.ready();
+        for (name, body, line) in [
+            ("dup.csv", "isrc,use,use\nGBNWR2500001,all,all\n", 1),
+            ("short.csv", "isrc,use\nGBNWR2500001,all\nGBNWR2500001\n", 3),
+            ("long.csv", "isrc\nGBNWR2500001,all\n", 2),
+        ] {
+            std::fs::write(e.path(name), body).unwrap();
+            let (r, _) = e.run(&["--now", "2026-11-25", "check", "--input", &e.path(name)]);
+            let err = r.unwrap_err();
+            assert_eq!(err.code, "bad_input", "{name}");
+            assert!(err.file.ends_with(&format!("{name}:{line}")), "{err}");
+        }
     }
 
     #[test]

@@ -808,15 +808,27 @@ pub fn compress(raw: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(raw, ZSTD_LEVEL).unwrap_or_else(|e| unreachable!("zstd compress: {e}"))
 }
 
-/// SPEC.md §7 step 7: check length and hash of the *compressed* bytes against
-/// the signed reference, then decompress with a hard cap and require the exact
-/// signed decompressed length.
+/// SPEC.md §7 step 7, in its order: the signed length against the cap, the
+/// file's length and hash against the signed ones (the *compressed* bytes,
+/// before anything is decompressed), the signed decompressed length against
+/// its cap, the zstd frame (§5.1), then decompression with a hard cap and the
+/// exact signed decompressed length.
 pub fn open_file(
     file: &str,
     bytes: &[u8],
     fref: &crate::docs::FileRef,
     limits: &Limits,
 ) -> VResult<Vec<u8>> {
+    if fref.length > limits.max_file_bytes {
+        return Err(reject(
+            file,
+            "limit_exceeded",
+            format!(
+                "declared length {} exceeds the limit {}",
+                fref.length, limits.max_file_bytes
+            ),
+        ));
+    }
     if bytes.len() as u64 != fref.length {
         return Err(reject(
             file,
@@ -835,13 +847,13 @@ pub fn open_file(
             "SHA-256 differs from the manifest; the file was altered or belongs to another snapshot",
         ));
     }
-    if fref.length > limits.max_file_bytes {
+    if fref.raw_length > limits.max_raw_bytes {
         return Err(reject(
             file,
             "limit_exceeded",
             format!(
-                "declared length {} exceeds the limit {}",
-                fref.length, limits.max_file_bytes
+                "declared decompressed length {} exceeds the limit {}",
+                fref.raw_length, limits.max_raw_bytes
             ),
         ));
     }
@@ -858,16 +870,6 @@ pub fn open_file(
         }
     }
     check_frame_header(file, bytes, fref.raw_length)?;
-    if fref.raw_length > limits.max_raw_bytes {
-        return Err(reject(
-            file,
-            "limit_exceeded",
-            format!(
-                "declared decompressed length {} exceeds the limit {}",
-                fref.raw_length, limits.max_raw_bytes
-            ),
-        ));
-    }
     let mut dec = zstd::stream::read::Decoder::with_buffer(bytes)
         .map_err(|e| reject(file, "malformed_data", format!("zstd: {e}")))?;
     dec.window_log_max(ZSTD_WINDOW_LOG_MAX)
@@ -958,6 +960,22 @@ fn check_frame_header(file: &str, bytes: &[u8], raw_length: u64) -> VResult<()> 
     Ok(())
 }
 
+/// A data file's signed entry count must not exceed `max_records_per_file`
+/// (`limit_exceeded`); checked before its payload is decoded.
+fn check_count(file: &str, count: u64, limits: &Limits) -> VResult<()> {
+    if count > limits.max_records_per_file {
+        return Err(reject(
+            file,
+            "limit_exceeded",
+            format!(
+                "the manifest declares {count} entries; at most {} are accepted per file",
+                limits.max_records_per_file
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Encode a shard payload.
 pub fn encode_shard(lo: u64, hi: u64, rows: &Rows, set: &PolicySet) -> Vec<u8> {
     cbor::to_vec(&ShardDoc {
@@ -977,6 +995,8 @@ pub fn decode_shard(
     limits: &Limits,
     set: &mut PolicySet,
 ) -> VResult<Rows> {
+    // SPEC.md §5.3: the signed count is bounded before the payload is decoded.
+    check_count(file, count, limits)?;
     let doc: ShardDoc = cbor::from_slice_canonical(raw)
         .map_err(|e| reject(file, "malformed_data", format!("shard is {e}")))?;
     if doc.lo != lo || doc.hi != hi {
@@ -1153,6 +1173,9 @@ pub fn decode_prefixes(
     limits: &Limits,
 ) -> VResult<Vec<Record>> {
     let bad = |d: String| reject(file, "malformed_data", d);
+    // SPEC.md §5.5 step 1: the signed count is bounded before the table is
+    // decoded (a prefix row is a CBOR map; 1 GiB of them is not decoded).
+    check_count(file, count, limits)?;
     let doc: PrefixDoc =
         cbor::from_slice_canonical(raw).map_err(|e| bad(format!("prefix table is {e}")))?;
     if doc.rows.len() as u64 != count {
@@ -1164,9 +1187,6 @@ pub fn decode_prefixes(
                 doc.rows.len()
             ),
         ));
-    }
-    if count > limits.max_records_per_file {
-        return Err(reject(file, "limit_exceeded", "too many prefix entries"));
     }
     let mut out: Vec<Record> = Vec::with_capacity(doc.rows.len());
     for r in doc.rows {
@@ -1388,5 +1408,83 @@ mod tests {
         let k = key_columns_from_raw(&dels, 2);
         assert_eq!(raw_of_key_columns(&k).unwrap(), dels);
         assert_eq!(encode_keys(&dels).key_low.len(), 3 * 5);
+    }
+
+    /// A one-block raw zstd frame of `content` with frame header descriptor
+    /// `fhd` followed by `fields` (window descriptor, dictionary id, content
+    /// size as the descriptor says).
+    fn frame(fhd: u8, fields: &[u8], content: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x28, 0xB5, 0x2F, 0xFD, fhd];
+        f.extend_from_slice(fields);
+        let header = 1u32 | ((content.len() as u32) << 3);
+        f.extend_from_slice(&header.to_le_bytes()[..3]);
+        f.extend_from_slice(content);
+        f
+    }
+
+    fn open(f: &[u8], raw_length: u64) -> &'static str {
+        let fref = crate::docs::FileRef {
+            count: 0,
+            length: f.len() as u64,
+            sha256: sha256(f),
+            raw_length,
+        };
+        open_file("f", f, &fref, &Limits::DEFAULT)
+            .err()
+            .map_or("ok", |e| e.code)
+    }
+
+    #[test]
+    fn a_dictionary_id_field_is_refused_even_when_it_holds_zero() {
+        let c = b"hello";
+        // Single segment, 1-byte content size, no dictionary id: accepted.
+        assert_eq!(open(&frame(0x20, &[5], c), 5), "ok");
+        // Dictionary_ID_flag 1, 2 and 3 with a dictionary id of 0.
+        assert_eq!(open(&frame(0x21, &[0, 5], c), 5), "malformed_data");
+        assert_eq!(open(&frame(0x22, &[0, 0, 5], c), 5), "malformed_data");
+        assert_eq!(open(&frame(0x23, &[0, 0, 0, 0, 5], c), 5), "malformed_data");
+        // ... and with a non-zero one.
+        assert_eq!(open(&frame(0x21, &[7, 5], c), 5), "malformed_data");
+    }
+
+    #[test]
+    fn frame_checks_run_in_the_specified_order() {
+        let c = b"hello";
+        // raw_length over its cap is limit_exceeded before the frame is read,
+        // even when the frame is also malformed.
+        let tight = Limits {
+            max_raw_bytes: 4,
+            ..Limits::DEFAULT
+        };
+        let f = frame(0x21, &[0, 5], c);
+        let fref = crate::docs::FileRef {
+            count: 0,
+            length: f.len() as u64,
+            sha256: sha256(&f),
+            raw_length: 5,
+        };
+        assert_eq!(
+            open_file("f", &f, &fref, &tight).unwrap_err().code,
+            "limit_exceeded"
+        );
+        // A signed length over its cap wins over a length mismatch.
+        let tiny = Limits {
+            max_file_bytes: 3,
+            ..Limits::DEFAULT
+        };
+        let mut long = f.clone();
+        long.push(0);
+        assert_eq!(
+            open_file("f", &long, &fref, &tiny).unwrap_err().code,
+            "limit_exceeded"
+        );
+        // Trailing bytes after the frame under a matching hash: malformed_data;
+        // a declared content size that differs: length_mismatch.
+        let mut two = frame(0x20, &[5], c);
+        two.push(0);
+        assert_eq!(open(&two, 5), "malformed_data");
+        assert_eq!(open(&frame(0x20, &[5], c), 6), "length_mismatch");
+        // No content size at all (not single segment, FCS flag 0).
+        assert_eq!(open(&frame(0x00, &[0x00], c), 5), "malformed_data");
     }
 }

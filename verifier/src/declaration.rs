@@ -8,12 +8,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::isrc::Scope;
-use crate::model::{Declarant, PARTY_ID_SCHEMES, Policy, Pref, ROLES, Terms, Use, is_territory};
+use crate::model::{
+    Declarant, Policy, Pref, ROLES, Terms, Use, check_name, check_party_id, check_terms_url,
+    is_id_text, is_territory,
+};
 use crate::time::{parse_date, parse_timestamp};
 
 /// Longest declaration id, declarant name or party id accepted (an id's length
 /// is one byte in the state encoding, SPEC.md §6).
-pub const MAX_TEXT: usize = 255;
+pub use crate::model::MAX_TEXT;
 
 /// The import columns, in the order of the example CSV.
 pub const COLUMNS: [&str; 21] = [
@@ -80,10 +83,6 @@ pub struct FieldError {
     pub message: String,
 }
 
-fn is_id_text(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_TEXT && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
 fn territories(raw: &str, allow_ww: bool) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for code in raw.split([' ', ',']).filter(|c| !c.is_empty()) {
@@ -114,7 +113,7 @@ impl Declaration {
                 message,
             });
         };
-        let get = |k: &str| row.get(k).map_or("", |v| v.trim());
+        let get = |k: &str| row.get(k).map_or("", |v| crate::text::trim(v));
         for k in row.keys() {
             if !COLUMNS.contains(&k.as_str()) {
                 err(
@@ -182,22 +181,16 @@ impl Declaration {
             }
         };
         let name = get("declarant_name").to_string();
-        if name.len() > MAX_TEXT || name.chars().any(char::is_control) {
-            err(
-                "declarant_name",
-                format!("must be at most {MAX_TEXT} bytes without control characters"),
-            );
+        if !name.is_empty()
+            && let Err(e) = check_name(&name)
+        {
+            err("declarant_name", e);
         }
         let party = get("declarant_id").to_string();
-        let typed = PARTY_ID_SCHEMES
-            .iter()
-            .any(|p| party.len() > p.len() && party.starts_with(p));
-        let valid_party = party.is_empty() || (typed && is_id_text(&party));
-        if !valid_party {
-            err(
-                "declarant_id",
-                format!("{party:?} must be typed: ddex:…, isni:… or ipi:…"),
-            );
+        if !party.is_empty()
+            && let Err(e) = check_party_id(&party)
+        {
+            err("declarant_id", e);
         }
         let role = get("declarant_role").to_string();
         if !role.is_empty() && !ROLES.contains(&role.as_str()) {
@@ -217,11 +210,8 @@ impl Declaration {
         let sha = get("policy_sha256");
         let mut terms = None;
         if !url.is_empty() {
-            if !(url.starts_with("https://") || url.starts_with("http://"))
-                || url.len() > 2048
-                || url.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                err("policy_url", format!("{url:?} is not an http(s) URL"));
+            if let Err(e) = check_terms_url(url) {
+                err("policy_url", e);
             }
             let mut digest = None;
             if !sha.is_empty() {
@@ -316,28 +306,38 @@ impl Declaration {
                 message: "is required".into(),
             }]);
         };
+        let policy = Policy {
+            from: if revoke { None } else { from },
+            uses,
+            terms: if revoke { None } else { terms },
+            until: if revoke { None } else { until },
+            revoke,
+            status: status.into(),
+            exclude: if revoke { Vec::new() } else { exclude },
+            include,
+            declarant: Declarant {
+                id: party,
+                name,
+                role,
+            },
+        };
+        // The rules above are the snapshot's rules (SPEC.md §3.2) spelled per
+        // column; this is the guard that an import never records a policy
+        // that a verifier refuses.
+        if let Err(e) = policy.validate() {
+            return Err(vec![FieldError {
+                field: "(row)".into(),
+                message: format!("would publish an invalid policy: {e}"),
+            }]);
+        }
         Ok(Declaration {
             id,
             seq,
             action,
             supersedes,
             scope,
+            policy,
             declared_at,
-            policy: Policy {
-                from: if revoke { None } else { from },
-                uses,
-                terms: if revoke { None } else { terms },
-                until: if revoke { None } else { until },
-                revoke,
-                status: status.into(),
-                exclude: if revoke { Vec::new() } else { exclude },
-                include,
-                declarant: Declarant {
-                    id: party,
-                    name,
-                    role,
-                },
-            },
         })
     }
 }
@@ -566,4 +566,125 @@ pub fn row_from_json(v: &serde_json::Value) -> Result<BTreeMap<String, String>, 
         }
     }
     if errs.is_empty() { Ok(row) } else { Err(errs) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(overrides: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut r: BTreeMap<String, String> = [
+            ("declaration_id", "X1"),
+            ("seq", "101"),
+            ("action", "declare"),
+            ("scope", "GBNWR2600001"),
+            ("declarant_name", "Northwind Records"),
+            ("declarant_id", "ddex:PADPIDA2014021201U"),
+            ("declarant_role", "label"),
+            ("train-ai", "n"),
+            ("declared_at", "2026-01-01T00:00:00Z"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+        for (k, v) in overrides {
+            r.insert((*k).to_string(), (*v).to_string());
+        }
+        r
+    }
+
+    /// The fields a row is refused for (empty when accepted).
+    fn refused(overrides: &[(&str, &str)]) -> Vec<String> {
+        match Declaration::from_row(&row(overrides)) {
+            Ok(d) => {
+                assert!(d.policy.validate().is_ok(), "accepted an invalid policy");
+                Vec::new()
+            }
+            Err(e) => e.into_iter().map(|f| f.field).collect(),
+        }
+    }
+
+    #[test]
+    fn text_bounds_are_255_bytes_on_both_sides() {
+        let id255 = "I".repeat(255);
+        let id256 = "I".repeat(256);
+        assert!(refused(&[("declaration_id", &id255)]).is_empty());
+        assert_eq!(refused(&[("declaration_id", &id256)]), ["declaration_id"]);
+        assert!(refused(&[("supersedes", &id255)]).is_empty());
+        assert!(refused(&[("supersedes", &id256)]).contains(&"supersedes".to_string()));
+        // A name is counted in bytes, not characters: 51 × "é€" is 255 bytes.
+        let name255 = "é€".repeat(51); // 5 bytes each
+        assert_eq!(name255.len(), 255);
+        assert!(refused(&[("declarant_name", &name255)]).is_empty());
+        let name256 = format!("{name255}x");
+        assert_eq!(refused(&[("declarant_name", &name256)]), ["declarant_name"]);
+        let party255 = format!("isni:{}", "0".repeat(250));
+        assert!(refused(&[("declarant_id", &party255)]).is_empty());
+        let party256 = format!("isni:{}", "0".repeat(251));
+        assert_eq!(refused(&[("declarant_id", &party256)]), ["declarant_id"]);
+    }
+
+    #[test]
+    fn party_ids_names_and_urls_follow_the_snapshot_rules() {
+        for bad in [
+            "PADPIDA1",
+            "ddex:",
+            "DDEX:PADPIDA1",
+            "ddex:PAD PIDA",
+            "ddex:PADÖ",
+        ] {
+            assert_eq!(refused(&[("declarant_id", bad)]), ["declarant_id"], "{bad}");
+        }
+        for ok in ["ddex:P", "ipi:00052210040", "isni:0000000121032683"] {
+            assert!(refused(&[("declarant_id", ok)]).is_empty(), "{ok}");
+        }
+        assert_eq!(
+            refused(&[("declarant_name", "Bad\u{7}Name")]),
+            ["declarant_name"]
+        );
+        assert_eq!(
+            refused(&[("declarant_name", "Bad\u{85}Name")]),
+            ["declarant_name"]
+        );
+        assert!(refused(&[("declarant_name", "Klang\u{a0}GmbH")]).is_empty());
+        let url2048 = format!("https://t.example/{}", "a".repeat(2048 - 18));
+        assert_eq!(url2048.len(), 2048);
+        assert!(refused(&[("policy_url", &url2048)]).is_empty());
+        let url2049 = format!("{url2048}a");
+        assert_eq!(refused(&[("policy_url", &url2049)]), ["policy_url"]);
+        for bad in [
+            "ftp://t.example/x",
+            "HTTPS://t.example/x",
+            "https://t.example/a b",
+            "https://t.example/\u{e9}",
+            "https://t.example/\u{a0}",
+        ] {
+            assert_eq!(refused(&[("policy_url", bad)]), ["policy_url"], "{bad}");
+        }
+        assert!(refused(&[("policy_url", "http://t.example/%C3%A9")]).is_empty());
+    }
+
+    #[test]
+    fn values_are_trimmed_of_ascii_whitespace_only() {
+        let d = Declaration::from_row(&row(&[
+            ("scope", " \tgb-nwr-26-00001\r\n"),
+            ("declarant_name", "  Northwind\u{a0} "),
+        ]))
+        .unwrap();
+        assert_eq!(d.policy.declarant.name, "Northwind\u{a0}");
+        assert_eq!(refused(&[("scope", "GBNWR2600001\u{a0}")]), ["scope"]);
+        assert_eq!(
+            refused(&[("declaration_id", "\u{3000}X1")]),
+            ["declaration_id"]
+        );
+    }
+
+    #[test]
+    fn validity_dates_are_1970_to_9999() {
+        assert!(refused(&[("valid_from", "1970-01-01"), ("valid_until", "9999-12-31")]).is_empty());
+        assert_eq!(refused(&[("valid_from", "1969-12-31")]), ["valid_from"]);
+        assert_eq!(refused(&[("valid_until", "10000-01-01")]), ["valid_until"]);
+        let d = Declaration::from_row(&row(&[("valid_until", "9999-12-31")])).unwrap();
+        assert_eq!(d.policy.until, Some(crate::model::MAX_DAY));
+    }
 }

@@ -68,8 +68,10 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 pub fn load_key(public: &[u8; 32]) -> Result<VerifyingKey, String> {
     let k =
         VerifyingKey::from_bytes(public).map_err(|e| format!("not an ed25519 public key: {e}"))?;
-    // Refuse non-canonical encodings (a y coordinate ≥ p): one key, one byte string.
-    if k.to_bytes() != *public {
+    // Refuse non-canonical encodings (a y coordinate ≥ p): one key, one byte
+    // string. `to_bytes` would return the bytes as given, so compare with the
+    // point's own (canonical) compression.
+    if k.to_edwards().compress().to_bytes() != *public {
         return Err("non-canonical ed25519 public key encoding".into());
     }
     if k.is_weak() {
@@ -314,6 +316,34 @@ mod tests {
     }
 
     #[test]
+    fn signature_count_is_checked_after_canonical_decoding() {
+        // SPEC.md §4.0.1: the envelope is decoded canonically first; only a
+        // canonical envelope is counted.
+        let a = key(1);
+        let env = sign(b"payload", HEAD_TYPE, &[&a]);
+        let max = Limits::DEFAULT.max_signatures;
+        let parse = |sigs: usize, trailing: bool| {
+            let mut e = env.clone();
+            e.signatures = vec![env.signatures[0].clone(); sigs];
+            let mut b = e.to_bytes();
+            if trailing {
+                b.push(0);
+            }
+            Envelope::parse("f", &b, &Limits::DEFAULT)
+                .err()
+                .map_or("ok", |e| e.code)
+        };
+        assert_eq!(parse(max, false), "ok");
+        assert_eq!(parse(max + 1, false), "too_many_signatures");
+        assert_eq!(parse(max + 1, true), "malformed_envelope");
+        assert_eq!(
+            parse(0, false),
+            "ok",
+            "zero signatures parse; the threshold refuses"
+        );
+    }
+
+    #[test]
     fn weak_and_non_canonical_public_keys_are_refused() {
         // The identity point (small order).
         let mut identity = [0u8; 32];
@@ -325,5 +355,27 @@ mod tests {
         non_canonical[31] = 0x7f;
         assert!(load_key(&non_canonical).is_err());
         assert!(load_key(&key(1).verifying_key().to_bytes()).is_ok());
+        // y + p for a small y whose point is valid and not of small order:
+        // the same point as the canonical encoding of y, refused.
+        let mut found = 0;
+        for y in 2u8..19 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = y;
+            let Ok(k) = VerifyingKey::from_bytes(&canonical) else {
+                continue;
+            };
+            if k.is_weak() {
+                continue;
+            }
+            assert!(load_key(&canonical).is_ok(), "y = {y}");
+            let mut alias = [0xffu8; 32];
+            alias[0] = 0xed + y;
+            alias[31] = 0x7f;
+            let a = VerifyingKey::from_bytes(&alias).expect("decodes to the same point");
+            assert_eq!(a.to_edwards(), k.to_edwards());
+            assert!(load_key(&alias).is_err(), "non-canonical alias of y = {y}");
+            found += 1;
+        }
+        assert!(found > 0, "no small y gives a valid point");
     }
 }

@@ -13,13 +13,25 @@ const DIGITS7: u64 = 10_000_000;
 /// Exclusive upper bound of every packed key: 26² · 36³ · 10⁷.
 pub const KEY_SPACE: u64 = 26 * 26 * 36 * 36 * 36 * DIGITS7;
 
-/// Why a string is not an ISRC (or not a scope). Positions are 1-based and count
-/// characters of the normalized form (after case folding and removing separators
-/// and an `ISRC` prefix), which is what the message shows.
+/// Why a string is not an ISRC (or not a scope). Positions are 1-based; they
+/// count characters of the trimmed input for [`IsrcError::NotAscii`] and of
+/// the normalized form (after case folding and removing separators and an
+/// `ISRC` prefix) otherwise, which is what the message shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IsrcError {
     #[error("empty ISRC")]
     Empty,
+    #[error(
+        "{input:?}: character {pos} ({ch:?}, U+{code:04X}) is not ASCII; an ISRC or scope is \
+         written with ASCII letters, digits, hyphens and spaces only (retype it, or check the \
+         file's encoding)"
+    )]
+    NotAscii {
+        input: String,
+        pos: usize,
+        ch: char,
+        code: u32,
+    },
     #[error("{normalized:?} has {len} characters; an ISRC has 12 (CC-XXX-YY-NNNNN)")]
     Length { normalized: String, len: usize },
     #[error(
@@ -58,14 +70,16 @@ fn alnum_char(v: u64) -> char {
     }
 }
 
-/// Upper-case, drop ASCII spaces and hyphens, and drop a leading `ISRC` (with an
-/// optional `:`) — the spellings people actually paste.
+/// SPEC.md §3.1 normalization: trim ASCII whitespace at both ends
+/// ([`crate::text::trim`]), drop every `-`, space and tab, upper-case ASCII
+/// letters, and drop a leading `ISRC` (with an optional `:`) — the spellings
+/// people actually paste. Non-ASCII characters are left in place (and
+/// [`Isrc::parse`] / [`Scope::parse`] refuse them): no Unicode case mapping,
+/// so `ſ`, `ı` or `ß` never become `S`, `I` or `SS`.
 pub fn normalize(input: &str) -> String {
-    let mut s: String = input
+    let mut s: String = crate::text::trim(input)
         .chars()
         .filter(|c| *c != '-' && *c != ' ' && *c != '\t')
-        // ASCII folding only: Unicode case mapping would turn `ſ` into `S`
-        // and accept look-alike codes.
         .map(|c| c.to_ascii_uppercase())
         .collect();
     // Only a string longer than an ISRC can carry the prefix: `ISRCX2500017` is
@@ -76,6 +90,21 @@ pub fn normalize(input: &str) -> String {
         s = rest.strip_prefix(':').unwrap_or(rest).to_string();
     }
     s
+}
+
+/// SPEC.md §3.1 step 2: an input holding any non-ASCII character is refused
+/// outright, naming the first one.
+fn check_ascii(input: &str) -> Result<(), IsrcError> {
+    let t = crate::text::trim(input);
+    match t.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
+        None => Ok(()),
+        Some((i, ch)) => Err(IsrcError::NotAscii {
+            input: t.to_string(),
+            pos: i + 1,
+            ch,
+            code: u32::from(ch),
+        }),
+    }
 }
 
 /// Check the normalized characters `chars` against the ISRC pattern from `from`
@@ -112,11 +141,12 @@ impl Isrc {
     /// Parse any accepted spelling: case-insensitive, hyphens and spaces anywhere,
     /// an optional `ISRC` prefix.
     pub fn parse(input: &str) -> Result<Self, IsrcError> {
+        check_ascii(input)?;
         let n = normalize(input);
         if n.is_empty() {
             return Err(IsrcError::Empty);
         }
-        if !n.is_ascii() || n.len() != 12 {
+        if n.len() != 12 {
             return Err(IsrcError::Length {
                 len: n.chars().count(),
                 normalized: n,
@@ -185,11 +215,12 @@ impl Scope {
     /// Parse `CC-XXX`, `CC-XXX-YY` or a full ISRC (hyphens optional throughout;
     /// a five- or seven-character form without hyphens is read as a prefix).
     pub fn parse(input: &str) -> Result<Self, IsrcError> {
+        check_ascii(input)?;
         let n = normalize(input);
         match n.len() {
             12 => Ok(Scope::Exact(Isrc::parse(input)?)),
-            5 if n.is_ascii() => Ok(Scope::Registrant(pack_chars(&n, n.as_bytes())?)),
-            7 if n.is_ascii() => Ok(Scope::RegistrantYear(pack_chars(&n, n.as_bytes())?)),
+            5 => Ok(Scope::Registrant(pack_chars(&n, n.as_bytes())?)),
+            7 => Ok(Scope::RegistrantYear(pack_chars(&n, n.as_bytes())?)),
             _ => Err(IsrcError::Scope(input.to_string())),
         }
     }
@@ -283,8 +314,57 @@ mod tests {
             Err(IsrcError::Length { .. })
         ));
         assert!(matches!(Isrc::parse(""), Err(IsrcError::Empty)));
-        assert!(Isrc::parse("GBNWR25ÖÖ017").is_err());
+        assert!(matches!(
+            Isrc::parse("GBNWR25ÖÖ017"),
+            Err(IsrcError::NotAscii { pos: 8, .. })
+        ));
         assert!(Isrc::parse("GB_NWR2500017").is_err());
+    }
+
+    #[test]
+    fn non_ascii_input_is_refused_not_case_mapped() {
+        // Unicode upper-casing would turn these into valid ISRCs (ſ→S, ı→I,
+        // ß→SS, ﬀ→FF); SPEC.md §3.1 refuses any non-ASCII character instead.
+        for (s, pos) in [
+            ("ſEABC2200001", 1),
+            ("ıTUZ82061826", 1),
+            ("BRß71940766", 3),
+            ("ﬀAAA2500001", 1),
+            ("USKLH2201198\u{a0}", 13),
+            ("\u{3000}USKLH2201198", 1),
+            ("GB\u{2010}NWR2500017", 3),
+        ] {
+            match Isrc::parse(s) {
+                Err(IsrcError::NotAscii { pos: p, .. }) => assert_eq!(p, pos, "{s}"),
+                other => panic!("{s:?}: {other:?}"),
+            }
+            assert!(Scope::parse(s).is_err(), "{s}");
+        }
+        for s in ["ſE-ABC", "ıT-UZ8-20", "GB-NWR\u{a0}"] {
+            assert!(
+                matches!(Scope::parse(s), Err(IsrcError::NotAscii { .. })),
+                "{s}"
+            );
+        }
+        let e = Isrc::parse("BRß71940766").unwrap_err().to_string();
+        assert!(e.contains("U+00DF") && e.contains("not ASCII"), "{e}");
+    }
+
+    #[test]
+    fn ascii_whitespace_is_trimmed_at_both_ends_only() {
+        for s in [
+            " USKLH2201198 ",
+            "\tUSKLH2201198\r\n",
+            "\u{0C}USKLH2201198",
+            "US-KLH 22\t01198",
+        ] {
+            assert_eq!(Isrc::parse(s).unwrap().compact(), "USKLH2201198", "{s:?}");
+        }
+        // A line break inside is not a separator.
+        assert!(Isrc::parse("USKLH\n2201198").is_err());
+        assert!(Isrc::parse("USKLH\r2201198").is_err());
+        assert!(matches!(Isrc::parse(" \r\n"), Err(IsrcError::Empty)));
+        assert_eq!(Scope::parse(" gb-nwr\r\n").unwrap().canonical(), "GB-NWR");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! consentry: the format, verification and offline lookup of signed
 //! AI-training consent snapshots.
 //!
-//! Core modules (`isrc`, `model`, `declaration`, `lookup`, `cbor`, `envelope`,
+//! Core modules (`isrc`, `text`, `model`, `declaration`, `lookup`, `cbor`, `envelope`,
 //! `docs`, `columns`, `state`, `verify`, `limits`) do no filesystem or network
 //! I/O, so they compile for wasm32 and can be wrapped by other bindings. The
 //! store, sources and CLI sit beside them.
@@ -18,6 +18,7 @@ pub mod lookup;
 pub mod model;
 pub mod receipt;
 pub mod state;
+pub mod text;
 pub mod time;
 pub mod verify;
 

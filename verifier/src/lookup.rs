@@ -16,7 +16,7 @@ pub struct Question {
 }
 
 /// The answer: decision, reason and the ids of the entries that decided it,
-/// ordered by sequence number.
+/// ordered by sequence number (then id), each id once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub decision: Decision,
@@ -25,13 +25,21 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// SPEC.md §8.1: ids sorted by (seq, id) and unique — an id that two
+    /// entries share (a snapshot does not forbid it) is listed once, at its
+    /// first place.
     fn new(decision: Decision, reason: Reason, mut by: Vec<(u64, &str)>) -> Answer {
         by.sort_unstable();
-        by.dedup();
+        let mut decided_by: Vec<String> = Vec::with_capacity(by.len());
+        for (_, id) in by {
+            if !decided_by.iter().any(|d| d == id) {
+                decided_by.push(id.to_string());
+            }
+        }
         Answer {
             decision,
             reason,
-            decided_by: by.into_iter().map(|(_, id)| id.to_string()).collect(),
+            decided_by,
         }
     }
 
@@ -165,5 +173,100 @@ pub fn lookup<'a>(q: &Question, entries: impl IntoIterator<Item = Entry<'a>>) ->
             .max_by_key(|d| d.restrictiveness())
             .unwrap_or(Decision::Unknown);
         Answer::new(worst, Reason::Conflict, ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isrc::Scope;
+    use crate::model::{Declarant, Policy};
+
+    fn policy(who: &str, uses: [u8; 5]) -> Policy {
+        Policy {
+            from: None,
+            uses,
+            terms: None,
+            until: None,
+            revoke: uses == [0; 5],
+            status: "active".into(),
+            exclude: vec![],
+            include: if uses == [0; 5] {
+                vec![]
+            } else {
+                vec!["WW".into()]
+            },
+            declarant: Declarant {
+                id: format!("ddex:{who}"),
+                name: who.into(),
+                role: "label".into(),
+            },
+        }
+    }
+
+    fn ask(entries: &[(&str, u64, &str, &Policy)], use_: Use) -> Answer {
+        let q = Question {
+            isrc: Isrc::parse("GBNWR2500017").unwrap(),
+            use_,
+            territory: None,
+            at: 20_000,
+        };
+        lookup(
+            &q,
+            entries.iter().map(|(scope, seq, id, policy)| Entry {
+                scope: Scope::parse(scope).unwrap(),
+                seq: *seq,
+                id,
+                policy,
+            }),
+        )
+    }
+
+    #[test]
+    fn deciding_ids_shared_by_two_entries_are_listed_once() {
+        let (a, b) = (policy("A", [2, 0, 0, 0, 0]), policy("B", [1, 0, 0, 0, 0]));
+        // Two declarants disagree; both deciders carry the id X.
+        let ans = ask(
+            &[("GB-NWR", 9, "X", &a), ("GBNWR2500017", 4, "X", &b)],
+            Use::TrainAi,
+        );
+        assert_eq!(
+            (ans.decision, ans.reason),
+            (Decision::Disallow, Reason::Conflict)
+        );
+        assert_eq!(ans.decided_by, ["X"]);
+        // Sorted by seq, then id; the duplicate keeps its first place.
+        let c = policy("C", [2, 0, 0, 0, 0]);
+        let ans = ask(
+            &[
+                ("GB-NWR", 9, "X", &a),
+                ("GBNWR2500017", 4, "X", &b),
+                ("GB-NWR-25", 6, "Y", &c),
+            ],
+            Use::TrainAi,
+        );
+        assert_eq!(ans.decided_by, ["X", "Y"]);
+        // Silent entries and revocations are deduplicated the same way.
+        let silent = policy("S", [0, 0, 0, 0, 1]);
+        let ans = ask(
+            &[
+                ("GB-NWR", 2, "Z", &silent),
+                ("GBNWR2500017", 1, "Z", &silent),
+            ],
+            Use::TrainAi,
+        );
+        assert_eq!(
+            (ans.reason, ans.decided_by.clone()),
+            (Reason::SilentOnUse, vec!["Z".to_string()])
+        );
+        let rev = policy("R", [0; 5]);
+        let ans = ask(
+            &[("GB-NWR", 2, "R1", &rev), ("GBNWR2500017", 3, "R1", &rev)],
+            Use::TrainAi,
+        );
+        assert_eq!(
+            (ans.reason, ans.decided_by),
+            (Reason::Revoked, vec!["R1".to_string()])
+        );
     }
 }

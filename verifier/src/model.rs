@@ -250,8 +250,9 @@ impl Policy {
         included && !self.exclude.iter().any(|c| c == t)
     }
 
-    /// Check the invariants the format requires of a policy; the message names
-    /// the field.
+    /// Check the invariants the format requires of a policy (SPEC.md §3.2,
+    /// in that order); the message names the field. The importer applies
+    /// the same rules, so it never records what a verifier would refuse.
     pub fn validate(&self) -> Result<(), String> {
         if self.uses.iter().any(|&u| u > 3) {
             return Err("uses: a code is above 3".into());
@@ -268,32 +269,15 @@ impl Policy {
                 self.declarant.role
             ));
         }
-        let d = &self.declarant;
-        if d.name.is_empty() || d.name.len() > 255 || d.name.chars().any(char::is_control) {
-            return Err("declarant.name: must be 1-255 bytes without control characters".into());
+        check_name(&self.declarant.name).map_err(|e| format!("declarant.name: {e}"))?;
+        check_party_id(&self.declarant.id).map_err(|e| format!("declarant.id: {e}"))?;
+        for (what, d) in [("from", self.from), ("until", self.until)] {
+            if let Some(d) = d {
+                check_day(d).map_err(|e| format!("{what}: {e}"))?;
+            }
         }
-        if d.id.len() > 255
-            || !d.id.bytes().all(|b| b.is_ascii_graphic())
-            || !PARTY_ID_SCHEMES
-                .iter()
-                .any(|p| d.id.len() > p.len() && d.id.starts_with(p))
-        {
-            return Err(format!(
-                "declarant.id: {:?} must be a typed party id (ddex:, ipi:, isni:) of printable ASCII",
-                d.id
-            ));
-        }
-        if self.from.is_some_and(|f| f < 0) || self.until.is_some_and(|u| u < 0) {
-            return Err("from/until: days before 1970-01-01 are not allowed".into());
-        }
-        if let Some(t) = &self.terms
-            && (!(t.url.starts_with("https://") || t.url.starts_with("http://"))
-                || t.url.len() > 2048
-                || t.url.chars().any(|c| c.is_whitespace() || c.is_control()))
-        {
-            return Err(
-                "terms.url: must be an http(s) URL of at most 2048 bytes without spaces".into(),
-            );
+        if let Some(t) = &self.terms {
+            check_terms_url(&t.url).map_err(|e| format!("terms.url: {e}"))?;
         }
         if let (Some(f), Some(u)) = (self.from, self.until)
             && f > u
@@ -346,6 +330,97 @@ fn check_territory_list(list: &[String], allow_ww: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest declarant name, party id, declaration id or id prefix, in bytes
+/// (an id's length is one byte in the state encoding, SPEC.md §6).
+pub const MAX_TEXT: usize = 255;
+/// Longest terms URL, in bytes.
+pub const MAX_URL: usize = 2048;
+/// Last day a validity bound may name: 9999-12-31 (the first is day 0,
+/// 1970-01-01), the range of a `YYYY-MM-DD` date.
+pub const MAX_DAY: Day = 2_932_896;
+
+/// Whether `s` is an id: 1–255 bytes, each printable ASCII 0x21–0x7E (no
+/// space). Declaration ids, entry ids and party ids have this syntax.
+pub fn is_id_text(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_TEXT && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A declarant name: 1–255 bytes of UTF-8 without a control character
+/// (Unicode category Cc: U+0000–U+001F, U+007F–U+009F).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_TEXT {
+        return Err(format!(
+            "must be 1-{MAX_TEXT} bytes; it is {} bytes",
+            name.len()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "holds the control character U+{:04X}; remove it",
+            u32::from(c)
+        ));
+    }
+    Ok(())
+}
+
+/// A typed party id: `ddex:`, `ipi:` or `isni:` (case-sensitive) and at
+/// least one more byte, 1–255 bytes of 0x21–0x7E in all.
+pub fn check_party_id(id: &str) -> Result<(), String> {
+    let typed = PARTY_ID_SCHEMES
+        .iter()
+        .any(|p| id.len() > p.len() && id.starts_with(p));
+    if !typed || !is_id_text(id) {
+        return Err(format!(
+            "{id:?} must be a typed party id (ddex:…, ipi:… or isni:…) of 1-{MAX_TEXT} printable \
+             ASCII characters without spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// A terms URL: starts with `https://` or `http://` (lower case), at most
+/// 2048 bytes, every byte printable ASCII 0x21–0x7E (no space, no control
+/// character, nothing non-ASCII: percent-encode it).
+pub fn check_terms_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!(
+            "{:?} must start with https:// or http://",
+            short(url)
+        ));
+    }
+    if url.len() > MAX_URL {
+        return Err(format!(
+            "is {} bytes; at most {MAX_URL} are allowed",
+            url.len()
+        ));
+    }
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{:?} holds a space, a control or a non-ASCII character; percent-encode it",
+            short(url)
+        ));
+    }
+    Ok(())
+}
+
+/// The first 80 characters of `s`, for messages.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// A validity bound: a day from 1970-01-01 (day 0) to 9999-12-31.
+pub fn check_day(d: Day) -> Result<(), String> {
+    if !(0..=MAX_DAY).contains(&d) {
+        return Err(format!(
+            "day {d} is outside 1970-01-01 (day 0) to 9999-12-31 (day {MAX_DAY})"
+        ));
+    }
+    Ok(())
+}
+
 /// A published entry: one live declaration or revocation at one scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<'a> {
@@ -382,12 +457,117 @@ pub fn is_territory(c: &str) -> bool {
 
 /// Parse a territory asked about in a lookup (case-insensitive).
 pub fn parse_territory(s: &str) -> Result<String, String> {
-    let up = s.trim().to_ascii_uppercase();
+    let up = crate::text::trim(s).to_ascii_uppercase();
     if is_territory(&up) {
         Ok(up)
     } else {
         Err(format!(
             "{s:?} is not an ISO 3166-1 alpha-2 territory code (e.g. FR, US, GB)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Policy {
+        Policy {
+            from: Some(0),
+            uses: [0, 3, 0, 0, 0],
+            terms: Some(Terms {
+                url: "https://t.example/terms".into(),
+                sha256: None,
+            }),
+            until: Some(MAX_DAY),
+            revoke: false,
+            status: "active".into(),
+            exclude: vec!["FR".into()],
+            include: vec!["WW".into()],
+            declarant: Declarant {
+                id: "ddex:PADPIDA1".into(),
+                name: "Klang".into(),
+                role: "label".into(),
+            },
+        }
+    }
+
+    /// The field a changed policy is refused for ("" when accepted).
+    fn field(change: impl FnOnce(&mut Policy)) -> String {
+        let mut p = good();
+        change(&mut p);
+        p.validate()
+            .err()
+            .map(|e| e.split(':').next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn policy_validation_tests_both_sides_of_every_bound() {
+        assert_eq!(field(|_| {}), "");
+        // Names: 1-255 bytes, no Cc.
+        assert_eq!(field(|p| p.declarant.name = "n".repeat(255)), "");
+        assert_eq!(
+            field(|p| p.declarant.name = "n".repeat(256)),
+            "declarant.name"
+        );
+        assert_eq!(field(|p| p.declarant.name.clear()), "declarant.name");
+        assert_eq!(
+            field(|p| p.declarant.name = "a\u{9f}b".into()),
+            "declarant.name"
+        );
+        assert_eq!(field(|p| p.declarant.name = "a\u{a0}b".into()), "");
+        // Party ids: scheme, printable ASCII, 1-255 bytes.
+        assert_eq!(
+            field(|p| p.declarant.id = format!("ipi:{}", "1".repeat(251))),
+            ""
+        );
+        assert_eq!(
+            field(|p| p.declarant.id = format!("ipi:{}", "1".repeat(252))),
+            "declarant.id"
+        );
+        for bad in ["", "ipi:", "IPI:1", "x:1", "ipi:1 2", "ipi:1\u{e9}"] {
+            assert_eq!(
+                field(|p| p.declarant.id = bad.into()),
+                "declarant.id",
+                "{bad:?}"
+            );
+        }
+        // Days: 1970-01-01 .. 9999-12-31.
+        assert_eq!(field(|p| p.from = Some(-1)), "from");
+        assert_eq!(field(|p| p.until = Some(MAX_DAY + 1)), "until");
+        assert_eq!(
+            crate::time::parse_date("9999-12-31").unwrap(),
+            MAX_DAY,
+            "MAX_DAY is 9999-12-31"
+        );
+        // Terms URL: http(s), <= 2048 bytes, printable ASCII.
+        let url = |u: String| move |p: &mut Policy| p.terms.as_mut().unwrap().url = u;
+        let long = format!("https://t.example/{}", "a".repeat(2048 - 18));
+        assert_eq!(field(url(long.clone())), "");
+        assert_eq!(field(url(format!("{long}a"))), "terms.url");
+        for bad in [
+            "",
+            "ftp://t.example/",
+            "https://t.example/a b",
+            "https://t.é/",
+        ] {
+            assert_eq!(field(url(bad.to_string())), "terms.url", "{bad:?}");
+        }
+        // An empty include on a declaration covers nothing: refused.
+        assert_eq!(field(|p| p.include.clear()), "include");
+        assert_eq!(
+            field(|p| {
+                p.include = vec![];
+                p.exclude = vec![];
+                p.uses = [0; 5];
+                p.terms = None;
+                p.from = None;
+                p.until = None;
+                p.revoke = true;
+            }),
+            "",
+            "a revocation has an empty include"
+        );
     }
 }

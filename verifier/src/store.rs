@@ -528,8 +528,9 @@ impl Store {
                 ),
             ));
         }
-        loop {
-            let rel = paths::root(root.version + 1);
+        // A root at u64::MAX has no successor: the walk ends there.
+        while let Some(next) = root.version.checked_add(1) {
+            let rel = paths::root(next);
             let Some(b) = self.read(&rel, self.limits.max_root_bytes)? else {
                 break;
             };

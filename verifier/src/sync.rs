@@ -216,18 +216,23 @@ impl<'a> Files<'a> {
         Ok((raw, loc))
     }
 
-    /// Make sure `rel` is held (stored or staged) without decoding it: a
-    /// stored file with the signed length and SHA-256 is kept; any other
-    /// (missing, or altered in place) is fetched again and checked, so a
-    /// damaged file never outlives a sync (SPEC.md §7 step 9).
-    fn ensure(&mut self, rel: &str, fref: &FileRef) -> Result<(), Rejection> {
+    /// Make sure `rel` is held (stored or staged): a staged file, or a stored
+    /// file with the signed length and SHA-256, is kept as it is (`None`);
+    /// any other (missing, or altered in place) is fetched again and checked
+    /// (step 7), and its payload and location returned for the caller to
+    /// decode, so a damaged file never outlives a sync (SPEC.md §7 step 9).
+    fn ensure(
+        &mut self,
+        rel: &str,
+        fref: &FileRef,
+    ) -> Result<Option<(Vec<u8>, String)>, Rejection> {
         if self.staged_path(rel).is_some() {
-            return Ok(());
+            return Ok(None);
         }
         if self.store.holds(rel, fref.length, &fref.sha256)? {
-            return Ok(());
+            return Ok(None);
         }
-        self.raw(rel, fref).map(|_| ())
+        self.raw(rel, fref).map(Some)
     }
 }
 
@@ -255,10 +260,24 @@ pub(crate) fn open_layer(
     set: &mut columns::PolicySet,
 ) -> Result<(String, columns::Layer), Rejection> {
     let (raw, loc) = files.raw(&paths::layer(&lr.sha256), &lr.file())?;
-    let layer = columns::decode_layer(&loc, &raw, lr.count, limits, set)?;
+    let layer = decode_layer_at(&loc, &raw, lr, from, limits, set)?;
+    Ok((loc, layer))
+}
+
+/// Decode the opened layer `lr` (§5.4) and check that it goes from `from` to
+/// `lr.version` (§7 step 8, `layer_mismatch`).
+fn decode_layer_at(
+    loc: &str,
+    raw: &[u8],
+    lr: &LayerRef,
+    from: u64,
+    limits: &Limits,
+    set: &mut columns::PolicySet,
+) -> Result<columns::Layer, Rejection> {
+    let layer = columns::decode_layer(loc, raw, lr.count, limits, set)?;
     if layer.from != from || layer.to != lr.version {
         return Err(reject(
-            &loc,
+            loc,
             "layer_mismatch",
             format!(
                 "layer goes from version {} to {}; expected {from} to {}",
@@ -266,7 +285,7 @@ pub(crate) fn open_layer(
             ),
         ));
     }
-    Ok((loc, layer))
+    Ok(layer)
 }
 
 fn load_prefixes(
@@ -504,7 +523,11 @@ pub(crate) fn sync_locked(
     let mut new_roots: Vec<(String, Vec<u8>)> = Vec::new();
     let mut walked = 0;
     while walked < limits.max_root_rotations {
-        let rel = paths::root(root.version + 1);
+        // A root at u64::MAX has no successor: the walk ends there.
+        let Some(next_version) = root.version.checked_add(1) else {
+            break;
+        };
+        let rel = paths::root(next_version);
         let Some(bytes) = fetch.get(&rel, limits.max_root_bytes)? else {
             break;
         };
@@ -680,15 +703,38 @@ pub(crate) fn sync_locked(
         }
         report.files_derived = derived.len() as u64;
     }
-    // A mirror holds everything its manifest names.
-    for r in &m.ranges {
+    // A mirror holds everything its manifest names (SPEC.md §7 step 7, "Order
+    // of the files" items 3 and 4): base shards in range order, layers in
+    // version order, then the delta. A file fetched here is checked and
+    // decoded like any other.
+    for (i, r) in m.ranges.iter().enumerate() {
         let rel = paths::shard(&r.shard.sha256);
-        if !derived.iter().any(|(d, _)| *d == rel) {
-            files.ensure(&rel, &r.shard)?;
+        if derived.iter().any(|(d, _)| *d == rel) {
+            continue;
+        }
+        if let Some((raw, loc)) = files.ensure(&rel, &r.shard)? {
+            let (lo, hi) = m.range_bounds(i);
+            let mut set = columns::PolicySet::default();
+            columns::decode_shard(&loc, &raw, lo, hi, r.shard.count, &limits, &mut set)?;
         }
     }
-    for l in m.layers.iter().chain(m.delta.as_ref()) {
-        files.ensure(&paths::layer(&l.sha256), &l.file())?;
+    for l in &m.layers {
+        let rel = paths::layer(&l.sha256);
+        if let Some((raw, loc)) = files.ensure(&rel, &l.file())? {
+            let mut set = columns::PolicySet::default();
+            decode_layer_at(&loc, &raw, l, l.version - 1, &limits, &mut set)?;
+        }
+    }
+    // A delta that a compacted base carries (`layers` empty) was not applied
+    // when the state came from the base shards; mirrors serve it to clients
+    // one version behind, so it is always opened (re-hashed when held) and
+    // decoded as the layer from version − 1 to version (SPEC.md §4.3).
+    if let Some(d) = &m.delta
+        && m.layers.is_empty()
+        && !via_layers
+    {
+        let mut set = columns::PolicySet::default();
+        open_layer(&mut files, d, v - 1, &limits, &mut set)?;
     }
     rep.finish();
 
@@ -1468,6 +1514,30 @@ mod tests {
         );
         env.store.verify(NOW, Expiry::Enforce).unwrap();
         assert_eq!(env.ask("USZZZ2600002").decision, Decision::Allow);
+    }
+
+    #[test]
+    fn a_pinned_root_at_the_last_version_ends_the_walk_without_overflow() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = TestSite::new(tmp.path().join("site"));
+        site.publish(&testsite::example_records(), &Opts::default());
+        let (k1, k2, k3) = (testsite::key(1), testsite::key(2), testsite::key(3));
+        let root = testsite::make_root(u64::MAX, NOW + 3650 * DAY, &k1, &k2, &k3);
+        let bytes = testsite::sign(
+            crate::envelope::ROOT_TYPE,
+            crate::cbor::to_vec(&root),
+            &[&k1],
+        );
+        let (store, _) = Store::init(tmp.path().join("store"), &bytes, false).unwrap();
+        let opts = SyncOptions {
+            now: NOW,
+            expiry: Expiry::Enforce,
+            keep_history: None,
+        };
+        let r = sync(&store, &DirFetch::new(&site.dir), &opts).unwrap();
+        assert!(r.roots_added.is_empty());
+        // The store's own chain walk ends there too.
+        assert_eq!(store.trusted_root_chain().unwrap().root.version, u64::MAX);
     }
 
     #[test]

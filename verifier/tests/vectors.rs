@@ -1,6 +1,7 @@
 //! Every test vector in `tests/vectors/` (SPEC.md §12) must meet the
 //! expectation its README header states: `valid` (and the listed lookups), or
-//! `reject CODE` — refused with exactly that error code.
+//! `reject CODE` — refused with exactly that error code, at the §7 step its
+//! `step:` line names, and naming the site file of its `file:` line if any.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +17,8 @@ use consentry::{Isrc, time};
 
 struct Header {
     expect: String,
+    step: String,
+    file: String,
     now: i64,
     pin: String,
     checks: Vec<String>,
@@ -24,6 +27,8 @@ struct Header {
 fn header(text: &str) -> Header {
     let mut h = Header {
         expect: String::new(),
+        step: String::new(),
+        file: String::new(),
         now: 0,
         pin: String::new(),
         checks: Vec::new(),
@@ -34,6 +39,8 @@ fn header(text: &str) -> Header {
         };
         match k {
             "expect" => h.expect = v.to_string(),
+            "step" => h.step = v.to_string(),
+            "file" => h.file = v.to_string(),
             "now" => h.now = time::parse_timestamp(v).unwrap(),
             "pin" => h.pin = v.to_string(),
             "check" => h.checks.push(v.to_string()),
@@ -45,6 +52,15 @@ fn header(text: &str) -> Header {
 
 fn run_vector(dir: &Path) -> Result<(), String> {
     let h = header(&std::fs::read_to_string(dir.join("README")).map_err(|e| e.to_string())?);
+    let steps = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    if (h.expect == "valid") != h.step.is_empty()
+        || !(h.step.is_empty() || steps.contains(&h.step.as_str()))
+    {
+        return Err(format!(
+            "header: expect {:?} with step {:?}",
+            h.expect, h.step
+        ));
+    }
     let store_dir = tempfile::tempdir().unwrap();
     let root = std::fs::read(dir.join(&h.pin)).unwrap();
     let (store, _) = Store::init(store_dir.path(), &root, false).map_err(|e| e.to_string())?;
@@ -82,10 +98,15 @@ fn run_vector(dir: &Path) -> Result<(), String> {
         (exp, Ok(_)) => Err(format!("expected {exp}, but sync accepted it")),
         (exp, Err(e)) => {
             let code = exp.strip_prefix("reject ").unwrap_or(exp);
-            if e.code == code {
-                Ok(())
-            } else {
+            if e.code != code {
                 Err(format!("expected code {code}, got {e}"))
+            } else if !h.file.is_empty() && !e.file.ends_with(&h.file) {
+                Err(format!(
+                    "expected the rejection to name {}, got {e}",
+                    h.file
+                ))
+            } else {
+                Ok(())
             }
         }
     }
@@ -100,7 +121,7 @@ fn every_vector_meets_its_header() {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 15, "vectors missing: {}", dirs.len());
+    assert!(dirs.len() >= 40, "vectors missing: {}", dirs.len());
     let failures: Vec<String> = dirs
         .iter()
         .filter_map(|d| {
