@@ -162,7 +162,7 @@ impl SignArgs {
             );
         }
         crate::guard::Guard {
-            wall_clock: Some(time::now()),
+            wall_clock: Some(wall_clock()),
             allow_short_expiry: self.allow_short_expiry,
             allow_insecure_keys: self.insecure_test_keys,
         }
@@ -307,7 +307,7 @@ fn thresholds(list: &[(Role, u64)]) -> Thresholds {
 
 fn parse_now(s: Option<&str>) -> Result<i64> {
     match s {
-        None | Some("clock") => Ok(time::now()),
+        None | Some("clock") => Ok(wall_clock()),
         Some(t) => time::parse_timestamp(t).map_err(|e| anyhow!("--now: {e}")),
     }
 }
@@ -366,9 +366,10 @@ pub fn run(cli: Cli) -> Result<()> {
             recorded_at,
         } => {
             let mut d = Db::open(&db)?;
-            let recorded_at = recorded_at
-                .map(|t| time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}")))
-                .transpose()?;
+            let recorded_at = match recorded_at {
+                Some(t) => time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}"))?,
+                None => wall_clock(),
+            };
             let report = import::import_files(&mut d, &files, &ImportOptions { recorded_at })?;
             out!("{report}");
         }
@@ -451,6 +452,7 @@ pub fn run(cli: Cli) -> Result<()> {
             records,
         } => {
             crate::demo::run(&crate::demo::DemoOptions {
+                now: wall_clock(),
                 dir,
                 force,
                 records,
@@ -467,7 +469,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut d = Db::open(&db)?;
             let recorded_at = match recorded_at {
                 Some(t) => time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}"))?,
-                None => time::now(),
+                None => wall_clock(),
             };
             if let Some(fraction) = churn {
                 let r = crate::generate::churn(
@@ -518,6 +520,14 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The system clock in Unix seconds: read here, at the edge, and passed to
+/// the library, which never reads a clock itself.
+pub fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// stdout's reader went away: not an error to report, a reason to stop.

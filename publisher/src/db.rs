@@ -1303,9 +1303,7 @@ mod tests {
     }
 
     fn opts(t: i64) -> ImportOptions {
-        ImportOptions {
-            recorded_at: Some(t),
-        }
+        ImportOptions { recorded_at: t }
     }
 
     /// The example CSV's header and its data lines.

@@ -31,6 +31,8 @@ const MARKER: &str = ".consentry-demo";
 /// Options of the demo.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    /// The wall clock (Unix seconds) the demo publishes and checks at.
+    pub now: i64,
     pub dir: PathBuf,
     pub force: bool,
     /// Synthetic per-ISRC declarations added to the example registry.
@@ -70,7 +72,7 @@ fn step(n: u32, what: &str) -> Result<()> {
 pub fn run(o: &DemoOptions) -> Result<()> {
     prepare_dir(o)?;
     let d = &o.dir;
-    let now = consentry::time::now();
+    let now = o.now;
     out!("consentry demo in {}", d.display());
 
     step(
@@ -92,9 +94,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     let rep = import_files(
         &mut db,
         &[d.join("import/example.csv"), d.join("import/synthetic.csv")],
-        &ImportOptions {
-            recorded_at: Some(now),
-        },
+        &ImportOptions { recorded_at: now },
     )?;
     out!("   {rep}");
     out!(
@@ -220,9 +220,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     let rep = import_files(
         &mut db,
         &[d.join("import/nightly.csv")],
-        &ImportOptions {
-            recorded_at: Some(now),
-        },
+        &ImportOptions { recorded_at: now },
     )?;
     out!("   {rep}");
     let p2 = build::publish(

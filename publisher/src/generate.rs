@@ -879,14 +879,7 @@ mod tests {
             let csv = dir.path().join(format!("{keys:?}.csv"));
             std::fs::write(&csv, to_csv(&generate(&o))).unwrap();
             let mut imported = Db::create(&dir.path().join(format!("imp-{keys:?}.db"))).unwrap();
-            import_files(
-                &mut imported,
-                &[csv],
-                &ImportOptions {
-                    recorded_at: Some(T0),
-                },
-            )
-            .unwrap();
+            import_files(&mut imported, &[csv], &ImportOptions { recorded_at: T0 }).unwrap();
             assert_eq!(bulk.dump(), imported.dump());
             // Every live exact entry entered the change log once.
             let c = bulk.counts().unwrap();

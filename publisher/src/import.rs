@@ -33,9 +33,9 @@ const READ_AHEAD: u64 = 64 * 1024;
 /// How to import.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ImportOptions {
-    /// `recorded_at` for the new declarations (Unix seconds); `None` = the
-    /// system clock.
-    pub recorded_at: Option<i64>,
+    /// `recorded_at` for the new declarations (Unix seconds): the caller's
+    /// clock (the library never reads one).
+    pub recorded_at: i64,
 }
 
 /// What an import did.
@@ -896,7 +896,7 @@ pub fn import_files(
     files: &[PathBuf],
     opts: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
-    let recorded_at = opts.recorded_at.unwrap_or_else(consentry::time::now);
+    let recorded_at = opts.recorded_at;
     let mut input = read_files(files);
     db.write_transaction(|db| {
         let (batch, report) = plan(db, &mut input, recorded_at)?;
@@ -928,9 +928,7 @@ mod tests {
     }
 
     fn opts(t: i64) -> ImportOptions {
-        ImportOptions {
-            recorded_at: Some(t),
-        }
+        ImportOptions { recorded_at: t }
     }
 
     /// A registry holding the example data, in a temporary directory.

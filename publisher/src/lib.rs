@@ -16,6 +16,7 @@ pub mod bundle;
 pub mod cli;
 pub mod db;
 pub mod demo;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gc;

@@ -169,6 +169,14 @@ pub enum Require {
     Allow,
 }
 
+/// The system clock in Unix seconds, read once per run, here at the edge:
+/// the library takes the time as an argument and never reads a clock.
+fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// What to do about an error code: printed after the error as `hint:`.
 pub fn hint(code: &str, file: &str, store: Option<&Path>) -> Option<String> {
     let in_store = store.is_some_and(|s| Path::new(file).starts_with(s));
@@ -357,7 +365,7 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
             }
             secs
         }
-        None => crate::time::now(),
+        None => system_clock(),
     };
     let expiry = if cli.allow_expired {
         eprintln!(

@@ -8,7 +8,6 @@
 //! the runs that clustered ISRCs produce.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
@@ -804,8 +803,9 @@ pub fn decode_columns(
 }
 
 /// Compress a canonical payload.
+#[cfg(feature = "zstd-c")]
 pub fn compress(raw: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(raw, ZSTD_LEVEL).unwrap_or_else(|e| unreachable!("zstd compress: {e}"))
+    crate::zframe::compress(raw, ZSTD_LEVEL)
 }
 
 /// SPEC.md §7 step 7, in its order: the signed length against the cap, the
@@ -859,8 +859,8 @@ pub fn open_file(
     }
     // Exactly one zstd frame, covering every byte: no skippable frames, no
     // second frame, nothing after it.
-    match zstd::zstd_safe::find_frame_compressed_size(bytes) {
-        Ok(n) if n == bytes.len() => {}
+    match crate::zframe::frame_size(bytes) {
+        Some(n) if n == bytes.len() => {}
         _ => {
             return Err(reject(
                 file,
@@ -870,14 +870,8 @@ pub fn open_file(
         }
     }
     check_frame_header(file, bytes, fref.raw_length)?;
-    let mut dec = zstd::stream::read::Decoder::with_buffer(bytes)
-        .map_err(|e| reject(file, "malformed_data", format!("zstd: {e}")))?;
-    dec.window_log_max(ZSTD_WINDOW_LOG_MAX)
-        .map_err(|e| reject(file, "malformed_data", format!("zstd: {e}")))?;
-    let mut raw = Vec::with_capacity(fref.raw_length.min(1 << 26) as usize);
-    dec.take(fref.raw_length + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| reject(file, "malformed_data", format!("zstd: {e}")))?;
+    let raw = crate::zframe::decompress_capped(bytes, ZSTD_WINDOW_LOG_MAX, fref.raw_length)
+        .map_err(|e| reject(file, "malformed_data", e))?;
     if raw.len() as u64 != fref.raw_length {
         return Err(reject(
             file,
@@ -1224,7 +1218,7 @@ pub fn decode_prefixes(
     Ok(out)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "store"))]
 mod tests {
     use super::*;
 

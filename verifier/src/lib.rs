@@ -1,10 +1,14 @@
 //! consentry: the format, verification and offline lookup of signed
 //! AI-training consent snapshots.
 //!
-//! Core modules (`isrc`, `text`, `model`, `declaration`, `lookup`, `cbor`, `envelope`,
-//! `docs`, `columns`, `state`, `verify`, `limits`) do no filesystem or network
-//! I/O, so they compile for wasm32 and can be wrapped by other bindings. The
-//! store, sources and CLI sit beside them.
+//! The core — `isrc`, `text`, `model`, `declaration`, `lookup`, `cbor`,
+//! `envelope`, `docs`, `columns`, `zframe`, `state`, `verify`, `receipt`,
+//! `limits`, `error`, `time` — builds with no cargo features: no filesystem,
+//! network, clock or C code, so it compiles for wasm32 and can be wrapped by
+//! other languages (CI builds it for `wasm32-unknown-unknown`). Features add
+//! the layers around it: `store` (the local store, sync from a directory,
+//! bundles, the lookup index), `http` (HTTP sources, `serve`), `cli` (the
+//! command line; the default), `fuzzing` (the fuzz targets' entry points).
 
 pub mod cbor;
 pub mod columns;
@@ -21,25 +25,38 @@ pub mod state;
 pub mod text;
 pub mod time;
 pub mod verify;
+pub mod zframe;
 
 pub use error::Rejection;
 pub use isrc::{Isrc, Scope};
 pub use limits::Limits;
 
 // I/O around the core: where files come from, where verified state lives.
+#[cfg(feature = "store")]
 pub mod bundle;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "store")]
 pub mod fetch;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "store")]
 pub mod index;
+#[cfg(feature = "store")]
 pub mod leftovers;
+#[cfg(feature = "store")]
 pub mod par;
+#[cfg(feature = "http")]
 pub mod serve;
+#[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "store")]
 pub mod sync;
 
 // Entry points of the `cargo fuzz` targets (fuzz/) and of their corpus replay.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "store"))]
 mod testsite;

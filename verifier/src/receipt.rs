@@ -1133,7 +1133,7 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "store"))]
 mod tests {
     use super::*;
     use crate::store::Store;

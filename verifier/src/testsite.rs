@@ -253,7 +253,7 @@ impl TestSite {
         self.write(paths::HEAD, &bytes);
         let last = self.history.last_mut().unwrap();
         last.head = head;
-        last.head_bytes = bytes.clone();
+        last.head_bytes.clone_from(&bytes);
         bytes
     }
 

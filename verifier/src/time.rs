@@ -142,14 +142,6 @@ pub fn day_of(secs: i64) -> Day {
     secs.div_euclid(DAY_SECONDS) as Day
 }
 
-/// The system clock in Unix seconds. Used only at the edges (binaries); the
-/// library takes the time as an argument.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
