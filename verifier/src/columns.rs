@@ -1218,7 +1218,8 @@ pub fn decode_prefixes(
     Ok(out)
 }
 
-#[cfg(all(test, feature = "store"))]
+#[cfg(test)]
+#[cfg(feature = "store")]
 mod tests {
     use super::*;
 

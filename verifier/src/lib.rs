@@ -58,5 +58,6 @@ pub mod sync;
 #[doc(hidden)]
 pub mod fuzzing;
 
-#[cfg(all(test, feature = "store"))]
+#[cfg(test)]
+#[cfg(feature = "store")]
 mod testsite;

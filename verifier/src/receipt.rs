@@ -1133,7 +1133,8 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
     })
 }
 
-#[cfg(all(test, feature = "store"))]
+#[cfg(test)]
+#[cfg(feature = "store")]
 mod tests {
     use super::*;
     use crate::store::Store;

@@ -110,7 +110,8 @@ pub fn compress(raw: &[u8], level: i32) -> Vec<u8> {
     zstd::bulk::compress(raw, level).unwrap_or_else(|e| unreachable!("zstd compress: {e}"))
 }
 
-#[cfg(all(test, feature = "zstd-c"))]
+#[cfg(test)]
+#[cfg(feature = "zstd-c")]
 mod tests {
     use super::*;
 
