@@ -37,12 +37,7 @@ pub fn bundle_names(site: &Site) -> Result<(Vec<String>, u64, u64)> {
     let mut names: Vec<String> = (1..=root.version).map(paths::root).collect();
     names.push(paths::HEAD.to_string());
     names.push(paths::manifest(m.version, &cur.manifest_sha256));
-    names.extend(m.ranges.iter().map(|r| paths::shard(&r.shard.sha256)));
-    names.extend(m.layers.iter().map(|l| paths::layer(&l.sha256)));
-    if let Some(d) = &m.delta {
-        names.push(paths::layer(&d.sha256));
-    }
-    names.push(paths::prefixes(&m.prefixes.sha256));
+    names.extend(m.data_files().into_iter().map(|(rel, _)| rel));
     names.sort();
     names.dedup();
     Ok((names, m.version, m.created))

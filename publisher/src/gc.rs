@@ -21,10 +21,7 @@ pub struct GcReport {
 
 fn referenced(m: &Manifest, manifest_rel: &str, keep: &mut BTreeSet<String>) {
     keep.insert(manifest_rel.to_string());
-    keep.extend(m.ranges.iter().map(|r| paths::shard(&r.shard.sha256)));
-    keep.extend(m.layers.iter().map(|l| paths::layer(&l.sha256)));
-    keep.extend(m.delta.iter().map(|l| paths::layer(&l.sha256)));
-    keep.insert(paths::prefixes(&m.prefixes.sha256));
+    keep.extend(m.data_files().into_iter().map(|(rel, _)| rel));
 }
 
 /// Keep the files of the `keep` newest manifest versions (at least the current).

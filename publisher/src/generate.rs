@@ -81,8 +81,7 @@ const COUNTRIES: [(&str, u64); 14] = [
 const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 /// Keys per registrant (`CC-XXX`) and per registrant-year (`CC-XXX-YY`).
-const REGISTRANT_SPAN: u64 = 10_000_000;
-const YEAR_SPAN: u64 = 100_000;
+use consentry::isrc::{REGISTRANT_SPAN, REGISTRANT_YEAR_SPAN as YEAR_SPAN};
 
 /// The default declaration id prefix: ids are `CR-{seq}`.
 pub const ID_PREFIX: &str = "CR-";

@@ -225,6 +225,40 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The leaves the manifest commits to (SPEC.md §6): the prefix leaf, then
+    /// each range's leaf in order.
+    pub fn leaves(&self) -> Vec<[u8; 32]> {
+        std::iter::once(self.prefix_leaf)
+            .chain(self.ranges.iter().map(|r| r.leaf))
+            .collect()
+    }
+
+    /// Every data file the manifest names, each once, in SPEC.md §7 step 7's
+    /// order: shards by range, layers by version, the prefix table, then a
+    /// delta carried beside a compacted base (site name, signed reference).
+    pub fn data_files(&self) -> Vec<(String, FileRef)> {
+        let mut out: Vec<(String, FileRef)> = self
+            .ranges
+            .iter()
+            .map(|r| (paths::shard(&r.shard.sha256), r.shard.clone()))
+            .collect();
+        out.extend(
+            self.layers
+                .iter()
+                .map(|l| (paths::layer(&l.sha256), l.file())),
+        );
+        out.push((
+            paths::prefixes(&self.prefixes.sha256),
+            self.prefixes.clone(),
+        ));
+        if let Some(d) = self.delta.as_ref().filter(|d| !self.layers.contains(d)) {
+            out.push((paths::layer(&d.sha256), d.file()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|(rel, _)| seen.insert(rel.clone()));
+        out
+    }
+
     /// `[lo, hi)` of range `i`.
     pub fn range_bounds(&self, i: usize) -> (u64, u64) {
         let hi = self.ranges.get(i + 1).map_or(KEY_SPACE, |r| r.lo);
@@ -304,8 +338,7 @@ impl Manifest {
         if total != Some(self.entries) {
             return Err("entries is not the sum of the range counts and the prefix count".into());
         }
-        let leaves = crate::state::leaves_of(self);
-        if crate::state::merkle_root(&leaves) != self.state_root {
+        if crate::merkle::merkle_root(&self.leaves()) != self.state_root {
             return Err("state_root is not the Merkle root of the listed leaves".into());
         }
         Ok(())

@@ -66,11 +66,12 @@ use crate::envelope::sha256;
 use crate::error::{Rejection, reject};
 use crate::fetch::io_error;
 use crate::isrc::{Isrc, Scope};
+use crate::isrc::{REGISTRANT_SPAN, REGISTRANT_YEAR_SPAN};
 use crate::limits::Limits;
 use crate::model::Policy;
 use crate::state::{
     CHUNK, ENTRY_FIXED, MerkleTree, State, chunk_bounds, chunk_count, chunk_hash, chunk_hashes,
-    entry_stream, leaf_hash, merkle_root, node_hash, policy_hash, prefix_key, prefix_leaf_of_root,
+    entry_stream, leaf_hash, merkle_root, policy_hash, prefix_key, prefix_leaf_of_root,
     prefix_scope, range_leaf_of_root,
 };
 
@@ -836,15 +837,20 @@ impl Index {
     ) -> Result<(), Rejection> {
         let e = self.ranges[i];
         let bad = |d: String| corrupt(&self.path, format!("block {i} chunk {c}: {d}"));
-        let mut cur = leaf_hash(h);
-        let (mut idx, mut size) = (c as u64, t.hashes.len() as u64);
+        // The stored tree is kept level by level (a lone last node moves up
+        // unchanged), which gives the RFC 6962 tree; its audit path is the
+        // sibling present at each level, checked by the one verifier in
+        // `state`.
+        let n = t.hashes.len() as u64;
+        let (mut idx, mut size) = (c as u64, n);
         let mut level_at = t.tree_offset;
         let mut level = 0;
+        let mut path = Vec::new();
         // One pass per tree level: at most 64.
         while size > 1 {
             let sib = idx ^ 1;
             if sib < size {
-                let s = if level == 0 {
+                path.push(if level == 0 {
                     leaf_hash(&t.hashes[sib as usize])
                 } else {
                     let mut b = [0u8; 32];
@@ -852,12 +858,7 @@ impl Index {
                         .read_exact_at(&mut b, level_at + sib * 32)
                         .map_err(|er| bad(format!("its audit path cannot be read: {er}")))?;
                     b
-                };
-                cur = if idx & 1 == 0 {
-                    node_hash(&cur, &s)
-                } else {
-                    node_hash(&s, &cur)
-                };
+                });
             }
             if level > 0 {
                 level_at += size * 32;
@@ -866,6 +867,8 @@ impl Index {
             size = size.div_ceil(2);
             level += 1;
         }
+        let cur = crate::state::root_from_path(h, c as u64, n, &path)
+            .ok_or_else(|| bad("its audit path has the wrong length".into()))?;
         if range_leaf_of_root(e.lo, e.hi, e.count, &cur) != self.leaves[i] {
             return Err(bad(
                 "its audit path does not lead to the manifest's leaf".into()
@@ -1201,10 +1204,6 @@ pub struct PrefixRow {
     pub id: String,
     pub policy: u32,
 }
-
-/// Keys per registrant (`CC-XXX`) and per registrant-year (`CC-XXX-YY`).
-const REGISTRANT_SPAN: u64 = 10_000_000;
-const REGISTRANT_YEAR_SPAN: u64 = 100_000;
 
 impl PrefixTable {
     /// The table over `rows`, put in table order (by [`prefix_key`], stably)

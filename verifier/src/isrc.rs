@@ -8,10 +8,14 @@
 
 use std::fmt;
 
-/// Number of distinct values of the trailing `YYNNNNN` digits.
-const DIGITS7: u64 = 10_000_000;
+/// Keys per registrant (`CC-XXX`): the distinct values of the trailing
+/// `YYNNNNN` digits. A registrant's catalogue is the keys
+/// `[p · REGISTRANT_SPAN, (p + 1) · REGISTRANT_SPAN)`.
+pub const REGISTRANT_SPAN: u64 = 10_000_000;
+/// Keys per registrant-year (`CC-XXX-YY`): the distinct `NNNNN` designations.
+pub const REGISTRANT_YEAR_SPAN: u64 = 100_000;
 /// Exclusive upper bound of every packed key: 26² · 36³ · 10⁷.
-pub const KEY_SPACE: u64 = 26 * 26 * 36 * 36 * 36 * DIGITS7;
+pub const KEY_SPACE: u64 = 26 * 26 * 36 * 36 * 36 * REGISTRANT_SPAN;
 
 /// Why a string is not an ISRC (or not a scope). Positions are 1-based; they
 /// count characters of the trimmed input for [`IsrcError::NotAscii`] and of
@@ -169,8 +173,8 @@ impl Isrc {
     pub fn compact(self) -> String {
         let mut out = [' '; 12];
         let mut v = self.0;
-        let mut digits = v % DIGITS7;
-        v /= DIGITS7;
+        let mut digits = v % REGISTRANT_SPAN;
+        v /= REGISTRANT_SPAN;
         for slot in out[5..].iter_mut().rev() {
             *slot = char::from(b'0' + (digits % 10) as u8);
             digits /= 10;
@@ -235,12 +239,22 @@ impl Scope {
         }
     }
 
+    /// The registrant scope (`CC-XXX`) holding packed key `key`.
+    pub fn registrant_of(key: u64) -> Scope {
+        Scope::Registrant(key / REGISTRANT_SPAN)
+    }
+
+    /// The registrant-year scope (`CC-XXX-YY`) holding packed key `key`.
+    pub fn registrant_year_of(key: u64) -> Scope {
+        Scope::RegistrantYear(key / REGISTRANT_YEAR_SPAN)
+    }
+
     /// The half-open key range `[lo, hi)` this scope covers.
     pub fn key_range(self) -> (u64, u64) {
         match self {
             Scope::Exact(i) => (i.key(), i.key() + 1),
-            Scope::RegistrantYear(p) => (p * 100_000, (p + 1) * 100_000),
-            Scope::Registrant(p) => (p * DIGITS7, (p + 1) * DIGITS7),
+            Scope::RegistrantYear(p) => (p * REGISTRANT_YEAR_SPAN, (p + 1) * REGISTRANT_YEAR_SPAN),
+            Scope::Registrant(p) => (p * REGISTRANT_SPAN, (p + 1) * REGISTRANT_SPAN),
         }
     }
 
@@ -255,11 +269,11 @@ impl Scope {
         match self {
             Scope::Exact(i) => i.compact(),
             Scope::RegistrantYear(p) => {
-                let c = Isrc(p * 100_000).compact();
+                let c = Isrc(p * REGISTRANT_YEAR_SPAN).compact();
                 format!("{}-{}-{}", &c[..2], &c[2..5], &c[5..7])
             }
             Scope::Registrant(p) => {
-                let c = Isrc(p * DIGITS7).compact();
+                let c = Isrc(p * REGISTRANT_SPAN).compact();
                 format!("{}-{}", &c[..2], &c[2..5])
             }
         }

@@ -2,7 +2,7 @@
 //! AI-training consent snapshots.
 //!
 //! The core — `isrc`, `text`, `model`, `declaration`, `lookup`, `cbor`,
-//! `envelope`, `docs`, `columns`, `zframe`, `state`, `verify`, `receipt`,
+//! `envelope`, `docs`, `columns`, `zframe`, `merkle`, `state`, `verify`, `receipt`,
 //! `limits`, `error`, `time` — builds with no cargo features: no filesystem,
 //! network, clock or C code, so it compiles for wasm32 and can be wrapped by
 //! other languages (CI builds it for `wasm32-unknown-unknown`). Features add
@@ -19,6 +19,7 @@ pub mod error;
 pub mod isrc;
 pub mod limits;
 pub mod lookup;
+pub mod merkle;
 pub mod model;
 pub mod receipt;
 pub mod state;

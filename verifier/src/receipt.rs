@@ -239,8 +239,8 @@ fn chunks_json(chunks: &[ChunkProof]) -> Vec<serde_json::Value> {
 /// registrant's and its registrant-year's. The first is below the second.
 pub fn prefix_targets(isrc: Isrc) -> (u64, u64) {
     let k = isrc.key();
-    let reg = Scope::Registrant(k / 10_000_000);
-    let year = Scope::RegistrantYear(k / 100_000);
+    let reg = Scope::registrant_of(k);
+    let year = Scope::registrant_year_of(k);
     (prefix_key(reg), prefix_key(year))
 }
 

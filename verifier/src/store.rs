@@ -1263,7 +1263,7 @@ impl Reader<'_> {
                 out.push((a.decision, a.reason));
                 continue;
             }
-            let ry = key / 100_000;
+            let ry = key / crate::isrc::REGISTRANT_YEAR_SPAN;
             let (reg, year) = match cover {
                 Some((r, c)) if r == ry => c,
                 _ => {
