@@ -130,30 +130,31 @@ pub fn test_args(name: &str, args: &[&str]) -> Vec<String> {
     out
 }
 
-/// Run `name` with exactly `args` (no test overrides; see [`test_args`]).
-pub fn run_plain(name: &str, args: &[&str], cwd: &Path) -> Run {
-    let out = Command::new(bin_dir().join(name))
-        .args(args)
+/// `name` (a workspace binary) with exactly `args`, in `cwd`, with a clean
+/// environment for the project's variables.
+fn command(name: &str, args: &[String], cwd: &Path) -> Command {
+    let mut c = Command::new(bin_dir().join(name));
+    c.args(args)
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("CONSENTRY_STORE")
-        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
-        .output()
-        .expect("spawn binary");
-    Run::from(out)
+        .env_remove("CONSENTRY_PUBLISH_FAILPOINT");
+    c
+}
+
+/// Run `name` with exactly `args` (no test overrides; see [`test_args`]).
+pub fn run_plain(name: &str, args: &[&str], cwd: &Path) -> Run {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+    Run::from(command(name, &args, cwd).output().expect("spawn binary"))
 }
 
 /// Run `name` (a workspace binary) with `args` in `cwd`.
 pub fn run(name: &str, args: &[&str], cwd: &Path) -> Run {
-    let out = Command::new(bin_dir().join(name))
-        .args(test_args(name, args))
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .env_remove("CONSENTRY_STORE")
-        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
-        .output()
-        .expect("spawn binary");
-    Run::from(out)
+    Run::from(
+        command(name, &test_args(name, args), cwd)
+            .output()
+            .expect("spawn binary"),
+    )
 }
 
 /// Run `name` like [`run`], but SIGKILL it and fail the test if it has not
@@ -161,12 +162,7 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Run {
 /// verifier waits on endless or trickled data.
 pub fn run_bounded(name: &str, args: &[&str], cwd: &Path, limit: Duration) -> Run {
     use std::io::Read;
-    let mut child = Command::new(bin_dir().join(name))
-        .args(test_args(name, args))
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .env_remove("CONSENTRY_STORE")
-        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
+    let mut child = command(name, &test_args(name, args), cwd)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -343,11 +339,7 @@ impl std::io::Read for Trickle {
 
 /// Run `name` with extra environment variables.
 pub fn run_env(name: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
-    let mut c = Command::new(bin_dir().join(name));
-    c.args(test_args(name, args))
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .env_remove("CONSENTRY_STORE");
+    let mut c = command(name, &test_args(name, args), cwd);
     for (k, v) in env {
         c.env(k, v);
     }
