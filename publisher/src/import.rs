@@ -649,6 +649,7 @@ fn read_files(files: &[PathBuf]) -> Input {
 /// declarations, the number of data rows and the problems — everything
 /// [`import_files`] checks before it looks at the database. For
 /// [`crate::fuzzing`].
+#[cfg(feature = "fuzzing")]
 pub(crate) fn read_bytes(
     name: &str,
     jsonl: bool,
