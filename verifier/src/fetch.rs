@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 
 /// A source of site files.
 pub trait Fetch {
@@ -114,7 +114,7 @@ fn checked_name(path: &str, location: &str) -> Result<SiteFile, Rejection> {
     SiteFile::parse(path).ok_or_else(|| {
         reject(
             location,
-            "bad_path",
+            Code::BadPath,
             format!("{path:?} is not a site file name"),
         )
     })
@@ -123,7 +123,7 @@ fn checked_name(path: &str, location: &str) -> Result<SiteFile, Rejection> {
 fn too_long(location: &str, max_len: u64) -> Rejection {
     reject(
         location,
-        "limit_exceeded",
+        Code::LimitExceeded,
         format!("is longer than the {max_len} bytes accepted for it"),
     )
 }
@@ -143,7 +143,7 @@ pub fn read_bounded(mut r: impl Read, max_len: u64, location: &str) -> Result<Ve
 
 /// A rejection for an I/O failure at `location`.
 pub fn io_error(location: &str, e: &io::Error) -> Rejection {
-    reject(location, "io_error", e.to_string())
+    reject(location, Code::IoError, e.to_string())
 }
 
 /// A mirror directory (or a store, or an unpacked bundle).
@@ -178,7 +178,7 @@ impl Fetch for DirFetch {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(reject(
                         d.display().to_string(),
-                        "symlink_refused",
+                        Code::SymlinkRefused,
                         "is a symbolic link; a mirror's directories must be real directories",
                     ));
                 }
@@ -196,12 +196,12 @@ impl Fetch for DirFetch {
         if lmeta.file_type().is_symlink() {
             return Err(reject(
                 &loc,
-                "symlink_refused",
+                Code::SymlinkRefused,
                 "is a symbolic link; a mirror's files must be regular files",
             ));
         }
         if !lmeta.file_type().is_file() {
-            return Err(reject(&loc, "not_a_file", "is not a regular file"));
+            return Err(reject(&loc, Code::NotAFile, "is not a regular file"));
         }
         if lmeta.len() > max_len {
             return Err(too_long(&loc, max_len));
@@ -217,7 +217,7 @@ impl Fetch for DirFetch {
         if meta.dev() != lmeta.dev() || meta.ino() != lmeta.ino() {
             return Err(reject(
                 &loc,
-                "symlink_refused",
+                Code::SymlinkRefused,
                 "changed while it was opened",
             ));
         }
@@ -275,7 +275,7 @@ impl HttpFetch {
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
             return Err(reject(
                 base,
-                "bad_source",
+                Code::BadSource,
                 "is not an http:// or https:// URL",
             ));
         }
@@ -315,7 +315,7 @@ impl HttpFetch {
                 ),
                 _ => e.to_string(),
             };
-            reject(url, "fetch_failed", msg)
+            reject(url, Code::FetchFailed, msg)
         };
         let mut resp = match self.agent.get(url).call() {
             Ok(r) => r,
@@ -333,13 +333,17 @@ impl HttpFetch {
             500..=599 => {
                 return Attempt::Retry(reject(
                     url,
-                    "fetch_failed",
+                    Code::FetchFailed,
                     format!("server error: HTTP status {code}"),
                 ));
             }
             200..=299 => {}
             _ => {
-                return Attempt::Fail(reject(url, "fetch_failed", format!("HTTP status {code}")));
+                return Attempt::Fail(reject(
+                    url,
+                    Code::FetchFailed,
+                    format!("HTTP status {code}"),
+                ));
             }
         }
         let declared = resp
@@ -370,7 +374,7 @@ impl HttpFetch {
                 } else {
                     e.to_string()
                 };
-                Attempt::Fail(reject(url, "fetch_failed", msg))
+                Attempt::Fail(reject(url, Code::FetchFailed, msg))
             }
         }
     }
@@ -414,7 +418,7 @@ impl Fetch for HttpFetch {
                 }
             }
         }
-        let r = last.unwrap_or_else(|| reject(&url, "fetch_failed", "no attempt was made"));
+        let r = last.unwrap_or_else(|| reject(&url, Code::FetchFailed, "no attempt was made"));
         Err(Rejection {
             detail: format!("{} (after {HTTP_ATTEMPTS} attempts)", r.detail),
             ..r
@@ -478,16 +482,22 @@ mod tests {
         std::fs::write(t.path().join("head.cbor"), b"head").unwrap();
         let f = DirFetch::new(t.path());
         assert_eq!(f.get("root/1.cbor", 5).unwrap().unwrap(), b"hello");
-        assert_eq!(f.get("root/1.cbor", 4).unwrap_err().code, "limit_exceeded");
+        assert_eq!(
+            f.get("root/1.cbor", 4).unwrap_err().code,
+            Code::LimitExceeded
+        );
         assert_eq!(f.get("root/2.cbor", 5).unwrap(), None);
         assert_eq!(f.get(&format!("shard/{H}.zst"), 5).unwrap(), None);
-        assert_eq!(f.get("root/../head.cbor", 5).unwrap_err().code, "bad_path");
+        assert_eq!(
+            f.get("root/../head.cbor", 5).unwrap_err().code,
+            Code::BadPath
+        );
 
         std::os::unix::fs::symlink(t.path().join("head.cbor"), t.path().join("root/3.cbor"))
             .unwrap();
         assert_eq!(
             f.get("root/3.cbor", 50).unwrap_err().code,
-            "symlink_refused"
+            Code::SymlinkRefused
         );
 
         let other = tempfile::tempdir().unwrap();
@@ -495,11 +505,11 @@ mod tests {
         std::os::unix::fs::symlink(other.path(), t.path().join("shard")).unwrap();
         assert_eq!(
             f.get(&format!("shard/{H}.zst"), 50).unwrap_err().code,
-            "symlink_refused"
+            Code::SymlinkRefused
         );
 
         std::fs::create_dir(t.path().join("root/4.cbor")).unwrap();
-        assert_eq!(f.get("root/4.cbor", 50).unwrap_err().code, "not_a_file");
+        assert_eq!(f.get("root/4.cbor", 50).unwrap_err().code, Code::NotAFile);
     }
 
     /// A one-connection-at-a-time HTTP server; `handler` gets the request path
@@ -566,18 +576,21 @@ mod tests {
         for b in [format!("{base}/site"), format!("{base}/site/")] {
             let f = HttpFetch::new(&b, quick()).unwrap();
             assert_eq!(f.get("head.cbor", 100).unwrap().unwrap(), b"head-bytes");
-            assert_eq!(f.get("head.cbor", 9).unwrap_err().code, "limit_exceeded");
+            assert_eq!(f.get("head.cbor", 9).unwrap_err().code, Code::LimitExceeded);
             assert_eq!(f.get("root/9.cbor", 100).unwrap(), None);
             let e = f.get("root/1.cbor", 100).unwrap_err();
-            assert_eq!(e.code, "fetch_failed");
+            assert_eq!(e.code, Code::FetchFailed);
             assert!(e.detail.contains("403"), "{e}");
             assert!(e.file.ends_with("/site/root/1.cbor"), "{e}");
-            assert_eq!(f.get("root/2.cbor", 99).unwrap_err().code, "limit_exceeded");
+            assert_eq!(
+                f.get("root/2.cbor", 99).unwrap_err().code,
+                Code::LimitExceeded
+            );
             assert_eq!(f.get("root/2.cbor", 100).unwrap().unwrap().len(), 100);
         }
         assert_eq!(
             HttpFetch::new("ftp://x", quick()).unwrap_err().code,
-            "bad_source"
+            Code::BadSource
         );
     }
 
@@ -611,7 +624,7 @@ mod tests {
             .port();
         let f = HttpFetch::new(&format!("http://127.0.0.1:{port}/"), quick()).unwrap();
         let e = f.get("head.cbor", 100).unwrap_err();
-        assert_eq!(e.code, "fetch_failed");
+        assert_eq!(e.code, Code::FetchFailed);
         assert!(e.detail.contains("attempts"), "{e}");
     }
 
@@ -638,7 +651,7 @@ mod tests {
         let start = Instant::now();
         let e = f.get("head.cbor", 10_000).unwrap_err();
         let took = start.elapsed();
-        assert_eq!(e.code, "fetch_failed");
+        assert_eq!(e.code, Code::FetchFailed);
         assert!(e.detail.contains("timed out"), "{e}");
         assert!(took < Duration::from_secs(4), "took {took:?}");
     }

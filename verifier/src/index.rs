@@ -63,7 +63,7 @@ use crate::columns::Rows;
 use crate::declaration::Record;
 use crate::docs::Manifest;
 use crate::envelope::sha256;
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::io_error;
 use crate::isrc::{Isrc, Scope};
 use crate::limits::Limits;
@@ -113,7 +113,7 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
     let loc = path.display().to_string();
     let dir = path
         .parent()
-        .ok_or_else(|| reject(&loc, "io_error", "has no parent directory"))?;
+        .ok_or_else(|| reject(&loc, Code::IoError, "has no parent directory"))?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
     let io = |e: io::Error| io_error(&loc, &e);
 
@@ -477,7 +477,7 @@ pub struct Index {
 }
 
 fn corrupt(path: &str, detail: impl Into<String>) -> Rejection {
-    reject(path, "index_corrupt", detail)
+    reject(path, Code::IndexCorrupt, detail)
 }
 
 impl Index {
@@ -1306,7 +1306,7 @@ mod tests {
         // Another manifest's hash: refused at open.
         assert_eq!(
             Index::open(&path, &m, &[9; 32], &limits).unwrap_err().code,
-            "index_corrupt"
+            Code::IndexCorrupt
         );
         // Flip one byte anywhere — header, policy hashes, ends and bytes,
         // chunk tables, entry streams: the open or the full check refuses it.
@@ -1317,7 +1317,7 @@ mod tests {
             std::fs::write(&path, &bad).unwrap();
             let r = Index::open(&path, &m, &sha, &limits)
                 .and_then(|ix| ix.map_or(Ok(()), |ix| ix.verify_all()));
-            assert_eq!(r.unwrap_err().code, "index_corrupt", "byte {at}");
+            assert_eq!(r.unwrap_err().code, Code::IndexCorrupt, "byte {at}");
         }
         // Truncated and extended files.
         std::fs::write(&path, &good[..good.len() - 1]).unwrap();
@@ -1438,7 +1438,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let e = ix.chunks_for(i, rows.keys[2 * CHUNK]).unwrap_err();
-        assert_eq!(e.code, "index_corrupt");
+        assert_eq!(e.code, Code::IndexCorrupt);
         assert!(e.detail.contains("audit path"), "{e}");
         let e = ix.verify_all().unwrap_err();
         assert!(e.detail.contains("stored tree"), "{e}");
@@ -1452,7 +1452,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             ix.chunks_for(i, rows.keys[0]).unwrap_err().code,
-            "index_corrupt"
+            Code::IndexCorrupt
         );
     }
 

@@ -22,7 +22,7 @@ pub mod text;
 pub mod time;
 pub mod verify;
 
-pub use error::Rejection;
+pub use error::{Code, Rejection};
 pub use isrc::{Isrc, Scope};
 pub use limits::Limits;
 

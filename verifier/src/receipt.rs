@@ -17,7 +17,7 @@ use crate::cbor;
 use crate::declaration::Record;
 use crate::docs::{Manifest, Role, Root};
 use crate::envelope::{Envelope, MANIFEST_TYPE, sha256};
-use crate::error::{VResult, reject};
+use crate::error::{Code, VResult, reject};
 use crate::isrc::{Isrc, Scope};
 use crate::limits::Limits;
 use crate::lookup::{Answer, Question};
@@ -173,11 +173,11 @@ impl Receipt {
     /// Decode, refusing anything but the canonical encoding.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> VResult<Receipt> {
         let r: Receipt = cbor::from_slice_canonical(bytes)
-            .map_err(|e| reject(file, "receipt_invalid", format!("the receipt is {e}")))?;
+            .map_err(|e| reject(file, Code::ReceiptInvalid, format!("the receipt is {e}")))?;
         if r.format != FORMAT {
             return Err(reject(
                 file,
-                "receipt_invalid",
+                Code::ReceiptInvalid,
                 format!("format is {:?}, expected {FORMAT:?}", r.format),
             ));
         }
@@ -631,11 +631,11 @@ pub struct Verified {
 }
 
 fn invalid(file: &str, d: impl Into<String>) -> crate::error::Rejection {
-    reject(file, "receipt_invalid", d)
+    reject(file, Code::ReceiptInvalid, d)
 }
 
 fn mismatch(file: &str, d: impl Into<String>) -> crate::error::Rejection {
-    reject(file, "proof_mismatch", d)
+    reject(file, Code::ProofMismatch, d)
 }
 
 /// Chunks by index, each parsed into its entries.
@@ -835,12 +835,12 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
     let m: Manifest = cbor::from_slice_canonical(&menv.payload).map_err(|e| {
         reject(
             &mloc,
-            "malformed_document",
+            Code::MalformedDocument,
             format!("manifest payload is {e}"),
         )
     })?;
     m.check(limits)
-        .map_err(|e| reject(&mloc, "malformed_document", format!("manifest: {e}")))?;
+        .map_err(|e| reject(&mloc, Code::MalformedDocument, format!("manifest: {e}")))?;
     let msha = sha256(&r.manifest);
 
     // The head: signed by the head keys, naming this manifest or a later one.
@@ -1089,7 +1089,7 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
         if AnswerText::of(&computed) != a.answer {
             return Err(reject(
                 &loc,
-                "answer_mismatch",
+                Code::AnswerMismatch,
                 format!(
                     "the receipt records {} {} [{}]; the recorded entries give {} {} [{}]",
                     a.answer.decision,
@@ -1217,7 +1217,7 @@ mod tests {
         r.policies.clear();
         reseal(&mut r);
         let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
-        assert_eq!(e.code, "proof_mismatch", "{e}");
+        assert_eq!(e.code, Code::ProofMismatch, "{e}");
         assert!(e.to_string().contains("neighbours are not adjacent"), "{e}");
     }
 
@@ -1229,7 +1229,7 @@ mod tests {
         let es = parse_chunk(&c.bytes).unwrap();
         c.bytes = ByteBuf::from(c.bytes[ENTRY_FIXED + es[0].id.len()..].to_vec());
         let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
-        assert_eq!(e.code, "proof_mismatch", "{e}");
+        assert_eq!(e.code, Code::ProofMismatch, "{e}");
     }
 
     #[test]
@@ -1239,6 +1239,6 @@ mod tests {
         r.answers[0].prefix_chunks.clear();
         reseal(&mut r);
         let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
-        assert_eq!(e.code, "receipt_invalid", "{e}");
+        assert_eq!(e.code, Code::ReceiptInvalid, "{e}");
     }
 }

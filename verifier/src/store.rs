@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::docs::{Head, Manifest, Role, Root, paths};
 use crate::envelope::sha256;
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, io_error};
 use crate::index::Index;
 use crate::limits::Limits;
@@ -240,7 +240,7 @@ impl std::fmt::Debug for Store {
 fn json_error(file: &Path, e: &serde_json::Error) -> Rejection {
     reject(
         file.display().to_string(),
-        "store_corrupt",
+        Code::StoreCorrupt,
         format!("is not valid: {e}"),
     )
 }
@@ -251,7 +251,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Rejection> {
     let loc = path.display().to_string();
     let dir = path
         .parent()
-        .ok_or_else(|| reject(&loc, "io_error", "has no parent directory"))?;
+        .ok_or_else(|| reject(&loc, Code::IoError, "has no parent directory"))?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -284,7 +284,7 @@ impl Store {
         if !store.trust_path().exists() {
             return Err(reject(
                 store.dir.display().to_string(),
-                "not_initialized",
+                Code::NotInitialized,
                 "is not an initialized consentry store (no local/trust.json)",
             ));
         }
@@ -319,7 +319,7 @@ impl Store {
         if store.trust_path().exists() && !force {
             return Err(reject(
                 store.dir.display().to_string(),
-                "already_initialized",
+                Code::AlreadyInitialized,
                 "is already initialized with a pinned root",
             ));
         }
@@ -428,7 +428,7 @@ impl Store {
         match self.read(rel, len) {
             Ok(Some(b)) => Ok(sha256(&b) == *sha),
             Ok(None) => Ok(false),
-            Err(e) if e.code == "limit_exceeded" => Ok(false),
+            Err(e) if e.code == Code::LimitExceeded => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -455,7 +455,7 @@ impl Store {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(reject(
                         p.display().to_string(),
-                        "store_busy",
+                        Code::StoreBusy,
                         "another consentry process is writing to this store",
                     ));
                 }
@@ -493,7 +493,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "not_initialized",
+                    Code::NotInitialized,
                     "is not an initialized consentry store (no local/trust.json)",
                 ));
             }
@@ -506,14 +506,14 @@ impl Store {
             .ok_or_else(|| {
                 reject(
                     &loc,
-                    "store_corrupt",
+                    Code::StoreCorrupt,
                     "the pinned root is missing from the store",
                 )
             })?;
         if hex::encode(sha256(&bytes)) != trust.pinned_sha256 {
             return Err(reject(
                 &loc,
-                "trust_mismatch",
+                Code::TrustMismatch,
                 "differs from the root pinned by `init` (its SHA-256 is not the one in local/trust.json)",
             ));
         }
@@ -521,7 +521,7 @@ impl Store {
         if root.version != trust.pinned_version {
             return Err(reject(
                 &loc,
-                "trust_mismatch",
+                Code::TrustMismatch,
                 format!(
                     "holds root version {}, trust.json pins {}",
                     root.version, trust.pinned_version
@@ -550,7 +550,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "not_initialized",
+                    Code::NotInitialized,
                     "is not an initialized consentry store (no local/trust.json)",
                 ));
             }
@@ -562,14 +562,14 @@ impl Store {
             .ok_or_else(|| {
                 reject(
                     self.loc(&rel),
-                    "store_corrupt",
+                    Code::StoreCorrupt,
                     "the pinned root is missing",
                 )
             })?;
         if hex::encode(sha256(&bytes)) != trust.pinned_sha256 {
             return Err(reject(
                 self.loc(&rel),
-                "trust_mismatch",
+                Code::TrustMismatch,
                 "differs from the root pinned by `init`",
             ));
         }
@@ -590,7 +590,7 @@ impl Store {
         };
         match verify::verify_head(root, &loc, &bytes, now, expiry, &self.limits) {
             Ok(h) => Ok(StoredHead::Valid(h)),
-            Err(e) if e.code == "expired" => Err(e),
+            Err(e) if e.code == Code::Expired => Err(e),
             Err(e) => Ok(StoredHead::NotTrusted(e)),
         }
     }
@@ -632,14 +632,14 @@ impl Store {
             StoredHead::Missing => {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "no_snapshot",
+                    Code::NoSnapshot,
                     "holds no snapshot yet",
                 ));
             }
             StoredHead::NotTrusted(e) => {
                 return Err(reject(
                     e.file,
-                    "head_not_trusted",
+                    Code::HeadNotTrusted,
                     format!(
                         "does not verify under root version {} ({}); the keys may have rotated",
                         root.version, e.detail
@@ -655,7 +655,7 @@ impl Store {
                         head.manifest.version,
                         &head.manifest.sha256,
                     )),
-                    "store_incomplete",
+                    Code::StoreIncomplete,
                     "the manifest the head names is missing",
                 )
             })?;
@@ -707,7 +707,7 @@ impl Store {
             let Some(prev) = snap.manifest.previous else {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "no_snapshot",
+                    Code::NoSnapshot,
                     format!(
                         "version 1 was created at {}, after the date asked",
                         crate::time::format_timestamp(snap.manifest.created as i64)
@@ -720,7 +720,7 @@ impl Store {
             let Some(bytes) = self.read(&rel, self.limits.max_manifest_bytes)? else {
                 return Err(reject(
                     loc,
-                    "no_snapshot",
+                    Code::NoSnapshot,
                     format!(
                         "manifest version {v} is not kept in the store (the oldest kept is version {}, created {}): sync with --keep-history to keep more",
                         snap.manifest.version,
@@ -738,7 +738,7 @@ impl Store {
             if m.version != v {
                 return Err(reject(
                     loc,
-                    "chain_broken",
+                    Code::ChainBroken,
                     format!("holds version {}, the chain expects {v}", m.version),
                 ));
             }
@@ -813,7 +813,7 @@ impl Store {
         ix.ok_or_else(|| {
             reject(
                 path.display().to_string(),
-                "io_error",
+                Code::IoError,
                 "vanished right after it was written",
             )
         })
@@ -840,7 +840,7 @@ impl Store {
         Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits)?.ok_or_else(|| {
             reject(
                 path.display().to_string(),
-                "io_error",
+                Code::IoError,
                 "vanished right after it was written",
             )
         })
@@ -931,7 +931,7 @@ impl Store {
                 let bytes = self
                     .read(&rel, r.shard.length.min(limits.max_file_bytes))?
                     .ok_or_else(|| {
-                        reject(&sloc, "store_incomplete", "is missing from the store")
+                        reject(&sloc, Code::StoreIncomplete, "is missing from the store")
                     })?;
                 let raw = columns::open_file(&sloc, &bytes, &r.shard, &limits)?;
                 let rows = columns::range_rows(
@@ -958,7 +958,7 @@ impl Store {
             || {
                 reject(
                     "verify",
-                    "io_error",
+                    Code::IoError,
                     "a worker thread stopped before finishing its ranges",
                 )
             },
@@ -1110,7 +1110,7 @@ impl Reader<'_> {
             roots.push(st.read(&rel, st.limits.max_root_bytes)?.ok_or_else(|| {
                 reject(
                     st.loc(&rel),
-                    "store_incomplete",
+                    Code::StoreIncomplete,
                     "a verified root is missing",
                 )
             })?);
@@ -1120,7 +1120,7 @@ impl Reader<'_> {
             .ok_or_else(|| {
                 reject(
                     st.loc(paths::HEAD),
-                    "store_incomplete",
+                    Code::StoreIncomplete,
                     "the head is missing",
                 )
             })?;
@@ -1128,7 +1128,13 @@ impl Reader<'_> {
         let mrel = paths::manifest(m.version, &self.snap.manifest_sha256);
         let mbytes = st
             .read(&mrel, st.limits.max_manifest_bytes)?
-            .ok_or_else(|| reject(st.loc(&mrel), "store_incomplete", "the manifest is missing"))?;
+            .ok_or_else(|| {
+                reject(
+                    st.loc(&mrel),
+                    Code::StoreIncomplete,
+                    "the manifest is missing",
+                )
+            })?;
         Ok(crate::receipt::Builder::new(
             roots,
             head,

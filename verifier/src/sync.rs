@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::columns::{self, Rows};
 use crate::docs::{FileRef, Head, LayerRef, Manifest, Root, paths};
 use crate::envelope::sha256;
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{Fetch, SiteFile, io_error};
 use crate::index::Index;
 use crate::limits::Limits;
@@ -85,7 +85,7 @@ pub struct SyncReport {
 }
 
 fn not_found(loc: &str, what: &str) -> Rejection {
-    reject(loc, "not_found", format!("the source has no {what}"))
+    reject(loc, Code::NotFound, format!("the source has no {what}"))
 }
 
 /// Data files as the sync needs them: from the store when it already holds
@@ -165,7 +165,7 @@ impl<'a> Files<'a> {
         if fref.length > limits.max_file_bytes {
             return Err(reject(
                 rel,
-                "limit_exceeded",
+                Code::LimitExceeded,
                 format!(
                     "the manifest declares {} bytes; at most {} are accepted for a data file",
                     fref.length, limits.max_file_bytes
@@ -184,7 +184,7 @@ impl<'a> Files<'a> {
             Ok(Some(b)) => columns::open_file(&sloc, &b, fref, &limits).map(|raw| (raw, b.len())),
             Ok(None) => Err(reject(
                 &sloc,
-                "store_incomplete",
+                Code::StoreIncomplete,
                 "is missing from the store",
             )),
             Err(e) => Err(e),
@@ -200,7 +200,7 @@ impl<'a> Files<'a> {
         let Some(remote) = self.remote else {
             return Err(err);
         };
-        if err.code != "store_incomplete" {
+        if err.code != Code::StoreIncomplete {
             self.store.reporter().warn(&format!(
                 "{} is damaged ({}); fetching it again",
                 sloc, err.detail
@@ -278,7 +278,7 @@ fn decode_layer_at(
     if layer.from != from || layer.to != lr.version {
         return Err(reject(
             loc,
-            "layer_mismatch",
+            Code::LayerMismatch,
             format!(
                 "layer goes from version {} to {}; expected {from} to {}",
                 layer.from, layer.to, lr.version
@@ -367,7 +367,7 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
         Ok(Some(ix)) => ix.load_state(),
         Ok(None) => Err(reject(
             path.display().to_string(),
-            "not_found",
+            Code::NotFound,
             "is missing",
         )),
         Err(e) => Err(e),
@@ -375,7 +375,7 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
     match from_index {
         Ok(st) => Some(st),
         Err(e) => {
-            if e.code == "index_corrupt" {
+            if e.code == Code::IndexCorrupt {
                 store.reporter().warn(&format!(
                     "index {} was corrupt ({}); rebuilding the local state from verified files",
                     path.display(),
@@ -489,7 +489,7 @@ fn complete(store: &Store, m: &Manifest, sha: &[u8; 32]) -> bool {
             let (rel, len, sha) = &want[i];
             store.holds(rel, *len, sha)
         },
-        || reject("sync", "io_error", "a worker thread stopped early"),
+        || reject("sync", Code::IoError, "a worker thread stopped early"),
     );
     held.is_ok_and(|h| h.iter().all(|x| *x))
         && matches!(
@@ -660,7 +660,7 @@ pub(crate) fn sync_locked(
                     via_layers = true;
                     Some(st)
                 }
-                Err(e) if e.code == "not_found" => {
+                Err(e) if e.code == Code::NotFound => {
                     rep.warn(&format!("{e}; fetching the full snapshot instead"));
                     None
                 }
@@ -1176,7 +1176,7 @@ mod tests {
         std::fs::write(&layer, &b).unwrap();
         let env = Env { site, ..env };
         let e = env.sync().unwrap_err();
-        assert_eq!(e.code, "hash_mismatch", "{e}");
+        assert_eq!(e.code, Code::HashMismatch, "{e}");
         assert_eq!(env.ask("GBNWR2500001"), before);
         assert_eq!(env.version(), 1);
         // Nothing was staged into the store.
@@ -1221,7 +1221,7 @@ mod tests {
         }
         let env = Env { site, ..env };
         let e = env.sync().unwrap_err();
-        assert_eq!(e.code, "hash_mismatch", "{e}");
+        assert_eq!(e.code, Code::HashMismatch, "{e}");
         assert!(e.file.contains("/shard/"), "{e}");
         assert_eq!(env.ask("GBNWR2500017"), before);
         assert_eq!(env.version(), 1);
@@ -1236,12 +1236,12 @@ mod tests {
         let mut b = std::fs::read(&p).unwrap();
         b[0] ^= 0xff;
         std::fs::write(&p, b).unwrap();
-        assert_eq!(env.sync().unwrap_err().code, "hash_mismatch");
+        assert_eq!(env.sync().unwrap_err().code, Code::HashMismatch);
         assert_eq!(
             env.ask_at("GBNWR2500001", NOW, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "no_snapshot"
+            Code::NoSnapshot
         );
     }
 
@@ -1258,7 +1258,7 @@ mod tests {
         env.sync().unwrap();
         env.site.write(paths::HEAD, &old_head);
         let e = env.sync().unwrap_err();
-        assert_eq!(e.code, "rollback", "{e}");
+        assert_eq!(e.code, Code::Rollback, "{e}");
         assert_eq!(env.version(), 2);
     }
 
@@ -1284,12 +1284,12 @@ mod tests {
         env.sync().unwrap();
         let later = NOW + 4 * DAY;
         let e = env.sync_at(later, Expiry::Enforce).unwrap_err();
-        assert_eq!(e.code, "expired");
+        assert_eq!(e.code, Code::Expired);
         assert_eq!(
             env.ask_at("GBNWR2500001", later, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "expired"
+            Code::Expired
         );
         let ok = env
             .ask_at("GBNWR2500001", later, Expiry::AllowExpired)
@@ -1313,25 +1313,25 @@ mod tests {
         let env = Env::new();
         let behind = NOW - CLOCK_SKEW_SECS - 1;
         let e = env.sync_at(behind, Expiry::Enforce).unwrap_err();
-        assert_eq!(e.code, "clock_backwards", "{e}");
+        assert_eq!(e.code, Code::ClockBackwards, "{e}");
         // ...one within the tolerance can.
         env.sync_at(NOW - CLOCK_SKEW_SECS, Expiry::Enforce).unwrap();
         assert_eq!(
             env.ask_at("GBNWR2500001", behind, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "clock_backwards"
+            Code::ClockBackwards
         );
         // The expiry override is not a clock override.
         assert_eq!(
             env.ask_at("GBNWR2500001", behind, Expiry::AllowExpired)
                 .unwrap_err()
                 .code,
-            "clock_backwards"
+            Code::ClockBackwards
         );
         assert_eq!(
             env.sync_at(behind, Expiry::Enforce).unwrap_err().code,
-            "clock_backwards"
+            Code::ClockBackwards
         );
         // A far-future time (refused: expired) and then a slightly earlier
         // but correct one: the store remembers no time of its own.
@@ -1340,7 +1340,7 @@ mod tests {
             env.ask_at("GBNWR2500001", far, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "expired"
+            Code::Expired
         );
         assert!(
             env.ask_at("GBNWR2500001", NOW + 10, Expiry::AllowExpired)
@@ -1415,7 +1415,7 @@ mod tests {
         b[3] ^= 0x10;
         std::fs::write(&p, &b).unwrap();
         let e = env.store.verify(NOW, Expiry::Enforce).unwrap_err();
-        assert_eq!(e.code, "hash_mismatch");
+        assert_eq!(e.code, Code::HashMismatch);
         assert!(e.file.ends_with(&rel), "{e}");
         std::fs::remove_file(&p).unwrap();
         let rep = env.sync().unwrap();
@@ -1452,7 +1452,7 @@ mod tests {
         let mut site = env.site;
         site.rotate_expiring(11, 12, 13, NOW - DAY);
         let env = Env { site, ..env };
-        assert_eq!(env.sync().unwrap_err().code, "expired");
+        assert_eq!(env.sync().unwrap_err().code, Code::Expired);
         assert!(!env.store.dir().join("root/2.cbor").exists());
         assert_eq!(env.ask("GBNWR2500001"), before);
 
@@ -1461,7 +1461,7 @@ mod tests {
         site.rotate(21, 22, 23);
         site.write(paths::HEAD, b"garbage");
         let env = Env { site, ..env };
-        assert_eq!(env.sync().unwrap_err().code, "malformed_envelope");
+        assert_eq!(env.sync().unwrap_err().code, Code::MalformedEnvelope);
         assert!(!env.store.dir().join("root/2.cbor").exists());
         assert_eq!(env.ask("GBNWR2500001"), before);
     }
@@ -1473,7 +1473,7 @@ mod tests {
         site.root_key = testsite::key(99); // forget the real root key
         site.rotate(11, 12, 13);
         let env = Env { site, ..env };
-        assert_eq!(env.sync().unwrap_err().code, "threshold_not_met");
+        assert_eq!(env.sync().unwrap_err().code, Code::ThresholdNotMet);
         assert!(!env.store.dir().join("root/2.cbor").exists());
     }
 
@@ -1544,14 +1544,14 @@ mod tests {
     fn a_source_without_a_head_is_not_found() {
         let env = Env::new();
         std::fs::remove_file(env.site.path(paths::HEAD)).unwrap();
-        assert_eq!(env.sync().unwrap_err().code, "not_found");
+        assert_eq!(env.sync().unwrap_err().code, Code::NotFound);
     }
 
     #[test]
     fn init_refuses_a_second_pin_without_force() {
         let env = Env::new();
         let e = Store::init(env.store.dir(), env.site.root_bytes(1), false).unwrap_err();
-        assert_eq!(e.code, "already_initialized");
+        assert_eq!(e.code, Code::AlreadyInitialized);
         Store::init(env.store.dir(), env.site.root_bytes(1), true).unwrap();
         let mut bad = env.site.root_bytes(1).to_vec();
         bad[10] ^= 1;
@@ -1562,7 +1562,7 @@ mod tests {
         std::fs::write(env.store.dir().join("root/1.cbor"), other.root_bytes(2)).unwrap();
         assert_eq!(
             env.store.trusted_root_chain().unwrap_err().code,
-            "trust_mismatch"
+            Code::TrustMismatch
         );
     }
 }

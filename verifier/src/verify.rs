@@ -6,7 +6,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::cbor;
 use crate::docs::{Head, Manifest, Role, Root};
 use crate::envelope::{Envelope, HEAD_TYPE, MANIFEST_TYPE, ROOT_TYPE, key_id, load_key, sha256};
-use crate::error::{VResult, reject};
+use crate::error::{Code, VResult, reject};
 use crate::limits::Limits;
 
 /// How expiry is treated. `AllowExpired` is the explicit, loud override for
@@ -36,7 +36,7 @@ fn check_len(file: &str, bytes: &[u8], max: u64) -> VResult<()> {
     if bytes.len() as u64 > max {
         return Err(reject(
             file,
-            "limit_exceeded",
+            Code::LimitExceeded,
             format!("is {} bytes; at most {max} are accepted", bytes.len()),
         ));
     }
@@ -50,17 +50,22 @@ pub fn parse_root(file: &str, bytes: &[u8], limits: &Limits) -> VResult<(Envelop
     if env.payload_type != ROOT_TYPE {
         return Err(reject(
             file,
-            "wrong_payload_type",
+            Code::WrongPayloadType,
             format!(
                 "payload type is {:?}, expected {ROOT_TYPE:?}",
                 env.payload_type
             ),
         ));
     }
-    let root: Root = cbor::from_slice_canonical(&env.payload)
-        .map_err(|e| reject(file, "malformed_document", format!("root payload is {e}")))?;
+    let root: Root = cbor::from_slice_canonical(&env.payload).map_err(|e| {
+        reject(
+            file,
+            Code::MalformedDocument,
+            format!("root payload is {e}"),
+        )
+    })?;
     root.check(limits)
-        .map_err(|e| reject(file, "malformed_document", format!("root: {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedDocument, format!("root: {e}")))?;
     Ok((env, root))
 }
 
@@ -104,7 +109,7 @@ pub fn verify_next_root(
     if trusted.version.checked_add(1) != Some(new.version) {
         return Err(reject(
             file,
-            "root_version",
+            Code::RootVersion,
             format!(
                 "root version {} does not follow trusted version {}",
                 new.version, trusted.version
@@ -138,7 +143,7 @@ pub fn check_clock_floor(file: &str, now: i64, created: u64) -> VResult<()> {
     if now < floor {
         return Err(reject(
             file,
-            "clock_backwards",
+            Code::ClockBackwards,
             format!(
                 "was signed as created at {}, but the time in use is {}: this machine's clock is more than {} s behind the registry's",
                 crate::time::format_timestamp(created as i64),
@@ -155,7 +160,7 @@ pub fn check_root_expiry(root: &Root, file: &str, now: i64, expiry: Expiry) -> V
     if expiry == Expiry::Enforce && is_expired(root.expires, now) {
         return Err(reject(
             file,
-            "expired",
+            Code::Expired,
             format!(
                 "root version {} expired at {}",
                 root.version,
@@ -184,15 +189,20 @@ pub fn verify_head(
         root.roles.head.threshold,
         "head",
     )?;
-    let head: Head = cbor::from_slice_canonical(&env.payload)
-        .map_err(|e| reject(file, "malformed_document", format!("head payload is {e}")))?;
+    let head: Head = cbor::from_slice_canonical(&env.payload).map_err(|e| {
+        reject(
+            file,
+            Code::MalformedDocument,
+            format!("head payload is {e}"),
+        )
+    })?;
     if head.version == 0 || head.manifest.version == 0 {
-        return Err(reject(file, "malformed_document", "versions start at 1"));
+        return Err(reject(file, Code::MalformedDocument, "versions start at 1"));
     }
     if expiry == Expiry::Enforce && is_expired(head.expires, now) {
         return Err(reject(
             file,
-            "expired",
+            Code::Expired,
             format!(
                 "head version {} expired at {}; the mirror may be frozen (use --allow-expired only if you accept stale answers)",
                 head.version,
@@ -209,7 +219,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.version < t.version {
         return Err(reject(
             file,
-            "rollback",
+            Code::Rollback,
             format!(
                 "head version {} is older than the trusted version {}",
                 new.version, t.version
@@ -219,7 +229,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.manifest.version < t.manifest.version {
         return Err(reject(
             file,
-            "rollback",
+            Code::Rollback,
             format!(
                 "head names manifest version {}, older than the trusted version {}",
                 new.manifest.version, t.manifest.version
@@ -229,7 +239,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.manifest.version == t.manifest.version && new.manifest.sha256 != t.manifest.sha256 {
         return Err(reject(
             file,
-            "split_view",
+            Code::SplitView,
             format!(
                 "head names a different manifest for the trusted version {}",
                 t.manifest.version
@@ -239,7 +249,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.version == t.version && new != t {
         return Err(reject(
             file,
-            "split_view",
+            Code::SplitView,
             format!("two different heads carry version {}", t.version),
         ));
     }
@@ -261,7 +271,7 @@ pub fn verify_manifest(
     if bytes.len() as u64 != head.manifest.length {
         return Err(reject(
             file,
-            "length_mismatch",
+            Code::LengthMismatch,
             format!(
                 "is {} bytes; the head says {}",
                 bytes.len(),
@@ -272,7 +282,7 @@ pub fn verify_manifest(
     if sha256(bytes) != head.manifest.sha256 {
         return Err(reject(
             file,
-            "hash_mismatch",
+            Code::HashMismatch,
             "SHA-256 differs from the one the head names",
         ));
     }
@@ -287,14 +297,14 @@ pub fn verify_manifest(
     let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
         reject(
             file,
-            "malformed_document",
+            Code::MalformedDocument,
             format!("manifest payload is {e}"),
         )
     })?;
     if m.version != head.manifest.version {
         return Err(reject(
             file,
-            "version_mismatch",
+            Code::VersionMismatch,
             format!(
                 "manifest version {} differs from the head's {}",
                 m.version, head.manifest.version
@@ -302,11 +312,11 @@ pub fn verify_manifest(
         ));
     }
     m.check(limits)
-        .map_err(|e| reject(file, "malformed_document", format!("manifest: {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedDocument, format!("manifest: {e}")))?;
     if expiry == Expiry::Enforce && is_expired(m.expires, now) {
         return Err(reject(
             file,
-            "expired",
+            Code::Expired,
             format!(
                 "manifest version {} expired at {}",
                 m.version,
@@ -330,7 +340,7 @@ pub fn verify_manifest_unreferenced(
     if &sha256(bytes) != sha {
         return Err(reject(
             file,
-            "hash_mismatch",
+            Code::HashMismatch,
             "SHA-256 differs from the `previous` hash that names it",
         ));
     }
@@ -345,12 +355,12 @@ pub fn verify_manifest_unreferenced(
     let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
         reject(
             file,
-            "malformed_document",
+            Code::MalformedDocument,
             format!("manifest payload is {e}"),
         )
     })?;
     m.check(limits)
-        .map_err(|e| reject(file, "malformed_document", format!("manifest: {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedDocument, format!("manifest: {e}")))?;
     Ok(m)
 }
 
@@ -369,7 +379,7 @@ pub fn check_manifest_fork(
     {
         return Err(reject(
             file,
-            "split_view",
+            Code::SplitView,
             format!("a different manifest carries the trusted version {tv}"),
         ));
     }
@@ -389,7 +399,7 @@ pub fn check_manifest_chain(
     if m.version < tv {
         return Err(reject(
             file,
-            "rollback",
+            Code::Rollback,
             format!(
                 "manifest version {} is older than the trusted version {tv}",
                 m.version
@@ -399,7 +409,7 @@ pub fn check_manifest_chain(
     if tv.checked_add(1) == Some(m.version) && m.previous != Some(th) {
         return Err(reject(
             file,
-            "chain_broken",
+            Code::ChainBroken,
             format!(
                 "manifest {} does not name the trusted manifest {tv} as its previous",
                 m.version
