@@ -676,10 +676,10 @@ fn write_receipts(path: &Path, b: &crate::receipt::Builder) -> Result<(), Reject
                 .and_then(|i| crate::isrc::Isrc::parse(i).ok())
                 .map_or_else(|| "invalid".to_string(), crate::isrc::Isrc::compact);
             let f = path.join(format!("{}-{name}.receipt.cbor", n + 1));
-            crate::store::write_atomic(&f, &r.to_bytes())?;
+            crate::fsio::write_atomic(&f, &r.to_bytes())?;
         }
     } else {
-        crate::store::write_atomic(path, &b.finish().to_bytes())?;
+        crate::fsio::write_atomic(path, &b.finish().to_bytes())?;
     }
     Ok(())
 }

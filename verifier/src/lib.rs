@@ -30,6 +30,7 @@ pub use limits::Limits;
 pub mod bundle;
 pub mod cli;
 pub mod fetch;
+pub mod fsio;
 pub mod index;
 pub mod leftovers;
 pub mod par;

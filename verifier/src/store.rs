@@ -27,8 +27,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,6 +37,7 @@ use crate::docs::{Head, Manifest, Role, Root, paths};
 use crate::envelope::sha256;
 use crate::error::{Code, Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, io_error};
+use crate::fsio::write_atomic;
 use crate::index::Index;
 use crate::limits::Limits;
 use crate::lookup::{Answer, Question};
@@ -243,34 +243,6 @@ fn json_error(file: &Path, e: &serde_json::Error) -> Rejection {
         Code::StoreCorrupt,
         format!("is not valid: {e}"),
     )
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync,
-/// rename, fsync the directory. Files are world-readable (a store is a mirror).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Rejection> {
-    let loc = path.display().to_string();
-    let dir = path
-        .parent()
-        .ok_or_else(|| reject(&loc, Code::IoError, "has no parent directory"))?;
-    std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    tmp.write_all(bytes).map_err(|e| io_error(&loc, &e))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| io_error(&loc, &e))?;
-    tmp.as_file().sync_all().map_err(|e| io_error(&loc, &e))?;
-    tmp.persist(path).map_err(|e| io_error(&loc, &e.error))?;
-    sync_dir(dir)
-}
-
-/// fsync a directory so a rename in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), Rejection> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error(&dir.display().to_string(), &e))
 }
 
 impl Store {

@@ -9,9 +9,6 @@
 //! `head.cbor` are written. A failure or a kill at any point leaves the
 //! previous head, manifest and index answering.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::columns::{self, Rows};
@@ -19,10 +16,11 @@ use crate::docs::{FileRef, Head, LayerRef, Manifest, Root, paths};
 use crate::envelope::sha256;
 use crate::error::{Code, Rejection, reject};
 use crate::fetch::{Fetch, SiteFile, io_error};
+use crate::fsio::write_atomic;
 use crate::index::Index;
 use crate::limits::Limits;
 use crate::state::State;
-use crate::store::{Snapshot, Store, StoredHead, write_atomic};
+use crate::store::{Snapshot, Store, StoredHead};
 use crate::verify::{self, Expiry};
 
 /// Options of one sync or import.
@@ -131,19 +129,7 @@ impl<'a> Files<'a> {
         let Some(st) = &self.staging else {
             return Ok(());
         };
-        let p = st.join(rel);
-        let loc = p.display().to_string();
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(|e| io_error(&d.display().to_string(), &e))?;
-        }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&p)
-            .map_err(|e| io_error(&loc, &e))?;
-        f.write_all(bytes).map_err(|e| io_error(&loc, &e))?;
-        f.sync_all().map_err(|e| io_error(&loc, &e))?;
+        crate::fsio::create_new(&st.join(rel), bytes)?;
         self.staged.push(rel.to_string());
         Ok(())
     }
@@ -741,15 +727,7 @@ pub(crate) fn sync_locked(
     // Step 10: roots, data files, manifest, index, then the head.
     persist_roots(store, &new_roots)?;
     for rel in &files.staged {
-        let src = staging.path().join(rel);
-        let dst = store.dir().join(rel);
-        if let Some(d) = dst.parent() {
-            std::fs::create_dir_all(d).map_err(|e| io_error(&d.display().to_string(), &e))?;
-        }
-        std::fs::rename(&src, &dst).map_err(|e| io_error(&dst.display().to_string(), &e))?;
-        if let Some(d) = dst.parent() {
-            crate::store::sync_dir(d)?;
-        }
+        crate::fsio::rename_durably(&staging.path().join(rel), &store.dir().join(rel))?;
     }
     for (rel, bytes) in &derived {
         write_atomic(&store.dir().join(rel), bytes)?;
