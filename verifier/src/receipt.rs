@@ -788,31 +788,53 @@ fn check_run(
 
 /// Walk the receipt's roots from the pinned root.
 fn root_chain(file: &str, r: &Receipt, pinned: &[u8], limits: &Limits) -> VResult<Root> {
-    let mut root = verify::verify_pinned_root(&format!("{file}: pinned root"), pinned, limits)?;
+    let pinned_root = verify::verify_pinned_root(&format!("{file}: pinned root"), pinned, limits)?;
     if r.roots.is_empty() {
         return Err(invalid(file, "the receipt carries no root"));
     }
     if r.roots.len() as u64 > limits.max_root_rotations + 1 {
         return Err(invalid(file, "the receipt carries too many roots"));
     }
-    for (i, b) in r.roots.iter().enumerate() {
-        let loc = format!("{file}: roots[{i}]");
-        if i == 0 && b.as_slice() == pinned {
-            continue;
-        }
-        let (_, peek) = verify::parse_root(&loc, b, limits)?;
-        if peek.version <= root.version {
-            return Err(invalid(
-                &loc,
-                format!(
-                    "root version {} is not after the pinned root (version {}); the chain must start at the pinned root",
-                    peek.version, root.version
-                ),
-            ));
-        }
-        root = verify::verify_next_root(&root, &loc, b, limits)?;
+    // `roots[0]` may be the pinned root's exact bytes; every other root is a
+    // rotation, walked as in SPEC.md §7 step 2.
+    let skip = usize::from(r.roots[0].as_slice() == pinned);
+    let mut carried = r.roots.iter().enumerate().skip(skip).peekable();
+    let walk = verify::walk_roots(
+        pinned_root,
+        r.roots.len() as u64,
+        limits,
+        |want| {
+            let Some((i, b)) = carried.next() else {
+                return Ok(None);
+            };
+            let loc = format!("{file}: roots[{i}]");
+            let (_, peek) = verify::parse_root(&loc, b, limits)?;
+            let trusted = want - 1;
+            if peek.version <= trusted {
+                return Err(invalid(
+                    &loc,
+                    format!(
+                        "root version {} is not after the pinned root (version {trusted}); the chain must start at the pinned root",
+                        peek.version
+                    ),
+                ));
+            }
+            Ok(Some((loc, b.as_slice())))
+        },
+        |_, _| {},
+    )?;
+    // The walk ends early only at a root of version u64::MAX, which nothing
+    // can follow.
+    if let Some((i, _)) = carried.peek() {
+        return Err(invalid(
+            &format!("{file}: roots[{i}]"),
+            format!(
+                "follows root version {}, which has no successor",
+                walk.root.version
+            ),
+        ));
     }
-    Ok(root)
+    Ok(walk.root)
 }
 
 /// Verify a receipt with nothing but a pinned root (the bytes of a root

@@ -489,7 +489,7 @@ impl Store {
                 "differs from the root pinned by `init` (its SHA-256 is not the one in local/trust.json)",
             ));
         }
-        let mut root = verify::verify_pinned_root(&loc, &bytes, &self.limits)?;
+        let root = verify::verify_pinned_root(&loc, &bytes, &self.limits)?;
         if root.version != trust.pinned_version {
             return Err(reject(
                 &loc,
@@ -500,17 +500,23 @@ impl Store {
                 ),
             ));
         }
-        // A root at u64::MAX has no successor: the walk ends there.
-        while let Some(next) = root.version.checked_add(1) {
-            let rel = paths::root(next);
-            let Some(b) = self.read(&rel, self.limits.max_root_bytes)? else {
-                break;
-            };
-            root = verify::verify_next_root(&root, &self.loc(&rel), &b, &self.limits)?;
-        }
+        // Not bounded by `max_root_rotations`: that bounds one run's walk at
+        // the source (step 2); the store holds every root earlier runs
+        // verified, and its current head is signed under the last of them.
+        let walk = verify::walk_roots(
+            root,
+            u64::MAX,
+            &self.limits,
+            |v| {
+                let rel = paths::root(v);
+                let bytes = self.read(&rel, self.limits.max_root_bytes)?;
+                Ok(bytes.map(|b| (self.loc(&rel), b)))
+            },
+            |_, _| {},
+        )?;
         Ok(RootChain {
             pinned: trust.pinned_version,
-            root,
+            root: walk.root,
         })
     }
 

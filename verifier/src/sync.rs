@@ -500,34 +500,30 @@ pub(crate) fn sync_locked(
 
     // Step 1: the trusted root chain from the store.
     let start = store.trusted_root_chain()?.root;
-    let mut root = start.clone();
 
     // Step 2: newer roots from the source, each signed by the old and new keys.
     // Verified roots are written at the switch (step 10), so that a refused
     // run leaves the store exactly as it was.
-    let mut roots_added = Vec::new();
-    let mut new_roots: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut walked = 0;
-    while walked < limits.max_root_rotations {
-        // A root at u64::MAX has no successor: the walk ends there.
-        let Some(next_version) = root.version.checked_add(1) else {
-            break;
-        };
-        let rel = paths::root(next_version);
-        let Some(bytes) = fetch.get(&rel, limits.max_root_bytes)? else {
-            break;
-        };
-        let next = verify::verify_next_root(&root, &fetch.location(&rel), &bytes, &limits)?;
-        new_roots.push((rel, bytes));
-        roots_added.push(next.version);
-        root = next;
-        walked += 1;
-    }
-    if walked == limits.max_root_rotations {
+    let mut new_roots: Vec<(u64, Vec<u8>)> = Vec::new();
+    let walk = verify::walk_roots(
+        start.clone(),
+        limits.max_root_rotations,
+        &limits,
+        |v| {
+            let rel = paths::root(v);
+            let bytes = fetch.get(&rel, limits.max_root_bytes)?;
+            Ok(bytes.map(|b| (fetch.location(&rel), b)))
+        },
+        |r, bytes| new_roots.push((r.version, bytes)),
+    )?;
+    if walk.steps == limits.max_root_rotations {
         rep.warn(&format!(
-            "stopped after {walked} root rotations in one run; run sync again to continue"
+            "stopped after {} root rotations in one run; run sync again to continue",
+            walk.steps
         ));
     }
+    let root = walk.root;
+    let roots_added: Vec<u64> = new_roots.iter().map(|(v, _)| *v).collect();
     let rloc = if new_roots.is_empty() {
         store.loc(&paths::root(root.version))
     } else {
@@ -753,9 +749,9 @@ pub(crate) fn sync_locked(
     Ok(report)
 }
 
-fn persist_roots(store: &Store, roots: &[(String, Vec<u8>)]) -> Result<(), Rejection> {
-    for (rel, bytes) in roots {
-        store.write(rel, bytes)?;
+fn persist_roots(store: &Store, roots: &[(u64, Vec<u8>)]) -> Result<(), Rejection> {
+    for (v, bytes) in roots {
+        store.write(&paths::root(*v), bytes)?;
     }
     Ok(())
 }

@@ -119,6 +119,48 @@ pub fn verify_next_root(
     Ok(new)
 }
 
+/// Where [`walk_roots`] stopped.
+#[derive(Debug, Clone)]
+pub struct RootWalk {
+    /// The last root verified: the start root when nothing followed it.
+    pub root: Root,
+    /// How many roots were verified after the start root.
+    pub steps: u64,
+}
+
+/// Step 2 (the walk): from the trusted root N, ask `next(N + 1)` for the
+/// location and bytes of `root/{N+1}.cbor`; while it yields one, verify it
+/// against the root before it ([`verify_next_root`]), hand it to
+/// `verified` with its bytes and continue from it. Ends when `next` yields
+/// `None` (the source has no such root), after `max_steps` rotations, or at a
+/// root of version `u64::MAX` (which has no successor).
+///
+/// The one walk for every chain of roots: sync's (from the source, bounded by
+/// [`Limits::max_root_rotations`] per run), the store's (its stored roots, all
+/// verified by earlier runs) and a receipt's (the roots it carries).
+pub fn walk_roots<B: AsRef<[u8]>>(
+    start: Root,
+    max_steps: u64,
+    limits: &Limits,
+    mut next: impl FnMut(u64) -> VResult<Option<(String, B)>>,
+    mut verified: impl FnMut(&Root, B),
+) -> VResult<RootWalk> {
+    let mut root = start;
+    let mut steps = 0;
+    while steps < max_steps {
+        let Some(version) = root.version.checked_add(1) else {
+            break;
+        };
+        let Some((file, bytes)) = next(version)? else {
+            break;
+        };
+        root = verify_next_root(&root, &file, bytes.as_ref(), limits)?;
+        verified(&root, bytes);
+        steps += 1;
+    }
+    Ok(RootWalk { root, steps })
+}
+
 /// Whether a document expiring at `expires` is expired at `now`: at or after
 /// its expiry instant.
 pub fn is_expired(expires: u64, now: i64) -> bool {
@@ -417,4 +459,77 @@ pub fn check_manifest_chain(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+    use crate::testsite::{DAY, NOW, key, make_root, sign};
+
+    /// Roots 1..=n, each signed by its own root key and its predecessor's
+    /// (root key `k` for version `k`).
+    fn chain(n: u8) -> Vec<Vec<u8>> {
+        (1..=n)
+            .map(|v| {
+                let root = make_root(u64::from(v), NOW + DAY, &key(v), &key(100), &key(101));
+                let prev = key(v.saturating_sub(1).max(1));
+                sign(ROOT_TYPE, cbor::to_vec(&root), &[&prev, &key(v)])
+            })
+            .collect()
+    }
+
+    fn walk(roots: &[Vec<u8>], max: u64) -> VResult<(RootWalk, Vec<u64>)> {
+        let limits = Limits::DEFAULT;
+        let start = verify_pinned_root("root/1", &roots[0], &limits)?;
+        let mut seen = Vec::new();
+        let w = walk_roots(
+            start,
+            max,
+            &limits,
+            |v| Ok(roots.get(v as usize - 1).map(|b| (format!("root/{v}"), b))),
+            |r, b| {
+                assert_eq!(b, &roots[r.version as usize - 1]);
+                seen.push(r.version);
+            },
+        )?;
+        Ok((w, seen))
+    }
+
+    #[test]
+    fn the_walk_ends_where_the_roots_end_or_at_its_bound() {
+        let roots = chain(5);
+        let (w, seen) = walk(&roots, 1024).unwrap();
+        assert_eq!((w.root.version, w.steps), (5, 4));
+        assert_eq!(seen, [2, 3, 4, 5]);
+        let (w, seen) = walk(&roots, 2).unwrap();
+        assert_eq!((w.root.version, w.steps), (3, 2));
+        assert_eq!(seen, [2, 3]);
+        let (w, _) = walk(&roots, 0).unwrap();
+        assert_eq!(w.root.version, 1);
+    }
+
+    #[test]
+    fn a_root_not_signed_by_its_predecessor_stops_the_walk_with_its_code() {
+        let mut roots = chain(3);
+        let root = make_root(3, NOW + DAY, &key(3), &key(100), &key(101));
+        roots[2] = sign(ROOT_TYPE, cbor::to_vec(&root), &[&key(3)]);
+        assert_eq!(walk(&roots, 1024).unwrap_err().code, Code::ThresholdNotMet);
+    }
+
+    #[test]
+    fn a_root_at_the_last_version_has_no_successor() {
+        let root = make_root(u64::MAX, NOW + DAY, &key(1), &key(2), &key(3));
+        let w = walk_roots(
+            root,
+            1024,
+            &Limits::DEFAULT,
+            |_| -> VResult<Option<(String, Vec<u8>)>> {
+                unreachable!("no version follows u64::MAX")
+            },
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((w.root.version, w.steps), (u64::MAX, 0));
+    }
 }
