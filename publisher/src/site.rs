@@ -178,8 +178,8 @@ impl Site {
 }
 
 /// Temp file in the same directory, fsync, rename, fsync the directory:
-/// the verifier's own [`consentry::store::write_atomic`], so sites and stores
+/// the verifier's own [`consentry::fsio::write_atomic`], so sites and stores
 /// are written (and their leftovers named) the same way.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    consentry::store::write_atomic(path, bytes).map_err(anyhow::Error::new)
+    consentry::fsio::write_atomic(path, bytes).map_err(anyhow::Error::new)
 }

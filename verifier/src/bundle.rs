@@ -19,7 +19,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, SITE_DIRS, SiteFile, io_error};
 use crate::limits::Limits;
 use crate::store::Store;
@@ -69,7 +69,7 @@ pub fn unpack(tar_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
     let mut ar = tar::Archive::new(BufReader::new(file));
     let entries = ar
         .entries()
-        .map_err(|e| reject(&tloc, "bad_bundle", format!("is not a tar archive: {e}")))?
+        .map_err(|e| reject(&tloc, Code::BadBundle, format!("is not a tar archive: {e}")))?
         .raw(true);
     let mut seen: HashSet<String> = HashSet::new();
     let mut out = Unpacked::default();
@@ -79,21 +79,26 @@ pub fn unpack(tar_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         let mut entry = entry.map_err(|e| {
             reject(
                 &tloc,
-                "bad_bundle",
+                Code::BadBundle,
                 format!("entry {count} cannot be read: {e}"),
             )
         })?;
         if count > limits.max_bundle_entries {
             return Err(reject(
                 &tloc,
-                "limit_exceeded",
+                Code::LimitExceeded,
                 format!("has more than {} entries", limits.max_bundle_entries),
             ));
         }
         let raw_name = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw_name).into_owned();
-        let refuse =
-            |why: &str| reject(&tloc, "bad_bundle", format!("entry {count} {name:?} {why}"));
+        let refuse = |why: &str| {
+            reject(
+                &tloc,
+                Code::BadBundle,
+                format!("entry {count} {name:?} {why}"),
+            )
+        };
         if std::str::from_utf8(&raw_name).is_err() {
             return Err(refuse("has a name that is not UTF-8"));
         }
@@ -131,7 +136,7 @@ pub fn unpack(tar_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         if size > max {
             return Err(reject(
                 &tloc,
-                "limit_exceeded",
+                Code::LimitExceeded,
                 format!(
                     "entry {count} {name:?} is {size} bytes; at most {max} are accepted for it"
                 ),
@@ -141,7 +146,7 @@ pub fn unpack(tar_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         if out.bytes > limits.max_bundle_bytes {
             return Err(reject(
                 &tloc,
-                "limit_exceeded",
+                Code::LimitExceeded,
                 format!("holds more than {} bytes of files", limits.max_bundle_bytes),
             ));
         }
@@ -337,7 +342,7 @@ mod tests {
         shard.data[5] ^= 1;
         write_tar(&tar, &entries);
         let err = import(&e.store, &tar, &opts()).unwrap_err();
-        assert_eq!(err.code, "hash_mismatch");
+        assert_eq!(err.code, Code::HashMismatch);
         assert!(err.file.starts_with(&tar.display().to_string()), "{err}");
         assert!(err.file.contains(":shard/"), "{err}");
         assert!(!e.store.dir().join("head.cbor").exists());
@@ -384,7 +389,7 @@ mod tests {
             let tar = e.tmp.path().join("bad.tar");
             write_tar(&tar, &[file("head.cbor", &head), entry]);
             let err = import(&e.store, &tar, &opts()).unwrap_err();
-            assert_eq!(err.code, "bad_bundle", "{name}: {err}");
+            assert_eq!(err.code, Code::BadBundle, "{name}: {err}");
             assert!(err.detail.contains(want), "{name}: {err}");
             assert!(err.detail.contains(&format!("{name:?}")), "{name}: {err}");
             assert!(no_staging_left(&e.store));
@@ -407,7 +412,7 @@ mod tests {
         let big = vec![0u8; (Limits::DEFAULT.max_head_bytes + 1) as usize];
         write_tar(&tar, &[file("head.cbor", &big)]);
         let err = import(&e.store, &tar, &opts()).unwrap_err();
-        assert_eq!(err.code, "limit_exceeded", "{err}");
+        assert_eq!(err.code, Code::LimitExceeded, "{err}");
         assert!(err.detail.contains("head.cbor"), "{err}");
 
         let limits = Limits {
@@ -418,7 +423,7 @@ mod tests {
         let tar = e.tmp.path().join("many.tar");
         write_tar(&tar, &site_entries(&e.site, ""));
         let err = import(&store, &tar, &opts()).unwrap_err();
-        assert_eq!(err.code, "limit_exceeded", "{err}");
+        assert_eq!(err.code, Code::LimitExceeded, "{err}");
 
         let limits = Limits {
             max_bundle_bytes: 100,
@@ -426,14 +431,14 @@ mod tests {
         };
         let store = Store::open(e.store.dir()).unwrap().with_limits(limits);
         let err = import(&store, &tar, &opts()).unwrap_err();
-        assert_eq!(err.code, "limit_exceeded", "{err}");
+        assert_eq!(err.code, Code::LimitExceeded, "{err}");
         assert!(err.detail.contains("bytes of files"), "{err}");
 
         let junk = e.tmp.path().join("junk.tar");
         std::fs::write(&junk, vec![7u8; 1024]).unwrap();
         assert_eq!(
             import(&e.store, &junk, &opts()).unwrap_err().code,
-            "bad_bundle"
+            Code::BadBundle
         );
     }
 

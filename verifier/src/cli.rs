@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, HttpFetch, Timeouts};
 use crate::lookup::{Answer, Question};
 use crate::model::{Use, parse_territory};
@@ -177,67 +177,11 @@ fn system_clock() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// What to do about an error code: printed after the error as `hint:`.
-pub fn hint(code: &str, file: &str, store: Option<&Path>) -> Option<String> {
-    let in_store = store.is_some_and(|s| Path::new(file).starts_with(s));
-    let h = match code {
-        "not_initialized" => {
-            "run `consentry init --root ROOT.cbor` with the root your registry published (compare its SHA-256 out of band)"
-        }
-        "already_initialized" => {
-            "pass --force to replace the pinned root (only with a root you trust)"
-        }
-        "no_snapshot" => "run `consentry sync SOURCE` or `consentry import BUNDLE.tar` first",
-        "head_not_trusted" => {
-            "the registry's keys changed: run `consentry sync SOURCE` to fetch the new root and head"
-        }
-        "store_incomplete" => "run `consentry sync SOURCE` to fetch the missing files",
-        "expired" => {
-            "sync from an up-to-date source; if this machine's clock is wrong pass --now; to accept stale answers knowingly pass --allow-expired"
-        }
-        "clock_backwards" => {
-            "this machine's clock is behind the registry's signed time: fix the clock (NTP) or pass --now with the correct time"
-        }
-        "hash_mismatch" | "length_mismatch" | "malformed_data" | "state_mismatch"
-        | "layer_mismatch" | "count_mismatch" | "range_mismatch" | "key_out_of_range"
-        | "unsorted_keys"
-            if in_store =>
-        {
-            "the stored file was altered: run `consentry sync SOURCE`, which fetches every damaged file again"
-        }
-        "hash_mismatch" | "length_mismatch" | "malformed_data" | "state_mismatch"
-        | "layer_mismatch" | "count_mismatch" | "range_mismatch" | "key_out_of_range"
-        | "unsorted_keys" => {
-            "the source served a damaged or altered file; nothing in the store changed: try another mirror or tell the registry"
-        }
-        "rollback" | "split_view" | "chain_broken" | "version_mismatch" => {
-            "the source served an older or conflicting snapshot than one already trusted; nothing changed: the mirror is stale or hostile, try another"
-        }
-        "threshold_not_met"
-        | "wrong_payload_type"
-        | "malformed_envelope"
-        | "malformed_document"
-        | "root_version"
-        | "too_many_signatures" => {
-            "the file is not validly signed by the registry's keys; nothing changed: check the source"
-        }
-        "trust_mismatch" | "store_corrupt" => {
-            "the store's trust files were altered: re-initialize with `consentry init --root FILE --force` from a root you trust"
-        }
-        "limit_exceeded" => "the file is larger than any valid one; the source may be hostile",
-        "fetch_failed" => "check the URL and the network, then retry",
-        "not_found" => "check that SOURCE is the published site's top directory or URL",
-        "bad_source" => "SOURCE must be an http:// or https:// URL or an existing directory",
-        "bad_bundle" => "a bundle holds only site files; make it with `consentry-publish bundle`",
-        "store_busy" => "wait for the other sync or import to finish",
-        "index_corrupt" => "run `consentry verify --repair` to rebuild the index",
-        "symlink_refused" | "not_a_file" => "a mirror must hold regular files only",
-        "bad_input" => "fix the named line, or see `consentry check --help`",
-        "usage" => "see `consentry --help`",
-        "io_error" => "check the path and its permissions",
-        _ => return None,
-    };
-    Some(h.to_string())
+/// What to do about an error code: printed after the error as `hint:`. A
+/// damaged data file is advised on by where it was read (the store at
+/// `store`, or the source), see [`Code::hint`].
+pub fn hint(code: Code, file: &str, store: Option<&Path>) -> Option<&'static str> {
+    code.hint(store.is_some_and(|s| Path::new(file).starts_with(s)))
 }
 
 /// Print an error and its hint on `err`.
@@ -249,14 +193,14 @@ pub fn print_error(e: &Rejection, store: Option<&Path>, err: &mut dyn Write) {
 }
 
 fn usage(what: &str, detail: impl Into<String>) -> Rejection {
-    reject(what, "usage", detail)
+    reject(what, Code::Usage, detail)
 }
 
 fn out_err(e: &io::Error) -> Rejection {
     if e.kind() == io::ErrorKind::BrokenPipe {
-        reject("stdout", "broken_pipe", "the reader went away")
+        reject("stdout", Code::BrokenPipe, "the reader went away")
     } else {
-        reject("stdout", "io_error", e.to_string())
+        reject("stdout", Code::IoError, e.to_string())
     }
 }
 
@@ -718,7 +662,7 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, Rejection> {
     if buf.len() as u64 > max {
         return Err(reject(
             loc,
-            "limit_exceeded",
+            Code::LimitExceeded,
             format!("is larger than {max} bytes"),
         ));
     }
@@ -740,10 +684,10 @@ fn write_receipts(path: &Path, b: &crate::receipt::Builder) -> Result<(), Reject
                 .and_then(|i| crate::isrc::Isrc::parse(i).ok())
                 .map_or_else(|| "invalid".to_string(), crate::isrc::Isrc::compact);
             let f = path.join(format!("{}-{name}.receipt.cbor", n + 1));
-            crate::store::write_atomic(&f, &r.to_bytes())?;
+            crate::fsio::write_atomic(&f, &r.to_bytes())?;
         }
     } else {
-        crate::store::write_atomic(path, &b.finish().to_bytes())?;
+        crate::fsio::write_atomic(path, &b.finish().to_bytes())?;
     }
     Ok(())
 }
@@ -768,7 +712,7 @@ pub fn main_exit(cli: &Cli) -> i32 {
                 2
             }
         },
-        Err(e) if e.code == "broken_pipe" => EXIT_BROKEN_PIPE,
+        Err(e) if e.code == Code::BrokenPipe => EXIT_BROKEN_PIPE,
         Err(e) => {
             let store = store_dir(cli).ok();
             print_error(&e, store.as_deref(), &mut io::stderr());
@@ -792,7 +736,7 @@ fn source_of(source: &str, timeout: Option<u64>) -> Result<Box<dyn Fetch>, Rejec
     if source.contains("://") {
         return Err(reject(
             source,
-            "bad_source",
+            Code::BadSource,
             "only http:// and https:// URLs are supported",
         ));
     }
@@ -800,7 +744,7 @@ fn source_of(source: &str, timeout: Option<u64>) -> Result<Box<dyn Fetch>, Rejec
     if !p.is_dir() {
         return Err(reject(
             source,
-            "bad_source",
+            Code::BadSource,
             "is neither an http(s) URL nor a directory",
         ));
     }
@@ -936,7 +880,7 @@ fn row_of(
     fn given(v: Option<&str>) -> Option<&str> {
         v.map(crate::text::trim).filter(|s| !s.is_empty())
     }
-    let bad = |e: String| reject(where_, "bad_input", e);
+    let bad = |e: String| reject(where_, Code::BadInput, e);
     let use_ = match given(use_) {
         Some(u) => Use::parse(u).map_err(bad)?,
         None => d.use_,
@@ -1017,7 +961,7 @@ fn read_rows(
             .from_reader(chained);
         let headers: Vec<String> = c
             .headers()
-            .map_err(|e| reject(at_line(skipped + 1), "bad_input", e.to_string()))?
+            .map_err(|e| reject(at_line(skipped + 1), Code::BadInput, e.to_string()))?
             .iter()
             .map(|h| crate::text::trim(h).to_ascii_lowercase())
             .collect();
@@ -1025,7 +969,7 @@ fn read_rows(
             if headers.iter().filter(|h| *h == q).count() > 1 {
                 return Err(reject(
                     at_line(skipped + 1),
-                    "bad_input",
+                    Code::BadInput,
                     format!("the header names the column {q:?} twice; keep one"),
                 ));
             }
@@ -1035,14 +979,14 @@ fn read_rows(
         let Some(ci) = ci else {
             return Err(reject(
                 at_line(skipped + 1),
-                "bad_input",
+                Code::BadInput,
                 "the CSV header has no isrc column",
             ));
         };
         for rec in c.records() {
             let rec = rec.map_err(|e| {
                 let line = e.position().map_or(0, csv::Position::line) as usize + skipped;
-                reject(at_line(line), "bad_input", e.to_string())
+                reject(at_line(line), Code::BadInput, e.to_string())
             })?;
             let line = rec.position().map_or(0, csv::Position::line) as usize + skipped;
             // A blank line is one blank field: skipped, as in the other formats.
@@ -1052,7 +996,7 @@ fn read_rows(
             if rec.len() != headers.len() {
                 return Err(reject(
                     at_line(line),
-                    "bad_input",
+                    Code::BadInput,
                     format!(
                         "has {} fields; the header has {} columns",
                         rec.len(),
@@ -1075,7 +1019,7 @@ fn read_rows(
     if fields.len() > 1 {
         return Err(reject(
             at_line(skipped + 1),
-            "bad_input",
+            Code::BadInput,
             "looks like CSV but has no isrc column in its header",
         ));
     }
@@ -1096,7 +1040,7 @@ fn read_rows(
 /// One JSON line: an object whose `isrc` is a string; `use`, `territory`
 /// and `at` are strings or null; other keys are ignored.
 fn json_row(where_: &str, line: &str, d: &Defaults) -> Result<Row, Rejection> {
-    let bad = |e: String| reject(where_, "bad_input", e);
+    let bad = |e: String| reject(where_, Code::BadInput, e);
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
     let obj = v
@@ -1193,7 +1137,7 @@ impl<'w> Output<'w> {
         };
         w.write_record(fields).map_err(|e| match e.into_kind() {
             csv::ErrorKind::Io(io) => out_err(&io),
-            other => reject("stdout", "io_error", format!("{other:?}")),
+            other => reject("stdout", Code::IoError, format!("{other:?}")),
         })
     }
 
@@ -1342,7 +1286,7 @@ mod tests {
             );
         }
         let (r, _) = e.run(&["init", "--root", &root]);
-        assert_eq!(r.unwrap_err().code, "already_initialized");
+        assert_eq!(r.unwrap_err().code, Code::AlreadyInitialized);
         e.ok(&["init", "--root", &root, "--force"]);
     }
 
@@ -1560,7 +1504,7 @@ mod tests {
             std::fs::write(e.path(name), body).unwrap();
             let (r, _) = e.run(&["--now", "2026-11-25", "check", "--input", &e.path(name)]);
             let err = r.unwrap_err();
-            assert_eq!(err.code, "bad_input", "{name}");
+            assert_eq!(err.code, Code::BadInput, "{name}");
             assert!(err.file.ends_with(&format!("{name}:{line}")), "{err}");
         }
     }
@@ -1582,7 +1526,7 @@ mod tests {
             &e.path("bad.csv"),
         ]);
         let err = r.unwrap_err();
-        assert_eq!(err.code, "bad_input");
+        assert_eq!(err.code, Code::BadInput);
         assert!(err.file.ends_with("bad.csv:3"), "{err}");
         assert_eq!(
             out.lines().count(),
@@ -1612,10 +1556,10 @@ mod tests {
             "--input",
             &e.path("nocol.csv"),
         ]);
-        assert_eq!(r.unwrap_err().code, "bad_input");
+        assert_eq!(r.unwrap_err().code, Code::BadInput);
 
         let (r, _) = e.run(&["--now", "2026-11-25", "check", "--use", "x", "GBNWR2500001"]);
-        assert_eq!(r.unwrap_err().code, "usage");
+        assert_eq!(r.unwrap_err().code, Code::Usage);
     }
 
     #[test]
@@ -1649,7 +1593,7 @@ mod tests {
         e.ready();
         let later = format_timestamp(NOW + 5 * DAY);
         let (r, _) = e.run(&["--now", &later, "check", "GBNWR2500001"]);
-        assert_eq!(r.unwrap_err().code, "expired");
+        assert_eq!(r.unwrap_err().code, Code::Expired);
         let out = e.ok(&["--now", &later, "--allow-expired", "check", "GBNWR2500001"]);
         assert!(out.ends_with("\tEXPIRED-SNAPSHOT\n"), "{out}");
         let out = e.ok(&[
@@ -1670,7 +1614,7 @@ mod tests {
     fn status_verify_and_import_through_the_cli() {
         let e = env();
         let (r, _) = e.run(&["status"]);
-        assert_eq!(r.unwrap_err().code, "not_initialized");
+        assert_eq!(r.unwrap_err().code, Code::NotInitialized);
         e.ready();
         let out = e.ok(&["--now", "2026-11-25", "status", "--json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -1716,22 +1660,29 @@ mod tests {
 
     #[test]
     fn sources_are_urls_or_directories() {
-        assert_eq!(source_of("ftp://x", None).err().unwrap().code, "bad_source");
+        assert_eq!(
+            source_of("ftp://x", None).err().unwrap().code,
+            Code::BadSource
+        );
         assert_eq!(
             source_of("/no/such/dir", None).err().unwrap().code,
-            "bad_source"
+            Code::BadSource
         );
         assert!(source_of("https://example.invalid/site", Some(5)).is_ok());
         assert!(source_of("/", None).is_ok());
         assert!(
-            hint("hash_mismatch", "/s/shard/x", Some(Path::new("/s")))
+            hint(Code::HashMismatch, "/s/shard/x", Some(Path::new("/s")))
                 .unwrap()
                 .contains("fetches every damaged file again")
         );
         assert!(
-            hint("hash_mismatch", "http://m/shard/x", Some(Path::new("/s")))
-                .unwrap()
-                .contains("another mirror")
+            hint(
+                Code::HashMismatch,
+                "http://m/shard/x",
+                Some(Path::new("/s"))
+            )
+            .unwrap()
+            .contains("another mirror")
         );
     }
 }

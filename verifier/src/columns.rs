@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::cbor;
 use crate::declaration::Record;
 use crate::envelope::sha256;
-use crate::error::{VResult, reject};
+use crate::error::{Code, VResult, reject};
 use crate::isrc::{KEY_SPACE, Scope};
 use crate::limits::Limits;
 use crate::model::Policy;
@@ -169,7 +169,7 @@ impl Rows {
                 if !has_cur {
                     return Err(reject(
                         file,
-                        "layer_mismatch",
+                        Code::LayerMismatch,
                         format!(
                             "deletes ({}, seq {}), which the previous state does not hold",
                             crate::isrc::Isrc::from_key(next.0)
@@ -647,7 +647,7 @@ fn decode_keys(
     range: (u64, u64),
 ) -> VResult<Vec<(u64, u64)>> {
     let (keys, key_low, seqs) = k;
-    let bad = |d: String| reject(file, "malformed_data", format!("{what}: {d}"));
+    let bad = |d: String| reject(file, Code::MalformedData, format!("{what}: {d}"));
     // A varint takes at least one byte, so a count above the blob length is a lie
     // and is refused before any allocation.
     if count > keys.len() as u64 {
@@ -678,14 +678,14 @@ fn decode_keys(
         if key < range.0 || key >= range.1 {
             return Err(reject(
                 file,
-                "key_out_of_range",
+                Code::KeyOutOfRange,
                 format!("{what}: key {key} is outside [{}, {})", range.0, range.1),
             ));
         }
         if prev.is_some_and(|p| p >= (key, seq)) {
             return Err(reject(
                 file,
-                "unsorted_keys",
+                Code::UnsortedKeys,
                 format!("{what}: rows are not in strictly increasing (key, seq) order"),
             ));
         }
@@ -706,8 +706,8 @@ pub fn decode_columns(
     limits: &Limits,
     set: &mut PolicySet,
 ) -> VResult<Rows> {
-    let bad = |d: String| reject(file, "malformed_data", d);
-    let over = |d: String| reject(file, "limit_exceeded", d);
+    let bad = |d: String| reject(file, Code::MalformedData, d);
+    let over = |d: String| reject(file, Code::LimitExceeded, d);
     if c.count > limits.max_records_per_file {
         return Err(over(format!(
             "{} rows exceed the limit of {}",
@@ -822,7 +822,7 @@ pub fn open_file(
     if fref.length > limits.max_file_bytes {
         return Err(reject(
             file,
-            "limit_exceeded",
+            Code::LimitExceeded,
             format!(
                 "declared length {} exceeds the limit {}",
                 fref.length, limits.max_file_bytes
@@ -832,7 +832,7 @@ pub fn open_file(
     if bytes.len() as u64 != fref.length {
         return Err(reject(
             file,
-            "length_mismatch",
+            Code::LengthMismatch,
             format!(
                 "is {} bytes; the manifest says {}",
                 bytes.len(),
@@ -843,14 +843,14 @@ pub fn open_file(
     if sha256(bytes) != fref.sha256 {
         return Err(reject(
             file,
-            "hash_mismatch",
+            Code::HashMismatch,
             "SHA-256 differs from the manifest; the file was altered or belongs to another snapshot",
         ));
     }
     if fref.raw_length > limits.max_raw_bytes {
         return Err(reject(
             file,
-            "limit_exceeded",
+            Code::LimitExceeded,
             format!(
                 "declared decompressed length {} exceeds the limit {}",
                 fref.raw_length, limits.max_raw_bytes
@@ -864,18 +864,18 @@ pub fn open_file(
         _ => {
             return Err(reject(
                 file,
-                "malformed_data",
+                Code::MalformedData,
                 "is not exactly one zstd frame",
             ));
         }
     }
     check_frame_header(file, bytes, fref.raw_length)?;
     let raw = crate::zframe::decompress_capped(bytes, ZSTD_WINDOW_LOG_MAX, fref.raw_length)
-        .map_err(|e| reject(file, "malformed_data", e))?;
+        .map_err(|e| reject(file, Code::MalformedData, e))?;
     if raw.len() as u64 != fref.raw_length {
         return Err(reject(
             file,
-            "length_mismatch",
+            Code::LengthMismatch,
             format!(
                 "decompresses to {}{} bytes; the manifest says {}",
                 raw.len(),
@@ -896,7 +896,7 @@ pub fn open_file(
 /// ignores its window limit when a frame declares a size that fits the output,
 /// so the header is read here rather than trusted to the decoder.
 fn check_frame_header(file: &str, bytes: &[u8], raw_length: u64) -> VResult<()> {
-    let bad = |d: String| reject(file, "malformed_data", format!("zstd frame header: {d}"));
+    let bad = |d: String| reject(file, Code::MalformedData, format!("zstd frame header: {d}"));
     if bytes.len() < 6 || bytes[..4] != [0x28, 0xB5, 0x2F, 0xFD] {
         return Err(bad("missing zstd magic number".into()));
     }
@@ -939,7 +939,7 @@ fn check_frame_header(file: &str, bytes: &[u8], raw_length: u64) -> VResult<()> 
     if fcs != raw_length {
         return Err(reject(
             file,
-            "length_mismatch",
+            Code::LengthMismatch,
             format!("zstd frame declares {fcs} decompressed bytes; the manifest says {raw_length}"),
         ));
     }
@@ -947,7 +947,7 @@ fn check_frame_header(file: &str, bytes: &[u8], raw_length: u64) -> VResult<()> 
     if window > 1 << ZSTD_WINDOW_LOG_MAX {
         return Err(reject(
             file,
-            "limit_exceeded",
+            Code::LimitExceeded,
             format!("zstd window of {window} bytes exceeds 2^{ZSTD_WINDOW_LOG_MAX}"),
         ));
     }
@@ -960,7 +960,7 @@ fn check_count(file: &str, count: u64, limits: &Limits) -> VResult<()> {
     if count > limits.max_records_per_file {
         return Err(reject(
             file,
-            "limit_exceeded",
+            Code::LimitExceeded,
             format!(
                 "the manifest declares {count} entries; at most {} are accepted per file",
                 limits.max_records_per_file
@@ -992,11 +992,11 @@ pub fn decode_shard(
     // SPEC.md §5.3: the signed count is bounded before the payload is decoded.
     check_count(file, count, limits)?;
     let doc: ShardDoc = cbor::from_slice_canonical(raw)
-        .map_err(|e| reject(file, "malformed_data", format!("shard is {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedData, format!("shard is {e}")))?;
     if doc.lo != lo || doc.hi != hi {
         return Err(reject(
             file,
-            "range_mismatch",
+            Code::RangeMismatch,
             format!(
                 "shard covers [{}, {}), the manifest's range is [{lo}, {hi})",
                 doc.lo, doc.hi
@@ -1006,7 +1006,7 @@ pub fn decode_shard(
     if doc.rows.count != count {
         return Err(reject(
             file,
-            "count_mismatch",
+            Code::CountMismatch,
             format!(
                 "shard holds {} rows; the manifest says {count}",
                 doc.rows.count
@@ -1085,11 +1085,11 @@ pub fn decode_layer(
     set: &mut PolicySet,
 ) -> VResult<Layer> {
     let doc: LayerDoc = cbor::from_slice_canonical(raw)
-        .map_err(|e| reject(file, "malformed_data", format!("layer is {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedData, format!("layer is {e}")))?;
     if doc.from.checked_add(1) != Some(doc.to) {
         return Err(reject(
             file,
-            "layer_mismatch",
+            Code::LayerMismatch,
             format!(
                 "layer goes from {} to {}; layers span exactly one version",
                 doc.from, doc.to
@@ -1099,12 +1099,12 @@ pub fn decode_layer(
     if doc.dels.count.checked_add(doc.puts.count) != Some(count) {
         return Err(reject(
             file,
-            "count_mismatch",
+            Code::CountMismatch,
             "layer's change count differs from the manifest",
         ));
     }
     if doc.dels.count > limits.max_records_per_file {
-        return Err(reject(file, "limit_exceeded", "too many deletions"));
+        return Err(reject(file, Code::LimitExceeded, "too many deletions"));
     }
     let dels = decode_keys(
         file,
@@ -1123,7 +1123,7 @@ pub fn decode_layer(
             if puts.seqs[t] == s {
                 return Err(reject(
                     file,
-                    "malformed_data",
+                    Code::MalformedData,
                     "a row is both deleted and put",
                 ));
             }
@@ -1166,7 +1166,7 @@ pub fn decode_prefixes(
     count: u64,
     limits: &Limits,
 ) -> VResult<Vec<Record>> {
-    let bad = |d: String| reject(file, "malformed_data", d);
+    let bad = |d: String| reject(file, Code::MalformedData, d);
     // SPEC.md §5.5 step 1: the signed count is bounded before the table is
     // decoded (a prefix row is a CBOR map; 1 GiB of them is not decoded).
     check_count(file, count, limits)?;
@@ -1175,7 +1175,7 @@ pub fn decode_prefixes(
     if doc.rows.len() as u64 != count {
         return Err(reject(
             file,
-            "count_mismatch",
+            Code::CountMismatch,
             format!(
                 "prefix table holds {} entries; the manifest says {count}",
                 doc.rows.len()
@@ -1209,7 +1209,7 @@ pub fn decode_prefixes(
         {
             return Err(reject(
                 file,
-                "unsorted_keys",
+                Code::UnsortedKeys,
                 "prefix entries are not sorted strictly by (scope start, specificity, seq)",
             ));
         }
@@ -1270,8 +1270,8 @@ mod tests {
         )
     }
 
-    fn code(c: &Columns) -> &'static str {
-        decode(c).err().map_or("ok", |e| e.code)
+    fn code(c: &Columns) -> Option<Code> {
+        decode(c).err().map(|e| e.code)
     }
 
     #[test]
@@ -1344,60 +1344,60 @@ mod tests {
     fn columns_refuse_every_second_encoding() {
         let (r, set) = rows(&[(10, 7, "CR-7"), (20, 8, "CR-8"), (30, 9, "D9")]);
         let good = encode_columns(&r, &set);
-        assert_eq!(code(&good), "ok");
+        assert_eq!(code(&good), None);
         // A derivable id written literally.
         let mut raw = raw_of_columns(&good).unwrap();
         let lit = columns_from_raw(&raw, good.policies.clone(), "", 0);
         let mut c = lit.clone();
         c.id_prefix = "CR-".into();
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         // A prefix no row uses.
         raw[0].id = "A7".into();
         raw[1].id = "A8".into();
         let c = columns_from_raw(&raw, good.policies.clone(), "Z", 0);
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         assert_eq!(
             code(&columns_from_raw(&raw, good.policies.clone(), "", 0)),
-            "ok"
+            None
         );
         // key_low not a whole number of bytes per row, or more than 7.
         let mut c = good.clone();
         c.key_low = vec![0; 4];
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         let c8 = columns_from_raw(
             &raw_of_columns(&good).unwrap(),
             good.policies.clone(),
             "CR-",
             7,
         );
-        assert_eq!(code(&c8), "ok");
+        assert_eq!(code(&c8), None);
         let mut c = c8.clone();
         c.key_low.extend([0; 3]);
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         // A high part that does not fit once shifted.
         let mut c = c8.clone();
         c.keys.clear();
         put_varint(&mut c.keys, 1 << 8);
         put_varint(&mut c.keys, 0);
         put_varint(&mut c.keys, 0);
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         // No rows but low bytes.
         let (e, eset) = rows(&[]);
         let mut c = encode_columns(&e, &eset);
-        assert_eq!(code(&c), "ok");
+        assert_eq!(code(&c), None);
         c.key_low = vec![1];
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         // Prefixes: printable, and a derived id fits in 255 bytes.
         let mut c = good.clone();
         c.id_prefix = "CR -".into();
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         let mut c = good.clone();
         c.id_prefix = "C".repeat(255);
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         // Seq 0 reached through a delta.
         let mut c = good.clone();
         c.seqs[1] = zigzag(0u64.wrapping_sub(7)) as u8;
-        assert_eq!(code(&c), "malformed_data");
+        assert_eq!(code(&c), Some(Code::MalformedData));
         // Deletion columns share the key and seq coding.
         let dels = [(5u64, 3u64), (1 << 40, 1), (1 << 41, 9)];
         let k = key_columns_from_raw(&dels, 2);
@@ -1417,7 +1417,7 @@ mod tests {
         f
     }
 
-    fn open(f: &[u8], raw_length: u64) -> &'static str {
+    fn open(f: &[u8], raw_length: u64) -> Option<Code> {
         let fref = crate::docs::FileRef {
             count: 0,
             length: f.len() as u64,
@@ -1426,20 +1426,26 @@ mod tests {
         };
         open_file("f", f, &fref, &Limits::DEFAULT)
             .err()
-            .map_or("ok", |e| e.code)
+            .map(|e| e.code)
     }
 
     #[test]
     fn a_dictionary_id_field_is_refused_even_when_it_holds_zero() {
         let c = b"hello";
         // Single segment, 1-byte content size, no dictionary id: accepted.
-        assert_eq!(open(&frame(0x20, &[5], c), 5), "ok");
+        assert_eq!(open(&frame(0x20, &[5], c), 5), None);
         // Dictionary_ID_flag 1, 2 and 3 with a dictionary id of 0.
-        assert_eq!(open(&frame(0x21, &[0, 5], c), 5), "malformed_data");
-        assert_eq!(open(&frame(0x22, &[0, 0, 5], c), 5), "malformed_data");
-        assert_eq!(open(&frame(0x23, &[0, 0, 0, 0, 5], c), 5), "malformed_data");
+        assert_eq!(open(&frame(0x21, &[0, 5], c), 5), Some(Code::MalformedData));
+        assert_eq!(
+            open(&frame(0x22, &[0, 0, 5], c), 5),
+            Some(Code::MalformedData)
+        );
+        assert_eq!(
+            open(&frame(0x23, &[0, 0, 0, 0, 5], c), 5),
+            Some(Code::MalformedData)
+        );
         // ... and with a non-zero one.
-        assert_eq!(open(&frame(0x21, &[7, 5], c), 5), "malformed_data");
+        assert_eq!(open(&frame(0x21, &[7, 5], c), 5), Some(Code::MalformedData));
     }
 
     #[test]
@@ -1460,7 +1466,7 @@ mod tests {
         };
         assert_eq!(
             open_file("f", &f, &fref, &tight).unwrap_err().code,
-            "limit_exceeded"
+            Code::LimitExceeded
         );
         // A signed length over its cap wins over a length mismatch.
         let tiny = Limits {
@@ -1471,15 +1477,15 @@ mod tests {
         long.push(0);
         assert_eq!(
             open_file("f", &long, &fref, &tiny).unwrap_err().code,
-            "limit_exceeded"
+            Code::LimitExceeded
         );
         // Trailing bytes after the frame under a matching hash: malformed_data;
         // a declared content size that differs: length_mismatch.
         let mut two = frame(0x20, &[5], c);
         two.push(0);
-        assert_eq!(open(&two, 5), "malformed_data");
-        assert_eq!(open(&frame(0x20, &[5], c), 6), "length_mismatch");
+        assert_eq!(open(&two, 5), Some(Code::MalformedData));
+        assert_eq!(open(&frame(0x20, &[5], c), 6), Some(Code::LengthMismatch));
         // No content size at all (not single segment, FCS flag 0).
-        assert_eq!(open(&frame(0x00, &[0x00], c), 5), "malformed_data");
+        assert_eq!(open(&frame(0x00, &[0x00], c), 5), Some(Code::MalformedData));
     }
 }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
 use crate::cbor;
-use crate::error::{VResult, reject};
+use crate::error::{Code, VResult, reject};
 use crate::limits::Limits;
 
 /// Payload type of a root document.
@@ -84,11 +84,11 @@ impl Envelope {
     /// Parse an envelope strictly (canonical CBOR, bounded signature count).
     pub fn parse(file: &str, bytes: &[u8], limits: &Limits) -> VResult<Envelope> {
         let env: Envelope = cbor::from_slice_canonical(bytes)
-            .map_err(|e| reject(file, "malformed_envelope", format!("envelope is {e}")))?;
+            .map_err(|e| reject(file, Code::MalformedEnvelope, format!("envelope is {e}")))?;
         if env.signatures.len() > limits.max_signatures {
             return Err(reject(
                 file,
-                "too_many_signatures",
+                Code::TooManySignatures,
                 format!(
                     "{} signatures; at most {} are read",
                     env.signatures.len(),
@@ -118,7 +118,7 @@ impl Envelope {
         if self.payload_type != expected_type {
             return Err(reject(
                 file,
-                "wrong_payload_type",
+                Code::WrongPayloadType,
                 format!(
                     "payload type is {:?}, expected {expected_type:?}",
                     self.payload_type
@@ -144,7 +144,7 @@ impl Envelope {
         if (good.len() as u64) < threshold {
             return Err(reject(
                 file,
-                "threshold_not_met",
+                Code::ThresholdNotMet,
                 format!(
                     "{} valid signature(s) from distinct {role} keys; the root requires {threshold}",
                     good.len()
@@ -185,8 +185,8 @@ mod tests {
         }
     }
 
-    fn code(r: VResult<()>) -> &'static str {
-        r.err().map_or("ok", |e| e.code)
+    fn code(r: VResult<()>) -> Option<Code> {
+        r.err().map(|e| e.code)
     }
 
     #[test]
@@ -200,7 +200,7 @@ mod tests {
         let env = sign(b"payload", HEAD_TYPE, &[&a, &b]);
         assert_eq!(
             code(env.verify("f", HEAD_TYPE, &allowed(&[&a, &b]), 2, "head")),
-            "ok"
+            None
         );
     }
 
@@ -210,7 +210,7 @@ mod tests {
         let env = sign(b"payload", HEAD_TYPE, &[&other]);
         assert_eq!(
             code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
-            "threshold_not_met"
+            Some(Code::ThresholdNotMet)
         );
     }
 
@@ -220,7 +220,7 @@ mod tests {
         let env = sign(b"payload", MANIFEST_TYPE, &[&a]);
         assert_eq!(
             code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
-            "wrong_payload_type"
+            Some(Code::WrongPayloadType)
         );
     }
 
@@ -231,7 +231,7 @@ mod tests {
         env.payload[0] ^= 1;
         assert_eq!(
             code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
-            "threshold_not_met"
+            Some(Code::ThresholdNotMet)
         );
     }
 
@@ -242,7 +242,7 @@ mod tests {
         env.signatures.push(env.signatures[0].clone());
         assert_eq!(
             code(env.verify("f", HEAD_TYPE, &allowed(&[&a, &b]), 2, "head")),
-            "threshold_not_met"
+            Some(Code::ThresholdNotMet)
         );
     }
 
@@ -260,7 +260,7 @@ mod tests {
         });
         assert_eq!(
             code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
-            "ok"
+            None
         );
     }
 
@@ -282,7 +282,7 @@ mod tests {
         }
         assert_eq!(
             code(env.verify("f", HEAD_TYPE, &allowed(&[&a]), 1, "head")),
-            "threshold_not_met"
+            Some(Code::ThresholdNotMet)
         );
     }
 
@@ -303,7 +303,7 @@ mod tests {
             Envelope::parse("f", &trailing, &Limits::DEFAULT)
                 .unwrap_err()
                 .code,
-            "malformed_envelope"
+            Code::MalformedEnvelope
         );
         let mut many = env.clone();
         many.signatures = vec![env.signatures[0].clone(); Limits::DEFAULT.max_signatures + 1];
@@ -311,7 +311,7 @@ mod tests {
             Envelope::parse("f", &many.to_bytes(), &Limits::DEFAULT)
                 .unwrap_err()
                 .code,
-            "too_many_signatures"
+            Code::TooManySignatures
         );
     }
 
@@ -331,14 +331,14 @@ mod tests {
             }
             Envelope::parse("f", &b, &Limits::DEFAULT)
                 .err()
-                .map_or("ok", |e| e.code)
+                .map(|e| e.code)
         };
-        assert_eq!(parse(max, false), "ok");
-        assert_eq!(parse(max + 1, false), "too_many_signatures");
-        assert_eq!(parse(max + 1, true), "malformed_envelope");
+        assert_eq!(parse(max, false), None);
+        assert_eq!(parse(max + 1, false), Some(Code::TooManySignatures));
+        assert_eq!(parse(max + 1, true), Some(Code::MalformedEnvelope));
         assert_eq!(
             parse(0, false),
-            "ok",
+            None,
             "zero signatures parse; the threshold refuses"
         );
     }

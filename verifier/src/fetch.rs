@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 
 #[cfg(feature = "http")]
 pub use crate::http::{HTTP_ATTEMPTS, HTTP_BACKOFF, HttpFetch, Timeouts};
@@ -116,7 +116,7 @@ pub(crate) fn checked_name(path: &str, location: &str) -> Result<SiteFile, Rejec
     SiteFile::parse(path).ok_or_else(|| {
         reject(
             location,
-            "bad_path",
+            Code::BadPath,
             format!("{path:?} is not a site file name"),
         )
     })
@@ -125,7 +125,7 @@ pub(crate) fn checked_name(path: &str, location: &str) -> Result<SiteFile, Rejec
 pub(crate) fn too_long(location: &str, max_len: u64) -> Rejection {
     reject(
         location,
-        "limit_exceeded",
+        Code::LimitExceeded,
         format!("is longer than the {max_len} bytes accepted for it"),
     )
 }
@@ -145,7 +145,7 @@ pub fn read_bounded(mut r: impl Read, max_len: u64, location: &str) -> Result<Ve
 
 /// A rejection for an I/O failure at `location`.
 pub fn io_error(location: &str, e: &io::Error) -> Rejection {
-    reject(location, "io_error", e.to_string())
+    reject(location, Code::IoError, e.to_string())
 }
 
 /// A mirror directory (or a store, or an unpacked bundle).
@@ -180,7 +180,7 @@ impl Fetch for DirFetch {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(reject(
                         d.display().to_string(),
-                        "symlink_refused",
+                        Code::SymlinkRefused,
                         "is a symbolic link; a mirror's directories must be real directories",
                     ));
                 }
@@ -198,12 +198,12 @@ impl Fetch for DirFetch {
         if lmeta.file_type().is_symlink() {
             return Err(reject(
                 &loc,
-                "symlink_refused",
+                Code::SymlinkRefused,
                 "is a symbolic link; a mirror's files must be regular files",
             ));
         }
         if !lmeta.file_type().is_file() {
-            return Err(reject(&loc, "not_a_file", "is not a regular file"));
+            return Err(reject(&loc, Code::NotAFile, "is not a regular file"));
         }
         if lmeta.len() > max_len {
             return Err(too_long(&loc, max_len));
@@ -219,7 +219,7 @@ impl Fetch for DirFetch {
         if meta.dev() != lmeta.dev() || meta.ino() != lmeta.ino() {
             return Err(reject(
                 &loc,
-                "symlink_refused",
+                Code::SymlinkRefused,
                 "changed while it was opened",
             ));
         }
@@ -278,16 +278,22 @@ mod tests {
         std::fs::write(t.path().join("head.cbor"), b"head").unwrap();
         let f = DirFetch::new(t.path());
         assert_eq!(f.get("root/1.cbor", 5).unwrap().unwrap(), b"hello");
-        assert_eq!(f.get("root/1.cbor", 4).unwrap_err().code, "limit_exceeded");
+        assert_eq!(
+            f.get("root/1.cbor", 4).unwrap_err().code,
+            Code::LimitExceeded
+        );
         assert_eq!(f.get("root/2.cbor", 5).unwrap(), None);
         assert_eq!(f.get(&format!("shard/{H}.zst"), 5).unwrap(), None);
-        assert_eq!(f.get("root/../head.cbor", 5).unwrap_err().code, "bad_path");
+        assert_eq!(
+            f.get("root/../head.cbor", 5).unwrap_err().code,
+            Code::BadPath
+        );
 
         std::os::unix::fs::symlink(t.path().join("head.cbor"), t.path().join("root/3.cbor"))
             .unwrap();
         assert_eq!(
             f.get("root/3.cbor", 50).unwrap_err().code,
-            "symlink_refused"
+            Code::SymlinkRefused
         );
 
         let other = tempfile::tempdir().unwrap();
@@ -295,10 +301,10 @@ mod tests {
         std::os::unix::fs::symlink(other.path(), t.path().join("shard")).unwrap();
         assert_eq!(
             f.get(&format!("shard/{H}.zst"), 50).unwrap_err().code,
-            "symlink_refused"
+            Code::SymlinkRefused
         );
 
         std::fs::create_dir(t.path().join("root/4.cbor")).unwrap();
-        assert_eq!(f.get("root/4.cbor", 50).unwrap_err().code, "not_a_file");
+        assert_eq!(f.get("root/4.cbor", 50).unwrap_err().code, Code::NotAFile);
     }
 }

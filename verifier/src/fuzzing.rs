@@ -26,7 +26,7 @@ use crate::columns::{
 use crate::declaration::Record;
 use crate::docs::{FileRef, Head, Manifest, ManifestRef, Range, Role, RoleKeys, Roles, Root};
 use crate::envelope::{Envelope, HEAD_TYPE, ROOT_TYPE, key_id, load_key, pae, sha256};
-use crate::error::VResult;
+use crate::error::{Code, VResult};
 use crate::fetch::{SITE_DIRS, SiteFile};
 use crate::index::{Index, PrefixRow as IndexPrefixRow, PrefixTable};
 use crate::isrc::{self, Isrc, KEY_SPACE, Scope};
@@ -111,8 +111,8 @@ fn example_keys() -> &'static [([u8; 32], VerifyingKey)] {
     })
 }
 
-fn code<T>(r: &VResult<T>) -> &'static str {
-    r.as_ref().err().map_or("ok", |e| e.code)
+fn code<T>(r: &VResult<T>) -> Option<Code> {
+    r.as_ref().err().map(|e| e.code)
 }
 
 /// A decoded value re-encodes to a value that decodes to itself.
@@ -157,7 +157,7 @@ pub fn envelope(data: &[u8]) {
     };
     assert_eq!(
         code(&env.verify(FILE, other, keys, 0, "any")),
-        "wrong_payload_type"
+        Some(Code::WrongPayloadType)
     );
     let ty = env.payload_type.as_str();
     assert!(env.verify(FILE, ty, keys, 0, "any").is_ok());
@@ -166,7 +166,7 @@ pub fn envelope(data: &[u8]) {
     for t in 1..=4 {
         let r = env.verify(FILE, ty, keys, t, "any");
         if r.is_err() {
-            assert_eq!(code(&r), "threshold_not_met");
+            assert_eq!(code(&r), Some(Code::ThresholdNotMet));
             break;
         }
         met = t;
@@ -261,7 +261,7 @@ pub fn head(data: &[u8]) {
             newer.version += 1;
             assert_eq!(
                 code(&verify::check_head_rollback(FILE, &h, Some(&newer))),
-                "rollback"
+                Some(Code::Rollback)
             );
         }
     }

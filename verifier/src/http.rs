@@ -5,7 +5,7 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{Fetch, checked_name, too_long};
 
 /// Timeouts of [`HttpFetch`].
@@ -58,7 +58,7 @@ impl HttpFetch {
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
             return Err(reject(
                 base,
-                "bad_source",
+                Code::BadSource,
                 "is not an http:// or https:// URL",
             ));
         }
@@ -98,7 +98,7 @@ impl HttpFetch {
                 ),
                 _ => e.to_string(),
             };
-            reject(url, "fetch_failed", msg)
+            reject(url, Code::FetchFailed, msg)
         };
         let mut resp = match self.agent.get(url).call() {
             Ok(r) => r,
@@ -116,13 +116,17 @@ impl HttpFetch {
             500..=599 => {
                 return Attempt::Retry(reject(
                     url,
-                    "fetch_failed",
+                    Code::FetchFailed,
                     format!("server error: HTTP status {code}"),
                 ));
             }
             200..=299 => {}
             _ => {
-                return Attempt::Fail(reject(url, "fetch_failed", format!("HTTP status {code}")));
+                return Attempt::Fail(reject(
+                    url,
+                    Code::FetchFailed,
+                    format!("HTTP status {code}"),
+                ));
             }
         }
         let declared = resp
@@ -153,7 +157,7 @@ impl HttpFetch {
                 } else {
                     e.to_string()
                 };
-                Attempt::Fail(reject(url, "fetch_failed", msg))
+                Attempt::Fail(reject(url, Code::FetchFailed, msg))
             }
         }
     }
@@ -197,7 +201,7 @@ impl Fetch for HttpFetch {
                 }
             }
         }
-        let r = last.unwrap_or_else(|| reject(&url, "fetch_failed", "no attempt was made"));
+        let r = last.unwrap_or_else(|| reject(&url, Code::FetchFailed, "no attempt was made"));
         Err(Rejection {
             detail: format!("{} (after {HTTP_ATTEMPTS} attempts)", r.detail),
             ..r
@@ -278,18 +282,21 @@ mod tests {
         for b in [format!("{base}/site"), format!("{base}/site/")] {
             let f = HttpFetch::new(&b, quick()).unwrap();
             assert_eq!(f.get("head.cbor", 100).unwrap().unwrap(), b"head-bytes");
-            assert_eq!(f.get("head.cbor", 9).unwrap_err().code, "limit_exceeded");
+            assert_eq!(f.get("head.cbor", 9).unwrap_err().code, Code::LimitExceeded);
             assert_eq!(f.get("root/9.cbor", 100).unwrap(), None);
             let e = f.get("root/1.cbor", 100).unwrap_err();
-            assert_eq!(e.code, "fetch_failed");
+            assert_eq!(e.code, Code::FetchFailed);
             assert!(e.detail.contains("403"), "{e}");
             assert!(e.file.ends_with("/site/root/1.cbor"), "{e}");
-            assert_eq!(f.get("root/2.cbor", 99).unwrap_err().code, "limit_exceeded");
+            assert_eq!(
+                f.get("root/2.cbor", 99).unwrap_err().code,
+                Code::LimitExceeded
+            );
             assert_eq!(f.get("root/2.cbor", 100).unwrap().unwrap().len(), 100);
         }
         assert_eq!(
             HttpFetch::new("ftp://x", quick()).unwrap_err().code,
-            "bad_source"
+            Code::BadSource
         );
     }
 
@@ -323,7 +330,7 @@ mod tests {
             .port();
         let f = HttpFetch::new(&format!("http://127.0.0.1:{port}/"), quick()).unwrap();
         let e = f.get("head.cbor", 100).unwrap_err();
-        assert_eq!(e.code, "fetch_failed");
+        assert_eq!(e.code, Code::FetchFailed);
         assert!(e.detail.contains("attempts"), "{e}");
     }
 
@@ -350,7 +357,7 @@ mod tests {
         let start = Instant::now();
         let e = f.get("head.cbor", 10_000).unwrap_err();
         let took = start.elapsed();
-        assert_eq!(e.code, "fetch_failed");
+        assert_eq!(e.code, Code::FetchFailed);
         assert!(e.detail.contains("timed out"), "{e}");
         assert!(took < Duration::from_secs(4), "took {took:?}");
     }

@@ -63,8 +63,7 @@ use crate::columns::Rows;
 use crate::declaration::Record;
 use crate::docs::Manifest;
 use crate::envelope::sha256;
-use crate::error::{Rejection, reject};
-use crate::fetch::io_error;
+use crate::error::{Code, Rejection, reject};
 use crate::isrc::{Isrc, Scope};
 use crate::isrc::{REGISTRANT_SPAN, REGISTRANT_YEAR_SPAN};
 use crate::limits::Limits;
@@ -111,13 +110,6 @@ pub fn tree_nodes(n: u64) -> u64 {
 /// Write the index of `state` (which must be verified against the manifest
 /// whose hash is `manifest_sha256`) atomically to `path`.
 pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(), Rejection> {
-    let loc = path.display().to_string();
-    let dir = path
-        .parent()
-        .ok_or_else(|| reject(&loc, "io_error", "has no parent directory"))?;
-    std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    let io = |e: io::Error| io_error(&loc, &e);
-
     // Only the policies some row uses go into the table.
     let mut used = vec![false; state.policies.list.len()];
     for (_, _, rows) in &state.ranges {
@@ -167,56 +159,46 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
                 .sum::<u64>()
     };
 
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    {
-        let mut w = BufWriter::new(tmp.as_file());
-        w.write_all(MAGIC).map_err(io)?;
-        w.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
-        w.write_all(manifest_sha256).map_err(io)?;
-        w.write_all(&(pols.len() as u32).to_le_bytes())
-            .map_err(io)?;
+    // Private (the index is not a site file), written whole or not at all.
+    crate::fsio::write_atomic_with(path, None, |f| {
+        let mut w = BufWriter::new(f);
+        w.write_all(MAGIC)?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        w.write_all(manifest_sha256)?;
+        w.write_all(&(pols.len() as u32).to_le_bytes())?;
         for (h, _) in &pols {
-            w.write_all(h).map_err(io)?;
+            w.write_all(h)?;
         }
         let mut end = 0u64;
         for (_, b) in &pols {
             end += b.len() as u64;
-            w.write_all(&end.to_le_bytes()).map_err(io)?;
+            w.write_all(&end.to_le_bytes())?;
         }
         for (_, b) in &pols {
-            w.write_all(b).map_err(io)?;
+            w.write_all(b)?;
         }
-        w.write_all(&(state.prefixes.len() as u32).to_le_bytes())
-            .map_err(io)?;
+        w.write_all(&(state.prefixes.len() as u32).to_le_bytes())?;
         for (r, h) in state.prefixes.iter().zip(&prefix_hashes) {
-            w.write_all(&prefix_key(r.scope).to_le_bytes())
-                .map_err(io)?;
-            w.write_all(&r.seq.to_le_bytes()).map_err(io)?;
-            w.write_all(&[r.id.len() as u8]).map_err(io)?;
-            w.write_all(r.id.as_bytes()).map_err(io)?;
-            w.write_all(&place(h).to_le_bytes()).map_err(io)?;
+            w.write_all(&prefix_key(r.scope).to_le_bytes())?;
+            w.write_all(&r.seq.to_le_bytes())?;
+            w.write_all(&[r.id.len() as u8])?;
+            w.write_all(r.id.as_bytes())?;
+            w.write_all(&place(h).to_le_bytes())?;
         }
-        w.write_all(&(state.ranges.len() as u32).to_le_bytes())
-            .map_err(io)?;
+        w.write_all(&(state.ranges.len() as u32).to_le_bytes())?;
         let mut offset = header_len;
         for (lo, hi, rows) in &state.ranges {
             let len = block_len(rows);
             for v in [*lo, *hi, rows.len() as u64, offset, len] {
-                w.write_all(&v.to_le_bytes()).map_err(io)?;
+                w.write_all(&v.to_le_bytes())?;
             }
             offset += len;
         }
         for (_, _, rows) in &state.ranges {
-            w.write_all(&block_of(rows, &hashes).0).map_err(io)?;
+            w.write_all(&block_of(rows, &hashes).0)?;
         }
-        w.flush().map_err(io)?;
-    }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    crate::store::sync_dir(dir)
+        w.flush()
+    })
 }
 
 /// Range block bytes exactly as [`write`] lays them out (chunk rows, the
@@ -478,7 +460,7 @@ pub struct Index {
 }
 
 fn corrupt(path: &str, detail: impl Into<String>) -> Rejection {
-    reject(path, "index_corrupt", detail)
+    reject(path, Code::IndexCorrupt, detail)
 }
 
 impl Index {
@@ -1305,7 +1287,7 @@ mod tests {
         // Another manifest's hash: refused at open.
         assert_eq!(
             Index::open(&path, &m, &[9; 32], &limits).unwrap_err().code,
-            "index_corrupt"
+            Code::IndexCorrupt
         );
         // Flip one byte anywhere — header, policy hashes, ends and bytes,
         // chunk tables, entry streams: the open or the full check refuses it.
@@ -1316,7 +1298,7 @@ mod tests {
             std::fs::write(&path, &bad).unwrap();
             let r = Index::open(&path, &m, &sha, &limits)
                 .and_then(|ix| ix.map_or(Ok(()), |ix| ix.verify_all()));
-            assert_eq!(r.unwrap_err().code, "index_corrupt", "byte {at}");
+            assert_eq!(r.unwrap_err().code, Code::IndexCorrupt, "byte {at}");
         }
         // Truncated and extended files.
         std::fs::write(&path, &good[..good.len() - 1]).unwrap();
@@ -1437,7 +1419,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let e = ix.chunks_for(i, rows.keys[2 * CHUNK]).unwrap_err();
-        assert_eq!(e.code, "index_corrupt");
+        assert_eq!(e.code, Code::IndexCorrupt);
         assert!(e.detail.contains("audit path"), "{e}");
         let e = ix.verify_all().unwrap_err();
         assert!(e.detail.contains("stored tree"), "{e}");
@@ -1451,7 +1433,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             ix.chunks_for(i, rows.keys[0]).unwrap_err().code,
-            "index_corrupt"
+            Code::IndexCorrupt
         );
     }
 

@@ -28,7 +28,7 @@ pub mod time;
 pub mod verify;
 pub mod zframe;
 
-pub use error::Rejection;
+pub use error::{Code, Rejection};
 pub use isrc::{Isrc, Scope};
 pub use limits::Limits;
 
@@ -39,6 +39,8 @@ pub mod bundle;
 pub mod cli;
 #[cfg(feature = "store")]
 pub mod fetch;
+#[cfg(feature = "store")]
+pub mod fsio;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "store")]

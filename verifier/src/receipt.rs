@@ -17,7 +17,7 @@ use crate::cbor;
 use crate::declaration::Record;
 use crate::docs::{Manifest, Role, Root};
 use crate::envelope::{Envelope, MANIFEST_TYPE, sha256};
-use crate::error::{VResult, reject};
+use crate::error::{Code, VResult, reject};
 use crate::isrc::{Isrc, Scope};
 use crate::limits::Limits;
 use crate::lookup::{Answer, Question};
@@ -173,11 +173,11 @@ impl Receipt {
     /// Decode, refusing anything but the canonical encoding.
     pub fn from_bytes(file: &str, bytes: &[u8]) -> VResult<Receipt> {
         let r: Receipt = cbor::from_slice_canonical(bytes)
-            .map_err(|e| reject(file, "receipt_invalid", format!("the receipt is {e}")))?;
+            .map_err(|e| reject(file, Code::ReceiptInvalid, format!("the receipt is {e}")))?;
         if r.format != FORMAT {
             return Err(reject(
                 file,
-                "receipt_invalid",
+                Code::ReceiptInvalid,
                 format!("format is {:?}, expected {FORMAT:?}", r.format),
             ));
         }
@@ -631,11 +631,11 @@ pub struct Verified {
 }
 
 fn invalid(file: &str, d: impl Into<String>) -> crate::error::Rejection {
-    reject(file, "receipt_invalid", d)
+    reject(file, Code::ReceiptInvalid, d)
 }
 
 fn mismatch(file: &str, d: impl Into<String>) -> crate::error::Rejection {
-    reject(file, "proof_mismatch", d)
+    reject(file, Code::ProofMismatch, d)
 }
 
 /// Chunks by index, each parsed into its entries.
@@ -788,31 +788,53 @@ fn check_run(
 
 /// Walk the receipt's roots from the pinned root.
 fn root_chain(file: &str, r: &Receipt, pinned: &[u8], limits: &Limits) -> VResult<Root> {
-    let mut root = verify::verify_pinned_root(&format!("{file}: pinned root"), pinned, limits)?;
+    let pinned_root = verify::verify_pinned_root(&format!("{file}: pinned root"), pinned, limits)?;
     if r.roots.is_empty() {
         return Err(invalid(file, "the receipt carries no root"));
     }
     if r.roots.len() as u64 > limits.max_root_rotations + 1 {
         return Err(invalid(file, "the receipt carries too many roots"));
     }
-    for (i, b) in r.roots.iter().enumerate() {
-        let loc = format!("{file}: roots[{i}]");
-        if i == 0 && b.as_slice() == pinned {
-            continue;
-        }
-        let (_, peek) = verify::parse_root(&loc, b, limits)?;
-        if peek.version <= root.version {
-            return Err(invalid(
-                &loc,
-                format!(
-                    "root version {} is not after the pinned root (version {}); the chain must start at the pinned root",
-                    peek.version, root.version
-                ),
-            ));
-        }
-        root = verify::verify_next_root(&root, &loc, b, limits)?;
+    // `roots[0]` may be the pinned root's exact bytes; every other root is a
+    // rotation, walked as in SPEC.md §7 step 2.
+    let skip = usize::from(r.roots[0].as_slice() == pinned);
+    let mut carried = r.roots.iter().enumerate().skip(skip).peekable();
+    let walk = verify::walk_roots(
+        pinned_root,
+        r.roots.len() as u64,
+        limits,
+        |want| {
+            let Some((i, b)) = carried.next() else {
+                return Ok(None);
+            };
+            let loc = format!("{file}: roots[{i}]");
+            let (_, peek) = verify::parse_root(&loc, b, limits)?;
+            let trusted = want - 1;
+            if peek.version <= trusted {
+                return Err(invalid(
+                    &loc,
+                    format!(
+                        "root version {} is not after the pinned root (version {trusted}); the chain must start at the pinned root",
+                        peek.version
+                    ),
+                ));
+            }
+            Ok(Some((loc, b.as_slice())))
+        },
+        |_, _| {},
+    )?;
+    // The walk ends early only at a root of version u64::MAX, which nothing
+    // can follow.
+    if let Some((i, _)) = carried.peek() {
+        return Err(invalid(
+            &format!("{file}: roots[{i}]"),
+            format!(
+                "follows root version {}, which has no successor",
+                walk.root.version
+            ),
+        ));
     }
-    Ok(root)
+    Ok(walk.root)
 }
 
 /// Verify a receipt with nothing but a pinned root (the bytes of a root
@@ -835,12 +857,12 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
     let m: Manifest = cbor::from_slice_canonical(&menv.payload).map_err(|e| {
         reject(
             &mloc,
-            "malformed_document",
+            Code::MalformedDocument,
             format!("manifest payload is {e}"),
         )
     })?;
     m.check(limits)
-        .map_err(|e| reject(&mloc, "malformed_document", format!("manifest: {e}")))?;
+        .map_err(|e| reject(&mloc, Code::MalformedDocument, format!("manifest: {e}")))?;
     let msha = sha256(&r.manifest);
 
     // The head: signed by the head keys, naming this manifest or a later one.
@@ -1089,7 +1111,7 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
         if AnswerText::of(&computed) != a.answer {
             return Err(reject(
                 &loc,
-                "answer_mismatch",
+                Code::AnswerMismatch,
                 format!(
                     "the receipt records {} {} [{}]; the recorded entries give {} {} [{}]",
                     a.answer.decision,
@@ -1218,7 +1240,7 @@ mod tests {
         r.policies.clear();
         reseal(&mut r);
         let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
-        assert_eq!(e.code, "proof_mismatch", "{e}");
+        assert_eq!(e.code, Code::ProofMismatch, "{e}");
         assert!(e.to_string().contains("neighbours are not adjacent"), "{e}");
     }
 
@@ -1230,7 +1252,7 @@ mod tests {
         let es = parse_chunk(&c.bytes).unwrap();
         c.bytes = ByteBuf::from(c.bytes[ENTRY_FIXED + es[0].id.len()..].to_vec());
         let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
-        assert_eq!(e.code, "proof_mismatch", "{e}");
+        assert_eq!(e.code, Code::ProofMismatch, "{e}");
     }
 
     #[test]
@@ -1240,6 +1262,6 @@ mod tests {
         r.answers[0].prefix_chunks.clear();
         reseal(&mut r);
         let e = verify("r", &r.to_bytes(), &pinned, &Limits::default()).unwrap_err();
-        assert_eq!(e.code, "receipt_invalid", "{e}");
+        assert_eq!(e.code, Code::ReceiptInvalid, "{e}");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, SiteFile};
 use crate::limits::Limits;
 
@@ -32,11 +32,11 @@ impl Mirror {
     /// free port; the URL says which).
     pub fn start(dir: &Path, listen: &str, limits: &Limits) -> Result<Mirror, Rejection> {
         let server = tiny_http::Server::http(listen)
-            .map_err(|e| reject(listen, "io_error", format!("cannot listen: {e}")))?;
+            .map_err(|e| reject(listen, Code::IoError, format!("cannot listen: {e}")))?;
         let addr = server
             .server_addr()
             .to_ip()
-            .ok_or_else(|| reject(listen, "io_error", "is not an IP address"))?;
+            .ok_or_else(|| reject(listen, Code::IoError, "is not an IP address"))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let files = Arc::new(DirFetch::new(dir));

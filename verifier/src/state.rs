@@ -12,7 +12,7 @@ use crate::cbor;
 use crate::columns::{PolicySet, Rows};
 use crate::declaration::Record;
 use crate::docs::Manifest;
-use crate::error::{VResult, reject};
+use crate::error::{Code, VResult, reject};
 use crate::isrc::Scope;
 use crate::model::Policy;
 
@@ -280,7 +280,7 @@ impl State {
         if self.ranges.len() != m.ranges.len() {
             return Err(reject(
                 file,
-                "state_mismatch",
+                Code::StateMismatch,
                 "range count differs from the manifest",
             ));
         }
@@ -289,7 +289,7 @@ impl State {
             if (*lo, *hi) != m.range_bounds(i) {
                 return Err(reject(
                     file,
-                    "state_mismatch",
+                    Code::StateMismatch,
                     format!("range {i} bounds differ from the manifest"),
                 ));
             }
@@ -318,7 +318,7 @@ pub fn check_range(
     if count != r.count {
         return Err(reject(
             file,
-            "state_mismatch",
+            Code::StateMismatch,
             format!(
                 "range {i} holds {count} entries after applying the layers; the manifest says {}",
                 r.count
@@ -329,7 +329,7 @@ pub fn check_range(
     if range_leaf_of_chunks(lo, hi, count, &chunks()) != r.leaf {
         return Err(reject(
             file,
-            "state_mismatch",
+            Code::StateMismatch,
             format!(
                 "range {i}: the entries do not hash to the manifest's leaf (a layer or shard does not produce the published state)"
             ),
@@ -343,7 +343,7 @@ pub fn check_prefix_leaf(m: &Manifest, prefixes: &[Record], file: &str) -> VResu
     if prefix_leaf(prefixes) != m.prefix_leaf {
         return Err(reject(
             file,
-            "state_mismatch",
+            Code::StateMismatch,
             "the prefix table's entries do not hash to the manifest's prefix_leaf",
         ));
     }

@@ -27,8 +27,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,8 +35,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::docs::{Head, Manifest, Role, Root, paths};
 use crate::envelope::sha256;
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, io_error};
+use crate::fsio::write_atomic;
 use crate::index::Index;
 use crate::limits::Limits;
 use crate::lookup::{Answer, Question};
@@ -240,37 +240,9 @@ impl std::fmt::Debug for Store {
 fn json_error(file: &Path, e: &serde_json::Error) -> Rejection {
     reject(
         file.display().to_string(),
-        "store_corrupt",
+        Code::StoreCorrupt,
         format!("is not valid: {e}"),
     )
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync,
-/// rename, fsync the directory. Files are world-readable (a store is a mirror).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Rejection> {
-    let loc = path.display().to_string();
-    let dir = path
-        .parent()
-        .ok_or_else(|| reject(&loc, "io_error", "has no parent directory"))?;
-    std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_error(&dir.display().to_string(), &e))?;
-    tmp.write_all(bytes).map_err(|e| io_error(&loc, &e))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| io_error(&loc, &e))?;
-    tmp.as_file().sync_all().map_err(|e| io_error(&loc, &e))?;
-    tmp.persist(path).map_err(|e| io_error(&loc, &e.error))?;
-    sync_dir(dir)
-}
-
-/// fsync a directory so a rename in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), Rejection> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error(&dir.display().to_string(), &e))
 }
 
 impl Store {
@@ -284,7 +256,7 @@ impl Store {
         if !store.trust_path().exists() {
             return Err(reject(
                 store.dir.display().to_string(),
-                "not_initialized",
+                Code::NotInitialized,
                 "is not an initialized consentry store (no local/trust.json)",
             ));
         }
@@ -319,7 +291,7 @@ impl Store {
         if store.trust_path().exists() && !force {
             return Err(reject(
                 store.dir.display().to_string(),
-                "already_initialized",
+                Code::AlreadyInitialized,
                 "is already initialized with a pinned root",
             ));
         }
@@ -428,7 +400,7 @@ impl Store {
         match self.read(rel, len) {
             Ok(Some(b)) => Ok(sha256(&b) == *sha),
             Ok(None) => Ok(false),
-            Err(e) if e.code == "limit_exceeded" => Ok(false),
+            Err(e) if e.code == Code::LimitExceeded => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -455,7 +427,7 @@ impl Store {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Err(reject(
                         p.display().to_string(),
-                        "store_busy",
+                        Code::StoreBusy,
                         "another consentry process is writing to this store",
                     ));
                 }
@@ -493,7 +465,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "not_initialized",
+                    Code::NotInitialized,
                     "is not an initialized consentry store (no local/trust.json)",
                 ));
             }
@@ -506,39 +478,45 @@ impl Store {
             .ok_or_else(|| {
                 reject(
                     &loc,
-                    "store_corrupt",
+                    Code::StoreCorrupt,
                     "the pinned root is missing from the store",
                 )
             })?;
         if hex::encode(sha256(&bytes)) != trust.pinned_sha256 {
             return Err(reject(
                 &loc,
-                "trust_mismatch",
+                Code::TrustMismatch,
                 "differs from the root pinned by `init` (its SHA-256 is not the one in local/trust.json)",
             ));
         }
-        let mut root = verify::verify_pinned_root(&loc, &bytes, &self.limits)?;
+        let root = verify::verify_pinned_root(&loc, &bytes, &self.limits)?;
         if root.version != trust.pinned_version {
             return Err(reject(
                 &loc,
-                "trust_mismatch",
+                Code::TrustMismatch,
                 format!(
                     "holds root version {}, trust.json pins {}",
                     root.version, trust.pinned_version
                 ),
             ));
         }
-        // A root at u64::MAX has no successor: the walk ends there.
-        while let Some(next) = root.version.checked_add(1) {
-            let rel = paths::root(next);
-            let Some(b) = self.read(&rel, self.limits.max_root_bytes)? else {
-                break;
-            };
-            root = verify::verify_next_root(&root, &self.loc(&rel), &b, &self.limits)?;
-        }
+        // Not bounded by `max_root_rotations`: that bounds one run's walk at
+        // the source (step 2); the store holds every root earlier runs
+        // verified, and its current head is signed under the last of them.
+        let walk = verify::walk_roots(
+            root,
+            u64::MAX,
+            &self.limits,
+            |v| {
+                let rel = paths::root(v);
+                let bytes = self.read(&rel, self.limits.max_root_bytes)?;
+                Ok(bytes.map(|b| (self.loc(&rel), b)))
+            },
+            |_, _| {},
+        )?;
         Ok(RootChain {
             pinned: trust.pinned_version,
-            root,
+            root: walk.root,
         })
     }
 
@@ -550,7 +528,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "not_initialized",
+                    Code::NotInitialized,
                     "is not an initialized consentry store (no local/trust.json)",
                 ));
             }
@@ -562,14 +540,14 @@ impl Store {
             .ok_or_else(|| {
                 reject(
                     self.loc(&rel),
-                    "store_corrupt",
+                    Code::StoreCorrupt,
                     "the pinned root is missing",
                 )
             })?;
         if hex::encode(sha256(&bytes)) != trust.pinned_sha256 {
             return Err(reject(
                 self.loc(&rel),
-                "trust_mismatch",
+                Code::TrustMismatch,
                 "differs from the root pinned by `init`",
             ));
         }
@@ -590,7 +568,7 @@ impl Store {
         };
         match verify::verify_head(root, &loc, &bytes, now, expiry, &self.limits) {
             Ok(h) => Ok(StoredHead::Valid(h)),
-            Err(e) if e.code == "expired" => Err(e),
+            Err(e) if e.code == Code::Expired => Err(e),
             Err(e) => Ok(StoredHead::NotTrusted(e)),
         }
     }
@@ -632,14 +610,14 @@ impl Store {
             StoredHead::Missing => {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "no_snapshot",
+                    Code::NoSnapshot,
                     "holds no snapshot yet",
                 ));
             }
             StoredHead::NotTrusted(e) => {
                 return Err(reject(
                     e.file,
-                    "head_not_trusted",
+                    Code::HeadNotTrusted,
                     format!(
                         "does not verify under root version {} ({}); the keys may have rotated",
                         root.version, e.detail
@@ -655,7 +633,7 @@ impl Store {
                         head.manifest.version,
                         &head.manifest.sha256,
                     )),
-                    "store_incomplete",
+                    Code::StoreIncomplete,
                     "the manifest the head names is missing",
                 )
             })?;
@@ -707,7 +685,7 @@ impl Store {
             let Some(prev) = snap.manifest.previous else {
                 return Err(reject(
                     self.dir.display().to_string(),
-                    "no_snapshot",
+                    Code::NoSnapshot,
                     format!(
                         "version 1 was created at {}, after the date asked",
                         crate::time::format_timestamp(snap.manifest.created as i64)
@@ -720,7 +698,7 @@ impl Store {
             let Some(bytes) = self.read(&rel, self.limits.max_manifest_bytes)? else {
                 return Err(reject(
                     loc,
-                    "no_snapshot",
+                    Code::NoSnapshot,
                     format!(
                         "manifest version {v} is not kept in the store (the oldest kept is version {}, created {}): sync with --keep-history to keep more",
                         snap.manifest.version,
@@ -738,7 +716,7 @@ impl Store {
             if m.version != v {
                 return Err(reject(
                     loc,
-                    "chain_broken",
+                    Code::ChainBroken,
                     format!("holds version {}, the chain expects {v}", m.version),
                 ));
             }
@@ -813,7 +791,7 @@ impl Store {
         ix.ok_or_else(|| {
             reject(
                 path.display().to_string(),
-                "io_error",
+                Code::IoError,
                 "vanished right after it was written",
             )
         })
@@ -840,7 +818,7 @@ impl Store {
         Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits)?.ok_or_else(|| {
             reject(
                 path.display().to_string(),
-                "io_error",
+                Code::IoError,
                 "vanished right after it was written",
             )
         })
@@ -931,7 +909,7 @@ impl Store {
                 let bytes = self
                     .read(&rel, r.shard.length.min(limits.max_file_bytes))?
                     .ok_or_else(|| {
-                        reject(&sloc, "store_incomplete", "is missing from the store")
+                        reject(&sloc, Code::StoreIncomplete, "is missing from the store")
                     })?;
                 let raw = columns::open_file(&sloc, &bytes, &r.shard, &limits)?;
                 let rows = columns::range_rows(
@@ -958,7 +936,7 @@ impl Store {
             || {
                 reject(
                     "verify",
-                    "io_error",
+                    Code::IoError,
                     "a worker thread stopped before finishing its ranges",
                 )
             },
@@ -1110,7 +1088,7 @@ impl Reader<'_> {
             roots.push(st.read(&rel, st.limits.max_root_bytes)?.ok_or_else(|| {
                 reject(
                     st.loc(&rel),
-                    "store_incomplete",
+                    Code::StoreIncomplete,
                     "a verified root is missing",
                 )
             })?);
@@ -1120,7 +1098,7 @@ impl Reader<'_> {
             .ok_or_else(|| {
                 reject(
                     st.loc(paths::HEAD),
-                    "store_incomplete",
+                    Code::StoreIncomplete,
                     "the head is missing",
                 )
             })?;
@@ -1128,7 +1106,13 @@ impl Reader<'_> {
         let mrel = paths::manifest(m.version, &self.snap.manifest_sha256);
         let mbytes = st
             .read(&mrel, st.limits.max_manifest_bytes)?
-            .ok_or_else(|| reject(st.loc(&mrel), "store_incomplete", "the manifest is missing"))?;
+            .ok_or_else(|| {
+                reject(
+                    st.loc(&mrel),
+                    Code::StoreIncomplete,
+                    "the manifest is missing",
+                )
+            })?;
         Ok(crate::receipt::Builder::new(
             roots,
             head,

@@ -9,20 +9,18 @@
 //! `head.cbor` are written. A failure or a kill at any point leaves the
 //! previous head, manifest and index answering.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::columns::{self, Rows};
 use crate::docs::{FileRef, Head, LayerRef, Manifest, Root, paths};
 use crate::envelope::sha256;
-use crate::error::{Rejection, reject};
+use crate::error::{Code, Rejection, reject};
 use crate::fetch::{Fetch, SiteFile, io_error};
+use crate::fsio::write_atomic;
 use crate::index::Index;
 use crate::limits::Limits;
 use crate::state::State;
-use crate::store::{Snapshot, Store, StoredHead, write_atomic};
+use crate::store::{Snapshot, Store, StoredHead};
 use crate::verify::{self, Expiry};
 
 /// Options of one sync or import.
@@ -85,7 +83,7 @@ pub struct SyncReport {
 }
 
 fn not_found(loc: &str, what: &str) -> Rejection {
-    reject(loc, "not_found", format!("the source has no {what}"))
+    reject(loc, Code::NotFound, format!("the source has no {what}"))
 }
 
 /// Data files as the sync needs them: from the store when it already holds
@@ -131,19 +129,7 @@ impl<'a> Files<'a> {
         let Some(st) = &self.staging else {
             return Ok(());
         };
-        let p = st.join(rel);
-        let loc = p.display().to_string();
-        if let Some(d) = p.parent() {
-            std::fs::create_dir_all(d).map_err(|e| io_error(&d.display().to_string(), &e))?;
-        }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&p)
-            .map_err(|e| io_error(&loc, &e))?;
-        f.write_all(bytes).map_err(|e| io_error(&loc, &e))?;
-        f.sync_all().map_err(|e| io_error(&loc, &e))?;
+        crate::fsio::create_new(&st.join(rel), bytes)?;
         self.staged.push(rel.to_string());
         Ok(())
     }
@@ -165,7 +151,7 @@ impl<'a> Files<'a> {
         if fref.length > limits.max_file_bytes {
             return Err(reject(
                 rel,
-                "limit_exceeded",
+                Code::LimitExceeded,
                 format!(
                     "the manifest declares {} bytes; at most {} are accepted for a data file",
                     fref.length, limits.max_file_bytes
@@ -184,7 +170,7 @@ impl<'a> Files<'a> {
             Ok(Some(b)) => columns::open_file(&sloc, &b, fref, &limits).map(|raw| (raw, b.len())),
             Ok(None) => Err(reject(
                 &sloc,
-                "store_incomplete",
+                Code::StoreIncomplete,
                 "is missing from the store",
             )),
             Err(e) => Err(e),
@@ -200,7 +186,7 @@ impl<'a> Files<'a> {
         let Some(remote) = self.remote else {
             return Err(err);
         };
-        if err.code != "store_incomplete" {
+        if err.code != Code::StoreIncomplete {
             self.store.reporter().warn(&format!(
                 "{} is damaged ({}); fetching it again",
                 sloc, err.detail
@@ -278,7 +264,7 @@ fn decode_layer_at(
     if layer.from != from || layer.to != lr.version {
         return Err(reject(
             loc,
-            "layer_mismatch",
+            Code::LayerMismatch,
             format!(
                 "layer goes from version {} to {}; expected {from} to {}",
                 layer.from, layer.to, lr.version
@@ -367,7 +353,7 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
         Ok(Some(ix)) => ix.load_state(),
         Ok(None) => Err(reject(
             path.display().to_string(),
-            "not_found",
+            Code::NotFound,
             "is missing",
         )),
         Err(e) => Err(e),
@@ -375,7 +361,7 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
     match from_index {
         Ok(st) => Some(st),
         Err(e) => {
-            if e.code == "index_corrupt" {
+            if e.code == Code::IndexCorrupt {
                 store.reporter().warn(&format!(
                     "index {} was corrupt ({}); rebuilding the local state from verified files",
                     path.display(),
@@ -489,7 +475,7 @@ fn complete(store: &Store, m: &Manifest, sha: &[u8; 32]) -> bool {
             let (rel, len, sha) = &want[i];
             store.holds(rel, *len, sha)
         },
-        || reject("sync", "io_error", "a worker thread stopped early"),
+        || reject("sync", Code::IoError, "a worker thread stopped early"),
     );
     held.is_ok_and(|h| h.iter().all(|x| *x))
         && matches!(
@@ -514,34 +500,30 @@ pub(crate) fn sync_locked(
 
     // Step 1: the trusted root chain from the store.
     let start = store.trusted_root_chain()?.root;
-    let mut root = start.clone();
 
     // Step 2: newer roots from the source, each signed by the old and new keys.
     // Verified roots are written at the switch (step 10), so that a refused
     // run leaves the store exactly as it was.
-    let mut roots_added = Vec::new();
-    let mut new_roots: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut walked = 0;
-    while walked < limits.max_root_rotations {
-        // A root at u64::MAX has no successor: the walk ends there.
-        let Some(next_version) = root.version.checked_add(1) else {
-            break;
-        };
-        let rel = paths::root(next_version);
-        let Some(bytes) = fetch.get(&rel, limits.max_root_bytes)? else {
-            break;
-        };
-        let next = verify::verify_next_root(&root, &fetch.location(&rel), &bytes, &limits)?;
-        new_roots.push((rel, bytes));
-        roots_added.push(next.version);
-        root = next;
-        walked += 1;
-    }
-    if walked == limits.max_root_rotations {
+    let mut new_roots: Vec<(u64, Vec<u8>)> = Vec::new();
+    let walk = verify::walk_roots(
+        start.clone(),
+        limits.max_root_rotations,
+        &limits,
+        |v| {
+            let rel = paths::root(v);
+            let bytes = fetch.get(&rel, limits.max_root_bytes)?;
+            Ok(bytes.map(|b| (fetch.location(&rel), b)))
+        },
+        |r, bytes| new_roots.push((r.version, bytes)),
+    )?;
+    if walk.steps == limits.max_root_rotations {
         rep.warn(&format!(
-            "stopped after {walked} root rotations in one run; run sync again to continue"
+            "stopped after {} root rotations in one run; run sync again to continue",
+            walk.steps
         ));
     }
+    let root = walk.root;
+    let roots_added: Vec<u64> = new_roots.iter().map(|(v, _)| *v).collect();
     let rloc = if new_roots.is_empty() {
         store.loc(&paths::root(root.version))
     } else {
@@ -660,7 +642,7 @@ pub(crate) fn sync_locked(
                     via_layers = true;
                     Some(st)
                 }
-                Err(e) if e.code == "not_found" => {
+                Err(e) if e.code == Code::NotFound => {
                     rep.warn(&format!("{e}; fetching the full snapshot instead"));
                     None
                 }
@@ -741,15 +723,7 @@ pub(crate) fn sync_locked(
     // Step 10: roots, data files, manifest, index, then the head.
     persist_roots(store, &new_roots)?;
     for rel in &files.staged {
-        let src = staging.path().join(rel);
-        let dst = store.dir().join(rel);
-        if let Some(d) = dst.parent() {
-            std::fs::create_dir_all(d).map_err(|e| io_error(&d.display().to_string(), &e))?;
-        }
-        std::fs::rename(&src, &dst).map_err(|e| io_error(&dst.display().to_string(), &e))?;
-        if let Some(d) = dst.parent() {
-            crate::store::sync_dir(d)?;
-        }
+        crate::fsio::rename_durably(&staging.path().join(rel), &store.dir().join(rel))?;
     }
     for (rel, bytes) in &derived {
         write_atomic(&store.dir().join(rel), bytes)?;
@@ -775,9 +749,9 @@ pub(crate) fn sync_locked(
     Ok(report)
 }
 
-fn persist_roots(store: &Store, roots: &[(String, Vec<u8>)]) -> Result<(), Rejection> {
-    for (rel, bytes) in roots {
-        store.write(rel, bytes)?;
+fn persist_roots(store: &Store, roots: &[(u64, Vec<u8>)]) -> Result<(), Rejection> {
+    for (v, bytes) in roots {
+        store.write(&paths::root(*v), bytes)?;
     }
     Ok(())
 }
@@ -1176,7 +1150,7 @@ mod tests {
         std::fs::write(&layer, &b).unwrap();
         let env = Env { site, ..env };
         let e = env.sync().unwrap_err();
-        assert_eq!(e.code, "hash_mismatch", "{e}");
+        assert_eq!(e.code, Code::HashMismatch, "{e}");
         assert_eq!(env.ask("GBNWR2500001"), before);
         assert_eq!(env.version(), 1);
         // Nothing was staged into the store.
@@ -1221,7 +1195,7 @@ mod tests {
         }
         let env = Env { site, ..env };
         let e = env.sync().unwrap_err();
-        assert_eq!(e.code, "hash_mismatch", "{e}");
+        assert_eq!(e.code, Code::HashMismatch, "{e}");
         assert!(e.file.contains("/shard/"), "{e}");
         assert_eq!(env.ask("GBNWR2500017"), before);
         assert_eq!(env.version(), 1);
@@ -1236,12 +1210,12 @@ mod tests {
         let mut b = std::fs::read(&p).unwrap();
         b[0] ^= 0xff;
         std::fs::write(&p, b).unwrap();
-        assert_eq!(env.sync().unwrap_err().code, "hash_mismatch");
+        assert_eq!(env.sync().unwrap_err().code, Code::HashMismatch);
         assert_eq!(
             env.ask_at("GBNWR2500001", NOW, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "no_snapshot"
+            Code::NoSnapshot
         );
     }
 
@@ -1258,7 +1232,7 @@ mod tests {
         env.sync().unwrap();
         env.site.write(paths::HEAD, &old_head);
         let e = env.sync().unwrap_err();
-        assert_eq!(e.code, "rollback", "{e}");
+        assert_eq!(e.code, Code::Rollback, "{e}");
         assert_eq!(env.version(), 2);
     }
 
@@ -1284,12 +1258,12 @@ mod tests {
         env.sync().unwrap();
         let later = NOW + 4 * DAY;
         let e = env.sync_at(later, Expiry::Enforce).unwrap_err();
-        assert_eq!(e.code, "expired");
+        assert_eq!(e.code, Code::Expired);
         assert_eq!(
             env.ask_at("GBNWR2500001", later, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "expired"
+            Code::Expired
         );
         let ok = env
             .ask_at("GBNWR2500001", later, Expiry::AllowExpired)
@@ -1313,25 +1287,25 @@ mod tests {
         let env = Env::new();
         let behind = NOW - CLOCK_SKEW_SECS - 1;
         let e = env.sync_at(behind, Expiry::Enforce).unwrap_err();
-        assert_eq!(e.code, "clock_backwards", "{e}");
+        assert_eq!(e.code, Code::ClockBackwards, "{e}");
         // ...one within the tolerance can.
         env.sync_at(NOW - CLOCK_SKEW_SECS, Expiry::Enforce).unwrap();
         assert_eq!(
             env.ask_at("GBNWR2500001", behind, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "clock_backwards"
+            Code::ClockBackwards
         );
         // The expiry override is not a clock override.
         assert_eq!(
             env.ask_at("GBNWR2500001", behind, Expiry::AllowExpired)
                 .unwrap_err()
                 .code,
-            "clock_backwards"
+            Code::ClockBackwards
         );
         assert_eq!(
             env.sync_at(behind, Expiry::Enforce).unwrap_err().code,
-            "clock_backwards"
+            Code::ClockBackwards
         );
         // A far-future time (refused: expired) and then a slightly earlier
         // but correct one: the store remembers no time of its own.
@@ -1340,7 +1314,7 @@ mod tests {
             env.ask_at("GBNWR2500001", far, Expiry::Enforce)
                 .unwrap_err()
                 .code,
-            "expired"
+            Code::Expired
         );
         assert!(
             env.ask_at("GBNWR2500001", NOW + 10, Expiry::AllowExpired)
@@ -1415,7 +1389,7 @@ mod tests {
         b[3] ^= 0x10;
         std::fs::write(&p, &b).unwrap();
         let e = env.store.verify(NOW, Expiry::Enforce).unwrap_err();
-        assert_eq!(e.code, "hash_mismatch");
+        assert_eq!(e.code, Code::HashMismatch);
         assert!(e.file.ends_with(&rel), "{e}");
         std::fs::remove_file(&p).unwrap();
         let rep = env.sync().unwrap();
@@ -1452,7 +1426,7 @@ mod tests {
         let mut site = env.site;
         site.rotate_expiring(11, 12, 13, NOW - DAY);
         let env = Env { site, ..env };
-        assert_eq!(env.sync().unwrap_err().code, "expired");
+        assert_eq!(env.sync().unwrap_err().code, Code::Expired);
         assert!(!env.store.dir().join("root/2.cbor").exists());
         assert_eq!(env.ask("GBNWR2500001"), before);
 
@@ -1461,7 +1435,7 @@ mod tests {
         site.rotate(21, 22, 23);
         site.write(paths::HEAD, b"garbage");
         let env = Env { site, ..env };
-        assert_eq!(env.sync().unwrap_err().code, "malformed_envelope");
+        assert_eq!(env.sync().unwrap_err().code, Code::MalformedEnvelope);
         assert!(!env.store.dir().join("root/2.cbor").exists());
         assert_eq!(env.ask("GBNWR2500001"), before);
     }
@@ -1473,7 +1447,7 @@ mod tests {
         site.root_key = testsite::key(99); // forget the real root key
         site.rotate(11, 12, 13);
         let env = Env { site, ..env };
-        assert_eq!(env.sync().unwrap_err().code, "threshold_not_met");
+        assert_eq!(env.sync().unwrap_err().code, Code::ThresholdNotMet);
         assert!(!env.store.dir().join("root/2.cbor").exists());
     }
 
@@ -1544,14 +1518,14 @@ mod tests {
     fn a_source_without_a_head_is_not_found() {
         let env = Env::new();
         std::fs::remove_file(env.site.path(paths::HEAD)).unwrap();
-        assert_eq!(env.sync().unwrap_err().code, "not_found");
+        assert_eq!(env.sync().unwrap_err().code, Code::NotFound);
     }
 
     #[test]
     fn init_refuses_a_second_pin_without_force() {
         let env = Env::new();
         let e = Store::init(env.store.dir(), env.site.root_bytes(1), false).unwrap_err();
-        assert_eq!(e.code, "already_initialized");
+        assert_eq!(e.code, Code::AlreadyInitialized);
         Store::init(env.store.dir(), env.site.root_bytes(1), true).unwrap();
         let mut bad = env.site.root_bytes(1).to_vec();
         bad[10] ^= 1;
@@ -1562,7 +1536,7 @@ mod tests {
         std::fs::write(env.store.dir().join("root/1.cbor"), other.root_bytes(2)).unwrap();
         assert_eq!(
             env.store.trusted_root_chain().unwrap_err().code,
-            "trust_mismatch"
+            Code::TrustMismatch
         );
     }
 }

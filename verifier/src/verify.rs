@@ -6,7 +6,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::cbor;
 use crate::docs::{Head, Manifest, Role, Root};
 use crate::envelope::{Envelope, HEAD_TYPE, MANIFEST_TYPE, ROOT_TYPE, key_id, load_key, sha256};
-use crate::error::{VResult, reject};
+use crate::error::{Code, VResult, reject};
 use crate::limits::Limits;
 
 /// How expiry is treated. `AllowExpired` is the explicit, loud override for
@@ -36,7 +36,7 @@ fn check_len(file: &str, bytes: &[u8], max: u64) -> VResult<()> {
     if bytes.len() as u64 > max {
         return Err(reject(
             file,
-            "limit_exceeded",
+            Code::LimitExceeded,
             format!("is {} bytes; at most {max} are accepted", bytes.len()),
         ));
     }
@@ -50,17 +50,22 @@ pub fn parse_root(file: &str, bytes: &[u8], limits: &Limits) -> VResult<(Envelop
     if env.payload_type != ROOT_TYPE {
         return Err(reject(
             file,
-            "wrong_payload_type",
+            Code::WrongPayloadType,
             format!(
                 "payload type is {:?}, expected {ROOT_TYPE:?}",
                 env.payload_type
             ),
         ));
     }
-    let root: Root = cbor::from_slice_canonical(&env.payload)
-        .map_err(|e| reject(file, "malformed_document", format!("root payload is {e}")))?;
+    let root: Root = cbor::from_slice_canonical(&env.payload).map_err(|e| {
+        reject(
+            file,
+            Code::MalformedDocument,
+            format!("root payload is {e}"),
+        )
+    })?;
     root.check(limits)
-        .map_err(|e| reject(file, "malformed_document", format!("root: {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedDocument, format!("root: {e}")))?;
     Ok((env, root))
 }
 
@@ -104,7 +109,7 @@ pub fn verify_next_root(
     if trusted.version.checked_add(1) != Some(new.version) {
         return Err(reject(
             file,
-            "root_version",
+            Code::RootVersion,
             format!(
                 "root version {} does not follow trusted version {}",
                 new.version, trusted.version
@@ -112,6 +117,48 @@ pub fn verify_next_root(
         ));
     }
     Ok(new)
+}
+
+/// Where [`walk_roots`] stopped.
+#[derive(Debug, Clone)]
+pub struct RootWalk {
+    /// The last root verified: the start root when nothing followed it.
+    pub root: Root,
+    /// How many roots were verified after the start root.
+    pub steps: u64,
+}
+
+/// Step 2 (the walk): from the trusted root N, ask `next(N + 1)` for the
+/// location and bytes of `root/{N+1}.cbor`; while it yields one, verify it
+/// against the root before it ([`verify_next_root`]), hand it to
+/// `verified` with its bytes and continue from it. Ends when `next` yields
+/// `None` (the source has no such root), after `max_steps` rotations, or at a
+/// root of version `u64::MAX` (which has no successor).
+///
+/// The one walk for every chain of roots: sync's (from the source, bounded by
+/// [`Limits::max_root_rotations`] per run), the store's (its stored roots, all
+/// verified by earlier runs) and a receipt's (the roots it carries).
+pub fn walk_roots<B: AsRef<[u8]>>(
+    start: Root,
+    max_steps: u64,
+    limits: &Limits,
+    mut next: impl FnMut(u64) -> VResult<Option<(String, B)>>,
+    mut verified: impl FnMut(&Root, B),
+) -> VResult<RootWalk> {
+    let mut root = start;
+    let mut steps = 0;
+    while steps < max_steps {
+        let Some(version) = root.version.checked_add(1) else {
+            break;
+        };
+        let Some((file, bytes)) = next(version)? else {
+            break;
+        };
+        root = verify_next_root(&root, &file, bytes.as_ref(), limits)?;
+        verified(&root, bytes);
+        steps += 1;
+    }
+    Ok(RootWalk { root, steps })
 }
 
 /// Whether a document expiring at `expires` is expired at `now`: at or after
@@ -138,7 +185,7 @@ pub fn check_clock_floor(file: &str, now: i64, created: u64) -> VResult<()> {
     if now < floor {
         return Err(reject(
             file,
-            "clock_backwards",
+            Code::ClockBackwards,
             format!(
                 "was signed as created at {}, but the time in use is {}: this machine's clock is more than {} s behind the registry's",
                 crate::time::format_timestamp(created as i64),
@@ -155,7 +202,7 @@ pub fn check_root_expiry(root: &Root, file: &str, now: i64, expiry: Expiry) -> V
     if expiry == Expiry::Enforce && is_expired(root.expires, now) {
         return Err(reject(
             file,
-            "expired",
+            Code::Expired,
             format!(
                 "root version {} expired at {}",
                 root.version,
@@ -184,15 +231,20 @@ pub fn verify_head(
         root.roles.head.threshold,
         "head",
     )?;
-    let head: Head = cbor::from_slice_canonical(&env.payload)
-        .map_err(|e| reject(file, "malformed_document", format!("head payload is {e}")))?;
+    let head: Head = cbor::from_slice_canonical(&env.payload).map_err(|e| {
+        reject(
+            file,
+            Code::MalformedDocument,
+            format!("head payload is {e}"),
+        )
+    })?;
     if head.version == 0 || head.manifest.version == 0 {
-        return Err(reject(file, "malformed_document", "versions start at 1"));
+        return Err(reject(file, Code::MalformedDocument, "versions start at 1"));
     }
     if expiry == Expiry::Enforce && is_expired(head.expires, now) {
         return Err(reject(
             file,
-            "expired",
+            Code::Expired,
             format!(
                 "head version {} expired at {}; the mirror may be frozen (use --allow-expired only if you accept stale answers)",
                 head.version,
@@ -209,7 +261,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.version < t.version {
         return Err(reject(
             file,
-            "rollback",
+            Code::Rollback,
             format!(
                 "head version {} is older than the trusted version {}",
                 new.version, t.version
@@ -219,7 +271,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.manifest.version < t.manifest.version {
         return Err(reject(
             file,
-            "rollback",
+            Code::Rollback,
             format!(
                 "head names manifest version {}, older than the trusted version {}",
                 new.manifest.version, t.manifest.version
@@ -229,7 +281,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.manifest.version == t.manifest.version && new.manifest.sha256 != t.manifest.sha256 {
         return Err(reject(
             file,
-            "split_view",
+            Code::SplitView,
             format!(
                 "head names a different manifest for the trusted version {}",
                 t.manifest.version
@@ -239,7 +291,7 @@ pub fn check_head_rollback(file: &str, new: &Head, trusted: Option<&Head>) -> VR
     if new.version == t.version && new != t {
         return Err(reject(
             file,
-            "split_view",
+            Code::SplitView,
             format!("two different heads carry version {}", t.version),
         ));
     }
@@ -261,7 +313,7 @@ pub fn verify_manifest(
     if bytes.len() as u64 != head.manifest.length {
         return Err(reject(
             file,
-            "length_mismatch",
+            Code::LengthMismatch,
             format!(
                 "is {} bytes; the head says {}",
                 bytes.len(),
@@ -272,7 +324,7 @@ pub fn verify_manifest(
     if sha256(bytes) != head.manifest.sha256 {
         return Err(reject(
             file,
-            "hash_mismatch",
+            Code::HashMismatch,
             "SHA-256 differs from the one the head names",
         ));
     }
@@ -287,14 +339,14 @@ pub fn verify_manifest(
     let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
         reject(
             file,
-            "malformed_document",
+            Code::MalformedDocument,
             format!("manifest payload is {e}"),
         )
     })?;
     if m.version != head.manifest.version {
         return Err(reject(
             file,
-            "version_mismatch",
+            Code::VersionMismatch,
             format!(
                 "manifest version {} differs from the head's {}",
                 m.version, head.manifest.version
@@ -302,11 +354,11 @@ pub fn verify_manifest(
         ));
     }
     m.check(limits)
-        .map_err(|e| reject(file, "malformed_document", format!("manifest: {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedDocument, format!("manifest: {e}")))?;
     if expiry == Expiry::Enforce && is_expired(m.expires, now) {
         return Err(reject(
             file,
-            "expired",
+            Code::Expired,
             format!(
                 "manifest version {} expired at {}",
                 m.version,
@@ -330,7 +382,7 @@ pub fn verify_manifest_unreferenced(
     if &sha256(bytes) != sha {
         return Err(reject(
             file,
-            "hash_mismatch",
+            Code::HashMismatch,
             "SHA-256 differs from the `previous` hash that names it",
         ));
     }
@@ -345,12 +397,12 @@ pub fn verify_manifest_unreferenced(
     let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
         reject(
             file,
-            "malformed_document",
+            Code::MalformedDocument,
             format!("manifest payload is {e}"),
         )
     })?;
     m.check(limits)
-        .map_err(|e| reject(file, "malformed_document", format!("manifest: {e}")))?;
+        .map_err(|e| reject(file, Code::MalformedDocument, format!("manifest: {e}")))?;
     Ok(m)
 }
 
@@ -369,7 +421,7 @@ pub fn check_manifest_fork(
     {
         return Err(reject(
             file,
-            "split_view",
+            Code::SplitView,
             format!("a different manifest carries the trusted version {tv}"),
         ));
     }
@@ -389,7 +441,7 @@ pub fn check_manifest_chain(
     if m.version < tv {
         return Err(reject(
             file,
-            "rollback",
+            Code::Rollback,
             format!(
                 "manifest version {} is older than the trusted version {tv}",
                 m.version
@@ -399,7 +451,7 @@ pub fn check_manifest_chain(
     if tv.checked_add(1) == Some(m.version) && m.previous != Some(th) {
         return Err(reject(
             file,
-            "chain_broken",
+            Code::ChainBroken,
             format!(
                 "manifest {} does not name the trusted manifest {tv} as its previous",
                 m.version
@@ -407,4 +459,78 @@ pub fn check_manifest_chain(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[cfg(feature = "store")]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+    use crate::testsite::{DAY, NOW, key, make_root, sign};
+
+    /// Roots 1..=n, each signed by its own root key and its predecessor's
+    /// (root key `k` for version `k`).
+    fn chain(n: u8) -> Vec<Vec<u8>> {
+        (1..=n)
+            .map(|v| {
+                let root = make_root(u64::from(v), NOW + DAY, &key(v), &key(100), &key(101));
+                let prev = key(v.saturating_sub(1).max(1));
+                sign(ROOT_TYPE, cbor::to_vec(&root), &[&prev, &key(v)])
+            })
+            .collect()
+    }
+
+    fn walk(roots: &[Vec<u8>], max: u64) -> VResult<(RootWalk, Vec<u64>)> {
+        let limits = Limits::DEFAULT;
+        let start = verify_pinned_root("root/1", &roots[0], &limits)?;
+        let mut seen = Vec::new();
+        let w = walk_roots(
+            start,
+            max,
+            &limits,
+            |v| Ok(roots.get(v as usize - 1).map(|b| (format!("root/{v}"), b))),
+            |r, b| {
+                assert_eq!(b, &roots[r.version as usize - 1]);
+                seen.push(r.version);
+            },
+        )?;
+        Ok((w, seen))
+    }
+
+    #[test]
+    fn the_walk_ends_where_the_roots_end_or_at_its_bound() {
+        let roots = chain(5);
+        let (w, seen) = walk(&roots, 1024).unwrap();
+        assert_eq!((w.root.version, w.steps), (5, 4));
+        assert_eq!(seen, [2, 3, 4, 5]);
+        let (w, seen) = walk(&roots, 2).unwrap();
+        assert_eq!((w.root.version, w.steps), (3, 2));
+        assert_eq!(seen, [2, 3]);
+        let (w, _) = walk(&roots, 0).unwrap();
+        assert_eq!(w.root.version, 1);
+    }
+
+    #[test]
+    fn a_root_not_signed_by_its_predecessor_stops_the_walk_with_its_code() {
+        let mut roots = chain(3);
+        let root = make_root(3, NOW + DAY, &key(3), &key(100), &key(101));
+        roots[2] = sign(ROOT_TYPE, cbor::to_vec(&root), &[&key(3)]);
+        assert_eq!(walk(&roots, 1024).unwrap_err().code, Code::ThresholdNotMet);
+    }
+
+    #[test]
+    fn a_root_at_the_last_version_has_no_successor() {
+        let root = make_root(u64::MAX, NOW + DAY, &key(1), &key(2), &key(3));
+        let w = walk_roots(
+            root,
+            1024,
+            &Limits::DEFAULT,
+            |_| -> VResult<Option<(String, Vec<u8>)>> {
+                unreachable!("no version follows u64::MAX")
+            },
+            |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((w.root.version, w.steps), (u64::MAX, 0));
+    }
 }

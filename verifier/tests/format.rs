@@ -7,6 +7,7 @@ use consentry::columns::{self, PolicySet, Rows};
 use consentry::declaration::Record;
 use consentry::docs::{FileRef, Head, Manifest, ManifestRef, Range, RoleKeys, Roles, Root};
 use consentry::envelope::sha256;
+use consentry::error::Code;
 use consentry::model::{Declarant, Policy};
 use consentry::{Isrc, Limits, Scope};
 
@@ -214,7 +215,7 @@ fn limits_are_enforced_before_and_while_decompressing() {
         columns::open_file("f", &file, &good, &tight)
             .unwrap_err()
             .code,
-        "limit_exceeded"
+        Code::LimitExceeded
     );
     // A declared compressed length above the limit is refused.
     let tiny = Limits {
@@ -225,7 +226,7 @@ fn limits_are_enforced_before_and_while_decompressing() {
         columns::open_file("f", &file, &good, &tiny)
             .unwrap_err()
             .code,
-        "limit_exceeded"
+        Code::LimitExceeded
     );
     // A file that expands past its signed length (a bomb with a lying manifest).
     let bomb = FileRef {
@@ -236,7 +237,7 @@ fn limits_are_enforced_before_and_while_decompressing() {
         columns::open_file("f", &file, &bomb, &Limits::DEFAULT)
             .unwrap_err()
             .code,
-        "length_mismatch"
+        Code::LengthMismatch
     );
     // Wrong hash is checked before anything is decompressed.
     let other = FileRef {
@@ -247,7 +248,7 @@ fn limits_are_enforced_before_and_while_decompressing() {
         columns::open_file("f", &file, &other, &Limits::DEFAULT)
             .unwrap_err()
             .code,
-        "hash_mismatch"
+        Code::HashMismatch
     );
 }
 
@@ -270,5 +271,5 @@ fn row_counts_above_the_per_file_limit_are_refused() {
         &mut s,
     )
     .unwrap_err();
-    assert_eq!(e.code, "limit_exceeded");
+    assert_eq!(e.code, Code::LimitExceeded);
 }

@@ -13,7 +13,7 @@ use consentry::model::Use;
 use consentry::store::Store;
 use consentry::sync::{SyncOptions, sync};
 use consentry::verify::Expiry;
-use consentry::{Isrc, time};
+use consentry::{Code, Isrc, time};
 
 struct Header {
     expect: String,
@@ -97,7 +97,12 @@ fn run_vector(dir: &Path) -> Result<(), String> {
         ("valid", Err(e)) => Err(format!("expected valid, got {e}")),
         (exp, Ok(_)) => Err(format!("expected {exp}, but sync accepted it")),
         (exp, Err(e)) => {
-            let code = exp.strip_prefix("reject ").unwrap_or(exp);
+            let name = exp.strip_prefix("reject ").unwrap_or(exp);
+            let Some(code) = Code::parse(name) else {
+                return Err(format!(
+                    "the header names {name:?}, which is no code of SPEC.md §9"
+                ));
+            };
             if e.code != code {
                 Err(format!("expected code {code}, got {e}"))
             } else if !h.file.is_empty() && !e.file.ends_with(&h.file) {
