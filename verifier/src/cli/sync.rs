@@ -1,0 +1,107 @@
+//! `consentry sync`: fetch and verify the current snapshot from a URL or a mirror directory.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+use clap::Args;
+
+use super::{Ctx, usage, w};
+use crate::error::{Code, Rejection, reject};
+use crate::fetch::{DirFetch, Fetch, HttpFetch, Timeouts};
+use crate::sync::{SyncOptions, SyncReport};
+
+/// Fetch and verify the current snapshot from a URL or a mirror directory
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// http(s) URL of the published site, or a directory laid out like one
+    source: String,
+    /// Overall time limit per HTTP request, in seconds [default: 120]
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Keep the files of the N most recent manifests, remove older ones
+    #[arg(long, value_name = "N")]
+    keep_history: Option<usize>,
+}
+
+pub(super) fn run(
+    ctx: &Ctx<'_>,
+    args: &SyncArgs,
+    stdout: &mut dyn Write,
+) -> Result<i32, Rejection> {
+    let SyncArgs {
+        source,
+        timeout,
+        keep_history,
+    } = args;
+    let now = ctx.now;
+    let expiry = ctx.expiry;
+    let open = || ctx.open();
+
+    let store = open()?;
+    let fetch: Box<dyn Fetch> = source_of(source, *timeout)?;
+    let opts = SyncOptions {
+        now,
+        expiry,
+        keep_history: *keep_history,
+    };
+    let rep = crate::sync::sync(&store, &*fetch, &opts)?;
+    w(stdout, &sync_summary(&rep, "synced"))?;
+    Ok(0)
+}
+
+pub(super) fn source_of(source: &str, timeout: Option<u64>) -> Result<Box<dyn Fetch>, Rejection> {
+    let lower = source.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let mut t = Timeouts::default();
+        if let Some(s) = timeout {
+            if s == 0 {
+                return Err(usage("--timeout", "must be at least 1 second"));
+            }
+            t.overall = std::time::Duration::from_secs(s);
+        }
+        return Ok(Box::new(HttpFetch::new(source, t)?));
+    }
+    if source.contains("://") {
+        return Err(reject(
+            source,
+            Code::BadSource,
+            "only http:// and https:// URLs are supported",
+        ));
+    }
+    let p = Path::new(source);
+    if !p.is_dir() {
+        return Err(reject(
+            source,
+            Code::BadSource,
+            "is neither an http(s) URL nor a directory",
+        ));
+    }
+    Ok(Box::new(DirFetch::new(p)))
+}
+
+pub(super) fn sync_summary(r: &SyncReport, verb: &str) -> String {
+    let from = r
+        .from
+        .map_or_else(|| "nothing".to_string(), |v| format!("version {v}"));
+    let mut s = format!(
+        "{verb}: {from} -> version {} ({}); head version {}\n",
+        r.to,
+        r.mode.name(),
+        r.head_version
+    );
+    if !r.roots_added.is_empty() {
+        let v: Vec<String> = r.roots_added.iter().map(u64::to_string).collect();
+        let _ = writeln!(s, "  root rotated to version {}", v.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "  fetched {} files ({} bytes), reused {}, derived {}, layers applied {}",
+        r.files_fetched, r.bytes_fetched, r.files_reused, r.files_derived, r.layers_applied
+    );
+    if r.files_pruned > 0 {
+        let _ = writeln!(s, "  pruned {} old files", r.files_pruned);
+    }
+    let _ = writeln!(s, "  manifest {}", r.manifest_sha256);
+    s
+}
