@@ -49,6 +49,8 @@ pub mod index;
 pub mod leftovers;
 #[cfg(feature = "store")]
 pub mod par;
+#[cfg(feature = "store")]
+pub mod reader;
 #[cfg(feature = "http")]
 pub mod serve;
 #[cfg(feature = "store")]

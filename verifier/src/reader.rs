@@ -1,0 +1,289 @@
+//! [`Reader`]: the query API over one verified snapshot of a store — one
+//! question ([`Reader::answer`], with deciding ids, and with a receipt through
+//! [`Reader::answer_into`]) or a whole catalogue ([`Reader::decide_batch`]).
+//! It reads the local index (each block checked against its signed leaf on
+//! first use) and the lookup rule; it never writes to the store.
+
+use std::cell::{Cell, RefCell};
+
+use crate::docs::paths;
+use crate::error::{Code, Rejection, reject};
+use crate::index::Index;
+use crate::lookup::{Answer, Question};
+use crate::model::Entry;
+use crate::store::{Snapshot, SnapshotInfo, Store};
+
+/// Answers questions from one verified snapshot. Index blocks are verified
+/// against the signed range leaves on first use; a corrupt index is rebuilt
+/// once from verified files (with a warning) and the question retried.
+pub struct Reader<'s> {
+    pub(crate) store: &'s Store,
+    pub(crate) snap: Snapshot,
+    pub(crate) info: SnapshotInfo,
+    pub(crate) index: RefCell<Index>,
+    pub(crate) rebuilt: Cell<bool>,
+}
+
+impl std::fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("snapshot", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader<'_> {
+    /// The snapshot every answer comes from.
+    pub fn snapshot(&self) -> &SnapshotInfo {
+        &self.info
+    }
+
+    /// The verified snapshot (root, head, manifest) answers come from.
+    pub fn snap(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// A receipt builder holding this snapshot's documents: the root chain
+    /// from the pinned root, the head, the manifest and the prefix table.
+    pub fn receipt_builder(&self) -> Result<crate::receipt::Builder, Rejection> {
+        let st = self.store;
+        let chain = st.trusted_root_chain()?;
+        let mut roots = Vec::new();
+        for v in chain.pinned..=self.snap.root.version {
+            let rel = paths::root(v);
+            roots.push(st.read(&rel, st.limits().max_root_bytes)?.ok_or_else(|| {
+                reject(
+                    st.loc(&rel),
+                    Code::StoreIncomplete,
+                    "a verified root is missing",
+                )
+            })?);
+        }
+        let head = st
+            .read(paths::HEAD, st.limits().max_head_bytes)?
+            .ok_or_else(|| {
+                reject(
+                    st.loc(paths::HEAD),
+                    Code::StoreIncomplete,
+                    "the head is missing",
+                )
+            })?;
+        let m = &self.snap.manifest;
+        let mrel = paths::manifest(m.version, &self.snap.manifest_sha256);
+        let mbytes = st
+            .read(&mrel, st.limits().max_manifest_bytes)?
+            .ok_or_else(|| {
+                reject(
+                    st.loc(&mrel),
+                    Code::StoreIncomplete,
+                    "the manifest is missing",
+                )
+            })?;
+        Ok(crate::receipt::Builder::new(
+            roots,
+            head,
+            mbytes,
+            m.clone(),
+            &self.index.borrow().prefix_records()?,
+        ))
+    }
+
+    /// Answer one question and record it, with its proof, in `b`. `q` is
+    /// `None` for input that is not an ISRC.
+    pub fn answer_into(
+        &self,
+        b: &mut crate::receipt::Builder,
+        input: &str,
+        use_: crate::model::Use,
+        territory: Option<&str>,
+        at: crate::time::Day,
+        q: Option<&Question>,
+    ) -> Result<Answer, Rejection> {
+        let Some(q) = q else {
+            let a = Answer::invalid_isrc();
+            b.add(input, use_, territory, at, None, &a, None);
+            return Ok(a);
+        };
+        let a = self.answer(q)?;
+        let key = q.isrc.key();
+        let range = self.snap.manifest.range_of(key);
+        let ix = self.index.borrow();
+        let table = ix.verified_table(range)?;
+        let (first, chunks) = ix.chunks_for(range, key)?;
+        let pols: Vec<&crate::model::Policy> = chunks
+            .iter()
+            .flat_map(|c| c.entries_of(key))
+            .map(|(_, _, p)| ix.policy(p))
+            .collect::<Result<_, _>>()?;
+        b.add(
+            input,
+            use_,
+            territory,
+            at,
+            Some(q),
+            &a,
+            Some(crate::receipt::RangeHit {
+                index: range,
+                hashes: table.hashes(),
+                first,
+                chunks: chunks.iter().map(|c| c.bytes()).collect(),
+                policies: pols,
+            }),
+        );
+        Ok(a)
+    }
+
+    /// Decisions and reasons for a batch of ISRCs asked with one use,
+    /// territory and day: the library call behind `is_allowed` /
+    /// `filter_allowed`-style filters over whole catalogues. Each result is
+    /// `answer(q).decision` and `.reason` (a test checks), without the
+    /// deciding ids.
+    ///
+    /// Sorted input runs at memory speed: consecutive keys reuse the index
+    /// chunks already in hand, and the lookup rule runs once per set of
+    /// covering prefix entries for ISRCs without an entry of their own, and
+    /// once per (that set, policy) for ISRCs with exactly one — the rule's
+    /// decision and reason depend on nothing else then: an ISRC's own entry is
+    /// its only exact-scope candidate, more specific than every prefix entry,
+    /// so its seq and id never decide. ISRCs with several entries go through
+    /// [`Reader::answer`]. Unsorted input gets the same results, only slower.
+    pub fn decide_batch(
+        &self,
+        isrcs: &[crate::isrc::Isrc],
+        use_: crate::model::Use,
+        territory: Option<&str>,
+        at: crate::time::Day,
+    ) -> Result<Vec<(crate::model::Decision, crate::model::Reason)>, Rejection> {
+        type Outcome = (crate::model::Decision, crate::model::Reason);
+        /// Chunks in hand: range, first chunk index, the chunks, the range's
+        /// chunk count.
+        type Held = (usize, usize, Vec<std::rc::Rc<crate::index::Chunk>>, usize);
+        let question = |isrc| Question {
+            isrc,
+            use_,
+            territory: territory.map(str::to_string),
+            at,
+        };
+        let mut out = Vec::with_capacity(isrcs.len());
+        let mut memo: std::collections::HashMap<
+            (u32, u32, u32),
+            Outcome,
+            rustc_hash::FxBuildHasher,
+        > = std::collections::HashMap::default();
+        let mut last: Option<((u32, u32, u32), Outcome)> = None;
+        // The covering prefix groups of the last registrant-year seen.
+        let mut cover: Option<(u64, (u32, u32))> = None;
+        let mut held: Option<Held> = None;
+        for &isrc in isrcs {
+            let key = isrc.key();
+            let range = self.snap.manifest.range_of(key);
+            let covered = held.as_ref().is_some_and(|(r, s, chunks, n)| {
+                *r == range
+                    && (*s == 0 || chunks.first().is_some_and(|c| c.key(0) < key))
+                    && (s + chunks.len() == *n
+                        || chunks.last().is_some_and(|c| c.key(c.len() - 1) > key))
+            });
+            if !covered {
+                let found = {
+                    let ix = self.index.borrow();
+                    ix.chunks_for_scan(range, key)
+                        .and_then(|(s, chunks)| Ok((range, s, chunks, ix.table(range)?.len())))
+                };
+                if let Ok(h) = found {
+                    held = Some(h);
+                } else {
+                    // Let the one-question path repair the index.
+                    held = None;
+                    let a = self.answer(&question(isrc))?;
+                    out.push((a.decision, a.reason));
+                    continue;
+                }
+            }
+            let (mut n, mut pol) = (0u32, u32::MAX);
+            if let Some((_, _, chunks, _)) = &held {
+                for c in chunks {
+                    for (_, _, p) in c.entries_of(key) {
+                        n += 1;
+                        pol = p;
+                    }
+                }
+            }
+            if n > 1 {
+                let a = self.answer(&question(isrc))?;
+                out.push((a.decision, a.reason));
+                continue;
+            }
+            let ry = key / crate::isrc::REGISTRANT_YEAR_SPAN;
+            let (reg, year) = match cover {
+                Some((r, c)) if r == ry => c,
+                _ => {
+                    let c = self.index.borrow().prefixes().cover_key(isrc);
+                    cover = Some((ry, c));
+                    c
+                }
+            };
+            let m = (reg, year, pol);
+            let outcome = match last {
+                Some((k, o)) if k == m => o,
+                _ => {
+                    let o = if let Some(&o) = memo.get(&m) {
+                        o
+                    } else {
+                        let a = self.answer(&question(isrc))?;
+                        memo.insert(m, (a.decision, a.reason));
+                        (a.decision, a.reason)
+                    };
+                    last = Some((m, o));
+                    o
+                }
+            };
+            out.push(outcome);
+        }
+        Ok(out)
+    }
+
+    /// Answer one question.
+    pub fn answer(&self, q: &Question) -> Result<Answer, Rejection> {
+        let key = q.isrc.key();
+        let range = self.snap.manifest.range_of(key);
+        let found = {
+            let ix = self.index.borrow();
+            ix.chunks_for(range, key)
+        };
+        let (_, chunks) = match found {
+            Ok(b) => b,
+            Err(e) if !self.rebuilt.get() => {
+                let path = self.store.index_path(&self.snap.manifest_sha256);
+                self.store.reporter().warn(&format!(
+                    "index {} is corrupt ({}); answering from a temporary index built from verified files (run `consentry verify --repair` to rebuild it in the store)",
+                    path.display(),
+                    e.detail
+                ));
+                self.rebuilt.set(true);
+                let fresh = self.store.scratch_index(&self.snap)?;
+                *self.index.borrow_mut() = fresh;
+                self.index.borrow().chunks_for(range, key)?
+            }
+            Err(e) => return Err(e),
+        };
+        let ix = self.index.borrow();
+        let mut exact = Vec::new();
+        for (seq, id, pol) in chunks.iter().flat_map(|c| c.entries_of(key)) {
+            exact.push(Entry {
+                scope: crate::isrc::Scope::Exact(q.isrc),
+                seq,
+                id,
+                policy: ix.policy(pol)?,
+            });
+        }
+        for r in ix.prefixes().covering(q.isrc) {
+            exact.push(Entry {
+                scope: r.scope,
+                seq: r.seq,
+                id: &r.id,
+                policy: ix.policy(r.policy)?,
+            });
+        }
+        Ok(crate::lookup::lookup(q, exact))
+    }
+}
