@@ -2,7 +2,7 @@
 //! AI-training consent snapshots.
 //!
 //! Core modules (`isrc`, `text`, `model`, `declaration`, `lookup`, `cbor`, `envelope`,
-//! `docs`, `columns`, `state`, `verify`, `limits`) do no filesystem or network
+//! `docs`, `columns`, `state`, `rebuild`, `verify`, `limits`) do no filesystem or network
 //! I/O, so they compile for wasm32 and can be wrapped by other bindings. The
 //! store, sources and CLI sit beside them.
 
@@ -16,6 +16,7 @@ pub mod isrc;
 pub mod limits;
 pub mod lookup;
 pub mod model;
+pub mod rebuild;
 pub mod receipt;
 pub mod state;
 pub mod text;

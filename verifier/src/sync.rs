@@ -11,16 +11,17 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::columns::{self, Rows};
-use crate::docs::{FileRef, Head, LayerRef, Manifest, Root, paths};
+use crate::columns;
+use crate::docs::{FileRef, Head, Manifest, Root, paths};
 use crate::envelope::sha256;
 use crate::error::{Code, Rejection, reject};
 use crate::fetch::{Fetch, SiteFile, io_error};
 use crate::fsio::write_atomic;
 use crate::index::Index;
 use crate::limits::Limits;
+use crate::rebuild::{self, DataFiles};
 use crate::state::State;
-use crate::store::{Snapshot, Store, StoredHead};
+use crate::store::{Snapshot, Store, StoreFiles, StoredHead};
 use crate::verify::{self, Expiry};
 
 /// Options of one sync or import.
@@ -87,119 +88,44 @@ fn not_found(loc: &str, what: &str) -> Rejection {
 }
 
 /// Data files as the sync needs them: from the store when it already holds
-/// them (re-hashed, never trusted), else from the source into the staging
-/// directory. Every file is opened with [`columns::open_file`] before use.
+/// them (re-hashed, never trusted: [`StoreFiles`]), else from the source into
+/// the staging directory, checked the same way.
 pub(crate) struct Files<'a> {
     store: &'a Store,
-    remote: Option<&'a dyn Fetch>,
-    staging: Option<PathBuf>,
+    local: StoreFiles<'a>,
+    remote: &'a dyn Fetch,
+    staging: PathBuf,
     /// Site names written to the staging directory.
     pub staged: Vec<String>,
     pub fetched: u64,
     pub fetched_bytes: u64,
-    pub reused: u64,
-    pub reused_bytes: u64,
 }
 
 impl<'a> Files<'a> {
-    /// Only the store's own files.
-    pub(crate) fn local(store: &'a Store) -> Files<'a> {
+    fn new(store: &'a Store, fetch: &'a dyn Fetch, staging: &Path) -> Files<'a> {
         Files {
             store,
-            remote: None,
-            staging: None,
+            local: StoreFiles::new(store),
+            remote: fetch,
+            staging: staging.to_path_buf(),
             staged: Vec::new(),
             fetched: 0,
             fetched_bytes: 0,
-            reused: 0,
-            reused_bytes: 0,
-        }
-    }
-
-    fn remote(store: &'a Store, fetch: &'a dyn Fetch, staging: &Path) -> Files<'a> {
-        Files {
-            remote: Some(fetch),
-            staging: Some(staging.to_path_buf()),
-            ..Files::local(store)
         }
     }
 
     /// Write verified bytes into the staging directory.
     fn stage(&mut self, rel: &str, bytes: &[u8]) -> Result<(), Rejection> {
-        let Some(st) = &self.staging else {
-            return Ok(());
-        };
-        crate::fsio::create_new(&st.join(rel), bytes)?;
+        crate::fsio::create_new(&self.staging.join(rel), bytes)?;
         self.staged.push(rel.to_string());
         Ok(())
     }
 
     fn staged_path(&self, rel: &str) -> Option<PathBuf> {
-        let st = self.staging.as_ref()?;
-        self.staged.iter().any(|s| s == rel).then(|| st.join(rel))
-    }
-
-    /// The verified, decompressed payload of `rel` and where it came from.
-    pub(crate) fn raw(
-        &mut self,
-        rel: &str,
-        fref: &FileRef,
-    ) -> Result<(Vec<u8>, String), Rejection> {
-        let limits = *self.store.limits();
-        // SPEC.md §7 step 7: a reference longer than the cap is refused before
-        // a byte is read.
-        if fref.length > limits.max_file_bytes {
-            return Err(reject(
-                rel,
-                Code::LimitExceeded,
-                format!(
-                    "the manifest declares {} bytes; at most {} are accepted for a data file",
-                    fref.length, limits.max_file_bytes
-                ),
-            ));
-        }
-        if let Some(p) = self.staged_path(rel) {
-            let loc = p.display().to_string();
-            let bytes = std::fs::read(&p).map_err(|e| io_error(&loc, &e))?;
-            return Ok((columns::open_file(&loc, &bytes, fref, &limits)?, loc));
-        }
-        let sloc = self.store.loc(rel);
-        // Never read past the signed length, nor past the hard cap.
-        let max = fref.length.min(limits.max_file_bytes);
-        let local = match self.store.read(rel, max) {
-            Ok(Some(b)) => columns::open_file(&sloc, &b, fref, &limits).map(|raw| (raw, b.len())),
-            Ok(None) => Err(reject(
-                &sloc,
-                Code::StoreIncomplete,
-                "is missing from the store",
-            )),
-            Err(e) => Err(e),
-        };
-        let err = match local {
-            Ok((raw, n)) => {
-                self.reused += 1;
-                self.reused_bytes += n as u64;
-                return Ok((raw, sloc));
-            }
-            Err(e) => e,
-        };
-        let Some(remote) = self.remote else {
-            return Err(err);
-        };
-        if err.code != Code::StoreIncomplete {
-            self.store.reporter().warn(&format!(
-                "{} is damaged ({}); fetching it again",
-                sloc, err.detail
-            ));
-        }
-        let loc = remote.location(rel);
-        let bytes = remote.get(rel, max)?.ok_or_else(|| not_found(&loc, rel))?;
-        let raw = columns::open_file(&loc, &bytes, fref, &limits)?;
-        self.fetched += 1;
-        self.fetched_bytes += bytes.len() as u64;
-        self.store.reporter().advance(rel, bytes.len() as u64);
-        self.stage(rel, &bytes)?;
-        Ok((raw, loc))
+        self.staged
+            .iter()
+            .any(|s| s == rel)
+            .then(|| self.staging.join(rel))
     }
 
     /// Make sure `rel` is held (stored or staged): a staged file, or a stored
@@ -218,131 +144,45 @@ impl<'a> Files<'a> {
         if self.store.holds(rel, fref.length, &fref.sha256)? {
             return Ok(None);
         }
-        self.raw(rel, fref).map(Some)
+        self.open(rel, fref).map(Some)
     }
 }
 
-/// Apply one layer to `all`, checking it continues from `from`.
-fn apply_layer(
-    files: &mut Files<'_>,
-    all: &mut Rows,
-    lr: &LayerRef,
-    from: u64,
-    st: &mut State,
-    limits: &Limits,
-) -> Result<(), Rejection> {
-    let (loc, layer) = open_layer(files, lr, from, limits, &mut st.policies)?;
-    *all = all.apply(&layer.dels, &layer.puts, &loc)?;
-    Ok(())
-}
-
-/// The layer `lr` (hash and decoding checked, policies interned into `set`),
-/// which must continue from version `from`; with where it was read.
-pub(crate) fn open_layer(
-    files: &mut Files<'_>,
-    lr: &LayerRef,
-    from: u64,
-    limits: &Limits,
-    set: &mut columns::PolicySet,
-) -> Result<(String, columns::Layer), Rejection> {
-    let (raw, loc) = files.raw(&paths::layer(&lr.sha256), &lr.file())?;
-    let layer = decode_layer_at(&loc, &raw, lr, from, limits, set)?;
-    Ok((loc, layer))
-}
-
-/// Decode the opened layer `lr` (§5.4) and check that it goes from `from` to
-/// `lr.version` (§7 step 8, `layer_mismatch`).
-fn decode_layer_at(
-    loc: &str,
-    raw: &[u8],
-    lr: &LayerRef,
-    from: u64,
-    limits: &Limits,
-    set: &mut columns::PolicySet,
-) -> Result<columns::Layer, Rejection> {
-    let layer = columns::decode_layer(loc, raw, lr.count, limits, set)?;
-    if layer.from != from || layer.to != lr.version {
-        return Err(reject(
-            loc,
-            Code::LayerMismatch,
-            format!(
-                "layer goes from version {} to {}; expected {from} to {}",
-                layer.from, layer.to, lr.version
-            ),
-        ));
+impl DataFiles for Files<'_> {
+    /// A file staged earlier in this run, else the store's copy, else (when
+    /// the store lacks it or its copy fails) the source's, staged.
+    fn open(&mut self, rel: &str, fref: &FileRef) -> Result<(Vec<u8>, String), Rejection> {
+        let limits = *self.store.limits();
+        rebuild::check_declared_length(rel, fref, &limits)?;
+        if let Some(p) = self.staged_path(rel) {
+            let loc = p.display().to_string();
+            let bytes = std::fs::read(&p).map_err(|e| io_error(&loc, &e))?;
+            return Ok((columns::open_file(&loc, &bytes, fref, &limits)?, loc));
+        }
+        let err = match self.local.open(rel, fref) {
+            Ok(opened) => return Ok(opened),
+            Err(e) => e,
+        };
+        if err.code != Code::StoreIncomplete {
+            self.store.reporter().warn(&format!(
+                "{} is damaged ({}); fetching it again",
+                err.file, err.detail
+            ));
+        }
+        // Never read past the signed length, nor past the hard cap.
+        let max = fref.length.min(limits.max_file_bytes);
+        let loc = self.remote.location(rel);
+        let bytes = self
+            .remote
+            .get(rel, max)?
+            .ok_or_else(|| not_found(&loc, rel))?;
+        let raw = columns::open_file(&loc, &bytes, fref, &limits)?;
+        self.fetched += 1;
+        self.fetched_bytes += bytes.len() as u64;
+        self.store.reporter().advance(rel, bytes.len() as u64);
+        self.stage(rel, &bytes)?;
+        Ok((raw, loc))
     }
-    Ok(layer)
-}
-
-fn load_prefixes(
-    files: &mut Files<'_>,
-    m: &Manifest,
-    st: &mut State,
-    limits: &Limits,
-) -> Result<(), Rejection> {
-    let rel = paths::prefixes(&m.prefixes.sha256);
-    let (raw, loc) = files.raw(&rel, &m.prefixes)?;
-    st.prefixes = columns::decode_prefixes(&loc, &raw, m.prefixes.count, limits)?;
-    Ok(())
-}
-
-/// SPEC.md §7 steps 7–9 from the base: every base shard, then every layer,
-/// then the prefix table; the result must match every leaf of `m`.
-pub(crate) fn full_state(
-    files: &mut Files<'_>,
-    m: &Manifest,
-    limits: &Limits,
-) -> Result<State, Rejection> {
-    let mut st = State::default();
-    let mut all = Rows::default();
-    for (i, r) in m.ranges.iter().enumerate() {
-        let (lo, hi) = m.range_bounds(i);
-        let rel = paths::shard(&r.shard.sha256);
-        let (raw, loc) = files.raw(&rel, &r.shard)?;
-        let rows =
-            columns::decode_shard(&loc, &raw, lo, hi, r.shard.count, limits, &mut st.policies)?;
-        all.append(&rows);
-    }
-    let mut from = m.base;
-    for lr in &m.layers {
-        apply_layer(files, &mut all, lr, from, &mut st, limits)?;
-        from = lr.version;
-    }
-    load_prefixes(files, m, &mut st, limits)?;
-    st.ranges = State::split(&all, m);
-    st.check_against(m, "manifest")?;
-    Ok(st)
-}
-
-/// Steps 7–9 from a local state at version `l`: the delta or the layers after
-/// `l`, then the prefix table; the result must match every leaf of `m`.
-fn incremental_state(
-    files: &mut Files<'_>,
-    local: State,
-    l: u64,
-    m: &Manifest,
-    limits: &Limits,
-) -> Result<(State, u64), Rejection> {
-    let mut st = State {
-        ranges: Vec::new(),
-        policies: local.policies.clone(),
-        prefixes: Vec::new(),
-    };
-    let mut all = local.flatten();
-    drop(local);
-    let layers: Vec<&LayerRef> = match &m.delta {
-        Some(d) if l + 1 == m.version => vec![d],
-        _ => m.layers[(l - m.base) as usize..].iter().collect(),
-    };
-    let mut from = l;
-    for lr in &layers {
-        apply_layer(files, &mut all, lr, from, &mut st, limits)?;
-        from = lr.version;
-    }
-    load_prefixes(files, m, &mut st, limits)?;
-    st.ranges = State::split(&all, m);
-    st.check_against(m, "manifest")?;
-    Ok((st, layers.len() as u64))
 }
 
 /// The state of the trusted manifest, from its index (every block verified)
@@ -368,8 +208,7 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
                     e.detail
                 ));
             }
-            let mut files = Files::local(store);
-            match full_state(&mut files, m, store.limits()) {
+            match rebuild::full_state(&mut StoreFiles::new(store), m, store.limits()) {
                 Ok(st) => Some(st),
                 Err(e) => {
                     store.reporter().warn(&format!(
@@ -382,8 +221,8 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
     }
 }
 
-/// Remove `local/staging-*` left behind by a killed run.
-/// A fresh staging directory under `local/`.
+/// A fresh staging directory under `local/` (one a killed run left behind
+/// is removed by the next writer, `Store::remove_leftovers`).
 pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, Rejection> {
     std::fs::create_dir_all(store.local()).map_err(|e| io_error(&store.loc("local"), &e))?;
     tempfile::Builder::new()
@@ -625,13 +464,13 @@ pub(crate) fn sync_locked(
             .and_then(|(tm, sha)| local_state(store, tm, &sha).map(|s| (tm.version, s)))
     };
     let staging = staging_dir(store)?;
-    let mut files = Files::remote(store, fetch, staging.path());
+    let mut files = Files::new(store, fetch, staging.path());
     let to_fetch = m.ranges.len() as u64 + m.layers.len() as u64 + 1;
     rep.start("fetching", to_fetch);
     let mut via_layers = false;
     let incremental = match local {
         Some((l, st)) if (l + 1 == v && m.delta.is_some()) || l >= m.base => {
-            match incremental_state(&mut files, st, l, &m, &limits) {
+            match rebuild::incremental_state(&mut files, st, l, &m, &limits) {
                 Ok((st, n)) => {
                     report.mode = if n == 1 {
                         SyncMode::Delta
@@ -659,7 +498,7 @@ pub(crate) fn sync_locked(
             report.mode = SyncMode::Full;
         }
         report.layers_applied = m.layers.len() as u64;
-        full_state(&mut files, &m, &limits)?
+        rebuild::full_state(&mut files, &m, &limits)?
     };
 
     // Step 9 (compaction): derive the new base shards locally when possible.
@@ -679,9 +518,7 @@ pub(crate) fn sync_locked(
                     continue;
                 }
             }
-            let (raw, loc) = files.raw(&rel, &r.shard)?;
-            let mut set = state.policies.clone();
-            columns::decode_shard(&loc, &raw, *lo, *hi, r.shard.count, &limits, &mut set)?;
+            rebuild::open_shard(&mut files, &m, i, &limits, &mut state.policies.clone())?;
         }
         report.files_derived = derived.len() as u64;
     }
@@ -695,28 +532,22 @@ pub(crate) fn sync_locked(
             continue;
         }
         if let Some((raw, loc)) = files.ensure(&rel, &r.shard)? {
-            let (lo, hi) = m.range_bounds(i);
             let mut set = columns::PolicySet::default();
-            columns::decode_shard(&loc, &raw, lo, hi, r.shard.count, &limits, &mut set)?;
+            rebuild::decode_shard_of(&m, i, &loc, &raw, &limits, &mut set)?;
         }
     }
     for l in &m.layers {
         let rel = paths::layer(&l.sha256);
         if let Some((raw, loc)) = files.ensure(&rel, &l.file())? {
             let mut set = columns::PolicySet::default();
-            decode_layer_at(&loc, &raw, l, l.version - 1, &limits, &mut set)?;
+            rebuild::decode_layer_at(&loc, &raw, l, l.version - 1, &limits, &mut set)?;
         }
     }
     // A delta that a compacted base carries (`layers` empty) was not applied
-    // when the state came from the base shards; mirrors serve it to clients
-    // one version behind, so it is always opened (re-hashed when held) and
-    // decoded as the layer from version − 1 to version (SPEC.md §4.3).
-    if let Some(d) = &m.delta
-        && m.layers.is_empty()
-        && !via_layers
-    {
-        let mut set = columns::PolicySet::default();
-        open_layer(&mut files, d, v - 1, &limits, &mut set)?;
+    // when the state came from the base shards: it is always opened
+    // (re-hashed when held) and checked (SPEC.md §7 step 7, order item 4).
+    if !via_layers {
+        rebuild::check_compacted_delta(&mut files, &m, &limits)?;
     }
     rep.finish();
 
@@ -743,7 +574,7 @@ pub(crate) fn sync_locked(
 
     report.files_fetched = files.fetched;
     report.bytes_fetched = files.fetched_bytes;
-    report.files_reused = files.reused;
+    report.files_reused = files.local.opened;
     remove_other_indexes(store, &head.manifest.sha256);
     prune(store, opts, &m, &head.manifest.sha256, &mut report);
     Ok(report)
