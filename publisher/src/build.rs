@@ -9,11 +9,12 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, anyhow, bail};
-use consentry::columns::{self, Layer, PolicySet, Rows};
+use consentry::columns::{self, PolicySet, Rows};
 use consentry::declaration::Record;
 use consentry::docs::{FileRef, Head, LayerRef, Manifest, ManifestRef, Range, Role, Root, paths};
 use consentry::envelope::{HEAD_TYPE, MANIFEST_TYPE, sha256};
 use consentry::isrc::{KEY_SPACE, Scope};
+use consentry::rebuild;
 use consentry::state::{self, HashedPolicies as Hashed, State};
 use consentry::verify::{self, Expiry};
 use consentry::{cbor, time};
@@ -21,7 +22,7 @@ use consentry::{cbor, time};
 use crate::guard::Guard;
 use crate::keys::{KeyPair, sign_envelope, signers_for};
 use crate::lock::SiteLock;
-use crate::site::{Current, Site};
+use crate::site::{Current, Site, SiteFiles};
 use crate::source::{Publication, Source};
 
 /// When a publish folds the layers into a new base.
@@ -556,20 +557,13 @@ pub fn self_check(
     }
     match (scope, m.layers.last()) {
         (Check::NewLayer, Some(l)) => {
-            let rel = paths::layer(&l.sha256);
-            let raw = columns::open_file(&rel, &site.read(&rel)?, &l.file(), limits)?;
-            let layer =
-                columns::decode_layer(&rel, &raw, l.count, limits, &mut PolicySet::default())?;
-            if layer.to != l.version {
-                bail!(
-                    "{rel}: layer is for version {}, the manifest lists it as {}",
-                    layer.to,
-                    l.version
-                );
-            }
-            let prel = paths::prefixes(&m.prefixes.sha256);
-            let raw = columns::open_file(&prel, &site.read(&prel)?, &m.prefixes, limits)?;
-            columns::decode_prefixes(&prel, &raw, m.prefixes.count, limits)?;
+            // The newest layer, going from the version before it, and the
+            // prefix table with its leaf; the ranges' leaves were derived
+            // from the previous state and this layer.
+            let files = &mut SiteFiles::new(site);
+            rebuild::open_layer(files, l, l.version - 1, limits, &mut PolicySet::default())?;
+            let prefixes = rebuild::open_prefixes(files, &m, limits)?;
+            state::check_prefix_leaf(&m, &prefixes, "manifest")?;
         }
         _ => check_everything(site, &m)?,
     }
@@ -614,55 +608,6 @@ fn build_base(all: &Rows, los: &[u64], set: &PolicySet) -> Result<(Vec<DataFile>
     Ok(built.into_iter().unzip())
 }
 
-/// The rows of range `i` of `m`: its base shard from `site` (hash and
-/// decoding checked) with `layers` applied — only each layer's part inside
-/// the range. Policies are interned into `h`, which must already hold the
-/// layers' policies.
-fn range_rows(
-    site: &Site,
-    m: &Manifest,
-    i: usize,
-    layers: &[(String, Layer)],
-    h: &mut Hashed,
-) -> Result<Rows> {
-    let (lo, hi) = m.range_bounds(i);
-    let r = &m.ranges[i];
-    let rel = paths::shard(&r.shard.sha256);
-    let raw = columns::open_file(&rel, &site.read(&rel)?, &r.shard, &site.limits)?;
-    Ok(columns::range_rows(
-        &rel,
-        &raw,
-        lo,
-        hi,
-        r.shard.count,
-        layers,
-        &site.limits,
-        &mut h.set,
-    )?)
-}
-
-/// Decode the layers of `m` (hash and decoding checked) into `set`.
-fn load_layers(site: &Site, m: &Manifest, set: &mut PolicySet) -> Result<Vec<(String, Layer)>> {
-    let mut from = m.base;
-    let mut out = Vec::with_capacity(m.layers.len());
-    for l in &m.layers {
-        let rel = paths::layer(&l.sha256);
-        let raw = columns::open_file(&rel, &site.read(&rel)?, &l.file(), &site.limits)?;
-        let layer = columns::decode_layer(&rel, &raw, l.count, &site.limits, set)?;
-        if layer.to != l.version || layer.from != from {
-            bail!(
-                "{rel}: layer goes from version {} to {}; the manifest lists it from {from} to {}",
-                layer.from,
-                layer.to,
-                l.version
-            );
-        }
-        from = l.version;
-        out.push((rel, layer));
-    }
-    Ok(out)
-}
-
 /// The ranges of the next version after `prev` plus the layer in `new_layer`
 /// (decoded from the very bytes that will be written): untouched ranges keep
 /// their leaf and count; the others are rebuilt from the previous state (base
@@ -674,7 +619,7 @@ fn delta_ranges(
     new_layer: &DataFile,
     set: &mut PolicySet,
 ) -> Result<Vec<Range>> {
-    let mut layers = load_layers(site, prev, set)?;
+    let mut layers = rebuild::open_layers(&mut SiteFiles::new(site), prev, &site.limits, set)?;
     let raw = columns::open_file(
         &new_layer.rel,
         &new_layer.bytes,
@@ -695,14 +640,14 @@ fn delta_ranges(
     let base = Hashed::new(set);
     par_map(
         prev.ranges.len(),
-        || base.clone(),
-        |h, i| {
+        || (base.clone(), SiteFiles::new(site)),
+        |(h, files), i| {
             let (lo, hi) = prev.range_bounds(i);
             let mut r = prev.ranges[i].clone();
             if newest.part(lo, hi).is_none() {
                 return Ok(r);
             }
-            let rows = range_rows(site, prev, i, &layers, h)?;
+            let rows = rebuild::range_rows(files, prev, i, &layers, &site.limits, &mut h.set)?;
             r.count = rows.len() as u64;
             r.leaf = state::range_leaf(lo, hi, &rows, h.hashes());
             Ok(r)
@@ -710,67 +655,33 @@ fn delta_ranges(
     )
 }
 
-/// Every range of `m` rebuilt from the site's shards and layers and compared
-/// with its signed count and leaf, and the prefix table decoded — one range
-/// at a time per worker, so memory stays at a range per core.
+/// Everything a verifier checks of `m` from the site's files
+/// ([`rebuild::open_overlay`]: the layers, the compacted base's delta, the
+/// prefix table and its leaf; then [`rebuild::check_ranges`]: every range
+/// rebuilt from its shard and the layers and compared with its signed count
+/// and leaf, one range at a time per worker, so memory stays at a range per
+/// core).
 fn check_everything(site: &Site, m: &Manifest) -> Result<()> {
-    let mut set = PolicySet::default();
-    let layers = load_layers(site, m, &mut set)?;
-    let base = Hashed::new(&set);
-    par_map(
-        m.ranges.len(),
-        || base.clone(),
-        |h, i| {
-            let (lo, hi) = m.range_bounds(i);
-            let rows = range_rows(site, m, i, &layers, h)?;
-            let r = &m.ranges[i];
-            if rows.len() as u64 != r.count
-                || state::range_leaf(lo, hi, &rows, h.hashes()) != r.leaf
-            {
-                bail!("range {i} [{lo}, {hi}) does not rebuild to its signed count and leaf");
-            }
-            Ok(())
-        },
+    let overlay = rebuild::open_overlay(&mut SiteFiles::new(site), m, &site.limits)?;
+    rebuild::check_ranges(
+        m,
+        &overlay,
+        &site.limits,
+        || SiteFiles::new(site),
+        |_, rows, hashes| (state::chunk_hashes(rows, hashes), ()),
     )?;
-    let prel = paths::prefixes(&m.prefixes.sha256);
-    let raw = columns::open_file(&prel, &site.read(&prel)?, &m.prefixes, &site.limits)?;
-    columns::decode_prefixes(&prel, &raw, m.prefixes.count, &site.limits)?;
     Ok(())
 }
 
 /// Rebuild the state a manifest describes from the site's base shards and
-/// layers, checking every file and every leaf.
+/// layers, checking every file and every leaf, exactly as a verifier's sync
+/// from the base does ([`rebuild::full_state`]).
 pub fn load_state(site: &Site, m: &Manifest) -> Result<State> {
-    let limits = &site.limits;
-    let mut st = State::default();
-    let mut all = Rows::default();
-    for (i, r) in m.ranges.iter().enumerate() {
-        let (lo, hi) = m.range_bounds(i);
-        let rel = paths::shard(&r.shard.sha256);
-        let raw = columns::open_file(&rel, &site.read(&rel)?, &r.shard, limits)?;
-        let rows =
-            columns::decode_shard(&rel, &raw, lo, hi, r.shard.count, limits, &mut st.policies)?;
-        all.append(&rows);
-    }
-    for l in &m.layers {
-        let rel = paths::layer(&l.sha256);
-        let raw = columns::open_file(&rel, &site.read(&rel)?, &l.file(), limits)?;
-        let layer = columns::decode_layer(&rel, &raw, l.count, limits, &mut st.policies)?;
-        if layer.to != l.version {
-            bail!(
-                "{rel}: layer is for version {}, the manifest lists it as {}",
-                layer.to,
-                l.version
-            );
-        }
-        all = all.apply(&layer.dels, &layer.puts, &rel)?;
-    }
-    let prel = paths::prefixes(&m.prefixes.sha256);
-    let raw = columns::open_file(&prel, &site.read(&prel)?, &m.prefixes, limits)?;
-    st.prefixes = columns::decode_prefixes(&prel, &raw, m.prefixes.count, limits)?;
-    st.ranges = State::split(&all, m);
-    st.check_against(m, "manifest")?;
-    Ok(st)
+    Ok(rebuild::full_state(
+        &mut SiteFiles::new(site),
+        m,
+        &site.limits,
+    )?)
 }
 
 /// Re-sign the head with a new expiry, without rebuilding anything. The head

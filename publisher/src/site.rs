@@ -5,9 +5,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use consentry::docs::{Head, Manifest, Root, paths};
+use consentry::columns;
+use consentry::docs::{FileRef, Head, Manifest, Root, paths};
 use consentry::envelope::sha256;
+use consentry::error::VResult;
+use consentry::fetch::io_error;
 use consentry::limits::Limits;
+use consentry::rebuild;
 use consentry::verify::{self, Expiry};
 
 /// The site's current, verified state.
@@ -80,17 +84,23 @@ impl Site {
             ));
         }
         let bytes = self.read(&paths::root(1))?;
-        let mut root = verify::verify_pinned_root("root/1.cbor", &bytes, &self.limits)?;
+        let root = verify::verify_pinned_root("root/1.cbor", &bytes, &self.limits)?;
         let mut chain = vec![(root.clone(), bytes)];
-        loop {
-            let rel = paths::root(root.version + 1);
-            if !self.path(&rel).exists() {
-                break;
-            }
-            let bytes = self.read(&rel)?;
-            root = verify::verify_next_root(&root, &rel, &bytes, &self.limits)?;
-            chain.push((root.clone(), bytes));
-        }
+        // Every root the site holds: it publishes its whole chain.
+        verify::walk_roots(
+            root,
+            u64::MAX,
+            &self.limits,
+            |v| {
+                let rel = paths::root(v);
+                match fs::read(self.path(&rel)) {
+                    Ok(b) => Ok(Some((rel, b))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_error(&self.path(&rel).display().to_string(), &e)),
+                }
+            },
+            |r, b| chain.push((r.clone(), b)),
+        )?;
         Ok(chain)
     }
 
@@ -182,4 +192,32 @@ impl Site {
 /// are written (and their leftovers named) the same way.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     consentry::fsio::write_atomic(path, bytes).map_err(anyhow::Error::new)
+}
+
+/// The site's data files for the verifier's [`rebuild`] path (the publisher's
+/// self-check reads back what it wrote exactly as a verifier would): each
+/// refused before reading when its signed length is over the cap, then
+/// checked against its signed reference; named by its site name in errors.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteFiles<'a> {
+    site: &'a Site,
+}
+
+impl<'a> SiteFiles<'a> {
+    pub fn new(site: &'a Site) -> SiteFiles<'a> {
+        SiteFiles { site }
+    }
+}
+
+impl rebuild::DataFiles for SiteFiles<'_> {
+    fn open(&mut self, rel: &str, fref: &FileRef) -> VResult<(Vec<u8>, String)> {
+        let limits = &self.site.limits;
+        rebuild::check_declared_length(rel, fref, limits)?;
+        let path = self.site.path(rel);
+        let bytes = fs::read(&path).map_err(|e| io_error(&path.display().to_string(), &e))?;
+        Ok((
+            columns::open_file(rel, &bytes, fref, limits)?,
+            rel.to_string(),
+        ))
+    }
 }

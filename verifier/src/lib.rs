@@ -7,7 +7,8 @@
 //! network, clock or C code, so it compiles for wasm32 and can be wrapped by
 //! other languages (CI builds it for `wasm32-unknown-unknown`). Features add
 //! the layers around it: `store` (the local store, sync from a directory,
-//! bundles, the lookup index), `http` (HTTP sources, `serve`), `cli` (the
+//! bundles, the lookup index, `rebuild`: state from verified files on
+//! worker threads), `http` (HTTP sources, `serve`), `cli` (the
 //! command line; the default), `fuzzing` (the fuzz targets' entry points).
 
 pub mod cbor;
@@ -51,6 +52,8 @@ pub mod leftovers;
 pub mod par;
 #[cfg(feature = "store")]
 pub mod reader;
+#[cfg(feature = "store")]
+pub mod rebuild;
 #[cfg(feature = "http")]
 pub mod serve;
 #[cfg(feature = "store")]

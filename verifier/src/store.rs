@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::docs::{Head, Manifest, Role, Root, paths};
+use crate::docs::{FileRef, Head, Manifest, Role, Root, paths};
 use crate::envelope::sha256;
 use crate::error::{Code, Rejection, reject};
 use crate::fetch::{DirFetch, Fetch, io_error};
@@ -41,6 +41,7 @@ use crate::fsio::write_atomic;
 use crate::index::Index;
 use crate::limits::Limits;
 use crate::lookup::{Answer, Question};
+use crate::rebuild;
 use crate::state::State;
 
 pub use crate::reader::Reader;
@@ -784,8 +785,7 @@ impl Store {
             .tempdir_in(&tmp_dir)
             .map_err(|e| io_error(&tmp_dir.display().to_string(), &e))?;
         let path = tmp.path().join("scratch.idx");
-        let mut files = crate::sync::Files::local(self);
-        let st = crate::sync::full_state(&mut files, &snap.manifest, &self.limits)?;
+        let st = rebuild::full_state(&mut StoreFiles::new(self), &snap.manifest, &self.limits)?;
         crate::index::write(&path, &snap.manifest_sha256, &st)?;
         let ix = Index::open(&path, &snap.manifest, &snap.manifest_sha256, &self.limits)?;
         // `tmp` is removed here; the open file stays readable until dropped.
@@ -811,8 +811,7 @@ impl Store {
         let st = if let Some(s) = state {
             s
         } else {
-            let mut files = crate::sync::Files::local(self);
-            built = crate::sync::full_state(&mut files, &snap.manifest, &self.limits)?;
+            built = rebuild::full_state(&mut StoreFiles::new(self), &snap.manifest, &self.limits)?;
             &built
         };
         crate::index::write(&path, &snap.manifest_sha256, st)?;
@@ -852,32 +851,14 @@ impl Store {
         expiry: Expiry,
         repair: bool,
     ) -> Result<VerifyReport, Rejection> {
-        use crate::columns;
-        use crate::docs::paths;
         use std::os::unix::fs::FileExt;
         let snap = self.current(now, expiry)?;
         let m = &snap.manifest;
         let limits = self.limits;
-        let mut files = crate::sync::Files::local(self);
-        // The layers (SPEC.md §7 step 8) and the prefix table, once.
-        let mut base = crate::columns::PolicySet::default();
-        let mut layers = Vec::with_capacity(m.layers.len());
-        let mut from = m.base;
-        for lr in &m.layers {
-            layers.push(crate::sync::open_layer(
-                &mut files, lr, from, &limits, &mut base,
-            )?);
-            from = lr.version;
-        }
-        // A delta carried beside a compacted base (SPEC.md §4.3) is served to
-        // mirrors like any other file: its hash, decoding and from/to too.
-        if let Some(d) = m.delta.as_ref().filter(|d| !m.layers.contains(d)) {
-            let mut scratch = crate::columns::PolicySet::default();
-            crate::sync::open_layer(&mut files, d, m.version - 1, &limits, &mut scratch)?;
-        }
-        let (raw, loc) = files.raw(&paths::prefixes(&m.prefixes.sha256), &m.prefixes)?;
-        let prefixes = columns::decode_prefixes(&loc, &raw, m.prefixes.count, &limits)?;
-        crate::state::check_prefix_leaf(m, &prefixes, "manifest")?;
+        // The layers (SPEC.md §7 step 8), the compacted base's delta and the
+        // prefix table with its leaf, once.
+        let mut files = StoreFiles::new(self);
+        let overlay = rebuild::open_overlay(&mut files, m, &limits)?;
         let path = self.index_path(&snap.manifest_sha256);
         let ix = Index::open(&path, m, &snap.manifest_sha256, &self.limits);
         let ix_check = match &ix {
@@ -894,37 +875,16 @@ impl Store {
             )),
             _ => None,
         };
-        // Every range on its own worker (step 7 and 9): its shard hashed and
-        // decoded, the layers applied, its leaf from its entries, and its
-        // index block compared byte for byte with the block those entries
-        // give (no second hashing pass).
-        let base = crate::state::HashedPolicies::new(&base);
-        let checked = crate::par::map(
-            m.ranges.len(),
-            || base.clone(),
-            |h, i| {
-                let (lo, hi) = m.range_bounds(i);
-                let r = &m.ranges[i];
-                let rel = paths::shard(&r.shard.sha256);
-                let sloc = self.loc(&rel);
-                let bytes = self
-                    .read(&rel, r.shard.length.min(limits.max_file_bytes))?
-                    .ok_or_else(|| {
-                        reject(&sloc, Code::StoreIncomplete, "is missing from the store")
-                    })?;
-                let raw = columns::open_file(&sloc, &bytes, &r.shard, &limits)?;
-                let rows = columns::range_rows(
-                    &sloc,
-                    &raw,
-                    lo,
-                    hi,
-                    r.shard.count,
-                    &layers,
-                    &limits,
-                    &mut h.set,
-                )?;
-                let (block, chunks) = crate::index::block_of(&rows, h.hashes());
-                crate::state::check_range(m, i, rows.len() as u64, || chunks, "manifest")?;
+        // Every range on its own worker (steps 7 and 9), and its index block
+        // compared byte for byte with the block its verified entries give
+        // (built in the same pass as the chunk hashes: no second hashing).
+        let checked = rebuild::check_ranges(
+            m,
+            &overlay,
+            &limits,
+            || StoreFiles::new(self),
+            |i, rows, hashes| {
+                let (block, chunks) = crate::index::block_of(rows, hashes);
                 let same = ix_file.as_ref().is_some_and(|(file, extents)| {
                     let (offset, len) = extents[i];
                     let mut have = vec![0u8; block.len()];
@@ -932,20 +892,13 @@ impl Store {
                         && file.read_exact_at(&mut have, offset).is_ok()
                         && have == block
                 });
-                Ok((same, bytes.len() as u64))
-            },
-            || {
-                reject(
-                    "verify",
-                    Code::IoError,
-                    "a worker thread stopped before finishing its ranges",
-                )
+                (chunks, same)
             },
         )?;
         let mut index = match (&ix, ix_check) {
             (Ok(None), _) => IndexCheck::Missing,
             (_, Some(why)) => IndexCheck::Corrupt(why),
-            _ => match checked.iter().position(|c| !c.0) {
+            _ => match checked.iter().position(|same| !same) {
                 None => IndexCheck::Intact,
                 Some(i) => IndexCheck::Corrupt(format!(
                     "block {i} differs from the verified entries of range {i}"
@@ -966,14 +919,14 @@ impl Store {
                 _ => IndexCheck::Built,
             };
         }
-        files.reused += checked.len() as u64;
-        files.reused_bytes += checked.iter().map(|c| c.1).sum::<u64>();
+        // Every shard opened matched its signed length exactly.
+        let shard_bytes: u64 = m.ranges.iter().map(|r| r.shard.length).sum();
         Ok(VerifyReport {
             root_version: snap.root.version,
             version: snap.manifest.version,
             manifest_sha256: hex::encode(snap.manifest_sha256),
-            files_checked: files.reused,
-            bytes_checked: files.reused_bytes,
+            files_checked: files.opened + checked.len() as u64,
+            bytes_checked: files.bytes + shard_bytes,
             entries: snap.manifest.entries,
             index,
             expired: snap.expired,
@@ -1034,6 +987,52 @@ impl Store {
             clock_problem,
             store_bytes: dir_size(&self.dir),
         })
+    }
+}
+
+/// The store's data files for [`rebuild`]: read from the store only (a
+/// store has no source to fetch a damaged file from again), never past the
+/// signed length, each checked against its signed reference before use.
+pub struct StoreFiles<'a> {
+    store: &'a Store,
+    /// Files opened and checked so far, and their bytes.
+    pub opened: u64,
+    pub bytes: u64,
+}
+
+impl<'a> StoreFiles<'a> {
+    pub fn new(store: &'a Store) -> StoreFiles<'a> {
+        StoreFiles {
+            store,
+            opened: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreFiles<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreFiles")
+            .field("store", &self.store.dir)
+            .field("opened", &self.opened)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl rebuild::DataFiles for StoreFiles<'_> {
+    fn open(&mut self, rel: &str, fref: &FileRef) -> Result<(Vec<u8>, String), Rejection> {
+        let limits = &self.store.limits;
+        let loc = self.store.loc(rel);
+        rebuild::check_declared_length(&loc, fref, limits)?;
+        let bytes = self
+            .store
+            .read(rel, fref.length.min(limits.max_file_bytes))?
+            .ok_or_else(|| reject(&loc, Code::StoreIncomplete, "is missing from the store"))?;
+        let raw = crate::columns::open_file(&loc, &bytes, fref, limits)?;
+        self.opened += 1;
+        self.bytes += bytes.len() as u64;
+        Ok((raw, loc))
     }
 }
 

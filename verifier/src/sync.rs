@@ -11,16 +11,17 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::columns::{self, Rows};
-use crate::docs::{FileRef, Head, LayerRef, Manifest, Root, paths};
+use crate::columns;
+use crate::docs::{FileRef, Head, Manifest, Root, paths};
 use crate::envelope::sha256;
 use crate::error::{Code, Rejection, reject};
 use crate::fetch::{Fetch, SiteFile, io_error};
 use crate::fsio::write_atomic;
 use crate::index::Index;
 use crate::limits::Limits;
+use crate::rebuild::{self, DataFiles};
 use crate::state::State;
-use crate::store::{Snapshot, Store, StoredHead};
+use crate::store::{Snapshot, Store, StoreFiles, StoredHead};
 use crate::verify::{self, Expiry};
 
 /// Options of one sync or import.
@@ -82,124 +83,70 @@ pub struct SyncReport {
     pub manifest_sha256: String,
 }
 
+impl SyncReport {
+    /// The report of a run that has verified its roots and head: nothing
+    /// done yet.
+    fn new(roots: &Roots, trusted: Option<&Trusted>, head: &Head) -> SyncReport {
+        SyncReport {
+            from: trusted.map(|t| t.head.manifest.version),
+            to: head.manifest.version,
+            head_version: head.version,
+            mode: SyncMode::NothingNew,
+            roots_added: roots.new.iter().map(|(v, _)| *v).collect(),
+            files_fetched: 0,
+            bytes_fetched: 0,
+            files_reused: 0,
+            files_derived: 0,
+            layers_applied: 0,
+            files_pruned: 0,
+            manifest_sha256: hex::encode(head.manifest.sha256),
+        }
+    }
+}
+
 fn not_found(loc: &str, what: &str) -> Rejection {
     reject(loc, Code::NotFound, format!("the source has no {what}"))
 }
 
 /// Data files as the sync needs them: from the store when it already holds
-/// them (re-hashed, never trusted), else from the source into the staging
-/// directory. Every file is opened with [`columns::open_file`] before use.
+/// them (re-hashed, never trusted: [`StoreFiles`]), else from the source into
+/// the staging directory, checked the same way.
 pub(crate) struct Files<'a> {
     store: &'a Store,
-    remote: Option<&'a dyn Fetch>,
-    staging: Option<PathBuf>,
+    local: StoreFiles<'a>,
+    remote: &'a dyn Fetch,
+    staging: PathBuf,
     /// Site names written to the staging directory.
     pub staged: Vec<String>,
     pub fetched: u64,
     pub fetched_bytes: u64,
-    pub reused: u64,
-    pub reused_bytes: u64,
 }
 
 impl<'a> Files<'a> {
-    /// Only the store's own files.
-    pub(crate) fn local(store: &'a Store) -> Files<'a> {
+    fn new(store: &'a Store, fetch: &'a dyn Fetch, staging: &Path) -> Files<'a> {
         Files {
             store,
-            remote: None,
-            staging: None,
+            local: StoreFiles::new(store),
+            remote: fetch,
+            staging: staging.to_path_buf(),
             staged: Vec::new(),
             fetched: 0,
             fetched_bytes: 0,
-            reused: 0,
-            reused_bytes: 0,
-        }
-    }
-
-    fn remote(store: &'a Store, fetch: &'a dyn Fetch, staging: &Path) -> Files<'a> {
-        Files {
-            remote: Some(fetch),
-            staging: Some(staging.to_path_buf()),
-            ..Files::local(store)
         }
     }
 
     /// Write verified bytes into the staging directory.
     fn stage(&mut self, rel: &str, bytes: &[u8]) -> Result<(), Rejection> {
-        let Some(st) = &self.staging else {
-            return Ok(());
-        };
-        crate::fsio::create_new(&st.join(rel), bytes)?;
+        crate::fsio::create_new(&self.staging.join(rel), bytes)?;
         self.staged.push(rel.to_string());
         Ok(())
     }
 
     fn staged_path(&self, rel: &str) -> Option<PathBuf> {
-        let st = self.staging.as_ref()?;
-        self.staged.iter().any(|s| s == rel).then(|| st.join(rel))
-    }
-
-    /// The verified, decompressed payload of `rel` and where it came from.
-    pub(crate) fn raw(
-        &mut self,
-        rel: &str,
-        fref: &FileRef,
-    ) -> Result<(Vec<u8>, String), Rejection> {
-        let limits = *self.store.limits();
-        // SPEC.md §7 step 7: a reference longer than the cap is refused before
-        // a byte is read.
-        if fref.length > limits.max_file_bytes {
-            return Err(reject(
-                rel,
-                Code::LimitExceeded,
-                format!(
-                    "the manifest declares {} bytes; at most {} are accepted for a data file",
-                    fref.length, limits.max_file_bytes
-                ),
-            ));
-        }
-        if let Some(p) = self.staged_path(rel) {
-            let loc = p.display().to_string();
-            let bytes = std::fs::read(&p).map_err(|e| io_error(&loc, &e))?;
-            return Ok((columns::open_file(&loc, &bytes, fref, &limits)?, loc));
-        }
-        let sloc = self.store.loc(rel);
-        // Never read past the signed length, nor past the hard cap.
-        let max = fref.length.min(limits.max_file_bytes);
-        let local = match self.store.read(rel, max) {
-            Ok(Some(b)) => columns::open_file(&sloc, &b, fref, &limits).map(|raw| (raw, b.len())),
-            Ok(None) => Err(reject(
-                &sloc,
-                Code::StoreIncomplete,
-                "is missing from the store",
-            )),
-            Err(e) => Err(e),
-        };
-        let err = match local {
-            Ok((raw, n)) => {
-                self.reused += 1;
-                self.reused_bytes += n as u64;
-                return Ok((raw, sloc));
-            }
-            Err(e) => e,
-        };
-        let Some(remote) = self.remote else {
-            return Err(err);
-        };
-        if err.code != Code::StoreIncomplete {
-            self.store.reporter().warn(&format!(
-                "{} is damaged ({}); fetching it again",
-                sloc, err.detail
-            ));
-        }
-        let loc = remote.location(rel);
-        let bytes = remote.get(rel, max)?.ok_or_else(|| not_found(&loc, rel))?;
-        let raw = columns::open_file(&loc, &bytes, fref, &limits)?;
-        self.fetched += 1;
-        self.fetched_bytes += bytes.len() as u64;
-        self.store.reporter().advance(rel, bytes.len() as u64);
-        self.stage(rel, &bytes)?;
-        Ok((raw, loc))
+        self.staged
+            .iter()
+            .any(|s| s == rel)
+            .then(|| self.staging.join(rel))
     }
 
     /// Make sure `rel` is held (stored or staged): a staged file, or a stored
@@ -218,131 +165,45 @@ impl<'a> Files<'a> {
         if self.store.holds(rel, fref.length, &fref.sha256)? {
             return Ok(None);
         }
-        self.raw(rel, fref).map(Some)
+        self.open(rel, fref).map(Some)
     }
 }
 
-/// Apply one layer to `all`, checking it continues from `from`.
-fn apply_layer(
-    files: &mut Files<'_>,
-    all: &mut Rows,
-    lr: &LayerRef,
-    from: u64,
-    st: &mut State,
-    limits: &Limits,
-) -> Result<(), Rejection> {
-    let (loc, layer) = open_layer(files, lr, from, limits, &mut st.policies)?;
-    *all = all.apply(&layer.dels, &layer.puts, &loc)?;
-    Ok(())
-}
-
-/// The layer `lr` (hash and decoding checked, policies interned into `set`),
-/// which must continue from version `from`; with where it was read.
-pub(crate) fn open_layer(
-    files: &mut Files<'_>,
-    lr: &LayerRef,
-    from: u64,
-    limits: &Limits,
-    set: &mut columns::PolicySet,
-) -> Result<(String, columns::Layer), Rejection> {
-    let (raw, loc) = files.raw(&paths::layer(&lr.sha256), &lr.file())?;
-    let layer = decode_layer_at(&loc, &raw, lr, from, limits, set)?;
-    Ok((loc, layer))
-}
-
-/// Decode the opened layer `lr` (§5.4) and check that it goes from `from` to
-/// `lr.version` (§7 step 8, `layer_mismatch`).
-fn decode_layer_at(
-    loc: &str,
-    raw: &[u8],
-    lr: &LayerRef,
-    from: u64,
-    limits: &Limits,
-    set: &mut columns::PolicySet,
-) -> Result<columns::Layer, Rejection> {
-    let layer = columns::decode_layer(loc, raw, lr.count, limits, set)?;
-    if layer.from != from || layer.to != lr.version {
-        return Err(reject(
-            loc,
-            Code::LayerMismatch,
-            format!(
-                "layer goes from version {} to {}; expected {from} to {}",
-                layer.from, layer.to, lr.version
-            ),
-        ));
+impl DataFiles for Files<'_> {
+    /// A file staged earlier in this run, else the store's copy, else (when
+    /// the store lacks it or its copy fails) the source's, staged.
+    fn open(&mut self, rel: &str, fref: &FileRef) -> Result<(Vec<u8>, String), Rejection> {
+        let limits = *self.store.limits();
+        rebuild::check_declared_length(rel, fref, &limits)?;
+        if let Some(p) = self.staged_path(rel) {
+            let loc = p.display().to_string();
+            let bytes = std::fs::read(&p).map_err(|e| io_error(&loc, &e))?;
+            return Ok((columns::open_file(&loc, &bytes, fref, &limits)?, loc));
+        }
+        let err = match self.local.open(rel, fref) {
+            Ok(opened) => return Ok(opened),
+            Err(e) => e,
+        };
+        if err.code != Code::StoreIncomplete {
+            self.store.reporter().warn(&format!(
+                "{} is damaged ({}); fetching it again",
+                err.file, err.detail
+            ));
+        }
+        // Never read past the signed length, nor past the hard cap.
+        let max = fref.length.min(limits.max_file_bytes);
+        let loc = self.remote.location(rel);
+        let bytes = self
+            .remote
+            .get(rel, max)?
+            .ok_or_else(|| not_found(&loc, rel))?;
+        let raw = columns::open_file(&loc, &bytes, fref, &limits)?;
+        self.fetched += 1;
+        self.fetched_bytes += bytes.len() as u64;
+        self.store.reporter().advance(rel, bytes.len() as u64);
+        self.stage(rel, &bytes)?;
+        Ok((raw, loc))
     }
-    Ok(layer)
-}
-
-fn load_prefixes(
-    files: &mut Files<'_>,
-    m: &Manifest,
-    st: &mut State,
-    limits: &Limits,
-) -> Result<(), Rejection> {
-    let rel = paths::prefixes(&m.prefixes.sha256);
-    let (raw, loc) = files.raw(&rel, &m.prefixes)?;
-    st.prefixes = columns::decode_prefixes(&loc, &raw, m.prefixes.count, limits)?;
-    Ok(())
-}
-
-/// SPEC.md §7 steps 7–9 from the base: every base shard, then every layer,
-/// then the prefix table; the result must match every leaf of `m`.
-pub(crate) fn full_state(
-    files: &mut Files<'_>,
-    m: &Manifest,
-    limits: &Limits,
-) -> Result<State, Rejection> {
-    let mut st = State::default();
-    let mut all = Rows::default();
-    for (i, r) in m.ranges.iter().enumerate() {
-        let (lo, hi) = m.range_bounds(i);
-        let rel = paths::shard(&r.shard.sha256);
-        let (raw, loc) = files.raw(&rel, &r.shard)?;
-        let rows =
-            columns::decode_shard(&loc, &raw, lo, hi, r.shard.count, limits, &mut st.policies)?;
-        all.append(&rows);
-    }
-    let mut from = m.base;
-    for lr in &m.layers {
-        apply_layer(files, &mut all, lr, from, &mut st, limits)?;
-        from = lr.version;
-    }
-    load_prefixes(files, m, &mut st, limits)?;
-    st.ranges = State::split(&all, m);
-    st.check_against(m, "manifest")?;
-    Ok(st)
-}
-
-/// Steps 7–9 from a local state at version `l`: the delta or the layers after
-/// `l`, then the prefix table; the result must match every leaf of `m`.
-fn incremental_state(
-    files: &mut Files<'_>,
-    local: State,
-    l: u64,
-    m: &Manifest,
-    limits: &Limits,
-) -> Result<(State, u64), Rejection> {
-    let mut st = State {
-        ranges: Vec::new(),
-        policies: local.policies.clone(),
-        prefixes: Vec::new(),
-    };
-    let mut all = local.flatten();
-    drop(local);
-    let layers: Vec<&LayerRef> = match &m.delta {
-        Some(d) if l + 1 == m.version => vec![d],
-        _ => m.layers[(l - m.base) as usize..].iter().collect(),
-    };
-    let mut from = l;
-    for lr in &layers {
-        apply_layer(files, &mut all, lr, from, &mut st, limits)?;
-        from = lr.version;
-    }
-    load_prefixes(files, m, &mut st, limits)?;
-    st.ranges = State::split(&all, m);
-    st.check_against(m, "manifest")?;
-    Ok((st, layers.len() as u64))
 }
 
 /// The state of the trusted manifest, from its index (every block verified)
@@ -368,8 +229,7 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
                     e.detail
                 ));
             }
-            let mut files = Files::local(store);
-            match full_state(&mut files, m, store.limits()) {
+            match rebuild::full_state(&mut StoreFiles::new(store), m, store.limits()) {
                 Ok(st) => Some(st),
                 Err(e) => {
                     store.reporter().warn(&format!(
@@ -382,8 +242,8 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
     }
 }
 
-/// Remove `local/staging-*` left behind by a killed run.
-/// A fresh staging directory under `local/`.
+/// A fresh staging directory under `local/` (one a killed run left behind
+/// is removed by the next writer, `Store::remove_leftovers`).
 pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, Rejection> {
     std::fs::create_dir_all(store.local()).map_err(|e| io_error(&store.loc("local"), &e))?;
     tempfile::Builder::new()
@@ -399,47 +259,6 @@ pub fn sync(store: &Store, fetch: &dyn Fetch, opts: &SyncOptions) -> Result<Sync
     let r = sync_locked(store, fetch, opts);
     store.reporter().finish();
     r
-}
-
-/// The trusted head and manifest from the store, under `root`.
-struct Trusted {
-    head: Head,
-    manifest: Option<Manifest>,
-}
-
-fn trusted_state(
-    store: &Store,
-    start: &Root,
-    root: &Root,
-    now: i64,
-) -> Result<Option<Trusted>, Rejection> {
-    let rep = store.reporter();
-    if start.roles.head != root.roles.head || start.roles.manifest != root.roles.manifest {
-        rep.warn(&format!(
-            "root version {} changed the head or manifest keys; the previously trusted head and manifest are forgotten (fast-forward recovery)",
-            root.version
-        ));
-        return Ok(None);
-    }
-    let head = match store.stored_head(root, now, Expiry::AllowExpired)? {
-        StoredHead::Missing => return Ok(None),
-        StoredHead::NotTrusted(e) => {
-            rep.warn(&format!(
-                "the stored head does not verify under root version {} ({}); syncing as if the store were empty",
-                root.version, e.detail
-            ));
-            return Ok(None);
-        }
-        StoredHead::Valid(h) => h,
-    };
-    let manifest = match store.stored_manifest(root, &head, now, Expiry::AllowExpired) {
-        Ok(m) => m,
-        Err(e) => {
-            rep.warn(&format!("the stored manifest is not usable ({e})"));
-            None
-        }
-    };
-    Ok(Some(Trusted { head, manifest }))
 }
 
 /// Whether the store holds everything `m` references, each file with its
@@ -484,190 +303,349 @@ fn complete(store: &Store, m: &Manifest, sha: &[u8; 32]) -> bool {
         )
 }
 
-/// [`sync`] for a caller that already holds the store's lock.
+/// [`sync`] for a caller that already holds the store's lock: the steps of
+/// SPEC.md §7 in order, each a function below. Nothing is written before
+/// step 10 (or, when nothing is new, before step 6 decided so).
 pub(crate) fn sync_locked(
     store: &Store,
     fetch: &dyn Fetch,
     opts: &SyncOptions,
 ) -> Result<SyncReport, Rejection> {
-    let limits = *store.limits();
+    let run = Run {
+        store,
+        fetch,
+        opts,
+        limits: *store.limits(),
+    };
+    let roots = run.step1_2_root_chain()?;
+    let trusted = run.step2_trusted(&roots)?;
+    let head = run.step3_head(&roots.root, trusted.as_ref())?;
+    let mut report = SyncReport::new(&roots, trusted.as_ref(), &head.head);
+    let named = run.step4_5_manifest(&roots.root, &head.head, trusted.as_ref())?;
+    let m = &named.manifest;
+    let sha = head.head.manifest.sha256;
+    let plan = run.step6_plan(&named, &sha, trusted.as_ref());
+    if let Plan::NothingNew = plan {
+        run.step10_head_only(&roots, &head)?;
+        prune(store, opts, m, &sha, &mut report);
+        return Ok(report);
+    }
+
+    let staging = staging_dir(store)?;
+    let mut files = Files::new(store, fetch, staging.path());
     let rep = store.reporter();
-    let now = opts.now;
-
-    // Step 0: the time is fixed once (`opts.now`); it is checked against the
-    // clock floor — the signed creation times verified below — not against
-    // any time this store recorded.
-
-    // Step 1: the trusted root chain from the store.
-    let start = store.trusted_root_chain()?.root;
-
-    // Step 2: newer roots from the source, each signed by the old and new keys.
-    // Verified roots are written at the switch (step 10), so that a refused
-    // run leaves the store exactly as it was.
-    let mut new_roots: Vec<(u64, Vec<u8>)> = Vec::new();
-    let walk = verify::walk_roots(
-        start.clone(),
-        limits.max_root_rotations,
-        &limits,
-        |v| {
-            let rel = paths::root(v);
-            let bytes = fetch.get(&rel, limits.max_root_bytes)?;
-            Ok(bytes.map(|b| (fetch.location(&rel), b)))
-        },
-        |r, bytes| new_roots.push((r.version, bytes)),
-    )?;
-    if walk.steps == limits.max_root_rotations {
-        rep.warn(&format!(
-            "stopped after {} root rotations in one run; run sync again to continue",
-            walk.steps
-        ));
-    }
-    let root = walk.root;
-    let roots_added: Vec<u64> = new_roots.iter().map(|(v, _)| *v).collect();
-    let rloc = if new_roots.is_empty() {
-        store.loc(&paths::root(root.version))
+    rep.start(
+        "fetching",
+        m.ranges.len() as u64 + m.layers.len() as u64 + 1,
+    );
+    let (state, via_layers) = run.step7_9_state(&mut files, plan, m, &mut report)?;
+    let derived = if via_layers && m.base == m.version {
+        run.step9_derive(&mut files, m, &state)?
     } else {
-        fetch.location(&paths::root(root.version))
+        Vec::new()
     };
-    verify::check_root_expiry(&root, &rloc, now, opts.expiry)?;
-    let trusted = trusted_state(store, &start, &root, now)?;
-    if let Some(m) = trusted.as_ref().and_then(|t| t.manifest.as_ref()) {
-        // Step 0: not earlier than the snapshot already verified was made.
-        let t = &trusted
-            .as_ref()
-            .map(|t| t.head.manifest.sha256)
-            .unwrap_or_default();
-        verify::check_clock_floor(&store.loc(&paths::manifest(m.version, t)), now, m.created)?;
-    }
-    let from = trusted.as_ref().map(|t| t.head.manifest.version);
+    report.files_derived = derived.len() as u64;
+    run.step7_complete(&mut files, m, &derived, via_layers)?;
+    rep.finish();
 
-    // Step 3: the head.
-    let hloc = fetch.location(paths::HEAD);
-    let hbytes = fetch
-        .get(paths::HEAD, limits.max_head_bytes)?
-        .ok_or_else(|| not_found(&hloc, "head.cbor"))?;
-    let head = verify::verify_head(&root, &hloc, &hbytes, now, opts.expiry, &limits)?;
-    verify::check_head_rollback(&hloc, &head, trusted.as_ref().map(|t| &t.head))?;
-    let trusted_ref = trusted
-        .as_ref()
-        .map(|t| (t.head.manifest.version, t.head.manifest.sha256));
-    verify::check_manifest_fork(
-        &hloc,
-        head.manifest.version,
-        &head.manifest.sha256,
-        trusted_ref,
-    )?;
-    let head_is_newer = trusted
-        .as_ref()
-        .is_none_or(|t| head.version > t.head.version);
+    run.step10_switch(&roots, &files, &derived, &named, &head, &state)?;
+    drop(staging);
+    report.files_fetched = files.fetched;
+    report.bytes_fetched = files.fetched_bytes;
+    report.files_reused = files.local.opened;
+    remove_other_indexes(store, &sha);
+    prune(store, opts, m, &sha, &mut report);
+    Ok(report)
+}
 
-    let mut report = SyncReport {
-        from,
-        to: head.manifest.version,
-        head_version: head.version,
-        mode: SyncMode::NothingNew,
-        roots_added,
-        files_fetched: 0,
-        bytes_fetched: 0,
-        files_reused: 0,
-        files_derived: 0,
-        layers_applied: 0,
-        files_pruned: 0,
-        manifest_sha256: hex::encode(head.manifest.sha256),
-    };
+/// One run's fixed inputs. Step 0: the time is fixed once (`opts.now`) and
+/// checked against the clock floor — signed creation times verified along
+/// the way ([`verify::check_clock_floor`]) — never against a time this
+/// store recorded.
+struct Run<'a> {
+    store: &'a Store,
+    fetch: &'a dyn Fetch,
+    opts: &'a SyncOptions,
+    limits: Limits,
+}
 
-    // Steps 4–5: the manifest (the stored one when the head names it).
-    let mrel = paths::manifest(head.manifest.version, &head.manifest.sha256);
-    let same = trusted
-        .as_ref()
-        .filter(|t| t.head.manifest == head.manifest)
-        .and_then(|t| t.manifest.clone());
-    let (m, mbytes) = if let Some(m) = same {
-        // Re-checked for expiry under this run's rules.
-        let m = store
-            .stored_manifest(&root, &head, now, opts.expiry)?
-            .unwrap_or(m);
-        if complete(store, &m, &head.manifest.sha256) {
-            persist_roots(store, &new_roots)?;
-            if head_is_newer {
-                store.write(paths::HEAD, &hbytes)?;
-            }
-            prune(store, opts, &m, &head.manifest.sha256, &mut report);
-            return Ok(report);
+/// The root chain after steps 1–2.
+struct Roots {
+    /// The last root of the store's own chain (step 1).
+    start: Root,
+    /// The last root verified (step 2): the one every later step uses.
+    root: Root,
+    /// Roots newly verified from the source, by version: written at the
+    /// switch, so that a refused run leaves the store exactly as it was.
+    new: Vec<(u64, Vec<u8>)>,
+}
+
+/// The trusted head and manifest from the store, under the final root.
+struct Trusted {
+    head: Head,
+    manifest: Option<Manifest>,
+}
+
+/// The head of step 3.
+struct NewHead {
+    head: Head,
+    bytes: Vec<u8>,
+    /// Its version is above the trusted head's (or nothing was trusted).
+    is_newer: bool,
+}
+
+/// The manifest the head names (steps 4–5).
+struct Named {
+    manifest: Manifest,
+    /// Its bytes when fetched from the source; `None` when the head names
+    /// the trusted manifest and the stored copy was used.
+    bytes: Option<Vec<u8>>,
+}
+
+/// Step 6's decision.
+enum Plan {
+    /// The head names the trusted manifest and the store holds every file
+    /// it names and its index: only a newer head to store.
+    NothingNew,
+    /// The head names the trusted manifest, but a file or the index is
+    /// missing or damaged: the state is rebuilt from the base.
+    Repair,
+    /// From the local state of version `.0` through the delta or layers.
+    Incremental(u64, State),
+    /// From the base shards.
+    Full,
+}
+
+impl Run<'_> {
+    /// Steps 1 and 2: the store's trusted chain (the pinned root checked
+    /// against `trust.json`, then every stored root after it), then newer
+    /// roots from the source, each signed by the old and the new root keys,
+    /// at most `max_root_rotations` per run; the final root must not be
+    /// expired.
+    fn step1_2_root_chain(&self) -> Result<Roots, Rejection> {
+        let limits = &self.limits;
+        let start = self.store.trusted_root_chain()?.root;
+        let mut new = Vec::new();
+        let walk = verify::walk_roots(
+            start.clone(),
+            limits.max_root_rotations,
+            limits,
+            |v| {
+                let rel = paths::root(v);
+                let bytes = self.fetch.get(&rel, limits.max_root_bytes)?;
+                Ok(bytes.map(|b| (self.fetch.location(&rel), b)))
+            },
+            |r, bytes| new.push((r.version, bytes)),
+        )?;
+        if walk.steps == limits.max_root_rotations {
+            self.store.reporter().warn(&format!(
+                "stopped after {} root rotations in one run; run sync again to continue",
+                walk.steps
+            ));
         }
-        rep.warn("the store is missing files or its index for the current snapshot; repairing");
-        report.mode = SyncMode::Repair;
-        (m, None)
-    } else {
-        let mloc = fetch.location(&mrel);
-        let max = head.manifest.length.min(limits.max_manifest_bytes);
-        let mbytes = fetch
+        let root = walk.root;
+        let rel = paths::root(root.version);
+        let rloc = if new.is_empty() {
+            self.store.loc(&rel)
+        } else {
+            self.fetch.location(&rel)
+        };
+        verify::check_root_expiry(&root, &rloc, self.opts.now, self.opts.expiry)?;
+        Ok(Roots { start, root, new })
+    }
+
+    /// Step 2 (end): the trusted head and manifest — the stored ones,
+    /// re-verified under the final root with expiry ignored, or none when
+    /// the walk changed the head or manifest keys (fast-forward recovery) or
+    /// the stored head no longer verifies. Step 0: `now` must not be before
+    /// the trusted manifest was made.
+    fn step2_trusted(&self, roots: &Roots) -> Result<Option<Trusted>, Rejection> {
+        let (store, now) = (self.store, self.opts.now);
+        let (start, root) = (&roots.start, &roots.root);
+        let rep = store.reporter();
+        if start.roles.head != root.roles.head || start.roles.manifest != root.roles.manifest {
+            rep.warn(&format!(
+                "root version {} changed the head or manifest keys; the previously trusted head and manifest are forgotten (fast-forward recovery)",
+                root.version
+            ));
+            return Ok(None);
+        }
+        let head = match store.stored_head(root, now, Expiry::AllowExpired)? {
+            StoredHead::Missing => return Ok(None),
+            StoredHead::NotTrusted(e) => {
+                rep.warn(&format!(
+                    "the stored head does not verify under root version {} ({}); syncing as if the store were empty",
+                    root.version, e.detail
+                ));
+                return Ok(None);
+            }
+            StoredHead::Valid(h) => h,
+        };
+        let manifest = match store.stored_manifest(root, &head, now, Expiry::AllowExpired) {
+            Ok(m) => m,
+            Err(e) => {
+                rep.warn(&format!("the stored manifest is not usable ({e})"));
+                None
+            }
+        };
+        if let Some(m) = &manifest {
+            let rel = paths::manifest(m.version, &head.manifest.sha256);
+            verify::check_clock_floor(&store.loc(&rel), now, m.created)?;
+        }
+        Ok(Some(Trusted { head, manifest }))
+    }
+
+    /// Step 3: the source's head under the final root's head keys, not
+    /// expired, not older than or forking from the trusted head.
+    fn step3_head(&self, root: &Root, trusted: Option<&Trusted>) -> Result<NewHead, Rejection> {
+        let hloc = self.fetch.location(paths::HEAD);
+        let bytes = self
+            .fetch
+            .get(paths::HEAD, self.limits.max_head_bytes)?
+            .ok_or_else(|| not_found(&hloc, "head.cbor"))?;
+        let (now, expiry) = (self.opts.now, self.opts.expiry);
+        let head = verify::verify_head(root, &hloc, &bytes, now, expiry, &self.limits)?;
+        verify::check_head_rollback(&hloc, &head, trusted.map(|t| &t.head))?;
+        verify::check_manifest_fork(
+            &hloc,
+            head.manifest.version,
+            &head.manifest.sha256,
+            trusted_ref(trusted),
+        )?;
+        let is_newer = trusted.is_none_or(|t| head.version > t.head.version);
+        Ok(NewHead {
+            head,
+            bytes,
+            is_newer,
+        })
+    }
+
+    /// Steps 4 and 5: the manifest the head names — the stored copy when it
+    /// is the trusted one (re-verified, its expiry checked under this run's
+    /// rules), else fetched and verified, chained to the trusted manifest,
+    /// and (step 0) made no later than `now` allows.
+    fn step4_5_manifest(
+        &self,
+        root: &Root,
+        head: &Head,
+        trusted: Option<&Trusted>,
+    ) -> Result<Named, Rejection> {
+        let (now, expiry) = (self.opts.now, self.opts.expiry);
+        let same = trusted
+            .filter(|t| t.head.manifest == head.manifest)
+            .and_then(|t| t.manifest.clone());
+        if let Some(m) = same {
+            let m = self
+                .store
+                .stored_manifest(root, head, now, expiry)?
+                .unwrap_or(m);
+            return Ok(Named {
+                manifest: m,
+                bytes: None,
+            });
+        }
+        let mrel = paths::manifest(head.manifest.version, &head.manifest.sha256);
+        let mloc = self.fetch.location(&mrel);
+        let max = head.manifest.length.min(self.limits.max_manifest_bytes);
+        let bytes = self
+            .fetch
             .get(&mrel, max)?
             .ok_or_else(|| not_found(&mloc, &mrel))?;
-        let m = verify::verify_manifest(&root, &head, &mloc, &mbytes, now, opts.expiry, &limits)?;
-        verify::check_manifest_chain(&mloc, &m, trusted_ref)?;
-        // Step 0: a snapshot signed as made after `now` (beyond the skew
-        // tolerance) means one of the clocks is wrong; accepting it would
-        // raise the floor above this machine's clock.
+        let m = verify::verify_manifest(root, head, &mloc, &bytes, now, expiry, &self.limits)?;
+        verify::check_manifest_chain(&mloc, &m, trusted_ref(trusted))?;
+        // A snapshot signed as made after `now` (beyond the skew tolerance)
+        // means one of the clocks is wrong; accepting it would raise the
+        // floor above this machine's clock.
         verify::check_clock_floor(&mloc, now, m.created)?;
-        (m, Some(mbytes))
-    };
-    let v = m.version;
+        Ok(Named {
+            manifest: m,
+            bytes: Some(bytes),
+        })
+    }
 
-    // Step 6: plan from the locally held verified state.
-    let local = if report.mode == SyncMode::Repair {
-        None
-    } else {
-        trusted
-            .as_ref()
-            .and_then(|t| t.manifest.as_ref().map(|m| (m, t.head.manifest.sha256)))
-            .filter(|(tm, _)| tm.version < v && tm.version >= m.base.min(v - 1))
-            .and_then(|(tm, sha)| local_state(store, tm, &sha).map(|s| (tm.version, s)))
-    };
-    let staging = staging_dir(store)?;
-    let mut files = Files::remote(store, fetch, staging.path());
-    let to_fetch = m.ranges.len() as u64 + m.layers.len() as u64 + 1;
-    rep.start("fetching", to_fetch);
-    let mut via_layers = false;
-    let incremental = match local {
-        Some((l, st)) if (l + 1 == v && m.delta.is_some()) || l >= m.base => {
-            match incremental_state(&mut files, st, l, &m, &limits) {
-                Ok((st, n)) => {
-                    report.mode = if n == 1 {
-                        SyncMode::Delta
-                    } else {
-                        SyncMode::Layers
-                    };
-                    report.layers_applied = n;
-                    via_layers = true;
-                    Some(st)
-                }
-                Err(e) if e.code == Code::NotFound => {
-                    rep.warn(&format!("{e}; fetching the full snapshot instead"));
-                    None
-                }
-                Err(e) => return Err(e),
+    /// Step 6: what the run must do. The same manifest: nothing, unless the
+    /// store lacks a file or its index (then repair). A newer one: from the
+    /// trusted state when the delta (S = V − 1) or the layers (B ≤ S) reach
+    /// it from there and that state can be read — from the index, or rebuilt
+    /// from the store's verified files — else from the base.
+    fn step6_plan(&self, named: &Named, sha: &[u8; 32], trusted: Option<&Trusted>) -> Plan {
+        let m = &named.manifest;
+        if named.bytes.is_none() {
+            if complete(self.store, m, sha) {
+                return Plan::NothingNew;
             }
+            self.store.reporter().warn(
+                "the store is missing files or its index for the current snapshot; repairing",
+            );
+            return Plan::Repair;
         }
-        _ => None,
-    };
-    // Steps 7–9.
-    let state = if let Some(st) = incremental {
-        st
-    } else {
-        if report.mode != SyncMode::Repair {
-            report.mode = SyncMode::Full;
-        }
-        report.layers_applied = m.layers.len() as u64;
-        full_state(&mut files, &m, &limits)?
-    };
+        let v = m.version;
+        trusted
+            .and_then(|t| t.manifest.as_ref().map(|tm| (tm, t.head.manifest.sha256)))
+            .filter(|(tm, _)| {
+                let s = tm.version;
+                s < v && ((s + 1 == v && m.delta.is_some()) || s >= m.base)
+            })
+            .and_then(|(tm, tsha)| {
+                local_state(self.store, tm, &tsha).map(|st| Plan::Incremental(tm.version, st))
+            })
+            .unwrap_or(Plan::Full)
+    }
 
-    // Step 9 (compaction): derive the new base shards locally when possible.
-    let mut derived: Vec<(String, Vec<u8>)> = Vec::new();
-    if via_layers && m.base == v {
+    /// Steps 7–9: the new state, from the local state through the delta or
+    /// the layers, or from the base — also when the source lacks a layer the
+    /// incremental path needs (`not_found`); every file checked as it is
+    /// opened, every leaf compared. Returns it and whether it came through
+    /// layers.
+    fn step7_9_state(
+        &self,
+        files: &mut Files<'_>,
+        plan: Plan,
+        m: &Manifest,
+        report: &mut SyncReport,
+    ) -> Result<(State, bool), Rejection> {
+        report.mode = match plan {
+            Plan::Incremental(l, local) => {
+                match rebuild::incremental_state(files, local, l, m, &self.limits) {
+                    Ok((st, n)) => {
+                        report.mode = if n == 1 {
+                            SyncMode::Delta
+                        } else {
+                            SyncMode::Layers
+                        };
+                        report.layers_applied = n;
+                        return Ok((st, true));
+                    }
+                    Err(e) if e.code == Code::NotFound => {
+                        self.store
+                            .reporter()
+                            .warn(&format!("{e}; fetching the full snapshot instead"));
+                        SyncMode::Full
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Plan::Repair => SyncMode::Repair,
+            Plan::Full | Plan::NothingNew => SyncMode::Full,
+        };
+        report.layers_applied = m.layers.len() as u64;
+        Ok((rebuild::full_state(files, m, &self.limits)?, false))
+    }
+
+    /// Step 9, after a compaction reached through layers (B = V): each new
+    /// base shard the store does not hold is derived from the verified state
+    /// when re-encoding it gives exactly the signed file; any other is
+    /// fetched and checked (step 7, "Order of the files" item 2).
+    fn step9_derive(
+        &self,
+        files: &mut Files<'_>,
+        m: &Manifest,
+        state: &State,
+    ) -> Result<Vec<(String, Vec<u8>)>, Rejection> {
+        let mut derived = Vec::new();
         for (i, r) in m.ranges.iter().enumerate() {
             let rel = paths::shard(&r.shard.sha256);
-            if store.holds(&rel, r.shard.length, &r.shard.sha256)? {
+            if self.store.holds(&rel, r.shard.length, &r.shard.sha256)? {
                 continue;
             }
             let (lo, hi, rows) = &state.ranges[i];
@@ -679,74 +657,92 @@ pub(crate) fn sync_locked(
                     continue;
                 }
             }
-            let (raw, loc) = files.raw(&rel, &r.shard)?;
-            let mut set = state.policies.clone();
-            columns::decode_shard(&loc, &raw, *lo, *hi, r.shard.count, &limits, &mut set)?;
+            rebuild::open_shard(files, m, i, &self.limits, &mut state.policies.clone())?;
         }
-        report.files_derived = derived.len() as u64;
+        Ok(derived)
     }
-    // A mirror holds everything its manifest names (SPEC.md §7 step 7, "Order
-    // of the files" items 3 and 4): base shards in range order, layers in
-    // version order, then the delta. A file fetched here is checked and
-    // decoded like any other.
-    for (i, r) in m.ranges.iter().enumerate() {
-        let rel = paths::shard(&r.shard.sha256);
-        if derived.iter().any(|(d, _)| *d == rel) {
-            continue;
-        }
-        if let Some((raw, loc)) = files.ensure(&rel, &r.shard)? {
-            let (lo, hi) = m.range_bounds(i);
-            let mut set = columns::PolicySet::default();
-            columns::decode_shard(&loc, &raw, lo, hi, r.shard.count, &limits, &mut set)?;
-        }
-    }
-    for l in &m.layers {
-        let rel = paths::layer(&l.sha256);
-        if let Some((raw, loc)) = files.ensure(&rel, &l.file())? {
-            let mut set = columns::PolicySet::default();
-            decode_layer_at(&loc, &raw, l, l.version - 1, &limits, &mut set)?;
-        }
-    }
-    // A delta that a compacted base carries (`layers` empty) was not applied
-    // when the state came from the base shards; mirrors serve it to clients
-    // one version behind, so it is always opened (re-hashed when held) and
-    // decoded as the layer from version − 1 to version (SPEC.md §4.3).
-    if let Some(d) = &m.delta
-        && m.layers.is_empty()
-        && !via_layers
-    {
-        let mut set = columns::PolicySet::default();
-        open_layer(&mut files, d, v - 1, &limits, &mut set)?;
-    }
-    rep.finish();
 
-    // Step 10: roots, data files, manifest, index, then the head.
-    persist_roots(store, &new_roots)?;
-    for rel in &files.staged {
-        crate::fsio::rename_durably(&staging.path().join(rel), &store.dir().join(rel))?;
+    /// Step 7, "Order of the files" items 3 and 4 (SPEC.md §7 step 9: a
+    /// mirror holds everything its manifest names): base shards in range
+    /// order, layers in version order — a held file with the signed length
+    /// and SHA-256 is kept, any other fetched, checked and decoded — then a
+    /// compacted base's delta, always opened when this run did not apply it.
+    fn step7_complete(
+        &self,
+        files: &mut Files<'_>,
+        m: &Manifest,
+        derived: &[(String, Vec<u8>)],
+        via_layers: bool,
+    ) -> Result<(), Rejection> {
+        let limits = &self.limits;
+        for (i, r) in m.ranges.iter().enumerate() {
+            let rel = paths::shard(&r.shard.sha256);
+            if derived.iter().any(|(d, _)| *d == rel) {
+                continue;
+            }
+            if let Some((raw, loc)) = files.ensure(&rel, &r.shard)? {
+                let mut set = columns::PolicySet::default();
+                rebuild::decode_shard_of(m, i, &loc, &raw, limits, &mut set)?;
+            }
+        }
+        for l in &m.layers {
+            let rel = paths::layer(&l.sha256);
+            if let Some((raw, loc)) = files.ensure(&rel, &l.file())? {
+                let mut set = columns::PolicySet::default();
+                rebuild::decode_layer_at(&loc, &raw, l, l.version - 1, limits, &mut set)?;
+            }
+        }
+        if !via_layers {
+            rebuild::check_compacted_delta(files, m, limits)?;
+        }
+        Ok(())
     }
-    for (rel, bytes) in &derived {
-        write_atomic(&store.dir().join(rel), bytes)?;
-    }
-    if let Some(mb) = &mbytes {
-        store.write(&mrel, mb)?;
-    }
-    crate::index::write(
-        &store.index_path(&head.manifest.sha256),
-        &head.manifest.sha256,
-        &state,
-    )?;
-    if head_is_newer || mbytes.is_some() {
-        store.write(paths::HEAD, &hbytes)?;
-    }
-    drop(staging);
 
-    report.files_fetched = files.fetched;
-    report.bytes_fetched = files.fetched_bytes;
-    report.files_reused = files.reused;
-    remove_other_indexes(store, &head.manifest.sha256);
-    prune(store, opts, &m, &head.manifest.sha256, &mut report);
-    Ok(report)
+    /// Step 10 when nothing is new: the verified roots, then the head if it
+    /// is newer than the stored one.
+    fn step10_head_only(&self, roots: &Roots, head: &NewHead) -> Result<(), Rejection> {
+        persist_roots(self.store, &roots.new)?;
+        if head.is_newer {
+            self.store.write(paths::HEAD, &head.bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Step 10, the switch, in this order: the verified roots, the staged
+    /// data files (renamed into the store), derived shards, the manifest,
+    /// the new index, and `head.cbor` last — the head is the switch.
+    fn step10_switch(
+        &self,
+        roots: &Roots,
+        files: &Files<'_>,
+        derived: &[(String, Vec<u8>)],
+        named: &Named,
+        head: &NewHead,
+        state: &State,
+    ) -> Result<(), Rejection> {
+        let store = self.store;
+        persist_roots(store, &roots.new)?;
+        for rel in &files.staged {
+            crate::fsio::rename_durably(&files.staging.join(rel), &store.dir().join(rel))?;
+        }
+        for (rel, bytes) in derived {
+            write_atomic(&store.dir().join(rel), bytes)?;
+        }
+        let sha = &head.head.manifest.sha256;
+        if let Some(mb) = &named.bytes {
+            store.write(&paths::manifest(head.head.manifest.version, sha), mb)?;
+        }
+        crate::index::write(&store.index_path(sha), sha, state)?;
+        if head.is_newer || named.bytes.is_some() {
+            store.write(paths::HEAD, &head.bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The trusted manifest's version and hash, as the checks take them.
+fn trusted_ref(trusted: Option<&Trusted>) -> Option<(u64, [u8; 32])> {
+    trusted.map(|t| (t.head.manifest.version, t.head.manifest.sha256))
 }
 
 fn persist_roots(store: &Store, roots: &[(u64, Vec<u8>)]) -> Result<(), Rejection> {
