@@ -23,8 +23,10 @@ use crate::keys;
 use crate::root::{self, Thresholds};
 use crate::site::Site;
 
-/// The example registry of `tests/data`, embedded so the demo needs no files.
-const EXAMPLE_CSV: &str = include_str!("../../tests/data/declarations.csv");
+/// The example registry, embedded so the demo needs no files. A copy of the
+/// golden `tests/data/declarations.csv` kept inside the crate so that
+/// `cargo package` holds it; a test keeps the two equal.
+const EXAMPLE_CSV: &str = include_str!("../data/demo-declarations.csv");
 /// Marks a directory as made by the demo, so `--force` only ever removes one of ours.
 const MARKER: &str = ".consentry-demo";
 
@@ -348,4 +350,23 @@ fn print_answers(
         &res.snapshot.manifest_sha256[..16]
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The demo answers the golden questions only while its embedded
+    /// registry is the golden one.
+    #[test]
+    fn embedded_example_is_the_golden_registry() {
+        let golden = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/data/declarations.csv"
+        ))
+        .expect("tests/data/declarations.csv");
+        assert_eq!(
+            super::EXAMPLE_CSV,
+            golden,
+            "publisher/data/demo-declarations.csv differs from tests/data/declarations.csv: copy it again"
+        );
+    }
 }

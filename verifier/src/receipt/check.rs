@@ -1,0 +1,586 @@
+//! Verifying a receipt with nothing but a pinned root: the SPEC.md §13 steps.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChunkEntry {
+    pub key: u64,
+    pub seq: u64,
+    pub id: String,
+    pub policy: [u8; 32],
+}
+
+/// Parse a chunk's entry stream (no ordering checks).
+pub fn parse_chunk(bytes: &[u8]) -> Option<Vec<ChunkEntry>> {
+    let mut out = Vec::new();
+    let mut s = 0usize;
+    // Each iteration consumes at least ENTRY_FIXED bytes.
+    while s < bytes.len() {
+        if bytes.len() - s < ENTRY_FIXED {
+            return None;
+        }
+        let n = usize::from(bytes[s + 16]);
+        let end = s + ENTRY_FIXED + n;
+        if end > bytes.len() {
+            return None;
+        }
+        let id = std::str::from_utf8(&bytes[s + 17..s + 17 + n]).ok()?;
+        out.push(ChunkEntry {
+            key: u64::from_be_bytes(bytes[s..s + 8].try_into().ok()?),
+            seq: u64::from_be_bytes(bytes[s + 8..s + 16].try_into().ok()?),
+            id: id.to_string(),
+            policy: bytes[s + 17 + n..end].try_into().ok()?,
+        });
+        s = end;
+    }
+    Some(out)
+}
+
+/// A verified answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAnswer {
+    pub input: String,
+    pub isrc: Option<String>,
+    pub use_: String,
+    pub territory: Option<String>,
+    pub at: String,
+    pub answer: Answer,
+}
+
+/// What a verified receipt proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub root_version: u64,
+    pub manifest_version: u64,
+    pub manifest_sha256: [u8; 32],
+    /// Unix seconds, the manifest's `created`.
+    pub created: u64,
+    pub head_version: u64,
+    pub answers: Vec<VerifiedAnswer>,
+}
+
+pub(super) fn invalid(file: &str, d: impl Into<String>) -> crate::error::Rejection {
+    reject(file, Code::ReceiptInvalid, d)
+}
+
+pub(super) fn mismatch(file: &str, d: impl Into<String>) -> crate::error::Rejection {
+    reject(file, Code::ProofMismatch, d)
+}
+
+/// Chunks by index, each parsed into its entries.
+pub(super) type ChunkMap = BTreeMap<u64, Vec<ChunkEntry>>;
+
+/// SPEC.md §13.2 step 7 for one chunked tree (a range, or the prefix table)
+/// of `count` entries in `total` chunks: each carried chunk, by its audit path
+/// or its place in `hashes`, leads to one MTH of the chunk hashes, which is
+/// returned; each holds the right number of entries, strictly increasing by
+/// (key, seq), every key accepted by `key_ok`.
+pub(super) fn verify_chunks(
+    loc: &str,
+    count: u64,
+    total: u64,
+    chunks: &[ChunkProof],
+    hashes: &[[u8; 32]],
+    key_ok: impl Fn(u64) -> bool,
+) -> VResult<([u8; 32], ChunkMap)> {
+    let mut chunk_root: Option<[u8; 32]> = None;
+    let listed = !hashes.is_empty();
+    if listed {
+        if hashes.len() as u64 != total {
+            return Err(invalid(loc, "hashes does not list every chunk hash"));
+        }
+        chunk_root = Some(merkle_root(hashes));
+    } else if total == 0 {
+        chunk_root = Some(merkle_root(&[]));
+    }
+    let mut entries = BTreeMap::new();
+    let mut prev_chunk: Option<u64> = None;
+    for c in chunks {
+        let cloc = format!("{loc} chunk {}", c.index);
+        if prev_chunk.is_some_and(|x| x >= c.index) || c.index >= total {
+            return Err(invalid(
+                &cloc,
+                "chunk indexes are out of order or out of range",
+            ));
+        }
+        prev_chunk = Some(c.index);
+        let h = chunk_hash(&c.bytes);
+        let root_here = if listed {
+            if !c.path.is_empty() {
+                return Err(invalid(
+                    &cloc,
+                    "a chunk carries a path although all chunk hashes are listed",
+                ));
+            }
+            if hashes[c.index as usize] != h {
+                return Err(mismatch(
+                    &cloc,
+                    "the chunk does not hash to its listed chunk hash",
+                ));
+            }
+            chunk_root
+        } else {
+            root_from_path(&h, c.index, total, &c.path)
+        };
+        let Some(rh) = root_here else {
+            return Err(mismatch(
+                &cloc,
+                "the chunk's audit path has the wrong length",
+            ));
+        };
+        if chunk_root.is_some_and(|x| x != rh) {
+            return Err(mismatch(
+                &cloc,
+                "the chunks' audit paths lead to different roots",
+            ));
+        }
+        chunk_root = Some(rh);
+        let es = parse_chunk(&c.bytes)
+            .ok_or_else(|| mismatch(&cloc, "the chunk is not a whole number of entries"))?;
+        let want = if c.index + 1 < total {
+            CHUNK as u64
+        } else {
+            count - (total - 1) * CHUNK as u64
+        };
+        if es.len() as u64 != want {
+            return Err(mismatch(
+                &cloc,
+                format!("the chunk holds {} entries, not {want}", es.len()),
+            ));
+        }
+        let sorted = es
+            .windows(2)
+            .all(|w| (w[0].key, w[0].seq) < (w[1].key, w[1].seq));
+        if !sorted || es.iter().any(|e| !key_ok(e.key)) {
+            return Err(mismatch(
+                &cloc,
+                "entries are out of order or outside the range",
+            ));
+        }
+        entries.insert(c.index, es);
+    }
+    let Some(root) = chunk_root else {
+        return Err(invalid(loc, "neither chunks nor chunk hashes are carried"));
+    };
+    Ok((root, entries))
+}
+
+/// SPEC.md §13.2 step 8's bracketing: `run` = `[s, e)` names carried chunks
+/// of a tree of `total` chunks, and no entry with a key in `[t1, t2]` can lie
+/// outside them — the first chunk starts below `t1` (or is chunk 0), the
+/// last ends above `t2` (or is the last chunk). Returns `(s, e)`.
+pub(super) fn check_run(
+    loc: &str,
+    what: &str,
+    run: &[u64],
+    total: u64,
+    chunks: &ChunkMap,
+    (t1, t2): (u64, u64),
+) -> VResult<(u64, u64)> {
+    let (s, e) = match run {
+        [s, e] if s < e && *e <= total => (*s, *e),
+        [] if total == 0 => (0, 0),
+        _ => {
+            return Err(invalid(
+                loc,
+                format!("{what} must be [first, end) within its {total} chunks"),
+            ));
+        }
+    };
+    for c in s..e {
+        if !chunks.contains_key(&c) {
+            return Err(invalid(
+                loc,
+                format!("{what}: chunk {c} is not in the receipt"),
+            ));
+        }
+    }
+    if s > 0 && chunks[&s].first().is_none_or(|x| x.key >= t1) {
+        return Err(mismatch(
+            loc,
+            format!(
+                "the neighbours are not adjacent: {what} chunk {s} does not start below the key, so entries of it may precede the proof"
+            ),
+        ));
+    }
+    if e < total && chunks[&(e - 1)].last().is_none_or(|x| x.key <= t2) {
+        return Err(mismatch(
+            loc,
+            format!(
+                "the neighbours are not adjacent: {what} chunk {} does not end above the key, so entries of it may follow the proof",
+                e - 1
+            ),
+        ));
+    }
+    Ok((s, e))
+}
+
+/// Walk the receipt's roots from the pinned root.
+pub(super) fn root_chain(file: &str, r: &Receipt, pinned: &[u8], limits: &Limits) -> VResult<Root> {
+    let pinned_root = verify::verify_pinned_root(&format!("{file}: pinned root"), pinned, limits)?;
+    if r.roots.is_empty() {
+        return Err(invalid(file, "the receipt carries no root"));
+    }
+    if r.roots.len() as u64 > limits.max_root_rotations + 1 {
+        return Err(invalid(file, "the receipt carries too many roots"));
+    }
+    // `roots[0]` may be the pinned root's exact bytes; every other root is a
+    // rotation, walked as in SPEC.md §7 step 2.
+    let skip = usize::from(r.roots[0].as_slice() == pinned);
+    let mut carried = r.roots.iter().enumerate().skip(skip).peekable();
+    let walk = verify::walk_roots(
+        pinned_root,
+        r.roots.len() as u64,
+        limits,
+        |want| {
+            let Some((i, b)) = carried.next() else {
+                return Ok(None);
+            };
+            let loc = format!("{file}: roots[{i}]");
+            let (_, peek) = verify::parse_root(&loc, b, limits)?;
+            let trusted = want - 1;
+            if peek.version <= trusted {
+                return Err(invalid(
+                    &loc,
+                    format!(
+                        "root version {} is not after the pinned root (version {trusted}); the chain must start at the pinned root",
+                        peek.version
+                    ),
+                ));
+            }
+            Ok(Some((loc, b.as_slice())))
+        },
+        |_, _| {},
+    )?;
+    // The walk ends early only at a root of version u64::MAX, which nothing
+    // can follow.
+    if let Some((i, _)) = carried.peek() {
+        return Err(invalid(
+            &format!("{file}: roots[{i}]"),
+            format!(
+                "follows root version {}, which has no successor",
+                walk.root.version
+            ),
+        ));
+    }
+    Ok(walk.root)
+}
+
+/// Verify a receipt with nothing but a pinned root (the bytes of a root
+/// file). Expiry is not checked: a receipt proves what was signed, later.
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)]
+pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResult<Verified> {
+    let r = Receipt::from_bytes(file, bytes)?;
+    let root = root_chain(file, &r, pinned, limits)?;
+
+    // The manifest, under the final root's manifest keys.
+    let mloc = format!("{file}: manifest");
+    let menv = Envelope::parse(&mloc, &r.manifest, limits)?;
+    menv.verify(
+        &mloc,
+        MANIFEST_TYPE,
+        &verify::role_keys(&root, Role::Manifest),
+        root.role(Role::Manifest).threshold,
+        "manifest",
+    )?;
+    let m: Manifest = cbor::from_slice_canonical(&menv.payload).map_err(|e| {
+        reject(
+            &mloc,
+            Code::MalformedDocument,
+            format!("manifest payload is {e}"),
+        )
+    })?;
+    m.check(limits)
+        .map_err(|e| reject(&mloc, Code::MalformedDocument, format!("manifest: {e}")))?;
+    let msha = sha256(&r.manifest);
+
+    // The head: signed by the head keys, naming this manifest or a later one.
+    let hloc = format!("{file}: head");
+    let head = verify::verify_head(&root, &hloc, &r.head, 0, Expiry::AllowExpired, limits)?;
+    if head.manifest.version < m.version
+        || (head.manifest.version == m.version
+            && (head.manifest.sha256 != msha || head.manifest.length != r.manifest.len() as u64))
+    {
+        return Err(invalid(
+            &hloc,
+            format!(
+                "the head names manifest version {} ({}), not version {} or later",
+                head.manifest.version,
+                hex::encode(&head.manifest.sha256[..8]),
+                m.version
+            ),
+        ));
+    }
+
+    // The prefix table: leaf 0, proven by its carried chunks.
+    let n_leaves = m.ranges.len() as u64 + 1;
+    let pp = &r.prefixes;
+    let ploc = format!("{file}: prefixes");
+    if pp.count != m.prefixes.count || pp.total != chunk_count(pp.count) {
+        return Err(mismatch(
+            &ploc,
+            "count or total differ from the manifest's prefix table",
+        ));
+    }
+    // No answer needs the prefix table (every input was invalid): nothing
+    // of it is carried, not even its path.
+    let unused = pp.total > 0 && pp.chunks.is_empty() && pp.hashes.is_empty();
+    let mut prefix_chunks = ChunkMap::new();
+    if unused {
+        if !pp.path.is_empty() {
+            return Err(invalid(&ploc, "a path is carried without any chunk"));
+        }
+    } else {
+        if !verify_inclusion(&m.prefix_leaf, 0, n_leaves, &pp.path, &m.state_root) {
+            return Err(mismatch(
+                &ploc,
+                "the prefix leaf's audit path does not lead to the manifest's state root",
+            ));
+        }
+        let (proot, chunks) =
+            verify_chunks(&ploc, pp.count, pp.total, &pp.chunks, &pp.hashes, |k| {
+                matches!(k % 4, 1 | 2) && k / 4 < crate::isrc::KEY_SPACE
+            })?;
+        if prefix_leaf_of_root(pp.count, &proot) != m.prefix_leaf {
+            return Err(mismatch(
+                &ploc,
+                "the prefix chunks do not hash to the manifest's prefix leaf (a proof from another manifest, or altered entries)",
+            ));
+        }
+        prefix_chunks = chunks;
+    }
+
+    // Policies, each used by some exact entry of a question.
+    let mut policies: HashMap<[u8; 32], (Policy, bool)> = HashMap::new();
+    let mut prev: Option<[u8; 32]> = None;
+    for (i, b) in r.policies.iter().enumerate() {
+        let loc = format!("{file}: policies[{i}]");
+        let p: Policy = cbor::from_slice_canonical(b)
+            .map_err(|e| invalid(&loc, format!("the policy is {e}")))?;
+        p.validate()
+            .map_err(|e| invalid(&loc, format!("the policy is invalid: {e}")))?;
+        let h = sha256(b);
+        if prev.is_some_and(|x| x >= h) {
+            return Err(invalid(&loc, "policies are not in increasing hash order"));
+        }
+        prev = Some(h);
+        policies.insert(h, (p, false));
+    }
+
+    // Ranges and chunks, each up to the state root.
+    let mut parsed: Vec<BTreeMap<u64, Vec<ChunkEntry>>> = Vec::with_capacity(r.ranges.len());
+    let mut prev_range: Option<u64> = None;
+    for (pi, rp) in r.ranges.iter().enumerate() {
+        let loc = format!("{file}: ranges[{pi}] (range {})", rp.index);
+        if prev_range.is_some_and(|x| x >= rp.index) {
+            return Err(invalid(&loc, "ranges are not in increasing index order"));
+        }
+        prev_range = Some(rp.index);
+        let Some(mr) = m.ranges.get(rp.index as usize) else {
+            return Err(invalid(&loc, "the manifest has no such range"));
+        };
+        if m.range_bounds(rp.index as usize) != (rp.lo, rp.hi) || mr.count != rp.count {
+            return Err(mismatch(
+                &loc,
+                "lo, hi or count differ from the manifest's range",
+            ));
+        }
+        if rp.total != chunk_count(rp.count) {
+            return Err(invalid(
+                &loc,
+                format!(
+                    "total is {}, a range of {} entries has {}",
+                    rp.total,
+                    rp.count,
+                    chunk_count(rp.count)
+                ),
+            ));
+        }
+        if !verify_inclusion(&mr.leaf, rp.index + 1, n_leaves, &rp.path, &m.state_root) {
+            return Err(mismatch(
+                &loc,
+                "the range leaf's audit path does not lead to the manifest's state root",
+            ));
+        }
+        let (root_c, entries) =
+            verify_chunks(&loc, rp.count, rp.total, &rp.chunks, &rp.hashes, |k| {
+                (rp.lo..rp.hi).contains(&k)
+            })?;
+        if range_leaf_of_root(rp.lo, rp.hi, rp.count, &root_c) != mr.leaf {
+            return Err(mismatch(
+                &loc,
+                "the chunks do not hash to the manifest's range leaf (a proof from another manifest, or altered entries)",
+            ));
+        }
+        parsed.push(entries);
+    }
+
+    // Each answer follows from the recorded entries by the lookup rule.
+    let mut answers = Vec::with_capacity(r.answers.len());
+    if r.answers.is_empty() {
+        return Err(invalid(file, "the receipt holds no answer"));
+    }
+    for (ai, a) in r.answers.iter().enumerate() {
+        let loc = format!("{file}: answers[{ai}] ({})", a.question.input);
+        let q = &a.question;
+        let use_ = Use::parse(&q.use_).map_err(|e| invalid(&loc, e))?;
+        if use_.name() != q.use_ {
+            return Err(invalid(&loc, "use is not in canonical spelling"));
+        }
+        let at = parse_date(&q.at).map_err(|e| invalid(&loc, e))?;
+        if format_date(at) != q.at {
+            return Err(invalid(&loc, "at is not a canonical date"));
+        }
+        if let Some(t) = &q.territory
+            && parse_territory(t).ok().as_deref() != Some(t.as_str())
+        {
+            return Err(invalid(
+                &loc,
+                "territory is not an upper-case ISO 3166-1 code",
+            ));
+        }
+        let computed = match Isrc::parse(&q.input) {
+            Err(_) => {
+                if q.isrc.is_some()
+                    || a.range.is_some()
+                    || !a.chunks.is_empty()
+                    || !a.prefix_chunks.is_empty()
+                {
+                    return Err(invalid(
+                        &loc,
+                        "the input is not an ISRC, yet the receipt names one or a proof",
+                    ));
+                }
+                Answer::invalid_isrc()
+            }
+            Ok(isrc) => {
+                if q.isrc.as_deref() != Some(isrc.to_string().as_str()) {
+                    return Err(invalid(
+                        &loc,
+                        format!("isrc is not the normalized input ({isrc})"),
+                    ));
+                }
+                let key = isrc.key();
+                let ri = m.range_of(key) as u64;
+                let Some(pos) = a.range else {
+                    return Err(invalid(&loc, "no range proof for a valid ISRC"));
+                };
+                let Some(rp) = r.ranges.get(pos as usize) else {
+                    return Err(invalid(&loc, "range points past the receipt's ranges"));
+                };
+                if rp.index != ri {
+                    return Err(mismatch(
+                        &loc,
+                        format!(
+                            "the proof is for range {}; {isrc} lies in range {ri}",
+                            rp.index
+                        ),
+                    ));
+                }
+                let chunks = &parsed[pos as usize];
+                let (s, e) = check_run(&loc, "chunks", &a.chunks, rp.total, chunks, (key, key))?;
+                let targets = prefix_targets(isrc);
+                let (ps, pe) = check_run(
+                    &loc,
+                    "prefix_chunks",
+                    &a.prefix_chunks,
+                    pp.total,
+                    &prefix_chunks,
+                    targets,
+                )?;
+                let mut exact = Vec::new();
+                let mut prefix = Vec::new();
+                let covering = (ps..pe)
+                    .flat_map(|c| prefix_chunks[&c].iter())
+                    .filter(|x| x.key == targets.0 || x.key == targets.1)
+                    .filter_map(|x| Some((prefix_scope(x.key)?, x)));
+                for (scope, en) in covering {
+                    let Some((p, used)) = policies.get_mut(&en.policy) else {
+                        return Err(invalid(
+                            &loc,
+                            format!("the policy of prefix entry {} is not in the receipt", en.id),
+                        ));
+                    };
+                    *used = true;
+                    prefix.push((scope, en.seq, en.id.clone(), p.clone()));
+                }
+                for c in s..e {
+                    for en in chunks[&c].iter().filter(|x| x.key == key) {
+                        let Some((p, used)) = policies.get_mut(&en.policy) else {
+                            return Err(invalid(
+                                &loc,
+                                format!("the policy of entry {} is not in the receipt", en.id),
+                            ));
+                        };
+                        *used = true;
+                        exact.push((en.seq, en.id.clone(), p.clone()));
+                    }
+                }
+                let question = Question {
+                    isrc,
+                    use_,
+                    territory: q.territory.clone(),
+                    at,
+                };
+                let ex = exact.iter().map(|(seq, id, p)| Entry {
+                    scope: Scope::Exact(isrc),
+                    seq: *seq,
+                    id,
+                    policy: p,
+                });
+                let pre = prefix.iter().map(|(scope, seq, id, p)| Entry {
+                    scope: *scope,
+                    seq: *seq,
+                    id,
+                    policy: p,
+                });
+                crate::lookup::lookup(&question, ex.chain(pre))
+            }
+        };
+        if AnswerText::of(&computed) != a.answer {
+            return Err(reject(
+                &loc,
+                Code::AnswerMismatch,
+                format!(
+                    "the receipt records {} {} [{}]; the recorded entries give {} {} [{}]",
+                    a.answer.decision,
+                    a.answer.reason,
+                    a.answer.decided_by.join(" "),
+                    computed.decision,
+                    computed.reason,
+                    computed.decided_by.join(" ")
+                ),
+            ));
+        }
+        answers.push(VerifiedAnswer {
+            input: q.input.clone(),
+            isrc: q.isrc.clone(),
+            use_: q.use_.clone(),
+            territory: q.territory.clone(),
+            at: q.at.clone(),
+            answer: computed,
+        });
+    }
+    if let Some(i) = r
+        .policies
+        .iter()
+        .position(|b| policies.get(&sha256(b)).is_some_and(|(_, used)| !used))
+    {
+        return Err(invalid(file, format!("policies[{i}] is used by no answer")));
+    }
+    if sha256(&cbor::to_vec(&r.answers)) != r.digest {
+        return Err(invalid(
+            file,
+            "the answers do not hash to the receipt's digest: a question or answer was edited",
+        ));
+    }
+    Ok(Verified {
+        root_version: root.version,
+        manifest_version: m.version,
+        manifest_sha256: msha,
+        created: m.created,
+        head_version: head.version,
+        answers,
+    })
+}
