@@ -366,10 +366,7 @@ pub fn run(cli: Cli) -> Result<()> {
             recorded_at,
         } => {
             let mut d = Db::open(&db)?;
-            let recorded_at = match recorded_at {
-                Some(t) => time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}"))?,
-                None => wall_clock(),
-            };
+            let recorded_at = recorded_at_or_now(recorded_at.as_deref())?;
             let report = import::import_files(&mut d, &files, &ImportOptions { recorded_at })?;
             out!("{report}");
         }
@@ -467,10 +464,7 @@ pub fn run(cli: Cli) -> Result<()> {
             recorded_at,
         } => {
             let mut d = Db::open(&db)?;
-            let recorded_at = match recorded_at {
-                Some(t) => time::parse_timestamp(&t).map_err(|e| anyhow!("--recorded-at: {e}"))?,
-                None => wall_clock(),
-            };
+            let recorded_at = recorded_at_or_now(recorded_at.as_deref())?;
             if let Some(fraction) = churn {
                 let r = crate::generate::churn(
                     &mut d,
@@ -574,5 +568,13 @@ pub fn report_error(e: &anyhow::Error) {
         .filter(|a| !a.hint.is_empty())
     {
         eprintln!("hint: {}", a.hint);
+    }
+}
+
+/// `--recorded-at`, or the wall clock: when the registry recorded an import.
+fn recorded_at_or_now(flag: Option<&str>) -> anyhow::Result<i64> {
+    match flag {
+        Some(t) => time::parse_timestamp(t).map_err(|e| anyhow!("--recorded-at: {e}")),
+        None => Ok(wall_clock()),
     }
 }

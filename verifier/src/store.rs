@@ -458,21 +458,24 @@ impl Store {
 
     // ---- trust ----------------------------------------------------------
 
+    /// `local/trust.json`: which root `init` pinned, and its hash.
+    fn trust_file(&self) -> Result<TrustFile, Rejection> {
+        let tp = self.trust_path();
+        match std::fs::read(&tp) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| json_error(&tp, &e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(reject(
+                self.dir.display().to_string(),
+                Code::NotInitialized,
+                "is not an initialized consentry store (no local/trust.json)",
+            )),
+            Err(e) => Err(io_error(&tp.display().to_string(), &e)),
+        }
+    }
+
     /// SPEC.md §7 step 1: the pinned root (checked against `trust.json`'s hash
     /// and its own signatures), then every stored `root/{N+1}.cbor` in turn.
     pub fn trusted_root_chain(&self) -> Result<RootChain, Rejection> {
-        let tp = self.trust_path();
-        let trust: TrustFile = match std::fs::read(&tp) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| json_error(&tp, &e))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(reject(
-                    self.dir.display().to_string(),
-                    Code::NotInitialized,
-                    "is not an initialized consentry store (no local/trust.json)",
-                ));
-            }
-            Err(e) => return Err(io_error(&tp.display().to_string(), &e)),
-        };
+        let trust = self.trust_file()?;
         let rel = paths::root(trust.pinned_version);
         let loc = self.loc(&rel);
         let bytes = self
@@ -524,18 +527,7 @@ impl Store {
 
     /// The bytes of the pinned root file, checked against `trust.json`.
     pub fn pinned_root_bytes(&self) -> Result<Vec<u8>, Rejection> {
-        let tp = self.trust_path();
-        let trust: TrustFile = match std::fs::read(&tp) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| json_error(&tp, &e))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(reject(
-                    self.dir.display().to_string(),
-                    Code::NotInitialized,
-                    "is not an initialized consentry store (no local/trust.json)",
-                ));
-            }
-            Err(e) => return Err(io_error(&tp.display().to_string(), &e)),
-        };
+        let trust = self.trust_file()?;
         let rel = paths::root(trust.pinned_version);
         let bytes = self
             .read(&rel, self.limits.max_root_bytes)?

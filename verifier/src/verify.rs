@@ -328,21 +328,7 @@ pub fn verify_manifest(
             "SHA-256 differs from the one the head names",
         ));
     }
-    let env = Envelope::parse(file, bytes, limits)?;
-    env.verify(
-        file,
-        MANIFEST_TYPE,
-        &role_keys(root, Role::Manifest),
-        root.roles.manifest.threshold,
-        "manifest",
-    )?;
-    let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
-        reject(
-            file,
-            Code::MalformedDocument,
-            format!("manifest payload is {e}"),
-        )
-    })?;
+    let m = signed_manifest(root, file, bytes, limits)?;
     if m.version != head.manifest.version {
         return Err(reject(
             file,
@@ -369,6 +355,27 @@ pub fn verify_manifest(
     Ok(m)
 }
 
+/// The manifest inside `bytes`: its envelope, signed by the manifest role of
+/// `root` (threshold), its payload canonical CBOR. Structure is the caller's
+/// next step (after any check SPEC.md §7 orders before it).
+fn signed_manifest(root: &Root, file: &str, bytes: &[u8], limits: &Limits) -> VResult<Manifest> {
+    let env = Envelope::parse(file, bytes, limits)?;
+    env.verify(
+        file,
+        MANIFEST_TYPE,
+        &role_keys(root, Role::Manifest),
+        root.roles.manifest.threshold,
+        "manifest",
+    )?;
+    cbor::from_slice_canonical(&env.payload).map_err(|e| {
+        reject(
+            file,
+            Code::MalformedDocument,
+            format!("manifest payload is {e}"),
+        )
+    })
+}
+
 /// A manifest reached through a `previous` hash (history, receipts): exact
 /// SHA-256, manifest keys of `root`, structure. Expiry is not checked.
 pub fn verify_manifest_unreferenced(
@@ -386,21 +393,7 @@ pub fn verify_manifest_unreferenced(
             "SHA-256 differs from the `previous` hash that names it",
         ));
     }
-    let env = Envelope::parse(file, bytes, limits)?;
-    env.verify(
-        file,
-        MANIFEST_TYPE,
-        &role_keys(root, Role::Manifest),
-        root.roles.manifest.threshold,
-        "manifest",
-    )?;
-    let m: Manifest = cbor::from_slice_canonical(&env.payload).map_err(|e| {
-        reject(
-            file,
-            Code::MalformedDocument,
-            format!("manifest payload is {e}"),
-        )
-    })?;
+    let m = signed_manifest(root, file, bytes, limits)?;
     m.check(limits)
         .map_err(|e| reject(file, Code::MalformedDocument, format!("manifest: {e}")))?;
     Ok(m)

@@ -20,7 +20,11 @@ pub(super) struct VarintReader<'a> {
     pub(super) pos: usize,
 }
 
-impl VarintReader<'_> {
+impl<'a> VarintReader<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> VarintReader<'a> {
+        VarintReader { buf, pos: 0 }
+    }
+
     pub(super) fn next(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
@@ -267,14 +271,8 @@ pub fn columns_from_raw(
 /// blobs do not parse.
 pub fn raw_of_columns(c: &Columns) -> Option<Vec<RawRow>> {
     let pairs = raw_keys(&c.keys, &c.key_low, &c.seqs, c.count)?;
-    let mut ir = VarintReader {
-        buf: &c.ids,
-        pos: 0,
-    };
-    let mut pr = VarintReader {
-        buf: &c.policy,
-        pos: 0,
-    };
+    let mut ir = VarintReader::new(&c.ids);
+    let mut pr = VarintReader::new(&c.policy);
     let mut out = Vec::with_capacity(pairs.len());
     for (key, seq) in pairs {
         let n = usize::try_from(ir.next()?).ok()?;
@@ -475,14 +473,8 @@ pub fn decode_columns(
         ));
     }
     let pairs = decode_keys(file, "rows", (&c.keys, &c.key_low, &c.seqs), c.count, range)?;
-    let mut ir = VarintReader {
-        buf: &c.ids,
-        pos: 0,
-    };
-    let mut pr = VarintReader {
-        buf: &c.policy,
-        pos: 0,
-    };
+    let mut ir = VarintReader::new(&c.ids);
+    let mut pr = VarintReader::new(&c.policy);
     let mut used = vec![false; c.policies.len()];
     let mut derived_any = false;
     let mut rows = Rows::with_capacity(pairs.len(), pairs.len() * (prefix.len() + 8));
