@@ -2,7 +2,7 @@
 //! one ISRC. No I/O, no clock: the caller passes the time.
 
 use crate::isrc::{Isrc, IsrcError};
-use crate::model::{Decision, Entry, Pref, Reason, Use};
+use crate::model::{Decision, Entry, Pref, Reason, Terms, Use};
 use crate::time::Day;
 
 /// A consent question. `territory` is an upper-case ISO 3166-1 alpha-2 code, or
@@ -16,12 +16,16 @@ pub struct Question {
 }
 
 /// The answer: decision, reason and the ids of the entries that decided it,
-/// ordered by sequence number (then id), each id once.
+/// ordered by sequence number (then id), each id once; for a `constrained`
+/// decision, the terms that make it actionable (SPEC.md §8.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub decision: Decision,
     pub reason: Reason,
     pub decided_by: Vec<String>,
+    /// Only when `decision` is `constrained`: the terms of the deciders whose
+    /// preference is constrained, in `decided_by` order, each once.
+    pub terms: Vec<Terms>,
 }
 
 impl Answer {
@@ -40,7 +44,28 @@ impl Answer {
             decision,
             reason,
             decided_by,
+            terms: Vec::new(),
         }
+    }
+
+    /// `self` with the terms of the constrained deciders among `decided`,
+    /// when the decision is `constrained`.
+    fn with_terms(mut self, decided: &[(Decision, &Entry<'_>)]) -> Answer {
+        if self.decision != Decision::Constrained {
+            return self;
+        }
+        let mut by: Vec<(u64, &str, &Terms)> = decided
+            .iter()
+            .filter(|(d, _)| *d == Decision::Constrained)
+            .filter_map(|(_, e)| e.policy.terms.as_ref().map(|t| (e.seq, e.id, t)))
+            .collect();
+        by.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        for (_, _, t) in by {
+            if !self.terms.contains(t) {
+                self.terms.push(t.clone());
+            }
+        }
+        self
     }
 
     /// The answer for input that is not an ISRC.
@@ -49,6 +74,7 @@ impl Answer {
             decision: Decision::Unknown,
             reason: Reason::InvalidIsrc,
             decided_by: Vec::new(),
+            terms: Vec::new(),
         }
     }
 }
@@ -165,14 +191,14 @@ pub fn lookup<'a>(q: &Question, entries: impl IntoIterator<Item = Entry<'a>>) ->
         } else {
             Reason::Declared
         };
-        Answer::new(first, reason, ids)
+        Answer::new(first, reason, ids).with_terms(&decided)
     } else {
         let worst = decided
             .iter()
             .map(|(d, _)| *d)
             .max_by_key(|d| d.restrictiveness())
             .unwrap_or(Decision::Unknown);
-        Answer::new(worst, Reason::Conflict, ids)
+        Answer::new(worst, Reason::Conflict, ids).with_terms(&decided)
     }
 }
 
@@ -220,6 +246,52 @@ mod tests {
                 policy,
             }),
         )
+    }
+
+    #[test]
+    fn constrained_answers_carry_the_terms_of_their_constrained_deciders() {
+        let terms = |u: &str| Terms {
+            url: u.into(),
+            sha256: Some([7; 32]),
+        };
+        let mut a = policy("A", [3, 0, 0, 0, 0]);
+        a.terms = Some(terms("https://a.example/terms"));
+        let mut b = policy("B", [3, 0, 0, 0, 0]);
+        b.terms = Some(terms("https://b.example/terms"));
+        let mut allow = policy("C", [1, 0, 0, 0, 0]);
+        allow.terms = Some(terms("https://c.example/unused"));
+        // Agreement: both terms, in decided_by (seq) order.
+        let ans = ask(
+            &[("GB-NWR", 9, "B1", &b), ("GBNWR2500017", 4, "A1", &a)],
+            Use::TrainAi,
+        );
+        assert_eq!(ans.decision, Decision::Constrained);
+        assert_eq!(ans.decided_by, ["A1", "B1"]);
+        assert_eq!(
+            ans.terms,
+            [
+                terms("https://a.example/terms"),
+                terms("https://b.example/terms")
+            ]
+        );
+        // Conflict resolved to constrained: only the constrained decider's terms.
+        let ans = ask(
+            &[("GB-NWR", 9, "C1", &allow), ("GBNWR2500017", 4, "A1", &a)],
+            Use::TrainAi,
+        );
+        assert_eq!(
+            (ans.decision, ans.reason),
+            (Decision::Constrained, Reason::Conflict)
+        );
+        assert_eq!(ans.terms, [terms("https://a.example/terms")]);
+        // Any other decision carries none.
+        let d = policy("D", [2, 0, 0, 0, 0]);
+        let ans = ask(
+            &[("GB-NWR", 9, "D1", &d), ("GBNWR2500017", 4, "A1", &a)],
+            Use::TrainAi,
+        );
+        assert_eq!(ans.decision, Decision::Disallow);
+        assert!(ans.terms.is_empty());
     }
 
     #[test]

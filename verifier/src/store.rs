@@ -135,10 +135,32 @@ pub struct CheckResult {
     pub answers: Vec<Answer>,
 }
 
+/// Where and when the store last synced (`local/sync.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SyncRecord {
+    /// The source as given to `sync`: an http(s) URL or a directory.
+    pub source: String,
+    /// When the sync finished (Unix seconds, the run's time).
+    pub at: i64,
+    /// The snapshot version it left.
+    pub version: u64,
+}
+
 /// What `status` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub store: String,
+    /// The source the store syncs from (remembered at its last sync).
+    pub source: Option<String>,
+    /// When the last sync finished (RFC 3339), if one was recorded.
+    pub last_sync: Option<String>,
+    /// The earliest expiry of root, head and manifest (RFC 3339): after it,
+    /// lookups are refused until a sync.
+    pub expires: Option<String>,
+    /// Seconds from the run's time to `expires` (negative once expired).
+    pub expires_in_s: Option<i64>,
+    /// The root, head or manifest is expired.
+    pub expired: bool,
     pub pinned_root_version: u64,
     pub root_version: u64,
     pub root_expires: String,
@@ -290,11 +312,20 @@ impl Store {
             reporter: Arc::new(Silent),
         };
         let root = verify::verify_pinned_root("root", root_bytes, &limits)?;
+        if !force
+            && let Ok(trust) = store.trust_file()
+            && trust.pinned_version == root.version
+            && trust.pinned_sha256 == hex::encode(sha256(root_bytes))
+        {
+            // The same root again (a provisioning script run twice): nothing
+            // to change, and the store's chain and snapshot stay.
+            return Ok((store, root));
+        }
         if store.trust_path().exists() && !force {
             return Err(reject(
                 store.dir.display().to_string(),
                 Code::AlreadyInitialized,
-                "is already initialized with a pinned root",
+                "is already initialized with another pinned root",
             ));
         }
         std::fs::create_dir_all(store.local()).map_err(|e| io_error(&store.loc("local"), &e))?;
@@ -355,6 +386,24 @@ impl Store {
 
     fn trust_path(&self) -> PathBuf {
         self.dir.join("local/trust.json")
+    }
+
+    fn sync_record_path(&self) -> PathBuf {
+        self.dir.join("local/sync.json")
+    }
+
+    /// Remember where the store was last synced from, and when (written by
+    /// the syncing command after a successful sync; never trusted for
+    /// anything but "where to sync from next" and monitoring).
+    pub fn record_sync(&self, rec: &SyncRecord) -> Result<(), Rejection> {
+        let json = serde_json::to_vec_pretty(rec).unwrap_or_default();
+        write_atomic(&self.sync_record_path(), &json)
+    }
+
+    /// The last [`SyncRecord`], if any sync recorded one and it reads.
+    pub fn sync_record(&self) -> Option<SyncRecord> {
+        let b = std::fs::read(self.sync_record_path()).ok()?;
+        serde_json::from_slice(&b).ok()
     }
 
     pub(crate) fn index_dir(&self) -> PathBuf {
@@ -932,6 +981,7 @@ impl Store {
         let mut snapshot = None;
         let mut problem = None;
         let mut clock_problem = None;
+        let mut earliest: Option<u64> = None;
         match self.stored_head(root, now, Expiry::AllowExpired)? {
             StoredHead::Missing => problem = Some("no snapshot yet: run `consentry sync`".into()),
             StoredHead::NotTrusted(e) => {
@@ -946,6 +996,19 @@ impl Store {
                         clock_problem = verify::check_clock_floor("manifest", now, m.created)
                             .err()
                             .map(|e| e.detail);
+                        let ts = |t: u64| crate::time::format_timestamp(t as i64);
+                        if verify::is_expired(head.expires, now) {
+                            problem = Some(format!(
+                                "the head expired at {}: run `consentry sync`",
+                                ts(head.expires)
+                            ));
+                        } else if verify::is_expired(m.expires, now) {
+                            problem = Some(format!(
+                                "the manifest expired at {}: run `consentry sync`",
+                                ts(m.expires)
+                            ));
+                        }
+                        earliest = Some(root.expires.min(head.expires).min(m.expires));
                         let ts = |t: u64| crate::time::format_timestamp(t as i64);
                         snapshot = Some(SnapshotStatus {
                             version: m.version,
@@ -967,8 +1030,15 @@ impl Store {
                 }
             }
         }
+        let record = self.sync_record();
+        let expires_in_s = earliest.map(|e| (e as i64).saturating_sub(now));
         Ok(Status {
             store: self.dir.display().to_string(),
+            source: record.as_ref().map(|r| r.source.clone()),
+            last_sync: record.map(|r| crate::time::format_timestamp(r.at)),
+            expires: earliest.map(|e| crate::time::format_timestamp(e as i64)),
+            expires_in_s,
+            expired: verify::is_expired(earliest.unwrap_or(root.expires).min(root.expires), now),
             pinned_root_version: chain.pinned,
             root_version: root.version,
             root_expires: crate::time::format_timestamp(root.expires as i64),

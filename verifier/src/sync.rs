@@ -1519,8 +1519,14 @@ mod tests {
 
     #[test]
     fn init_refuses_a_second_pin_without_force() {
-        let env = Env::new();
-        let e = Store::init(env.store.dir(), env.site.root_bytes(1), false).unwrap_err();
+        let mut env = Env::new();
+        env.sync().unwrap();
+        // The same root again is a no-op that keeps the synced snapshot.
+        Store::init(env.store.dir(), env.site.root_bytes(1), false).unwrap();
+        assert!(env.store.current(NOW, Expiry::Enforce).is_ok());
+        // Another root is refused without --force.
+        env.site.rotate(9, 9, 9);
+        let e = Store::init(env.store.dir(), env.site.root_bytes(2), false).unwrap_err();
         assert_eq!(e.code, Code::AlreadyInitialized);
         Store::init(env.store.dir(), env.site.root_bytes(1), true).unwrap();
         let mut bad = env.site.root_bytes(1).to_vec();

@@ -138,6 +138,35 @@ pub fn format_timestamp(secs: i64) -> String {
 }
 
 /// The UTC day that contains the instant.
+/// Longest duration [`parse_duration`] accepts: 100 years. Anything longer is
+/// a typo (`99999999999999d`), not a policy.
+pub const MAX_DURATION_SECS: u64 = 100 * 366 * 86_400;
+
+/// Parse `30d`, `72h`, `15m`, `3600s` or `2w` into seconds. The unit is
+/// required: a bare `72` has been read as 72 seconds by people who meant hours.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 72h, 30d or 3600s"))?;
+    let mul = match unit {
+        "" => {
+            return Err(format!(
+                "{s:?} has no unit: write {n}s, {n}m, {n}h, {n}d or {n}w"
+            ));
+        }
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h, d or w")),
+    };
+    n.checked_mul(mul)
+        .filter(|secs| *secs <= MAX_DURATION_SECS)
+        .ok_or_else(|| format!("{s:?} is longer than 100 years"))
+}
+
 pub fn day_of(secs: i64) -> Day {
     secs.div_euclid(DAY_SECONDS) as Day
 }

@@ -381,7 +381,7 @@ fn expired_head_is_accepted_only_with_the_override_and_marked() {
         )
         .ok();
     let v: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
-    assert_eq!(v["snapshot"]["expired"], true);
+    assert_eq!(v["expired"], true);
     assert_eq!(v["decision"], "allow");
 }
 

@@ -88,9 +88,9 @@ fn check_answers_name_the_snapshot_and_require_allow_sets_the_exit_code() {
     let v: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
     assert_eq!(v["decision"], "allow");
     assert_eq!(v["decided_by"], serde_json::json!(["D2"]));
-    assert_eq!(v["snapshot"]["version"], 1);
-    assert_eq!(v["snapshot"]["manifest_sha256"].as_str().unwrap().len(), 64);
-    assert_eq!(v["snapshot"]["expired"], false);
+    assert_eq!(v["snapshot_version"], 1);
+    assert_eq!(v["manifest_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(v["expired"], false);
     // One answer that is not allow → exit 1, and every answer still printed.
     let out = f
         .verifier(&[

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::sync::sync_summary;
+use super::sync::{sync_json, sync_summary};
 use super::{Ctx, w};
 use crate::error::Rejection;
 use crate::sync::SyncOptions;
@@ -18,6 +18,9 @@ pub struct ImportArgs {
     /// Keep the files of the N most recent manifests, remove older ones
     #[arg(long, value_name = "N")]
     keep_history: Option<usize>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
 }
 
 pub(super) fn run(
@@ -25,7 +28,11 @@ pub(super) fn run(
     args: &ImportArgs,
     stdout: &mut dyn Write,
 ) -> Result<i32, Rejection> {
-    let ImportArgs { file, keep_history } = args;
+    let ImportArgs {
+        file,
+        keep_history,
+        json,
+    } = args;
     let now = ctx.now;
     let expiry = ctx.expiry;
     let open = || ctx.open();
@@ -37,6 +44,13 @@ pub(super) fn run(
         keep_history: *keep_history,
     };
     let rep = crate::bundle::import(&store, file, &opts)?;
-    w(stdout, &sync_summary(&rep, "imported"))?;
+    if *json {
+        w(
+            stdout,
+            &format!("{}\n", sync_json(&rep, &file.display().to_string())),
+        )?;
+    } else if !ctx.cli.quiet {
+        w(stdout, &sync_summary(&rep, "imported"))?;
+    }
     Ok(0)
 }

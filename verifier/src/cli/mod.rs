@@ -351,7 +351,7 @@ mod tests {
     const LOOKUPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/lookups.csv");
 
     #[test]
-    fn init_prints_the_pinned_keys_and_refuses_twice() {
+    fn init_prints_the_pinned_keys_and_is_idempotent() {
         let e = env();
         let root = e.path("root.cbor");
         let out = e.ok(&["init", "--root", &root]);
@@ -362,8 +362,8 @@ mod tests {
                 "{out}"
             );
         }
-        let (r, _) = e.run(&["init", "--root", &root]);
-        assert_eq!(r.unwrap_err().code, Code::AlreadyInitialized);
+        // The same root twice (a provisioning script re-run) succeeds.
+        assert_eq!(e.ok(&["init", "--root", &root]), out);
         e.ok(&["init", "--root", &root, "--force"]);
     }
 
@@ -373,18 +373,35 @@ mod tests {
         e.ready();
         let out = e.ok(&["--now", "2026-11-25", "check", "--csv", "--input", LOOKUPS]);
         let mut got = csv::Reader::from_reader(out.as_bytes());
+        let header: Vec<String> = got.headers().unwrap().iter().map(String::from).collect();
+        // The answer fields, then the file's other columns passed through
+        // (its expected answers renamed input_NAME beside the real ones).
+        assert_eq!(header[..CSV_HEADER.len()], CSV_HEADER);
         assert_eq!(
-            got.headers().unwrap().iter().collect::<Vec<_>>(),
-            CSV_HEADER
+            header[CSV_HEADER.len()..],
+            ["input_decision", "input_reason", "input_decided_by"]
         );
+        let col = |n: &str| header.iter().position(|h| h == n).unwrap();
         let mut want = csv::Reader::from_path(LOOKUPS).unwrap();
         let mut n = 0;
         for (g, w) in got.records().zip(want.records()) {
             let (g, w) = (g.unwrap(), w.unwrap());
-            assert_eq!(&g[0], &w[0]);
-            assert_eq!((&g[5], &g[6], &g[7]), (&w[4], &w[5], &w[6]), "{w:?}");
-            assert_eq!(&g[8], "1");
-            assert_eq!(&g[10], "false");
+            assert_eq!(&g[col("input")], &w[0]);
+            assert_eq!(
+                (
+                    &g[col("decision")],
+                    &g[col("reason")],
+                    &g[col("decided_by")]
+                ),
+                (&w[4], &w[5], &w[6]),
+                "{w:?}"
+            );
+            assert_eq!(
+                (&g[col("input_decision")], &g[col("input_reason")]),
+                (&w[4], &w[5])
+            );
+            assert_eq!(&g[col("snapshot_version")], "1");
+            assert_eq!(&g[col("expired")], "false");
             n += 1;
         }
         let total = csv::Reader::from_path(LOOKUPS).unwrap().records().count();
@@ -418,10 +435,12 @@ mod tests {
         assert_eq!(lines[0]["at"], "2026-11-25");
         assert_eq!(lines[0]["decision"], "allow");
         assert_eq!(lines[0]["decided_by"], serde_json::json!(["D2"]));
-        assert_eq!(lines[0]["snapshot"]["version"], 1);
-        assert_eq!(lines[0]["snapshot"]["expired"], false);
+        assert_eq!(lines[0]["snapshot_version"], 1);
+        assert_eq!(lines[0]["expired"], false);
+        assert_eq!(lines[0]["terms_url"], serde_json::json!([]));
+        assert_eq!(lines[0]["error"], serde_json::Value::Null);
         assert_eq!(
-            lines[0]["snapshot"]["manifest_sha256"],
+            lines[0]["manifest_sha256"],
             hex::encode(e.site.history[0].manifest_sha256)
         );
         assert_eq!(lines[1]["isrc"], serde_json::Value::Null);
@@ -573,32 +592,65 @@ mod tests {
     fn csv_input_with_a_repeated_question_column_or_a_short_row_is_refused() {
         let e = env();
         e.ready();
+        std::fs::write(e.path("dup.csv"), "isrc,use,use\nGBNWR2500001,all,all\n").unwrap();
+        let (r, _) = e.run(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--input",
+            &e.path("dup.csv"),
+        ]);
+        let err = r.unwrap_err();
+        assert_eq!(err.code, Code::BadInput);
+        assert!(err.file.ends_with("dup.csv:1"), "{err}");
         for (name, body, line) in [
-            ("dup.csv", "isrc,use,use\nGBNWR2500001,all,all\n", 1),
             ("short.csv", "isrc,use\nGBNWR2500001,all\nGBNWR2500001\n", 3),
             ("long.csv", "isrc\nGBNWR2500001,all\n", 2),
         ] {
             std::fs::write(e.path(name), body).unwrap();
-            let (r, _) = e.run(&["--now", "2026-11-25", "check", "--input", &e.path(name)]);
+            // --strict: the first such row stops the run, naming its line.
+            let (r, _) = e.run(&[
+                "--now",
+                "2026-11-25",
+                "check",
+                "--strict",
+                "--input",
+                &e.path(name),
+            ]);
             let err = r.unwrap_err();
             assert_eq!(err.code, Code::BadInput, "{name}");
             assert!(err.file.ends_with(&format!("{name}:{line}")), "{err}");
+            // Without it: answered unknown / bad_input, never allow.
+            let out = e.ok(&[
+                "--now",
+                "2026-11-25",
+                "check",
+                "--json",
+                "--input",
+                &e.path(name),
+            ]);
+            let last: serde_json::Value =
+                serde_json::from_str(out.lines().last().unwrap()).unwrap();
+            assert_eq!(last["decision"], "unknown", "{name}");
+            assert_eq!(last["reason"], "bad_input", "{name}");
+            assert!(last["error"].as_str().unwrap().contains("fields"), "{name}");
         }
     }
 
     #[test]
-    fn a_bad_row_is_an_error_naming_its_line() {
+    fn a_bad_row_is_answered_bad_input_or_stops_a_strict_run_naming_its_line() {
         let e = env();
         e.ready();
         std::fs::write(
             e.path("bad.csv"),
-            "isrc,use\nGBNWR2500001,train-ai\nGBNWR2500001,training\n",
+            "isrc,use\nGBNWR2500001,train-ai\nGBNWR2500001,training\nGBNWR2500001,all\n",
         )
         .unwrap();
         let (r, out) = e.run(&[
             "--now",
             "2026-11-25",
             "check",
+            "--strict",
             "--input",
             &e.path("bad.csv"),
         ]);
@@ -610,6 +662,22 @@ mod tests {
             1,
             "answers before the bad line were written"
         );
+        // Without --strict every row gets an answer; the bad one says why.
+        let out = e.ok(&[
+            "--now",
+            "2026-11-25",
+            "check",
+            "--input",
+            &e.path("bad.csv"),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(
+            lines[1].starts_with("GBNWR2500001\tunknown\tbad_input\t-\t"),
+            "{out}"
+        );
+        assert!(lines[1].contains("error: use: "), "{out}");
+        assert!(lines[2].contains("\tdisallow\tdeclared\t"), "{out}");
 
         std::fs::write(
             e.path("bad.jsonl"),
@@ -620,6 +688,7 @@ mod tests {
             "--now",
             "2026-11-25",
             "check",
+            "--strict",
             "--input",
             &e.path("bad.jsonl"),
         ]);
@@ -681,7 +750,7 @@ mod tests {
             "--csv",
             "GBNWR2500001",
         ]);
-        assert!(out.lines().nth(1).unwrap().ends_with(",true"), "{out}");
+        assert!(out.lines().nth(1).unwrap().ends_with(",true,"), "{out}");
         // Running at `later` left no trace: the right time answers again.
         e.ok(&["--now", "2026-11-25", "check", "GBNWR2500001"]);
     }
@@ -697,11 +766,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["snapshot"]["version"], 1);
         assert_eq!(v["root_version"], 1);
+        assert_eq!(v["expired"], false);
+        assert!(v["expires_in_s"].as_i64().unwrap() > 0);
+        assert!(v["source"].as_str().unwrap().ends_with("site"), "{v}");
         assert!(v["store_bytes"].as_u64().unwrap() > 0);
         let text = e.ok(&["--now", "2026-11-25", "status"]);
         assert!(text.contains("snapshot     version 1"), "{text}");
-        let out = e.ok(&["--now", "2026-11-25", "verify"]);
-        assert!(out.contains("index intact"), "{out}");
+        // -q (this harness's default): nothing on success.
+        assert_eq!(e.ok(&["--now", "2026-11-25", "verify"]), "");
+        let out = e.ok(&["--now", "2026-11-25", "verify", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (v["index"].as_str(), v["version"].as_u64()),
+            (Some("intact"), Some(1))
+        );
         // A damaged index: verify repairs it and exits 1.
         let idx = e.tmp.path().join("store/local/index").join(format!(
             "{}.idx",

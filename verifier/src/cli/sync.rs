@@ -15,7 +15,11 @@ use crate::sync::{SyncOptions, SyncReport};
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// http(s) URL of the published site, or a directory laid out like one
-    source: String,
+    /// [default: the source of the store's last sync]
+    source: Option<String>,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
     /// Overall time limit per HTTP request, in seconds [default: 120]
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
@@ -31,23 +35,67 @@ pub(super) fn run(
 ) -> Result<i32, Rejection> {
     let SyncArgs {
         source,
+        json,
         timeout,
         keep_history,
     } = args;
     let now = ctx.now;
     let expiry = ctx.expiry;
-    let open = || ctx.open();
 
-    let store = open()?;
-    let fetch: Box<dyn Fetch> = source_of(source, *timeout)?;
+    let store = ctx.open()?;
+    let source = match source {
+        Some(s) => s.clone(),
+        None => store.sync_record().map(|r| r.source).ok_or_else(|| {
+            usage(
+                "sync",
+                "no SOURCE given and this store has not synced before: give the site's URL or a mirror directory once; later runs reuse it",
+            )
+        })?,
+    };
+    let fetch: Box<dyn Fetch> = source_of(&source, *timeout)?;
+    ctx.reporter.info(&format!("syncing from {source}"));
     let opts = SyncOptions {
         now,
         expiry,
         keep_history: *keep_history,
     };
     let rep = crate::sync::sync(&store, &*fetch, &opts)?;
-    w(stdout, &sync_summary(&rep, "synced"))?;
+    // Where to sync from next time; a directory is remembered absolute.
+    let remembered = if source.contains("://") {
+        source.clone()
+    } else {
+        std::fs::canonicalize(&source).map_or(source.clone(), |p| p.display().to_string())
+    };
+    store.record_sync(&crate::store::SyncRecord {
+        source: remembered,
+        at: now,
+        version: rep.to,
+    })?;
+    if *json {
+        w(stdout, &format!("{}\n", sync_json(&rep, &source)))?;
+    } else if !ctx.cli.quiet {
+        w(stdout, &sync_summary(&rep, "synced"))?;
+    }
     Ok(0)
+}
+
+/// The report of a sync or import as one JSON object (README, "Machine-readable output").
+pub(super) fn sync_json(r: &SyncReport, source: &str) -> serde_json::Value {
+    serde_json::json!({
+        "source": source,
+        "from_version": r.from,
+        "version": r.to,
+        "head_version": r.head_version,
+        "mode": r.mode.name(),
+        "roots_added": r.roots_added,
+        "files_fetched": r.files_fetched,
+        "bytes_fetched": r.bytes_fetched,
+        "files_reused": r.files_reused,
+        "files_derived": r.files_derived,
+        "layers_applied": r.layers_applied,
+        "files_pruned": r.files_pruned,
+        "manifest_sha256": r.manifest_sha256,
+    })
 }
 
 pub(super) fn source_of(source: &str, timeout: Option<u64>) -> Result<Box<dyn Fetch>, Rejection> {

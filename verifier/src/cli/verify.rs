@@ -16,6 +16,9 @@ pub struct VerifyArgs {
     /// and remove leftovers of killed runs (the one write verify makes)
     #[arg(long)]
     repair: bool,
+    /// Print the report as one JSON object
+    #[arg(long)]
+    json: bool,
 }
 
 pub(super) fn run(
@@ -23,7 +26,7 @@ pub(super) fn run(
     args: &VerifyArgs,
     stdout: &mut dyn Write,
 ) -> Result<i32, Rejection> {
-    let VerifyArgs { repair } = args;
+    let VerifyArgs { repair, json } = args;
     let now = ctx.now;
     let expiry = ctx.expiry;
     let open = || ctx.open();
@@ -45,6 +48,32 @@ pub(super) fn run(
         IndexCheck::Built => "index was missing: built".to_string(),
         IndexCheck::Rebuilt(why) => format!("index was corrupt ({why}): rebuilt"),
     };
+    let code = i32::from(v.index != IndexCheck::Intact);
+    if *json {
+        let (state, detail) = match &v.index {
+            IndexCheck::Intact => ("intact", None),
+            IndexCheck::Missing => ("missing", None),
+            IndexCheck::Corrupt(why) => ("damaged", Some(why.as_str())),
+            IndexCheck::Built => ("built", None),
+            IndexCheck::Rebuilt(why) => ("rebuilt", Some(why.as_str())),
+        };
+        let j = serde_json::json!({
+            "version": v.version,
+            "manifest_sha256": v.manifest_sha256,
+            "expired": v.expired,
+            "root_version": v.root_version,
+            "files_checked": v.files_checked,
+            "bytes_checked": v.bytes_checked,
+            "entries": v.entries,
+            "index": state,
+            "index_problem": detail,
+        });
+        w(stdout, &format!("{j}\n"))?;
+        return Ok(code);
+    }
+    if ctx.cli.quiet && code == 0 {
+        return Ok(0);
+    }
     w(
         stdout,
         &format!(
@@ -58,5 +87,5 @@ pub(super) fn run(
             v.entries
         ),
     )?;
-    Ok(i32::from(v.index != IndexCheck::Intact))
+    Ok(code)
 }
