@@ -337,6 +337,27 @@ impl std::io::Read for Trickle {
     }
 }
 
+/// Run `name` like [`run`] with `input` on its stdin (a pipe).
+pub fn run_with_stdin(name: &str, args: &[&str], cwd: &Path, input: &[u8]) -> Run {
+    use std::io::Write as _;
+    let mut child = command(name, &test_args(name, args), cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn binary");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    // Written from a thread: a child that answers before reading it all
+    // must not deadlock against a full pipe.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for binary");
+    let _ = writer.join();
+    Run::from(out)
+}
+
 /// Run `name` with extra environment variables.
 pub fn run_env(name: &str, args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
     let mut c = command(name, &test_args(name, args), cwd);

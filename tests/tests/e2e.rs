@@ -5,6 +5,7 @@
 mod e2e {
     mod attacks;
     mod bundles;
+    mod cli_ux;
     mod data_defects;
     mod faults;
     pub mod fixture;
