@@ -315,3 +315,23 @@ fn init_with_the_same_root_twice_is_harmless_and_another_root_is_refused() {
         before
     );
 }
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_real_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = consentry_tests::run("consentry", &["completions", shell], dir.path()).ok();
+        let flag = if shell == "fish" {
+            "-l column"
+        } else {
+            "--column"
+        };
+        assert!(out.stdout.contains(flag), "{shell}: {}", out.stdout);
+    }
+    consentry_tests::run("consentry", &["completions", "tcsh"], dir.path()).expect_code(2);
+    let out = consentry_tests::run("consentry", &["man", "--out", "man"], dir.path()).ok();
+    assert!(out.stdout.contains("consentry-check.1"), "{}", out.stdout);
+    let page = std::fs::read_to_string(dir.path().join("man/consentry-check.1")).unwrap();
+    assert!(page.contains("keep"), "{page}");
+    assert!(dir.path().join("man/consentry.1").is_file());
+}

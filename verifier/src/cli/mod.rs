@@ -65,9 +65,14 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Consent receipts
     Receipt(receipt::ReceiptArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Write man pages (consentry.1 and one per subcommand) into a directory
+    Man(docs::ManArgs),
 }
 
 mod check;
+mod docs;
 mod import;
 mod init;
 mod receipt;
@@ -268,6 +273,8 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
         Command::Check(a) => check::run(&ctx, a, stdout),
         Command::Serve(a) => serve::run(&ctx, a, stdout),
         Command::Receipt(a) => receipt::run(&ctx, a, stdout),
+        Command::Completions(a) => docs::completions(a, stdout),
+        Command::Man(a) => docs::man(a, stdout),
     }
 }
 
@@ -349,6 +356,29 @@ mod tests {
     }
 
     const LOOKUPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/lookups.csv");
+
+    /// `--help` documents every flag and argument of every subcommand.
+    #[test]
+    fn every_flag_has_help() {
+        use clap::CommandFactory;
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "consentry", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:?}");
+    }
 
     #[test]
     fn init_prints_the_pinned_keys_and_is_idempotent() {

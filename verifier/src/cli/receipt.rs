@@ -127,7 +127,10 @@ pub enum ReceiptCommand {
         json: bool,
     },
     /// Print a receipt's JSON rendering
-    Show { file: PathBuf },
+    Show {
+        /// The receipt file (.receipt.cbor)
+        file: PathBuf,
+    },
 }
 
 /// Read a whole file of at most `max` bytes.
