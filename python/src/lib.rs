@@ -48,6 +48,8 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 struct Errors {
     base: Py<PyType>,
     by_code: HashMap<&'static str, Py<PyType>>,
+    /// Code → class name.
+    names: HashMap<&'static str, String>,
     invalid_isrc: Py<PyType>,
     /// Class name → class, for the Python package to re-export.
     all: Vec<(String, Py<PyType>)>,
@@ -139,7 +141,9 @@ fn build_errors(py: Python<'_>) -> PyResult<Errors> {
         families.insert(f, cls);
     }
     let value_error = py.get_type::<PyValueError>().into_any();
+    let builtins = py.import("builtins")?;
     let mut by_code = HashMap::new();
+    let mut names = HashMap::new();
     for &c in Code::ALL {
         let fam = &families[&c.family()];
         let mut bases = vec![fam.clone().into_any()];
@@ -147,7 +151,11 @@ fn build_errors(py: Python<'_>) -> PyResult<Errors> {
         if matches!(c, Code::BadInput | Code::Usage) {
             bases.push(value_error.clone());
         }
-        let name = class_name(c.as_str());
+        let mut name = class_name(c.as_str());
+        // Never shadow a builtin (`broken_pipe` → ConsentryBrokenPipeError).
+        if builtins.hasattr(name.as_str())? {
+            name = format!("Consentry{name}");
+        }
         let cls = new_class(
             py,
             &name,
@@ -156,7 +164,8 @@ fn build_errors(py: Python<'_>) -> PyResult<Errors> {
             Some(c.as_str()),
             Some(c.family().name()),
         )?;
-        all.push((name, cls.clone().unbind()));
+        all.push((name.clone(), cls.clone().unbind()));
+        names.insert(c.as_str(), name);
         by_code.insert(c.as_str(), cls.unbind());
     }
     let bad_input = by_code[Code::BadInput.as_str()].bind(py).clone().into_any();
@@ -175,6 +184,7 @@ fn build_errors(py: Python<'_>) -> PyResult<Errors> {
     Ok(Errors {
         base: base.unbind(),
         by_code,
+        names,
         invalid_isrc: invalid_isrc.unbind(),
         all,
     })
@@ -834,19 +844,20 @@ type CodeRow = (
 );
 
 #[pyfunction]
-fn codes() -> Vec<CodeRow> {
-    Code::ALL
+fn codes(py: Python<'_>) -> PyResult<Vec<CodeRow>> {
+    let errs = errors(py)?;
+    Ok(Code::ALL
         .iter()
         .map(|c| {
             (
                 c.as_str(),
                 c.family().name(),
-                class_name(c.as_str()),
+                errs.names.get(c.as_str()).cloned().unwrap_or_default(),
                 c.hint(true),
                 c.hint(false),
             )
         })
-        .collect()
+        .collect())
 }
 
 /// The exception classes: name → class.
