@@ -151,7 +151,7 @@ def test_bad_parameters_raise_usage_errors(store):
 
 def test_snapshot_sync_verify_status_and_pickle(store, demo: Demo, tmp_path):
     snap = store.snapshot
-    st = demo.cli_json("status", "--json")[0]
+    st = json.loads(demo.cli("status", "--json").ok().stdout)
     assert snap.version == 1 == st["snapshot"]["version"]
     assert snap.manifest_sha256 == st["snapshot"]["manifest_sha256"] and len(snap.manifest_sha256) == 64
     assert snap.created == st["snapshot"]["created"]
