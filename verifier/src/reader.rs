@@ -281,25 +281,31 @@ impl Reader<'_> {
     ) -> Result<Vec<(crate::model::Decision, crate::model::Reason)>, Rejection> {
         let invalid = Answer::invalid_isrc();
         let invalid = (invalid.decision, invalid.reason);
-        let parsed: Vec<Option<crate::isrc::Isrc>> = inputs
-            .into_iter()
-            .map(|i| i.and_then(|s| crate::lookup::parse_for_lookup(s).ok()))
-            .collect();
-        let mut unique: Vec<crate::isrc::Isrc> = parsed.iter().flatten().copied().collect();
-        unique.sort_unstable();
+        // (ISRC, input position) sorted: the unique ISRCs in key order for
+        // decide_batch, and where each answer goes back to (no search).
+        let mut n = 0usize;
+        let mut order: Vec<(crate::isrc::Isrc, usize)> = Vec::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            n = i + 1;
+            if let Some(isrc) = input.and_then(|s| crate::lookup::parse_for_lookup(s).ok()) {
+                order.push((isrc, i));
+            }
+        }
+        order.sort_unstable();
+        let mut unique: Vec<crate::isrc::Isrc> = order.iter().map(|(isrc, _)| *isrc).collect();
         unique.dedup();
         let decided = self.decide_batch(&unique, use_, territory, at)?;
-        Ok(parsed
-            .iter()
-            .map(|p| match p {
-                None => invalid,
-                Some(isrc) => unique
-                    .binary_search(isrc)
-                    .ok()
-                    .and_then(|i| decided.get(i).copied())
-                    .unwrap_or(invalid),
-            })
-            .collect())
+        let mut out = vec![invalid; n];
+        let mut u = 0usize;
+        for (k, (isrc, i)) in order.iter().enumerate() {
+            if k > 0 && order[k - 1].0 != *isrc {
+                u += 1;
+            }
+            if let (Some(slot), Some(d)) = (out.get_mut(*i), decided.get(u)) {
+                *slot = *d;
+            }
+        }
+        Ok(out)
     }
 
     /// Answer one question.
