@@ -111,9 +111,7 @@ def test_duckdb_anti_join_against_the_parquet_export(store, demo: Demo, golden, 
     cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{entries}')").fetchall()}
     assert {"isrc", "decision", "reason"} <= cols, cols
     pcols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{prefixes}')").fetchall()}
-    scope = "prefix" if "prefix" in pcols else ("scope" if "scope" in pcols else "isrc")
-    use_filter = "WHERE use = 'train-ai'" if "use" in cols else ""
-    puse_filter = "WHERE use = 'train-ai'" if "use" in pcols else ""
+    assert {"prefix", "decision", "reason"} <= pcols, pcols
     items = [s for s in catalogue(golden) if isinstance(s, str)]
     normal = {}
     for s in items:
@@ -123,26 +121,31 @@ def test_duckdb_anti_join_against_the_parquet_export(store, demo: Demo, golden, 
             pass
     con.execute("CREATE TABLE catalogue (input VARCHAR, isrc VARCHAR)")
     con.executemany("INSERT INTO catalogue VALUES (?, ?)", list(normal.items()))
-    # Allowed: the ISRC's own entry says allow, or it has none and its most
-    # specific covering prefix says allow; the anti-join drops every ISRC
-    # that has an entry or prefix answer other than allow.
-    rows = con.execute(
+    # check's answer per ISRC: its own entries row, else the registrant-year
+    # prefix row, else the registrant row, else unknown / no_record (the
+    # export's documented reading); the catalogue anti-joined against every
+    # answer that is not allow is the training set.
+    con.execute(
         f"""
-        WITH e AS (SELECT * FROM read_parquet('{entries}') {use_filter}),
-             p AS (SELECT replace({scope}, '-', '') AS prefix, decision FROM read_parquet('{prefixes}') {puse_filter}),
-             own AS (SELECT c.input, e.decision FROM catalogue c JOIN e ON e.isrc = c.isrc),
-             cover AS (
-                SELECT c.input, p.decision,
-                       row_number() OVER (PARTITION BY c.input ORDER BY length(p.prefix) DESC) AS rk
-                FROM catalogue c JOIN p ON starts_with(c.isrc, p.prefix)
-                WHERE c.input NOT IN (SELECT input FROM own)),
-             answer AS (SELECT input, decision FROM own
-                        UNION ALL SELECT input, decision FROM cover WHERE rk = 1)
+        CREATE VIEW answers AS
+        SELECT c.input, c.isrc,
+               coalesce(e.decision, y.decision, r.decision, 'unknown') AS decision,
+               coalesce(e.reason, y.reason, r.reason, 'no_record') AS reason
+        FROM catalogue c
+        LEFT JOIN read_parquet('{entries}') e ON e.isrc = c.isrc
+        LEFT JOIN read_parquet('{prefixes}') y ON y.prefix = left(c.isrc, 7)
+        LEFT JOIN read_parquet('{prefixes}') r ON r.prefix = left(c.isrc, 5)
+        """
+    )
+    rows = con.execute(
+        """
         SELECT c.input FROM catalogue c
-        ANTI JOIN (SELECT input FROM answer WHERE decision <> 'allow') bad ON bad.input = c.input
-        SEMI JOIN answer ok ON ok.input = c.input
+        ANTI JOIN (SELECT isrc FROM answers WHERE decision <> 'allow') n ON n.isrc = c.isrc
         """
     ).fetchall()
+    decided = dict(zip(normal.values(), store.decide(list(normal.values()))))
+    for isrc, decision, reason in con.execute("SELECT isrc, decision, reason FROM answers").fetchall():
+        assert (decision, reason) == decided[isrc], isrc
     assert {r[0] for r in rows} == cli_allowed(demo, items)
 
 
