@@ -382,6 +382,8 @@ class Store:
         use: str = "train-ai",
         territory: Optional[str] = None,
         at: TimeLike = None,
+        *,
+        decided_by: bool = False,
     ) -> "Union[pa.RecordBatch, pa.Table]":
         """Answer a whole column: a ``pyarrow.RecordBatch`` with columns
         ``isrc`` (the input array itself), ``decision`` and ``reason`` for an
@@ -389,23 +391,27 @@ class Store:
         Accepts pyarrow string / large_string / string_view (read in place
         through the Arrow C Data Interface), dictionary-encoded strings, and
         numpy, pandas, polars or lists (converted with ``pyarrow.array``).
-        Nulls are answered ``unknown`` / ``invalid_isrc``."""
+        Nulls are answered ``unknown`` / ``invalid_isrc``. ``decided_by=True``
+        adds a ``decided_by`` column (list of declaration ids), answering row
+        by row (the one-question path: slower than the default batch)."""
         import pyarrow as pa
 
         arr = _to_arrow(values)
         chunked = isinstance(arr, pa.ChunkedArray)
         chunks = list(arr.chunks) if chunked else [arr]
-        batches, _snap = self._engine.decide_arrow(chunks, use, territory, _at_text(at))
+        batches, _snap = self._engine.decide_arrow(chunks, use, territory, _at_text(at), decided_by)
         if not chunked:
             return batches[0]
-        schema = pa.schema(
-            [
-                pa.field("isrc", arr.type, True),
-                pa.field("decision", pa.string(), False),
-                pa.field("reason", pa.string(), False),
-            ]
-        )
-        return pa.Table.from_batches(batches, schema=schema)
+        if batches:
+            return pa.Table.from_batches(batches)
+        fields = [
+            pa.field("isrc", arr.type, True),
+            pa.field("decision", pa.string(), False),
+            pa.field("reason", pa.string(), False),
+        ]
+        if decided_by:
+            fields.append(pa.field("decided_by", pa.list_(pa.string()), False))
+        return pa.Table.from_batches([], schema=pa.schema(fields))
 
     def allowed_mask(
         self,

@@ -131,7 +131,13 @@ class Store:
         batch_size: int = ...,
     ) -> Iterator[str]: ...
     def check_arrow(
-        self, values: Any, use: str = ..., territory: Optional[str] = ..., at: TimeLike = ...
+        self,
+        values: Any,
+        use: str = ...,
+        territory: Optional[str] = ...,
+        at: TimeLike = ...,
+        *,
+        decided_by: bool = ...,
     ) -> Union[pa.RecordBatch, pa.Table]: ...
     def allowed_mask(
         self, values: Any, use: str = ..., territory: Optional[str] = ..., at: TimeLike = ...

@@ -25,6 +25,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
+use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, make_array};
 use arrow_data::ArrayData;
@@ -662,9 +663,12 @@ impl Engine {
 
     /// Arrow batch: one output RecordBatch (isrc, decision, reason) per input
     /// array (utf8, large_utf8, utf8_view or null), the isrc column being the
-    /// input array itself. All arrays are decided in one sorted batch with
-    /// the GIL released; the input buffers are read in place.
-    #[pyo3(signature = (chunks, use_, territory, at))]
+    /// input array itself. All arrays are decided in one sorted batch
+    /// (`Reader::decide_inputs`) with the GIL released; the input buffers are
+    /// read in place. With `decided_by`, each row is answered by
+    /// `Reader::answer_input` (the one-question path, slower) and a
+    /// `decided_by` column (list of declaration ids) is added.
+    #[pyo3(signature = (chunks, use_, territory, at, decided_by=false))]
     fn decide_arrow<'py>(
         &self,
         py: Python<'py>,
@@ -672,6 +676,7 @@ impl Engine {
         use_: &str,
         territory: Option<&str>,
         at: Option<&str>,
+        decided_by: bool,
     ) -> PyResult<(Vec<PyArrowType<RecordBatch>>, Bound<'py, PyDict>)> {
         let arrays: Vec<ArrayRef> = chunks.into_iter().map(|c| make_array(c.0)).collect();
         for a in &arrays {
@@ -685,29 +690,50 @@ impl Engine {
         let (u, t, day) =
             params(use_, territory, at, self.now()).map_err(|e| to_py(py, &e, None))?;
         let (batches, m) = self.read(py, move |r| {
-            let decided = r.decide_inputs(
-                arrays.iter().flat_map(|a| strings(a.as_ref())),
-                u,
-                t.as_deref(),
-                day,
-            )?;
+            let inputs = arrays.iter().flat_map(|a| strings(a.as_ref()));
+            let (decided, ids) = if decided_by {
+                let mut d = Vec::new();
+                let mut ids = Vec::new();
+                for s in inputs {
+                    let a = match s {
+                        Some(s) => r.answer_input(s, u, t.as_deref(), day)?,
+                        None => consentry::lookup::Answer::invalid_isrc(),
+                    };
+                    d.push((a.decision, a.reason));
+                    ids.push(a.decided_by);
+                }
+                (d, Some(ids))
+            } else {
+                (r.decide_inputs(inputs, u, t.as_deref(), day)?, None)
+            };
             let mut out = Vec::with_capacity(arrays.len());
-            let mut rest = decided.as_slice();
+            let mut at_row = 0usize;
             for a in arrays {
-                let (mine, tail) = rest.split_at(a.len().min(rest.len()));
-                rest = tail;
+                let end = (at_row + a.len()).min(decided.len());
+                let mine = &decided[at_row..end];
                 let decision = StringArray::from_iter_values(mine.iter().map(|d| d.0.name()));
                 let reason = StringArray::from_iter_values(mine.iter().map(|d| d.1.name()));
-                let schema = Schema::new(vec![
+                let mut fields = vec![
                     Field::new("isrc", a.data_type().clone(), true),
                     Field::new("decision", DataType::Utf8, false),
                     Field::new("reason", DataType::Utf8, false),
-                ]);
-                let batch = RecordBatch::try_new(
-                    Arc::new(schema),
-                    vec![a, Arc::new(decision), Arc::new(reason)],
-                )
-                .map_err(|e| reject("arrow", Code::BadInput, e.to_string()))?;
+                ];
+                let mut columns: Vec<ArrayRef> = vec![a, Arc::new(decision), Arc::new(reason)];
+                if let Some(ids) = &ids {
+                    let mut b = ListBuilder::new(StringBuilder::new());
+                    for row in &ids[at_row..end] {
+                        for id in row {
+                            b.values().append_value(id);
+                        }
+                        b.append(true);
+                    }
+                    let list = b.finish();
+                    fields.push(Field::new("decided_by", list.data_type().clone(), false));
+                    columns.push(Arc::new(list));
+                }
+                at_row = end;
+                let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                    .map_err(|e| reject("arrow", Code::BadInput, e.to_string()))?;
                 out.push(PyArrowType(batch));
             }
             Ok((out, Meta::of(r.snap())))

@@ -55,6 +55,10 @@ def test_golden_lookups_through_check_arrow_and_decide(store, golden):
             assert out.column("isrc").equals(arr), "the isrc column is the input array"
             got = list(zip(out.column("decision").to_pylist(), out.column("reason").to_pylist()))
             assert got == [(r["decision"], r["reason"]) for r in rows], (use, territory, at)
+            full = store.check_arrow(arr, use=use, territory=territory or None, at=at, decided_by=True)
+            assert full.schema.names == ["isrc", "decision", "reason", "decided_by"]
+            assert [" ".join(ids) for ids in full["decided_by"].to_pylist()] == [r["decided_by"] for r in rows]
+            assert list(zip(full["decision"].to_pylist(), full["reason"].to_pylist())) == got
         assert store.decide(isrcs, use=use, territory=territory or None, at=at) == got
         n += len(rows)
     assert n == len(golden)
@@ -77,6 +81,10 @@ def test_a_catalogue_is_decided_alike_by_every_path_and_the_cli(store, demo: Dem
     table = store.check_arrow(chunked)
     assert isinstance(table, pa.Table) and table.num_rows == len(items)
     assert list(zip(table["decision"].to_pylist(), table["reason"].to_pylist())) == want
+    full = store.check_arrow(chunked, decided_by=True)
+    assert list(zip(full["decision"].to_pylist(), full["reason"].to_pylist())) == want
+    empty = store.check_arrow(pa.chunked_array([], type=pa.string()), decided_by=True)
+    assert empty.num_rows == 0 and empty.schema.names[-1] == "decided_by"
     # One at a time.
     for s, w in zip(items, want):
         if isinstance(s, str):
