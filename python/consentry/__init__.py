@@ -319,7 +319,9 @@ class Store:
         """True only if the answer is ``allow``; None or a non-ISRC is False."""
         if not isinstance(isrc, str):
             return False
-        return self.check(isrc, use, territory, at).decision == "allow"
+        # The batch path for one input (equal to `check` by a library test),
+        # without building an Answer.
+        return self._engine.decide_many([isrc], use, territory, _at_text(at))[0][0] == "allow"
 
     def decide(
         self,
