@@ -4,6 +4,7 @@ identically by Python's `Store.check`, `check_arrow`, `decide` and the CLI
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import pickle
@@ -277,3 +278,45 @@ def test_the_gil_is_released_while_rust_decides(store, golden):
     # Measured: ~0.9 of the spinner's own rate with the GIL released, ~0.02
     # while a C call of the same length holds it (a list.sort()).
     assert ran > 0.3 * rate * took, (ran, rate, took)
+
+
+def test_reload_and_delta_sync_follow_a_new_version(demo: Demo, tmp_path):
+    """A store opened in Python keeps answering from the snapshot it verified
+    while the CLI syncs a new version into it; reload() moves to the new one.
+    A Python sync of a second store takes the same delta."""
+    import shutil
+
+    from conftest import KEYS, rfc3339, run
+
+    d = tmp_path / "reg"
+    shutil.copytree(demo.dir, d, ignore=shutil.ignore_patterns("*.jsonl"), symlinks=True)
+    other = consentry.Store.init(tmp_path / "other", d / "site" / "root" / "1.cbor")
+    assert other.sync(d / "site").to_version == 1
+    store = consentry.Store.open(d / "store")
+    before = store.check("GBNWR2600017")
+    assert (before.decision, before.decided_by) == ("disallow", ("D1",))  # GB-NWR: all=n
+    header = (DATA / "declarations.csv").read_text().splitlines()[0]
+    at = rfc3339(demo.signed_at + dt.timedelta(minutes=10))
+    (d / "change.csv").write_text(
+        header
+        + "\nD17,17,declare,,GBNWR2600017,Northwind Records,ddex:PADPIDA2014021201U,label,,y,,,,,,WW,,,,"
+        + at
+        + ",active\n"
+    )
+    run("consentry-publish", ["import", "--db", "reg.db", "change.csv", "--recorded-at", at], d).ok()
+    run(
+        "consentry-publish",
+        ["publish", "--db", "reg.db", "--keys", str(KEYS), "--site", "site", "--now", "registry",
+         "--allow-short-expiry", "--insecure-test-keys"],
+        d,
+    ).ok()
+    run("consentry", ["--store", "store", "sync", "site"], d).ok()
+    # Still the snapshot verified at open, and its answers.
+    assert store.snapshot.version == 1
+    assert store.check("GBNWR2600017") == before
+    assert store.reload().version == 2
+    a = store.check("GBNWR2600017")
+    assert (a.decision, a.decided_by, a.snapshot.version) == ("allow", ("D17",), 2)
+    r = other.sync(d / "site")
+    assert (r.from_version, r.to_version, r.mode) == (1, 2, "delta")
+    assert other.check("GBNWR2600017").to_dict() == a.to_dict()
