@@ -302,7 +302,14 @@ impl Meta {
             .min(self.head_expires)
             .min(self.manifest_expires)
     }
+}
 
+/// [`Meta::expires`] of a snapshot.
+fn earliest_expiry(s: &Snapshot) -> u64 {
+    s.root.expires.min(s.head.expires).min(s.manifest.expires)
+}
+
+impl Meta {
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let ts = |t: u64| consentry::time::format_timestamp(t as i64);
         let d = PyDict::new(py);
@@ -356,7 +363,7 @@ fn fresh<'a, 's>(
     expiry: Expiry,
 ) -> Result<&'a Reader<'s>, Rejection> {
     let stale = match &*slot {
-        Ok(r) => expiry == Expiry::Enforce && verify::is_expired(Meta::of(r.snap()).expires(), now),
+        Ok(r) => expiry == Expiry::Enforce && verify::is_expired(earliest_expiry(r.snap()), now),
         Err(_) => true,
     };
     if stale {
@@ -397,6 +404,9 @@ struct Engine {
     pinned_now: Option<i64>,
     expiry: Expiry,
     warnings: Arc<Collect>,
+    /// The process that started the worker: after a fork() the child has
+    /// no worker thread, and a call would wait for ever.
+    pid: u32,
 }
 
 impl Engine {
@@ -454,6 +464,7 @@ impl Engine {
             pinned_now: now,
             expiry,
             warnings,
+            pid: std::process::id(),
         };
         engine.flush_warnings(py)?;
         match ready {
@@ -476,6 +487,11 @@ impl Engine {
         py: Python<'_>,
         f: impl for<'s> FnOnce(&'s Store, &mut Slot<'s>) -> Result<R, Rejection> + Send + 'static,
     ) -> PyResult<R> {
+        if std::process::id() != self.pid {
+            return Err(PyRuntimeError::new_err(
+                "this consentry Store was opened in the parent of a fork(): open it again in this process (Store.open, or pickle it: it reopens where it is unpickled)",
+            ));
+        }
         let (rtx, rrx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |store, slot| {
             let _ = rtx.send(f(store, slot));

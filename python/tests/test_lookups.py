@@ -320,3 +320,22 @@ def test_reload_and_delta_sync_follow_a_new_version(demo: Demo, tmp_path):
     r = other.sync(d / "site")
     assert (r.from_version, r.to_version, r.mode) == (1, 2, "delta")
     assert other.check("GBNWR2600017").to_dict() == a.to_dict()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_a_store_used_across_fork_raises_instead_of_hanging(store):
+    import os
+
+    pid = os.fork()
+    if pid == 0:  # the child: no worker thread here
+        code = 1
+        try:
+            store.check("GBNWR2500017")
+        except RuntimeError as e:
+            code = 0 if "fork" in str(e) else 2
+        except BaseException:
+            code = 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert store.check("GBNWR2500017").decision == "allow"  # the parent's still works
