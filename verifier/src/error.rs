@@ -137,10 +137,88 @@ codes! {
     BrokenPipe = "broken_pipe",
 }
 
+/// The table of SPEC.md §9 a code is listed in: what kind of failure it is,
+/// for callers that branch on the kind (the language bindings' exception
+/// classes) rather than on the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// §7 steps 1–9: a document or data file failed verification.
+    Verification,
+    /// The fetcher: a source could not be read.
+    Transport,
+    /// The store, CLI, bundles and receipts.
+    Store,
+}
+
+impl Family {
+    /// Every family, in SPEC.md §9's order.
+    pub const ALL: [Family; 3] = [Family::Verification, Family::Transport, Family::Store];
+
+    /// Lower-case name: `verification`, `transport`, `store`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Family::Verification => "verification",
+            Family::Transport => "transport",
+            Family::Store => "store",
+        }
+    }
+}
+
 impl Code {
     /// The code whose wire form is `s`, if any.
     pub fn parse(s: &str) -> Option<Code> {
         Code::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+
+    /// The SPEC.md §9 table that lists this code (a test compares).
+    pub const fn family(self) -> Family {
+        match self {
+            Code::LimitExceeded
+            | Code::MalformedEnvelope
+            | Code::TooManySignatures
+            | Code::WrongPayloadType
+            | Code::ThresholdNotMet
+            | Code::MalformedDocument
+            | Code::RootVersion
+            | Code::Expired
+            | Code::Rollback
+            | Code::SplitView
+            | Code::LengthMismatch
+            | Code::HashMismatch
+            | Code::VersionMismatch
+            | Code::ChainBroken
+            | Code::MalformedData
+            | Code::KeyOutOfRange
+            | Code::UnsortedKeys
+            | Code::RangeMismatch
+            | Code::CountMismatch
+            | Code::LayerMismatch
+            | Code::StateMismatch => Family::Verification,
+            Code::BadPath
+            | Code::BadSource
+            | Code::IoError
+            | Code::SymlinkRefused
+            | Code::NotAFile
+            | Code::FetchFailed
+            | Code::NotFound => Family::Transport,
+            Code::ClockBackwards
+            | Code::TrustMismatch
+            | Code::NotInitialized
+            | Code::AlreadyInitialized
+            | Code::NoSnapshot
+            | Code::HeadNotTrusted
+            | Code::StoreIncomplete
+            | Code::StoreCorrupt
+            | Code::StoreBusy
+            | Code::IndexCorrupt
+            | Code::BadBundle
+            | Code::BadInput
+            | Code::ReceiptInvalid
+            | Code::ProofMismatch
+            | Code::AnswerMismatch
+            | Code::Usage
+            | Code::BrokenPipe => Family::Store,
+        }
     }
 
     /// Whether this code says a data file (shard, layer, prefix table) is
@@ -300,16 +378,36 @@ mod tests {
         let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
         let section = &rest[..end];
         let mut listed: Vec<String> = Vec::new();
+        // The n-th table lists the codes of the n-th family.
+        let mut table = 0usize;
+        let mut in_table = false;
         for line in section.lines() {
             let Some(row) = line.strip_prefix('|') else {
+                if in_table {
+                    table += 1;
+                }
+                in_table = false;
                 continue;
             };
+            in_table = true;
             let first = row.split('|').next().unwrap_or("").trim();
             // Header and separator rows name no code.
             for name in first.split('`').skip(1).step_by(2) {
+                let code = Code::parse(name);
+                assert_eq!(
+                    code.map(Code::family),
+                    Family::ALL.get(table).copied(),
+                    "`{name}` is listed in table {} of SPEC.md §9",
+                    table + 1
+                );
                 listed.push(name.to_string());
             }
         }
+        assert_eq!(
+            table,
+            Family::ALL.len(),
+            "SPEC.md §9 has one table per family"
+        );
         let mut sorted = listed.clone();
         sorted.sort();
         sorted.dedup();

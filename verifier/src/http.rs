@@ -31,6 +31,33 @@ impl Default for Timeouts {
     }
 }
 
+/// The source of a sync, as `consentry sync SOURCE` takes it: an `http://`
+/// or `https://` URL (fetched with `timeouts`), or an existing directory laid
+/// out like a site. Any other scheme, or a path that is not a directory, is
+/// `bad_source`. The CLI and the language bindings both call this.
+pub fn open_source(source: &str, timeouts: Timeouts) -> Result<Box<dyn Fetch>, Rejection> {
+    let lower = source.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(Box::new(HttpFetch::new(source, timeouts)?));
+    }
+    if source.contains("://") {
+        return Err(reject(
+            source,
+            Code::BadSource,
+            "only http:// and https:// URLs are supported",
+        ));
+    }
+    let p = std::path::Path::new(source);
+    if !p.is_dir() {
+        return Err(reject(
+            source,
+            Code::BadSource,
+            "is neither an http(s) URL nor a directory",
+        ));
+    }
+    Ok(Box::new(crate::fetch::DirFetch::new(p)))
+}
+
 /// How many times a request is tried (connection failures and 5xx only).
 pub const HTTP_ATTEMPTS: u32 = 3;
 /// First pause between attempts; doubled each time.

@@ -145,6 +145,16 @@ impl Isrc {
     /// Parse any accepted spelling: case-insensitive, hyphens and spaces anywhere,
     /// an optional `ISRC` prefix.
     pub fn parse(input: &str) -> Result<Self, IsrcError> {
+        // Already compact (12 upper-case letters and digits): `normalize`
+        // would return it unchanged, so skip its allocation (batch lookups
+        // parse millions of these).
+        let b = input.as_bytes();
+        if b.len() == 12
+            && b.iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            return Ok(Isrc(pack_chars(input, b)?));
+        }
         check_ascii(input)?;
         let n = normalize(input);
         if n.is_empty() {

@@ -1196,5 +1196,41 @@ mod tests {
         }
         // Allow, disallow, conflict, no record, silent, territory, expiry…
         assert!(seen.len() >= 6, "{seen:?}");
+
+        // Inputs as given (spellings, repeats, bad strings, missing values),
+        // through the parse-sort-dedupe batch: each equals the one-question
+        // path, and nothing that is not an ISRC is ever allowed.
+        let mut inputs: Vec<Option<String>> = Vec::new();
+        for (n, i) in shuffled.iter().enumerate().step_by(5) {
+            inputs.push(Some(match n % 3 {
+                0 => i.compact(),
+                1 => i.hyphenated().to_lowercase(),
+                _ => format!(" ISRC {} ", i.compact()),
+            }));
+            if n % 7 == 0 {
+                inputs.push(None);
+                inputs.push(Some("GB-NWR-25".into()));
+                inputs.push(Some(i.compact()));
+                inputs.push(Some(format!("{}\u{a0}", i.compact())));
+            }
+        }
+        let day = crate::time::day_of(NOW);
+        let got = reader
+            .decide_inputs(inputs.iter().map(Option::as_deref), Use::TrainAi, None, day)
+            .unwrap();
+        assert_eq!(got.len(), inputs.len());
+        let mut allowed = 0;
+        for (input, g) in inputs.iter().zip(&got) {
+            let want = match input {
+                None => crate::lookup::Answer::invalid_isrc(),
+                Some(s) => reader.answer_input(s, Use::TrainAi, None, day).unwrap(),
+            };
+            assert_eq!(*g, (want.decision, want.reason), "{input:?}");
+            if input.is_none() || input.as_deref().is_some_and(|s| Isrc::parse(s).is_err()) {
+                assert_eq!(g.1, crate::model::Reason::InvalidIsrc, "{input:?}");
+            }
+            allowed += usize::from(g.0 == crate::model::Decision::Allow);
+        }
+        assert!(allowed > 0 && allowed < inputs.len(), "{allowed}");
     }
 }

@@ -498,15 +498,7 @@ struct BadRow {
 }
 
 fn answer(reader: &Reader<'_>, row: &Row) -> Result<Answer, Rejection> {
-    match crate::lookup::parse_for_lookup(&row.input) {
-        Err(_) => Ok(Answer::invalid_isrc()),
-        Ok(isrc) => reader.answer(&Question {
-            isrc,
-            use_: row.use_,
-            territory: row.territory.clone(),
-            at: row.at,
-        }),
-    }
+    reader.answer_input(&row.input, row.use_, row.territory.as_deref(), row.at)
 }
 
 /// Apply a row's optional overrides; a bad one makes a [`BadRow`] at

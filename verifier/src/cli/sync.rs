@@ -2,13 +2,12 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::Path;
 
 use clap::Args;
 
 use super::{Ctx, usage, w};
-use crate::error::{Code, Rejection, reject};
-use crate::fetch::{DirFetch, Fetch, HttpFetch, Timeouts};
+use crate::error::Rejection;
+use crate::fetch::{Fetch, Timeouts};
 use crate::sync::{SyncOptions, SyncReport};
 
 /// Fetch and verify the current snapshot from a URL or a mirror directory
@@ -99,33 +98,16 @@ pub(super) fn sync_json(r: &SyncReport, source: &str) -> serde_json::Value {
 }
 
 pub(super) fn source_of(source: &str, timeout: Option<u64>) -> Result<Box<dyn Fetch>, Rejection> {
-    let lower = source.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        let mut t = Timeouts::default();
-        if let Some(s) = timeout {
-            if s == 0 {
-                return Err(usage("--timeout", "must be at least 1 second"));
-            }
-            t.overall = std::time::Duration::from_secs(s);
+    let mut t = Timeouts::default();
+    if let Some(s) = timeout {
+        // Only an HTTP source has a timeout to refuse (a directory ignores it).
+        let lower = source.to_ascii_lowercase();
+        if s == 0 && (lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(usage("--timeout", "must be at least 1 second"));
         }
-        return Ok(Box::new(HttpFetch::new(source, t)?));
+        t.overall = std::time::Duration::from_secs(s);
     }
-    if source.contains("://") {
-        return Err(reject(
-            source,
-            Code::BadSource,
-            "only http:// and https:// URLs are supported",
-        ));
-    }
-    let p = Path::new(source);
-    if !p.is_dir() {
-        return Err(reject(
-            source,
-            Code::BadSource,
-            "is neither an http(s) URL nor a directory",
-        ));
-    }
-    Ok(Box::new(DirFetch::new(p)))
+    crate::http::open_source(source, t)
 }
 
 pub(super) fn sync_summary(r: &SyncReport, verb: &str) -> String {

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Python-side benchmark: deciding N ISRCs (default 10^6) against a store of
+R records (default 10^6), four ways, on the same keys:
+
+1. ``Store.check_arrow`` on a pyarrow string array (the package; unsorted
+   keys, decided with ``Reader::decide_inputs``: parse, sort, dedupe,
+   ``decide_batch``), and ``Store.decide`` on a Python list;
+2. ``consentry check --input FILE`` (the CLI batch path, one answer per
+   line written to /dev/null);
+3. a Python loop of point queries over ``sqlite3`` (a table isrc -> decision
+   holding the same exact entries: no lookup rule, no prefixes, no
+   verification: the naive baseline);
+4. DuckDB: a semi join of the keys against the allowed entries of that table
+   (in memory, same caveats).
+
+Run with the venv of python/run-tests and release binaries::
+
+    cargo build --release -p consentry -p consentry-publish -p consentry-bench
+    target/py-venv/bin/python python/bench.py [--records N] [--keys N]
+
+It prints one ``name value`` line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--bin-dir", default=str(REPO / "target" / "release"))
+    ap.add_argument("--work", default=None, help="work directory (default: a temporary one, removed)")
+    args = ap.parse_args()
+
+    import pyarrow as pa
+
+    import consentry
+
+    bins = Path(args.bin_dir)
+    for b in ("consentry", "consentry-publish", "consentry-bench"):
+        if not (bins / b).exists():
+            print(f"bench.py: {bins / b} missing: cargo build --release -p consentry -p consentry-publish -p consentry-bench", file=sys.stderr)
+            return 2
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="consentry-pybench-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def sh(*cmd: str, out=None) -> float:
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=work, check=True, stdout=out or subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return time.perf_counter() - t
+
+    try:
+        t0 = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        pub, ver, helper = str(bins / "consentry-publish"), str(bins / "consentry"), str(bins / "consentry-bench")
+        keys_dir = str(REPO / "keys")
+        sign = ["--allow-short-expiry", "--insecure-test-keys"]
+        if not (work / "store" / "head.cbor").exists():
+            sh(pub, "init", "--db", "reg.db")
+            g = sh(pub, "generate", "--db", "reg.db", "--records", str(args.records), "--seed", "1", "--recorded-at", t0)
+            print(f"generate_s {g:.1f}")
+            sh(pub, "root", "init", "--keys", keys_dir, "--site", "site", "--now", t0, "--expires-in", "3650d", *sign)
+            p = sh(pub, "publish", "--db", "reg.db", "--keys", keys_dir, "--site", "site", "--now", "registry", *sign)
+            print(f"publish_s {p:.1f}")
+            sh(ver, "--store", "store", "init", "--root", "site/root/1.cbor")
+            sh(ver, "--quiet", "--store", "store", "sync", "site")
+            sh(helper, "export", "--db", "reg.db", "--sqlite", "export.sqlite", "--jsonl", "slice.jsonl", "--site", "site", "--slice", "1000")
+            sh(helper, "keys", "--sqlite", "export.sqlite", "--n", str(args.keys), "--hits", "0.5", "--out", "keys.txt")
+            sh(helper, "keys", "--sqlite", "export.sqlite", "--n", str(args.keys), "--hits", "1.0", "--seed", "2", "--out", "present.txt")
+        keys = [line.strip() for line in (work / "keys.txt").read_text().splitlines() if line.strip()]
+        random.Random(7).shuffle(keys)
+        (work / "keys-shuffled.txt").write_text("\n".join(keys) + "\n")
+        n = len(keys)
+        print(f"records {args.records}")
+        print(f"keys {n}")
+
+        t = time.perf_counter()
+        store = consentry.Store.open(work / "store")
+        print(f"py_open_ms {(time.perf_counter() - t) * 1e3:.2f}")
+        arr = pa.array(keys, type=pa.string())
+        store.check_arrow(arr[:1000])  # first touch
+        best = None
+        for _ in range(3):
+            t = time.perf_counter()
+            out = store.check_arrow(arr)
+            s = time.perf_counter() - t
+            best = s if best is None else min(best, s)
+        allowed = out["decision"].to_pylist().count("allow")
+        print(f"check_arrow_s {best:.3f}")
+        print(f"check_arrow_per_s {n / best:.0f}")
+        print(f"allowed {allowed}")
+        t = time.perf_counter()
+        decided = store.decide(keys)
+        s = time.perf_counter() - t
+        assert [d for d, _ in decided] == out["decision"].to_pylist()
+        print(f"decide_list_per_s {n / s:.0f}")
+        sample = keys[: min(n, 100_000)]
+        t = time.perf_counter()
+        for k in sample:
+            store.is_allowed(k)
+        s = time.perf_counter() - t
+        print(f"is_allowed_loop_per_s {len(sample) / s:.0f}")
+
+        with open(os.devnull, "w") as null:
+            s = sh(ver, "--quiet", "--store", "store", "check", "--input", "keys-shuffled.txt", out=null)
+        print(f"cli_check_s {s:.3f}")
+        print(f"cli_check_per_s {n / s:.0f}")
+
+        # The naive baselines: the same exact entries, isrc -> decision.
+        present = sorted({line.strip() for line in (work / "present.txt").read_text().splitlines() if line.strip()})
+        pdec = store.check_arrow(pa.array(present, type=pa.string()))["decision"].to_pylist()
+        db = work / "py.sqlite"
+        if db.exists():
+            db.unlink()
+        con = sqlite3.connect(db)
+        con.execute("CREATE TABLE entries (isrc TEXT PRIMARY KEY, decision TEXT NOT NULL) WITHOUT ROWID")
+        con.executemany("INSERT INTO entries VALUES (?, ?)", zip(present, pdec))
+        con.commit()
+        cur = con.cursor()
+        t = time.perf_counter()
+        ok = 0
+        for k in keys:
+            row = cur.execute("SELECT decision FROM entries WHERE isrc = ?", (k,)).fetchone()
+            ok += row is not None and row[0] == "allow"
+        s = time.perf_counter() - t
+        con.close()
+        print(f"sqlite_py_loop_s {s:.3f}")
+        print(f"sqlite_py_loop_per_s {n / s:.0f}")
+        print(f"sqlite_allowed {ok} (exact entries only: no prefixes, no rule)")
+        try:
+            import duckdb
+        except ImportError:
+            print("duckdb_join_per_s n/a (duckdb not installed)")
+        else:
+            dcon = duckdb.connect()
+            q = pa.table({"isrc": arr})
+            e = pa.table({"isrc": pa.array(present, type=pa.string()), "decision": pa.array(pdec, type=pa.string())})
+            dcon.register("q", q)
+            dcon.register("e", e)
+            t = time.perf_counter()
+            got = dcon.execute(
+                "SELECT count(*) FROM q SEMI JOIN (SELECT isrc FROM e WHERE decision = 'allow') a ON a.isrc = q.isrc"
+            ).fetchone()[0]
+            s = time.perf_counter() - t
+            print(f"duckdb_join_s {s:.3f}")
+            print(f"duckdb_join_per_s {n / s:.0f}")
+            print(f"duckdb_allowed {got} (exact entries only: no prefixes, no rule)")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
