@@ -61,11 +61,43 @@ fn entry_kind(t: tar::EntryType) -> &'static str {
     }
 }
 
+/// A compressed bundle is refused by its magic bytes, with what to do: tar
+/// would otherwise report a "numeric field" error from the middle of it.
+fn refuse_compressed(loc: &str, file: &mut File) -> Result<(), Rejection> {
+    use std::io::{Read, Seek};
+    let mut magic = [0u8; 6];
+    let n = file.read(&mut magic).map_err(|e| io_error(loc, &e))?;
+    file.rewind().map_err(|e| io_error(loc, &e))?;
+    let m = &magic[..n];
+    let what = if m.starts_with(&[0x1f, 0x8b]) {
+        Some(("gzip", "gunzip -k FILE"))
+    } else if m.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some(("zstd", "zstd -d FILE"))
+    } else if m.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Some(("xz", "xz -dk FILE"))
+    } else if m.starts_with(b"BZh") {
+        Some(("bzip2", "bzip2 -dk FILE"))
+    } else {
+        None
+    };
+    match what {
+        Some((kind, cmd)) => Err(reject(
+            loc,
+            Code::BadBundle,
+            format!(
+                "is {kind}-compressed; a bundle is a plain tar: decompress it first ({cmd}) and import the .tar"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Check a bundle's entries and write the accepted files into `dest` (a fresh,
 /// empty directory). All-or-nothing: on any refusal the caller discards `dest`.
 pub fn unpack(tar_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked, Rejection> {
     let tloc = tar_path.display().to_string();
-    let file = File::open(tar_path).map_err(|e| io_error(&tloc, &e))?;
+    let mut file = File::open(tar_path).map_err(|e| io_error(&tloc, &e))?;
+    refuse_compressed(&tloc, &mut file)?;
     let mut ar = tar::Archive::new(BufReader::new(file));
     let entries = ar
         .entries()
@@ -219,6 +251,21 @@ mod tests {
     use super::*;
     use crate::testsite::{self, NOW, Opts, TestSite};
     use crate::verify::Expiry;
+
+    #[test]
+    fn a_gzip_or_zstd_compressed_bundle_is_refused_with_decompress_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [
+            ("b.tgz", vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0]),
+            ("b.tar.zst", zstd::encode_all(&b"not a tar"[..], 3).unwrap()),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = unpack(&p, &dir.path().join("out"), &Limits::DEFAULT).unwrap_err();
+            assert_eq!(e.code, Code::BadBundle, "{name}");
+            assert!(e.detail.contains("decompress it first"), "{e}");
+        }
+    }
 
     struct Entry {
         name: Vec<u8>,

@@ -25,13 +25,25 @@ pub fn from_slice_canonical<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Re
     // Recursion is bounded by ciborium's default limit (256 levels), so nesting
     // attacks fail cleanly instead of overflowing the stack.
     let v: T = ciborium::de::from_reader(bytes)
-        .map_err(|e| format!("not valid CBOR for this document: {e}"))?;
+        .map_err(|e| format!("not valid CBOR for this document: {}", describe(&e)))?;
     if to_vec(&v) != bytes {
         return Err(
             "not in canonical CBOR form (key order, integer width, extra or trailing data)".into(),
         );
     }
     Ok(v)
+}
+
+/// A decode error in words (ciborium's Display is its Debug form).
+fn describe<E: std::fmt::Debug>(e: &ciborium::de::Error<E>) -> String {
+    use ciborium::de::Error;
+    let at = |o: Option<usize>| o.map_or_else(String::new, |o| format!(" at byte {o}"));
+    match e {
+        Error::Io(_) => "it ends early".into(),
+        Error::Syntax(o) => format!("malformed CBOR at byte {o}"),
+        Error::Semantic(o, msg) => format!("{msg}{}", at(*o)),
+        Error::RecursionLimitExceeded => "nested too deeply".into(),
+    }
 }
 
 /// Serde adapter for a 32-byte digest as a CBOR byte string.
