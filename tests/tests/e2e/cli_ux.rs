@@ -335,3 +335,60 @@ fn completions_and_man_pages_are_generated_from_the_real_flags() {
     assert!(page.contains("keep"), "{page}");
     assert!(dir.path().join("man/consentry.1").is_file());
 }
+
+/// `consentry ARGS` with stderr on a pseudo-terminal (util-linux `script`),
+/// stdout to a file; returns what the terminal showed.
+fn on_a_terminal(f: &Fixture, args: &str) -> Option<String> {
+    let bin = consentry_tests::bin_dir().join("consentry");
+    let cmd = format!(
+        "{} --store store --now {NOW} {args} > out.txt",
+        bin.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(f.root())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn progress_shows_on_a_terminal_and_never_in_a_pipe() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let f = Fixture::published();
+    f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
+    let lines: String = (0..20_000).map(|i| format!("GBNWR25{i:05}\n")).collect();
+    std::fs::write(f.path("many.txt"), lines).unwrap();
+    let tty = on_a_terminal(&f, "sync site").unwrap();
+    assert!(
+        tty.contains("files"),
+        "sync on a terminal showed no bar: {tty:?}"
+    );
+    let tty = on_a_terminal(&f, "check --input many.txt").unwrap();
+    assert!(
+        tty.contains("checked"),
+        "check on a terminal showed no progress: {tty:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.path("out.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        20_000
+    );
+    // Piped: nothing but data on stdout, no progress on stderr.
+    let piped = f.verifier(&["check", "--input", "many.txt"]).ok();
+    assert!(!piped.stderr.contains("checked"), "{}", piped.stderr);
+    // -q on a terminal: nothing at all.
+    let tty = on_a_terminal(&f, "-q check --input many.txt").unwrap();
+    assert!(!tty.contains("checked"), "{tty:?}");
+}

@@ -319,6 +319,7 @@ impl Progress {
             b.set_style(style);
         }
         b.enable_steady_tick(std::time::Duration::from_millis(200));
+        b.tick();
         Progress(Some(b))
     }
 

@@ -36,9 +36,14 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub allow_expired: bool,
 
-    /// Print no progress or notes on stderr (warnings and errors still appear)
-    #[arg(long, short, global = true)]
+    /// Print nothing on success: no summaries, progress or notes (warnings
+    /// and errors still appear on stderr)
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Print each file as it is fetched or checked, on stderr
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -161,6 +166,7 @@ pub fn store_dir(cli: &Cli) -> Result<PathBuf, Rejection> {
 /// Progress and warnings on stderr; a spinner only when stderr is a terminal.
 struct Stderr {
     quiet: bool,
+    verbose: bool,
     bar: Mutex<Option<indicatif::ProgressBar>>,
     tty: bool,
     fetched: Mutex<(u64, u64)>,
@@ -187,16 +193,24 @@ impl Reporter for Stderr {
         self.print(&format!("warning: {msg}"));
     }
 
-    fn start(&self, what: &str, _files: u64) {
+    fn start(&self, what: &str, files: u64) {
         if self.quiet || !self.tty {
             return;
         }
-        let b =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
-            b.set_style(style);
+        // A bar with a count and an ETA when the number of files is known.
+        let b = indicatif::ProgressBar::with_draw_target(
+            (files > 0).then_some(files),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        let template = if files > 0 {
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} files, {msg} (eta {eta})"
+        } else {
+            "{spinner} {prefix} {msg}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            b.set_style(style.progress_chars("=> "));
         }
-        b.set_message(format!("{what}…"));
+        b.set_prefix(what.to_string());
         b.enable_steady_tick(std::time::Duration::from_millis(120));
         if let Ok(mut g) = self.bar.lock() {
             *g = Some(b);
@@ -212,8 +226,12 @@ impl Reporter for Stderr {
             f.1 += bytes;
             *f
         };
+        if self.verbose {
+            self.print(&format!("fetched {file} ({bytes} bytes)"));
+        }
         if let Some(b) = self.bar.lock().ok().and_then(|b| b.clone()) {
-            b.set_message(format!("fetched {n} files, {total} bytes ({file})"));
+            b.set_position(n);
+            b.set_message(format!("{} ({})", human_bytes(total), short_name(file)));
         }
     }
 
@@ -224,12 +242,43 @@ impl Reporter for Stderr {
     }
 }
 
+/// `1.2 MB`-style sizes for progress lines.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A site file name with its 64-hex hash cut to 12 digits, for progress lines.
+fn short_name(file: &str) -> String {
+    let (dir, name) = file.rsplit_once('/').unwrap_or(("", file));
+    let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
+    let stem = if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &stem[..12]
+    } else {
+        stem
+    };
+    let sep = if dir.is_empty() { "" } else { "/" };
+    let dot = if ext.is_empty() { "" } else { "." };
+    format!("{dir}{sep}{stem}{dot}{ext}")
+}
+
 /// Run a parsed command line. Returns the exit code (0 or 1); errors are for
 /// the caller to print (exit 2).
 pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
     use std::io::IsTerminal;
     let reporter: Arc<dyn Reporter> = Arc::new(Stderr {
         quiet: cli.quiet,
+        verbose: cli.verbose,
         bar: Mutex::new(None),
         tty: std::io::stderr().is_terminal()
             && std::env::var_os("TERM").is_none_or(|t| t != "dumb"),
