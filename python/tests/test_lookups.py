@@ -185,8 +185,15 @@ def test_snapshot_sync_verify_status_and_pickle(store, demo: Demo, tmp_path):
     assert r.manifest_sha256 == snap.manifest_sha256
     assert fresh.check("GBNWR2500017").to_dict() == store.check("GBNWR2500017").to_dict()
     assert fresh.sync(str(demo.site)).mode == "nothing new"
-    with pytest.raises(consentry.AlreadyInitializedError):
-        consentry.Store.init(tmp_path / "s", demo.site / "root" / "1.cbor")
+    # The same root again is a no-op (a provisioning script re-run); another
+    # root is refused.
+    consentry.Store.init(tmp_path / "s", demo.site / "root" / "1.cbor")
+    assert fresh.check("GBNWR2500017").to_dict() == store.check("GBNWR2500017").to_dict()
+    other = bytearray((demo.site / "root" / "1.cbor").read_bytes())
+    other[-1] ^= 1
+    (tmp_path / "other-root.cbor").write_bytes(bytes(other))
+    with pytest.raises(consentry.ConsentryError):
+        consentry.Store.init(tmp_path / "s", tmp_path / "other-root.cbor")
 
     import functools
     import http.server

@@ -366,7 +366,8 @@ fn progress_shows_on_a_terminal_and_never_in_a_pipe() {
     }
     let f = Fixture::published();
     f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
-    let lines: String = (0..20_000).map(|i| format!("GBNWR25{i:05}\n")).collect();
+    let lines: Vec<String> = (0..20_000).map(|i| format!("GBNWR25{i:05}")).collect();
+    let lines = lines.join("\n") + "\n";
     std::fs::write(f.path("many.txt"), lines).unwrap();
     let tty = on_a_terminal(&f, "sync site").unwrap();
     assert!(
