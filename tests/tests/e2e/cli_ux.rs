@@ -214,6 +214,18 @@ fn a_receipt_file_is_not_overwritten_without_force() {
     f.verifier(&["check", "--receipt", "r.cbor", "--force", "USQZ92400500"])
         .ok();
     assert_ne!(std::fs::read(f.path("r.cbor")).unwrap(), before);
+    // A directory of receipts: the same rule, checked before any is written.
+    f.verifier(&["check", "--receipt", "rs/", "GBNWR2500001", "USQZ92400500"])
+        .ok();
+    let one = std::fs::read(f.path("rs/1-GBNWR2500001.receipt.cbor")).unwrap();
+    let out = f
+        .verifier(&["check", "--receipt", "rs/", "GBNWR2500001"])
+        .expect_code(2);
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(f.path("rs/1-GBNWR2500001.receipt.cbor")).unwrap(),
+        one
+    );
 }
 
 #[test]

@@ -274,7 +274,7 @@ pub(super) fn run(
         ));
     }
     if let (Some(path), Some(b)) = (&args.receipt, builder.as_ref()) {
-        write_receipts(path, b)?;
+        write_receipts(path, b, args.force)?;
     }
     if args.require.is_some() && tally.not_allow > 0 {
         eprintln!(

@@ -152,21 +152,45 @@ pub(super) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, Rejection> {
 }
 
 /// Write a batch receipt to a file, or one receipt per answer into a directory.
-pub(super) fn write_receipts(path: &Path, b: &crate::receipt::Builder) -> Result<(), Rejection> {
+pub(super) fn write_receipts(
+    path: &Path,
+    b: &crate::receipt::Builder,
+    force: bool,
+) -> Result<(), Rejection> {
     let loc = path.display().to_string();
     let as_dir = path.is_dir() || loc.ends_with('/');
     let path = &std::path::absolute(path).map_err(|e| crate::fetch::io_error(&loc, &e))?;
     if as_dir {
         std::fs::create_dir_all(path).map_err(|e| crate::fetch::io_error(&loc, &e))?;
-        for (n, r) in b.singles().iter().enumerate() {
-            let name = r
-                .answers
-                .first()
-                .and_then(|a| a.question.isrc.as_deref())
-                .and_then(|i| crate::isrc::Isrc::parse(i).ok())
-                .map_or_else(|| "invalid".to_string(), crate::isrc::Isrc::compact);
-            let f = path.join(format!("{}-{name}.receipt.cbor", n + 1));
-            crate::fsio::write_atomic(&f, &r.to_bytes())?;
+        let files: Vec<(std::path::PathBuf, Vec<u8>)> = b
+            .singles()
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let name = r
+                    .answers
+                    .first()
+                    .and_then(|a| a.question.isrc.as_deref())
+                    .and_then(|i| crate::isrc::Isrc::parse(i).ok())
+                    .map_or_else(|| "invalid".to_string(), crate::isrc::Isrc::compact);
+                (
+                    path.join(format!("{}-{name}.receipt.cbor", n + 1)),
+                    r.to_bytes(),
+                )
+            })
+            .collect();
+        // Refuse before writing any, so a refusal leaves the directory as it was.
+        if let Some((f, _)) = files.iter().find(|(f, _)| f.exists() && !force) {
+            return Err(super::usage(
+                "--receipt",
+                format!(
+                    "{} exists; pass --force to replace receipts, or choose an empty directory",
+                    f.display()
+                ),
+            ));
+        }
+        for (f, bytes) in &files {
+            crate::fsio::write_atomic(f, bytes)?;
         }
     } else {
         crate::fsio::write_atomic(path, &b.finish().to_bytes())?;
