@@ -598,6 +598,7 @@ fn hex_keyids(root: &Root, role: Role) -> Vec<String> {
 }
 
 fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
+    let now = parse_now(a.now.as_deref())?;
     let site = Site::new(&a.site.site);
     let lock = a
         .lock
@@ -605,7 +606,6 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
     let mut dirs = vec![a.keys.clone()];
     dirs.extend(a.sign_with.iter().cloned());
     let secrets = keys::load_secrets(&dirs)?;
-    let now = parse_now(a.now.as_deref())?;
     let opts = root::RootOptions {
         thresholds: thresholds(&a.threshold),
         expires: (now.max(0) as u64).saturating_add(a.expires_in),
@@ -676,14 +676,14 @@ fn import_inputs(files: &[PathBuf], format: Option<FormatArg>) -> Result<Vec<Imp
 }
 
 fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
-    let site = Site::new(&a.site.site);
-    let lock = a.lock.take(&site, "publish")?;
-    let mut d = Db::open(&a.db.db)?;
-    let secrets = keys::load_secrets(std::slice::from_ref(&a.keys.keys))?;
     let now = match a.now.as_deref() {
         Some("registry") => None,
         t => Some(parse_now(t)?),
     };
+    let site = Site::new(&a.site.site);
+    let lock = a.lock.take(&site, "publish")?;
+    let mut d = Db::open(&a.db.db)?;
+    let secrets = keys::load_secrets(std::slice::from_ref(&a.keys.keys))?;
     let opts = PublishOptions {
         now,
         manifest_ttl: a.manifest_ttl,
@@ -957,17 +957,11 @@ pub fn run(cli: Cli) -> Result<()> {
             sign,
             lock,
         } => {
+            let now = parse_now(now.as_deref())?;
             let site = Site::new(&site.site);
             let held = lock.take(&site, "refresh")?;
             let secrets = keys::load_secrets(std::slice::from_ref(&kdir.keys))?;
-            let head = build::refresh(
-                &site,
-                &held,
-                &secrets,
-                parse_now(now.as_deref())?,
-                head_ttl,
-                sign.guard(),
-            )?;
+            let head = build::refresh(&site, &held, &secrets, now, head_ttl, sign.guard())?;
             if o.json {
                 return o.json(&json!({
                     "version": head.manifest.version,

@@ -323,7 +323,7 @@ pub(super) fn csv_header(
                 Some(line),
                 &name,
                 format!(
-                    "unknown column {name:?}; the columns are {}{}",
+                    "unknown column \"{name}\"; the columns are {}{}",
                     COLUMNS.join(", "),
                     if name.contains(';') || name.contains('\t') {
                         " (separate columns with commas, not semicolons or tabs)"
