@@ -353,20 +353,21 @@ fn verbose_publish_lists_each_file_written() {
     assert_eq!(wrote.last(), Some(&"head.cbor"));
 }
 
-/// Every option line in `--help` text, with the text after the flag names.
+/// The option and argument lines of `--help` text that carry no description
+/// (neither after the flag on the same line nor on the next line).
 fn undocumented(help: &str) -> Vec<String> {
     let mut bad = Vec::new();
     let lines: Vec<&str> = help.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim_start();
-        if !(t.starts_with("--")
-            || (t.starts_with('-') && t.chars().nth(1).is_some_and(|c| c.is_ascii_alphabetic())))
-        {
+        let is_flag = t.starts_with("--")
+            || (t.starts_with('-') && t.chars().nth(1).is_some_and(|c| c.is_ascii_alphabetic()));
+        if !(is_flag || (t.starts_with('<') && line.starts_with("  "))) {
             continue;
         }
-        // Long help puts the description on the next, further indented line.
+        let same_line = t.find("  ").is_some_and(|j| !t[j..].trim().is_empty());
         let next = lines.get(i + 1).map_or("", |l| l.trim());
-        if next.is_empty() || next.starts_with('-') {
+        if !same_line && (next.is_empty() || next.starts_with('-')) {
             bad.push((*line).to_string());
         }
     }
@@ -1058,7 +1059,7 @@ fn completions_and_man_pages_are_generated() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let run = run_plain("consentry-publish", &["completions", shell], d.path()).ok();
         assert!(run.stdout.contains("consentry-publish"), "{shell}");
-        for word in ["publish", "rotate", "--dry-run", "--shard-rows"] {
+        for word in ["publish", "rotate", "dry-run", "shard-rows"] {
             assert!(run.stdout.contains(word), "{shell}: {word}");
         }
         assert_eq!(run.stderr, "");
