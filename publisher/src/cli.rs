@@ -510,6 +510,11 @@ fn notes() -> bool {
     NOTES.load(Ordering::Relaxed)
 }
 
+/// Print the one JSON object of `--json`, on one line.
+fn print_json(v: &Value) -> Result<()> {
+    print_raw(&format!("{v}\n"))
+}
+
 /// How this run prints.
 #[derive(Debug, Clone, Copy)]
 struct Out {
@@ -519,11 +524,6 @@ struct Out {
 }
 
 impl Out {
-    /// Print the one JSON object of `--json`.
-    fn json(self, v: &Value) -> Result<()> {
-        print_raw(&format!("{v}\n"))
-    }
-
     /// Human detail for `-v`.
     fn detail(self) -> bool {
         self.verbose && !self.json && !self.quiet
@@ -620,7 +620,7 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
     let path = site.path(&consentry::docs::paths::root(r.version));
     let roles = [Role::Root, Role::Manifest, Role::Head];
     if o.json {
-        return o.json(&json!({
+        return print_json(&json!({
             "version": r.version,
             "path": path.display().to_string(),
             "sha256": hex::encode(consentry::envelope::sha256(&bytes)),
@@ -699,7 +699,7 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
     };
     let r = build::publish(&mut d, &secrets, &site, &lock, &opts)?;
     if o.json {
-        return o.json(&json!({
+        return print_json(&json!({
             "version": r.version,
             "previous_version": r.previous_version,
             "mode": r.mode.as_str(),
@@ -731,7 +731,7 @@ fn gc_cmd(site: &SiteArg, keep: u64, dry_run: bool, lock: &LockArgs, o: Out) -> 
     let held = lock.take(&site, "gc")?;
     let r = crate::gc::gc(&site, &held, keep, dry_run)?;
     if o.json {
-        return o.json(&json!({
+        return print_json(&json!({
             "dry_run": r.dry_run,
             "keep": keep,
             "kept_manifests": r.kept_manifests,
@@ -781,7 +781,7 @@ fn generate_cmd(
             recorded_at,
         )?;
         if o.json {
-            return o.json(&json!({
+            return print_json(&json!({
                 "churn": fraction,
                 "releases": r.releases,
                 "changes": r.changes,
@@ -811,7 +811,7 @@ fn generate_cmd(
     )?;
     let (first, last) = (s.next_seq - s.declarations, s.next_seq - 1);
     if o.json {
-        return o.json(&json!({
+        return print_json(&json!({
             "declarations": s.declarations,
             "prefixes": s.prefixes,
             "supersessions": s.supersessions,
@@ -827,6 +827,19 @@ fn generate_cmd(
         s.supersessions,
         s.artists,
     );
+    Ok(())
+}
+
+/// Write the man page of `cmd` and of each of its subcommands into `dir`.
+fn write_man_pages(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> Result<()> {
+    let page = clap_mangen::Man::new(cmd.clone());
+    written.push(
+        page.generate_to(dir)
+            .map_err(|e| anyhow!("writing a man page into {}: {e}", dir.display()))?,
+    );
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_man_pages(sub, dir, written)?;
+    }
     Ok(())
 }
 
@@ -847,21 +860,10 @@ fn man_pages(dir: Option<&Path>, o: Out) -> Result<()> {
             e
         )
     })?;
-    fn walk(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> Result<()> {
-        let page = clap_mangen::Man::new(cmd.clone());
-        written.push(
-            page.generate_to(dir)
-                .map_err(|e| anyhow!("writing a man page into {}: {e}", dir.display()))?,
-        );
-        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-            walk(sub, dir, written)?;
-        }
-        Ok(())
-    }
     let mut written = Vec::new();
-    walk(&cmd, dir, &mut written)?;
+    write_man_pages(&cmd, dir, &mut written)?;
     if o.json {
-        return o.json(&json!({
+        return print_json(&json!({
             "dir": dir.display().to_string(),
             "pages": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }));
@@ -888,7 +890,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init { db } => {
             Db::create(&db.db)?;
             if o.json {
-                return o.json(&json!({ "db": db.db.display().to_string() }));
+                return print_json(&json!({ "db": db.db.display().to_string() }));
             }
             out!("created registry database {}", db.db.display());
         }
@@ -909,7 +911,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 progress.as_ref(),
             )?;
             if o.json {
-                return o.json(&json!({
+                return print_json(&json!({
                     "added": r.added,
                     "unchanged": r.unchanged,
                     "updated": r.updated,
@@ -930,7 +932,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let kp = keys::generate(&out, role.into(), force)?;
             let (secret, public) = (out.with_extension("key"), out.with_extension("pub"));
             if o.json {
-                return o.json(&json!({
+                return print_json(&json!({
                     "role": Role::from(role).name(),
                     "keyid": hex::encode(kp.id()),
                     "secret_key": secret.display().to_string(),
@@ -963,7 +965,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let secrets = keys::load_secrets(std::slice::from_ref(&kdir.keys))?;
             let head = build::refresh(&site, &held, &secrets, now, head_ttl, sign.guard())?;
             if o.json {
-                return o.json(&json!({
+                return print_json(&json!({
                     "version": head.manifest.version,
                     "manifest_sha256": hex::encode(head.manifest.sha256),
                     "head_version": head.version,
@@ -982,7 +984,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let held = lock.take(&site, "bundle")?;
             let r = crate::bundle::write_bundle(&site, &held, &out)?;
             if o.json {
-                return o.json(&json!({
+                return print_json(&json!({
                     "path": out.display().to_string(),
                     "files": r.entries,
                     "bytes": r.bytes,

@@ -374,29 +374,37 @@ fn undocumented(help: &str) -> Vec<String> {
     bad
 }
 
+/// Every command's path (`" root init"`) into `names`, every argument
+/// without help into `missing`.
+fn walk_commands(
+    cmd: &clap::Command,
+    path: &str,
+    missing: &mut Vec<String>,
+    names: &mut Vec<String>,
+) {
+    names.push(path.to_string());
+    for a in cmd.get_arguments() {
+        let id = a.get_id().as_str();
+        if id == "help" || id == "version" {
+            continue;
+        }
+        if a.get_help().is_none() && a.get_long_help().is_none() {
+            missing.push(format!("{path} {id}"));
+        }
+    }
+    for s in cmd.get_subcommands() {
+        walk_commands(s, &format!("{path} {}", s.get_name()), missing, names);
+    }
+}
+
 #[test]
 fn every_publisher_flag_has_help() {
     use clap::CommandFactory;
     let d = tempfile::tempdir().unwrap();
     // Through clap's model: every argument of every command has help text.
-    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>, names: &mut Vec<String>) {
-        names.push(path.to_string());
-        for a in cmd.get_arguments() {
-            let id = a.get_id().as_str();
-            if id == "help" || id == "version" {
-                continue;
-            }
-            if a.get_help().is_none() && a.get_long_help().is_none() {
-                missing.push(format!("{path} {id}"));
-            }
-        }
-        for s in cmd.get_subcommands() {
-            walk(s, &format!("{path} {}", s.get_name()), missing, names);
-        }
-    }
     let (mut missing, mut names) = (Vec::new(), Vec::new());
     let cmd = consentry_publish::cli::Cli::command();
-    walk(&cmd, "", &mut missing, &mut names);
+    walk_commands(&cmd, "", &mut missing, &mut names);
     assert!(missing.is_empty(), "arguments without help: {missing:?}");
     // Through the binary: the printed help of every command.
     for name in &names {
