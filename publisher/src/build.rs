@@ -22,6 +22,7 @@ use consentry::{cbor, time};
 use crate::guard::Guard;
 use crate::keys::{KeyPair, sign_envelope, signers_for};
 use crate::lock::SiteLock;
+use crate::progress::{Progress, Silent, Unit};
 use crate::site::{Current, Site, SiteFiles};
 use crate::source::{Publication, Source};
 
@@ -64,6 +65,8 @@ pub struct PublishOptions {
     pub failpoint: Option<String>,
     /// What may be signed: expiry margins, INSECURE keys.
     pub guard: Guard,
+    /// Where to report progress (building ranges, writing files).
+    pub progress: std::sync::Arc<dyn Progress>,
 }
 
 impl Default for PublishOptions {
@@ -77,7 +80,47 @@ impl Default for PublishOptions {
             target_rows: 1 << 17,
             failpoint: None,
             guard: Guard::default(),
+            progress: std::sync::Arc::new(Silent),
         }
+    }
+}
+
+/// What kind of version a publish made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PublishMode {
+    /// The site's first version: a base.
+    #[default]
+    FirstBase,
+    /// The layers folded into a new base.
+    Compaction,
+    /// A delta layer over the previous version.
+    Delta,
+    /// Nothing changed: no new version.
+    Unchanged,
+}
+
+impl PublishMode {
+    /// The `--json` spelling: `first_base`, `compaction`, `delta`, `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishMode::FirstBase => "first_base",
+            PublishMode::Compaction => "compaction",
+            PublishMode::Delta => "delta",
+            PublishMode::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl std::fmt::Display for PublishMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PublishMode::FirstBase => "first base",
+            PublishMode::Compaction => "compaction: new base",
+            PublishMode::Delta => "delta layer",
+            PublishMode::Unchanged => {
+                "unchanged: nothing to publish (use `refresh` to extend the head's expiry)"
+            }
+        })
     }
 }
 
@@ -86,7 +129,7 @@ impl Default for PublishOptions {
 pub struct PublishReport {
     pub version: u64,
     pub previous_version: Option<u64>,
-    pub mode: &'static str,
+    pub mode: PublishMode,
     pub entries: u64,
     pub ranges: usize,
     pub puts: u64,
@@ -96,6 +139,12 @@ pub struct PublishReport {
     pub bytes_written: u64,
     pub manifest_sha256: [u8; 32],
     pub state_root: [u8; 32],
+    /// Site-relative names of the files written, with their sizes, in the
+    /// order written (`head.cbor` last).
+    pub written: Vec<(String, u64)>,
+    /// The manifest's expiry and the head's (Unix seconds).
+    pub manifest_expires: u64,
+    pub head_expires: u64,
 }
 
 impl std::fmt::Display for PublishReport {
@@ -362,7 +411,9 @@ fn publish_in_snapshot(
         return Ok(PublishReport {
             version: p.manifest.version,
             previous_version: Some(p.manifest.version),
-            mode: "unchanged: nothing to publish (use `refresh` to extend the head's expiry)",
+            mode: PublishMode::Unchanged,
+            manifest_expires: p.manifest.expires,
+            head_expires: p.head.expires,
             entries: p.manifest.entries,
             ranges: p.manifest.ranges.len(),
             manifest_sha256: p.manifest_sha256,
@@ -373,20 +424,24 @@ fn publish_in_snapshot(
 
     let (base, layers, ranges) = if compact {
         report.mode = if prev.is_none() {
-            "first base"
+            PublishMode::FirstBase
         } else {
-            "compaction: new base"
+            PublishMode::Compaction
         };
         let all = source.live_exact(&mut set)?;
         let prev_los: Option<Vec<u64>> = prev
             .as_ref()
             .map(|p| p.manifest.ranges.iter().map(|r| r.lo).collect());
         let los = boundaries(&all, prev_los.as_deref(), opts.target_rows);
-        let (shards, ranges) = build_base(&all, &los, &set)?;
+        opts.progress
+            .start("building shards", Some(all.len() as u64), Unit::Items);
+        let built = build_base(&all, &los, &set, opts.progress.as_ref());
+        opts.progress.finish();
+        let (shards, ranges) = built?;
         files.extend(shards);
         (version, Vec::new(), ranges)
     } else {
-        report.mode = "delta layer";
+        report.mode = PublishMode::Delta;
         let p = prev
             .as_ref()
             .map(|p| &p.manifest)
@@ -440,6 +495,11 @@ fn publish_in_snapshot(
 
     // Immutable files first.
     let mut seen = HashSet::new();
+    opts.progress.start(
+        "writing files",
+        Some(files.iter().map(|f| f.bytes.len() as u64).sum()),
+        Unit::Bytes,
+    );
     for f in &files {
         if !seen.insert(f.rel.clone()) {
             continue;
@@ -447,15 +507,21 @@ fn publish_in_snapshot(
         if site.write_immutable(&f.rel, &f.bytes)? {
             report.files_written += 1;
             report.bytes_written += f.bytes.len() as u64;
+            report.written.push((f.rel.clone(), f.bytes.len() as u64));
         } else {
             report.files_reused += 1;
         }
+        opts.progress.inc(f.bytes.len() as u64);
     }
+    opts.progress.finish();
     failpoint(opts, "after-data")?;
     let mrel = paths::manifest(version, &manifest_sha256);
     site.write_immutable(&mrel, &manifest_bytes)?;
     report.files_written += 1;
     report.bytes_written += manifest_bytes.len() as u64;
+    report
+        .written
+        .push((mrel.clone(), manifest_bytes.len() as u64));
     failpoint(opts, "after-manifest")?;
 
     // Self-check: read back from disk and verify as a verifier would —
@@ -467,13 +533,21 @@ fn publish_in_snapshot(
     } else {
         Check::NewLayer
     };
-    self_check(site, &root, &head_bytes, now, prev.as_ref(), scope)
+    opts.progress.start("self-check", None, Unit::Items);
+    let checked = self_check(site, &root, &head_bytes, now, prev.as_ref(), scope);
+    opts.progress.finish();
+    checked
         .context("self-check of the new snapshot failed; the previous head is still in place")?;
     failpoint(opts, "before-head")?;
 
     site.write_atomic(paths::HEAD, &head_bytes)?;
     report.files_written += 1;
     report.bytes_written += head_bytes.len() as u64;
+    report
+        .written
+        .push((paths::HEAD.to_string(), head_bytes.len() as u64));
+    report.manifest_expires = manifest.expires;
+    report.head_expires = head.expires;
     source.record_publication(&Publication {
         version,
         change_id: upto,
@@ -582,7 +656,12 @@ fn par_map<S, T: Send>(
 
 /// The shards and ranges of a new base over `all`, cut at `los`; each range
 /// is encoded, compressed and hashed on its own worker.
-fn build_base(all: &Rows, los: &[u64], set: &PolicySet) -> Result<(Vec<DataFile>, Vec<Range>)> {
+fn build_base(
+    all: &Rows,
+    los: &[u64],
+    set: &PolicySet,
+    progress: &dyn Progress,
+) -> Result<(Vec<DataFile>, Vec<Range>)> {
     let hashes: Vec<[u8; 32]> = set.list.iter().map(state::policy_hash).collect();
     let built = par_map(
         los.len(),
@@ -602,6 +681,7 @@ fn build_base(all: &Rows, los: &[u64], set: &PolicySet) -> Result<(Vec<DataFile>
                 count: rows.len() as u64,
                 shard: f.fref.clone(),
             };
+            progress.inc(rows.len() as u64);
             Ok((f, range))
         },
     )?;

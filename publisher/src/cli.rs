@@ -1,17 +1,28 @@
 //! Command-line interface of `consentry-publish`. Parsing and printing only;
 //! every action is a library call.
+//!
+//! Output conventions (shared with `consentry`): stdout carries data only —
+//! a human summary by default, exactly one JSON object with `--json`
+//! (schemas: README.md, "Machine-readable output"), nothing with `-q`.
+//! Warnings, errors (`error:` / `hint:`) and progress bars (only when stderr
+//! is a terminal) go to stderr.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use anyhow::{Result, anyhow, bail};
-use clap::{Args, Parser, Subcommand};
-use consentry::docs::Role;
+use anyhow::{Result, anyhow};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use consentry::docs::{Role, Root};
 use consentry::time;
+use serde_json::{Value, json};
 
 use crate::build::{self, PublishOptions};
 use crate::db::Db;
-use crate::import::{self, ImportOptions};
+use crate::import::{self, Format, ImportInput, ImportOptions, InputSource};
 use crate::keys;
+use crate::progress::{Progress, Silent, Unit};
 use crate::root::{self, Thresholds};
 use crate::site::Site;
 
@@ -19,6 +30,7 @@ use crate::site::Site;
 #[command(
     name = "consentry-publish",
     version,
+    propagate_version = true,
     about = "Publish an AI-training consent registry as signed, sharded snapshots",
     long_about = "Publish an AI-training consent registry as signed, zstd-compressed, sharded snapshot \
                   files that any web server or CDN can serve.\n\nA typical first run:\n  \
@@ -27,39 +39,115 @@ use crate::site::Site;
                   consentry-publish keygen --role root --out keys/root-1   (and manifest, head)\n  \
                   consentry-publish root init --keys keys --site site\n  \
                   consentry-publish publish --db registry.db --keys keys --site site\n\n\
-                  Or see everything end to end: consentry-publish demo"
+                  Or see everything end to end: consentry-publish demo\n\n\
+                  stdout carries data only (a summary, or one JSON object with --json); warnings, \
+                  errors and progress bars (on a terminal only) go to stderr. Exit status: 0 \
+                  success, 2 any error (with an `error:` line and a `hint:` line), 141 when \
+                  stdout's reader went away."
 )]
 pub struct Cli {
+    /// Print one JSON object on stdout instead of the summary (schemas:
+    /// README.md, "Machine-readable output")
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing on success (warnings and errors still go to stderr)
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: every file written or removed, every input read
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// A key role, as `keygen --role` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Signs root rotations only: keep it offline
+    Root,
+    /// Signs manifests (each published snapshot version)
+    Manifest,
+    /// Signs the short-lived head (publish and refresh)
+    Head,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Root => Role::Root,
+            RoleArg::Manifest => Role::Manifest,
+            RoleArg::Head => Role::Head,
+        }
+    }
+}
+
+/// An import input's format, as `import --format` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// One header row, then one declaration per row
+    Csv,
+    /// One JSON object per line (also .ndjson)
+    Jsonl,
+}
+
+/// The registry database (`--db`, or `CONSENTRY_DB`).
+#[derive(Debug, Args)]
+pub struct DbArg {
+    /// Registry database (SQLite file)
+    #[arg(long, env = "CONSENTRY_DB", value_name = "FILE")]
+    pub db: PathBuf,
+}
+
+/// The published site (`--site`, or `CONSENTRY_SITE`).
+#[derive(Debug, Args)]
+pub struct SiteArg {
+    /// Site directory: the static files a web server or CDN serves
+    #[arg(long, env = "CONSENTRY_SITE", value_name = "DIR")]
+    pub site: PathBuf,
+}
+
+/// The online signing keys (`--keys`, or `CONSENTRY_KEYS`).
+#[derive(Debug, Args)]
+pub struct KeysArg {
+    /// Directory with the manifest and head secret keys (*.key) that sign
+    #[arg(long, env = "CONSENTRY_KEYS", value_name = "DIR")]
+    pub keys: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create an empty registry database (SQLite).
     Init {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArg,
     },
-    /// Import declarations from CSV or JSONL files, all or nothing.
+    /// Import declarations from CSV or JSONL (files, gzip or zstd files, or
+    /// stdin), all or nothing.
     Import {
-        #[arg(long)]
-        db: PathBuf,
-        /// Files to import (.csv, .jsonl or .ndjson).
-        #[arg(required = true)]
+        #[command(flatten)]
+        db: DbArg,
+        /// Files to import: .csv, .jsonl or .ndjson, optionally compressed
+        /// (.gz, .zst); `-` reads stdin (gzip and zstd recognised by content)
+        #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Time to record the declarations at (RFC 3339); default: the clock.
-        #[arg(long)]
+        /// Read every input as this format, whatever its name; stdin needs
+        /// it unless its first line tells (a CSV header or a JSON object)
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Time to record the declarations at (RFC 3339 or YYYY-MM-DD);
+        /// default: the clock
+        #[arg(long, value_name = "TIME")]
         recorded_at: Option<String>,
     },
     /// Generate an ed25519 key pair: OUT.key (0600) and OUT.pub.
     Keygen {
-        #[arg(long, value_parser = parse_role)]
-        role: Role,
-        /// Path without extension, e.g. keys/head-1.
-        #[arg(long)]
+        /// What the key signs
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Path without extension, e.g. keys/head-1
+        #[arg(long, value_name = "PATH")]
         out: PathBuf,
-        /// Replace existing key files.
+        /// Replace existing key files
         #[arg(long)]
         force: bool,
     },
@@ -70,15 +158,16 @@ pub enum Command {
     Publish(PublishArgs),
     /// Re-sign the head with a new expiry, without rebuilding (run it from cron).
     Refresh {
-        #[arg(long)]
-        keys: PathBuf,
-        #[arg(long)]
-        site: PathBuf,
-        /// Head lifetime, e.g. 72h.
-        #[arg(long, default_value = "72h", value_parser = parse_duration)]
+        #[command(flatten)]
+        keys: KeysArg,
+        #[command(flatten)]
+        site: SiteArg,
+        /// Head lifetime, e.g. 72h (s, m, h, d or w; at most 100 years)
+        #[arg(long, default_value = "72h", value_parser = parse_lifetime, value_name = "DURATION")]
         head_ttl: u64,
-        /// Sign as of this time (RFC 3339) instead of the clock.
-        #[arg(long)]
+        /// Sign as of this time: RFC 3339 (2026-11-25T00:00:00Z) or a date
+        /// (YYYY-MM-DD, midnight UTC); default: the clock
+        #[arg(long, value_name = "TIME")]
         now: Option<String>,
         #[command(flatten)]
         sign: SignArgs,
@@ -87,9 +176,10 @@ pub enum Command {
     },
     /// Write a tar bundle of the current snapshot for offline transfer.
     Bundle {
-        #[arg(long)]
-        site: PathBuf,
-        #[arg(long)]
+        #[command(flatten)]
+        site: SiteArg,
+        /// The tar file to write
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
         #[command(flatten)]
         lock: LockArgs,
@@ -97,45 +187,69 @@ pub enum Command {
     /// The whole job end to end on an embedded demo registry: import, keys,
     /// publish, serve on 127.0.0.1, sync, verify, check, a nightly delta.
     Demo {
-        /// Directory to work in (created; default ./consentry-demo).
+        /// Directory to work in (created)
         #[arg(default_value = "consentry-demo")]
         dir: PathBuf,
-        /// Replace an earlier demo directory.
+        /// Replace an earlier demo directory
         #[arg(long)]
         force: bool,
-        /// Synthetic per-ISRC declarations to add to the example registry.
+        /// Synthetic per-ISRC declarations to add to the example registry
         #[arg(long, default_value_t = 20_000)]
         records: u64,
     },
     /// Fill a registry database with a deterministic synthetic registry (for
     /// demos and benchmarks), or apply nightly churn to one (--churn).
     Generate {
-        #[arg(long)]
-        db: PathBuf,
-        /// Number of per-ISRC declarations to generate.
-        #[arg(long, required_unless_present = "churn", conflicts_with = "churn")]
+        #[command(flatten)]
+        db: DbArg,
+        /// Number of per-ISRC declarations to generate (at least 1)
+        #[arg(long, required_unless_present = "churn", conflicts_with = "churn",
+              value_parser = clap::value_parser!(u64).range(1..))]
         records: Option<u64>,
+        /// Random seed: the same seed gives the same registry
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// How ISRCs are drawn: registrant/year runs, or uniformly at random.
+        /// How ISRCs are drawn: registrant/year runs, or uniformly at random
         #[arg(long, value_enum, default_value = "clustered")]
         keys: crate::generate::KeyMode,
-        /// Instead of generating, apply this fraction of the live entries as
-        /// changes (new releases, changed preferences, revocations), e.g. 0.001.
-        #[arg(long)]
+        /// Instead of generating, apply this fraction (0 < F <= 1) of the
+        /// live entries as changes (new releases, changed preferences,
+        /// revocations), e.g. 0.001
+        #[arg(long, value_name = "F", value_parser = parse_fraction)]
         churn: Option<f64>,
-        /// Time to record the declarations at (RFC 3339); default: the clock.
-        #[arg(long)]
+        /// Time to record the declarations at (RFC 3339 or YYYY-MM-DD);
+        /// default: the clock
+        #[arg(long, value_name = "TIME")]
         recorded_at: Option<String>,
     },
-    /// Remove files that none of the newest N manifests references.
+    /// Remove files that none of the newest N manifests references, and list
+    /// them (--dry-run: list only).
     Gc {
-        #[arg(long)]
-        site: PathBuf,
-        #[arg(long, default_value_t = 2)]
+        #[command(flatten)]
+        site: SiteArg,
+        /// How many of the newest manifest versions keep their files (at least 1)
+        #[arg(long, default_value_t = 2, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..))]
         keep: u64,
+        /// List what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         lock: LockArgs,
+    },
+    /// Print a shell completion script on stdout, e.g.
+    /// `consentry-publish completions bash > /etc/bash_completion.d/consentry-publish`.
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: one per command (consentry-publish.1,
+    /// consentry-publish-publish.1, …) into --out, or the main page on stdout.
+    Man {
+        /// Directory to write the pages into (created)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -173,8 +287,8 @@ impl SignArgs {
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// How long to wait for another consentry-publish holding the site's
-    /// lock, e.g. 30m
-    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    /// lock, e.g. 30m (0s: do not wait)
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
     pub lock_wait: u64,
 }
 
@@ -183,7 +297,11 @@ impl LockArgs {
         site.lock(
             command,
             std::time::Duration::from_secs(self.lock_wait),
-            &|m| eprintln!("{m}"),
+            &|m| {
+                if notes() {
+                    eprintln!("{m}");
+                }
+            },
         )
     }
 }
@@ -191,34 +309,36 @@ impl LockArgs {
 #[derive(Debug, Subcommand)]
 pub enum RootCommand {
     /// Create root version 1 from the .pub files in --keys.
-    Init(RootArgs),
+    Init(RootInitArgs),
     /// Write root N+1 from the .pub files now in --keys, signed by the old and
     /// the new root keys.
-    Rotate(RootArgs),
+    Rotate(RootRotateArgs),
 }
 
+/// What `root init` and `root rotate` share.
 #[derive(Debug, Args)]
 pub struct RootArgs {
-    /// Directory with the .pub files of the new root (and .key files to sign).
-    #[arg(long)]
+    /// Directory with the .pub files of every key the root lists (and .key
+    /// files to sign with)
+    #[arg(long, env = "CONSENTRY_KEYS", value_name = "DIR")]
     pub keys: PathBuf,
-    #[arg(long)]
-    pub site: PathBuf,
-    /// More directories with secret keys to sign with (e.g. the old root keys).
-    #[arg(long)]
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// More directories with secret keys to sign with (e.g. the offline root
+    /// keys, or the old root keys when rotating)
+    #[arg(long, value_name = "DIR")]
     pub sign_with: Vec<PathBuf>,
-    /// Root lifetime from now, e.g. 365d.
-    #[arg(long, default_value = "365d", value_parser = parse_duration)]
+    /// Root lifetime from --now, e.g. 365d (s, m, h, d or w; at most 100 years)
+    #[arg(long, default_value = "365d", value_parser = parse_lifetime, value_name = "DURATION")]
     pub expires_in: u64,
-    /// Threshold per role, e.g. --threshold root=2 (default 1 each).
-    #[arg(long, value_parser = parse_threshold)]
+    /// Threshold per role: ROLE=N, ROLE one of root, manifest, head, N at
+    /// least 1 (e.g. --threshold root=2; default 1 each)
+    #[arg(long, value_parser = parse_threshold, value_name = "ROLE=N")]
     pub threshold: Vec<(Role, u64)>,
-    /// Time to count the expiry from (RFC 3339); default: the clock.
-    #[arg(long)]
+    /// Time to count the expiry from: RFC 3339 or a date (YYYY-MM-DD);
+    /// default: the clock
+    #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
-    /// Replace an existing root/1.cbor (init only).
-    #[arg(long)]
-    pub force: bool,
     #[command(flatten)]
     pub sign: SignArgs,
     #[command(flatten)]
@@ -226,27 +346,50 @@ pub struct RootArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RootInitArgs {
+    #[command(flatten)]
+    pub common: RootArgs,
+    /// Replace an existing root/1.cbor (verifiers pinned to it must re-pin)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RootRotateArgs {
+    #[command(flatten)]
+    pub common: RootArgs,
+    /// Write the new root even when it lists the same keys and thresholds as
+    /// the current one (to re-issue it with a later expiry)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PublishArgs {
-    #[arg(long)]
-    pub db: PathBuf,
-    #[arg(long)]
-    pub keys: PathBuf,
-    #[arg(long)]
-    pub site: PathBuf,
-    /// Snapshot time: RFC 3339, `clock` (the default), or `registry` (the
+    #[command(flatten)]
+    pub db: DbArg,
+    #[command(flatten)]
+    pub keys: KeysArg,
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// Snapshot time: an RFC 3339 time (2026-11-25T00:00:00Z), a date
+    /// (YYYY-MM-DD, midnight UTC), `clock` (the default), or `registry` (the
     /// registry's latest recorded_at: the same database gives byte-identical
     /// files)
-    #[arg(long)]
+    #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
-    /// Fold all layers into a new base now.
+    /// Fold all layers into a new base now
     #[arg(long)]
     pub compact: bool,
-    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    /// Manifest lifetime, e.g. 30d (s, m, h, d or w; at most 100 years)
+    #[arg(long, default_value = "30d", value_parser = parse_lifetime, value_name = "DURATION")]
     pub manifest_ttl: u64,
-    #[arg(long, default_value = "72h", value_parser = parse_duration)]
+    /// Head lifetime, e.g. 72h; re-sign it with `refresh` (at most 100 years)
+    #[arg(long, default_value = "72h", value_parser = parse_lifetime, value_name = "DURATION")]
     pub head_ttl: u64,
-    /// Target entries per shard.
-    #[arg(long, default_value_t = 1 << 17)]
+    /// Target entries per shard (at least 1)
+    #[arg(long, default_value_t = 1 << 17, value_name = "N",
+          value_parser = parse_shard_rows)]
     pub shard_rows: usize,
     #[command(flatten)]
     pub sign: SignArgs,
@@ -254,21 +397,22 @@ pub struct PublishArgs {
     pub lock: LockArgs,
 }
 
-fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s)
-}
+/// The longest duration any flag takes: 100 years of 365.25 days. Longer is
+/// a typo (and would overflow a timestamp sooner or later).
+pub const MAX_DURATION_SECS: u64 = 36_525 * 86_400;
 
-/// Parse `30d`, `72h`, `15m`, `3600s` or `2w` into seconds. The unit is
-/// required: a bare `72` has been read as 72 seconds by people who meant hours.
+/// Parse `30d`, `72h`, `15m`, `3600s` or `2w` into seconds, at most
+/// [`MAX_DURATION_SECS`]. The unit is required: a bare `72` has been read as
+/// 72 seconds by people who meant hours.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 72h, 30d or 3600s"))?;
+        .map_err(|_| format!("`{s}` is not a duration like 72h, 30d or 3600s"))?;
     let mul = match unit {
         "" => {
             return Err(format!(
-                "{s:?} has no unit: write {n}s, {n}m, {n}h, {n}d or {n}w"
+                "`{s}` has no unit: write {n}s, {n}m, {n}h, {n}d or {n}w"
             ));
         }
         "s" => 1,
@@ -276,21 +420,56 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h, d or w")),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use s, m, h, d or w")),
     };
     n.checked_mul(mul)
-        .ok_or_else(|| format!("{s:?} is too long"))
+        .filter(|&secs| secs <= MAX_DURATION_SECS)
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is longer than 100 years ({}d), the longest duration accepted",
+                MAX_DURATION_SECS / 86_400
+            )
+        })
+}
+
+/// A lifetime: a [`parse_duration`] that is not zero.
+pub fn parse_lifetime(s: &str) -> Result<u64, String> {
+    match parse_duration(s)? {
+        0 => Err(format!(
+            "`{s}` is no lifetime at all: give one like 72h or 30d"
+        )),
+        n => Ok(n),
+    }
+}
+
+fn parse_shard_rows(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a shard holds at least 1 entry; e.g. 131072 (the default)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number of entries")),
+    }
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!(
+            "`{s}` is not a fraction in (0, 1]; e.g. 0.001 for 0.1 % of the entries"
+        )),
+    }
 }
 
 fn parse_threshold(s: &str) -> Result<(Role, u64), String> {
     let (r, n) = s
         .split_once('=')
-        .ok_or_else(|| format!("{s:?}: expected ROLE=N, e.g. root=2"))?;
-    Ok((
-        Role::parse(r)?,
-        n.parse()
-            .map_err(|_| format!("{s:?}: N must be a number"))?,
-    ))
+        .ok_or_else(|| format!("`{s}`: expected ROLE=N, e.g. root=2"))?;
+    let role = RoleArg::from_str(r, true)
+        .map_err(|_| format!("`{r}` is not a role; use root, manifest or head"))?;
+    match n.parse::<u64>() {
+        Ok(0) => Err(format!("`{s}`: a threshold is at least 1")),
+        Ok(n) => Ok((role.into(), n)),
+        Err(_) => Err(format!("`{s}`: N must be a whole number, e.g. {r}=2")),
+    }
 }
 
 fn thresholds(list: &[(Role, u64)]) -> Thresholds {
@@ -308,38 +487,154 @@ fn thresholds(list: &[(Role, u64)]) -> Thresholds {
 fn parse_now(s: Option<&str>) -> Result<i64> {
     match s {
         None | Some("clock") => Ok(wall_clock()),
-        Some(t) => time::parse_timestamp(t).map_err(|e| anyhow!("--now: {e}")),
+        Some(t) => time::parse_timestamp(t).map_err(|e| {
+            crate::advise!(
+                "--now: {}",
+                "give an RFC 3339 time (2026-11-25T00:00:00Z), a date (2026-11-25) or `clock`",
+                e
+            )
+        }),
     }
 }
 
-fn root_cmd(a: &RootArgs, rotate: bool) -> Result<()> {
-    let site = Site::new(&a.site);
+// ---------------------------------------------------------------------------
+// Output
+
+/// Human lines on stdout (off with `-q` or `--json`): [`print_line`] and the
+/// `out!` macro obey it.
+static HUMAN: AtomicBool = AtomicBool::new(true);
+/// Notes on stderr (off with `-q`); warnings and errors always appear.
+static NOTES: AtomicBool = AtomicBool::new(true);
+
+fn notes() -> bool {
+    NOTES.load(Ordering::Relaxed)
+}
+
+/// Print the one JSON object of `--json`, on one line.
+fn print_json(v: &Value) -> Result<()> {
+    print_raw(&format!("{v}\n"))
+}
+
+/// How this run prints.
+#[derive(Debug, Clone, Copy)]
+struct Out {
+    json: bool,
+    quiet: bool,
+    verbose: bool,
+}
+
+impl Out {
+    /// Human detail for `-v`.
+    fn detail(self) -> bool {
+        self.verbose && !self.json && !self.quiet
+    }
+
+    /// Progress bars: only on a terminal, never with `-q`.
+    fn progress(self) -> Arc<dyn Progress> {
+        let tty =
+            std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        if self.quiet || !tty {
+            Arc::new(Silent)
+        } else {
+            Arc::new(Bars::default())
+        }
+    }
+}
+
+/// indicatif bars on stderr, one per phase.
+#[derive(Debug, Default)]
+struct Bars {
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn start(&self, what: &str, total: Option<u64>, unit: Unit) {
+        self.finish();
+        let template = match (total, unit) {
+            (Some(_), Unit::Items) => {
+                "{msg:24} [{bar:30}] {human_pos}/{human_len} ({percent}%, ETA {eta})"
+            }
+            (Some(_), Unit::Bytes) => {
+                "{msg:24} [{bar:30}] {bytes}/{total_bytes} ({percent}%, ETA {eta})"
+            }
+            (None, Unit::Items) => "{spinner} {msg} {human_pos} ({elapsed})",
+            (None, Unit::Bytes) => "{spinner} {msg} {bytes} ({bytes_per_sec})",
+        };
+        let b = indicatif::ProgressBar::with_draw_target(
+            total,
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            b.set_style(style.progress_chars("=> "));
+        }
+        b.set_message(what.to_string());
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        if let Ok(mut g) = self.bar.lock() {
+            *g = Some(b);
+        }
+    }
+
+    fn inc(&self, n: u64) {
+        if let Some(b) = self.bar.lock().ok().and_then(|b| b.clone()) {
+            b.inc(n);
+            // A total that was an estimate grows rather than overflowing.
+            if let Some(len) = b.length()
+                && b.position() > len
+            {
+                b.set_length(b.position());
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().ok().and_then(|mut b| b.take()) {
+            b.finish();
+        }
+    }
+}
+
+fn hex_keyids(root: &Root, role: Role) -> Vec<String> {
+    root.role(role).keyids.iter().map(hex::encode).collect()
+}
+
+fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
+    let now = parse_now(a.now.as_deref())?;
+    let site = Site::new(&a.site.site);
     let lock = a
         .lock
         .take(&site, if rotate { "root rotate" } else { "root init" })?;
     let mut dirs = vec![a.keys.clone()];
     dirs.extend(a.sign_with.iter().cloned());
     let secrets = keys::load_secrets(&dirs)?;
-    let now = parse_now(a.now.as_deref())?;
-    let o = root::RootOptions {
+    let opts = root::RootOptions {
         thresholds: thresholds(&a.threshold),
         expires: (now.max(0) as u64).saturating_add(a.expires_in),
         now,
         guard: a.sign.guard(),
     };
-    let (r, _) = if rotate {
-        root::rotate(&site, &lock, &a.keys, &secrets, o)?
+    let (r, bytes) = if rotate {
+        root::rotate(&site, &lock, &a.keys, &secrets, opts, force)?
     } else {
-        root::init(&site, &lock, &a.keys, &secrets, o, a.force)?
+        root::init(&site, &lock, &a.keys, &secrets, opts, force)?
     };
-    out!(
-        "root version {} written to {}",
-        r.version,
-        site.path(&consentry::docs::paths::root(r.version))
-            .display()
-    );
+    let path = site.path(&consentry::docs::paths::root(r.version));
+    let roles = [Role::Root, Role::Manifest, Role::Head];
+    if o.json {
+        return print_json(&json!({
+            "version": r.version,
+            "path": path.display().to_string(),
+            "sha256": hex::encode(consentry::envelope::sha256(&bytes)),
+            "expires": time::format_timestamp(r.expires as i64),
+            "roles": roles.iter().map(|&role| json!({
+                "role": role.name(),
+                "threshold": r.role(role).threshold,
+                "keyids": hex_keyids(&r, role),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    out!("root version {} written to {}", r.version, path.display());
     out!("  expires   {}", time::format_timestamp(r.expires as i64));
-    for role in [Role::Root, Role::Manifest, Role::Head] {
+    for role in roles {
         let rk = r.role(role);
         for id in &rk.keyids {
             out!(
@@ -353,58 +648,309 @@ fn root_cmd(a: &RootArgs, rotate: bool) -> Result<()> {
     Ok(())
 }
 
+/// The inputs of `import`: `-` is stdin (once).
+fn import_inputs(files: &[PathBuf], format: Option<FormatArg>) -> Result<Vec<ImportInput>> {
+    let format = format.map(|f| match f {
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Jsonl => Format::Jsonl,
+    });
+    let stdin = files.iter().filter(|f| f.as_os_str() == "-").count();
+    if stdin > 1 {
+        return Err(crate::advise!(
+            "`-` (stdin) is named {} times; stdin can be read once",
+            "name `-` once, or save the extra input to a file",
+            stdin
+        ));
+    }
+    Ok(files
+        .iter()
+        .map(|f| ImportInput {
+            source: if f.as_os_str() == "-" {
+                InputSource::Stdin
+            } else {
+                InputSource::File(f.clone())
+            },
+            format,
+        })
+        .collect())
+}
+
+fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
+    let now = match a.now.as_deref() {
+        Some("registry") => None,
+        t => Some(parse_now(t)?),
+    };
+    let site = Site::new(&a.site.site);
+    let lock = a.lock.take(&site, "publish")?;
+    let mut d = Db::open(&a.db.db)?;
+    let secrets = keys::load_secrets(std::slice::from_ref(&a.keys.keys))?;
+    let opts = PublishOptions {
+        now,
+        manifest_ttl: a.manifest_ttl,
+        head_ttl: a.head_ttl,
+        compact: a.compact,
+        target_rows: a.shard_rows,
+        failpoint: std::env::var("CONSENTRY_PUBLISH_FAILPOINT")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        guard: a.sign.guard(),
+        progress: o.progress(),
+        ..PublishOptions::default()
+    };
+    let r = build::publish(&mut d, &secrets, &site, &lock, &opts)?;
+    if o.json {
+        return print_json(&json!({
+            "version": r.version,
+            "previous_version": r.previous_version,
+            "mode": r.mode.as_str(),
+            "entries": r.entries,
+            "ranges": r.ranges,
+            "upserts": r.puts,
+            "deletions": r.dels,
+            "files_written": r.files_written,
+            "files_reused": r.files_reused,
+            "bytes_written": r.bytes_written,
+            "manifest_sha256": hex::encode(r.manifest_sha256),
+            "state_root": hex::encode(r.state_root),
+            "expires": time::format_timestamp(r.manifest_expires as i64),
+            "head_expires": time::format_timestamp(r.head_expires as i64),
+            "written": r.written.iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>(),
+        }));
+    }
+    out!("{r}");
+    if o.detail() {
+        for (rel, n) in &r.written {
+            out!("  wrote        {rel} ({n} bytes)");
+        }
+    }
+    Ok(())
+}
+
+fn gc_cmd(site: &SiteArg, keep: u64, dry_run: bool, lock: &LockArgs, o: Out) -> Result<()> {
+    let site = Site::new(&site.site);
+    let held = lock.take(&site, "gc")?;
+    let r = crate::gc::gc(&site, &held, keep, dry_run)?;
+    if o.json {
+        return print_json(&json!({
+            "dry_run": r.dry_run,
+            "keep": keep,
+            "kept_manifests": r.kept_manifests,
+            "removed_files": r.removed_files,
+            "removed_bytes": r.removed_bytes,
+            "removed": r.removed.iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>(),
+        }));
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for (rel, n) in &r.removed {
+        out!("{verb} {rel} ({n} bytes)");
+    }
+    out!(
+        "kept {} manifest(s); {verb} {} file(s), {} bytes{}",
+        r.kept_manifests,
+        r.removed_files,
+        r.removed_bytes,
+        if dry_run {
+            " (dry run: nothing was removed)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate_cmd(
+    db: &Path,
+    records: Option<u64>,
+    seed: u64,
+    keys: crate::generate::KeyMode,
+    churn: Option<f64>,
+    recorded_at: Option<&str>,
+    o: Out,
+) -> Result<()> {
+    let mut d = Db::open(db)?;
+    let recorded_at = recorded_at_or_now(recorded_at)?;
+    if let Some(fraction) = churn {
+        let r = crate::generate::churn(
+            &mut d,
+            &crate::generate::ChurnOptions {
+                fraction,
+                seed,
+                id_prefix: crate::generate::ID_PREFIX.into(),
+            },
+            recorded_at,
+        )?;
+        if o.json {
+            return print_json(&json!({
+                "churn": fraction,
+                "releases": r.releases,
+                "changes": r.changes,
+                "revocations": r.revocations,
+            }));
+        }
+        out!("{r}");
+        return Ok(());
+    }
+    let Some(records) = records else {
+        return Err(crate::advise!(
+            "nothing to generate",
+            "pass --records N, or --churn F to change an existing registry"
+        ));
+    };
+    let progress = o.progress();
+    let s = crate::generate::generate_into_with(
+        &mut d,
+        &crate::generate::GenOptions {
+            records,
+            seed,
+            keys,
+            ..crate::generate::GenOptions::default()
+        },
+        recorded_at,
+        progress.as_ref(),
+    )?;
+    let (first, last) = (s.next_seq - s.declarations, s.next_seq - 1);
+    if o.json {
+        return print_json(&json!({
+            "declarations": s.declarations,
+            "prefixes": s.prefixes,
+            "supersessions": s.supersessions,
+            "artists": s.artists,
+            "first_seq": first,
+            "last_seq": last,
+        }));
+    }
+    out!(
+        "generated {} declarations ({} prefix-scope, {} superseding or revoking, {} by artists); seq {first}..{last}",
+        s.declarations,
+        s.prefixes,
+        s.supersessions,
+        s.artists,
+    );
+    Ok(())
+}
+
+/// Write the man page of `cmd` and of each of its subcommands into `dir`.
+fn write_man_pages(cmd: &clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> Result<()> {
+    let page = clap_mangen::Man::new(cmd.clone());
+    written.push(
+        page.generate_to(dir)
+            .map_err(|e| anyhow!("writing a man page into {}: {e}", dir.display()))?,
+    );
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_man_pages(sub, dir, written)?;
+    }
+    Ok(())
+}
+
+/// Every command, parent first, with its full name (`consentry-publish-root-init`).
+fn man_pages(dir: Option<&Path>, o: Out) -> Result<()> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let Some(dir) = dir else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut page)?;
+        return print_raw(&String::from_utf8_lossy(&page));
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        crate::advise!(
+            "cannot create {}: {}",
+            "pass --out a directory you can write",
+            dir.display(),
+            e
+        )
+    })?;
+    let mut written = Vec::new();
+    write_man_pages(&cmd, dir, &mut written)?;
+    if o.json {
+        return print_json(&json!({
+            "dir": dir.display().to_string(),
+            "pages": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }));
+    }
+    if o.detail() {
+        for p in &written {
+            out!("wrote {}", p.display());
+        }
+    }
+    out!("wrote {} man pages into {}", written.len(), dir.display());
+    Ok(())
+}
+
 /// Run one command.
 pub fn run(cli: Cli) -> Result<()> {
+    let o = Out {
+        json: cli.json,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    HUMAN.store(!o.json && !o.quiet, Ordering::Relaxed);
+    NOTES.store(!o.quiet, Ordering::Relaxed);
     match cli.command {
         Command::Init { db } => {
-            Db::create(&db)?;
-            out!("created registry database {}", db.display());
+            Db::create(&db.db)?;
+            if o.json {
+                return print_json(&json!({ "db": db.db.display().to_string() }));
+            }
+            out!("created registry database {}", db.db.display());
         }
         Command::Import {
             db,
             files,
+            format,
             recorded_at,
         } => {
-            let mut d = Db::open(&db)?;
+            let inputs = import_inputs(&files, format)?;
+            let mut d = Db::open(&db.db)?;
             let recorded_at = recorded_at_or_now(recorded_at.as_deref())?;
-            let report = import::import_files(&mut d, &files, &ImportOptions { recorded_at })?;
-            out!("{report}");
+            let progress = o.progress();
+            let r = import::import_inputs(
+                &mut d,
+                &inputs,
+                &ImportOptions { recorded_at },
+                progress.as_ref(),
+            )?;
+            if o.json {
+                return print_json(&json!({
+                    "added": r.added,
+                    "unchanged": r.unchanged,
+                    "updated": r.updated,
+                    "files": r.files,
+                    "rows": r.rows,
+                    "inputs": inputs.iter().map(ImportInput::name).collect::<Vec<_>>(),
+                    "recorded_at": time::format_timestamp(recorded_at),
+                }));
+            }
+            out!("{r}");
+            if o.detail() {
+                for i in &inputs {
+                    out!("  read {}", i.name());
+                }
+            }
         }
         Command::Keygen { role, out, force } => {
-            let kp = keys::generate(&out, role, force)?;
+            let kp = keys::generate(&out, role.into(), force)?;
+            let (secret, public) = (out.with_extension("key"), out.with_extension("pub"));
+            if o.json {
+                return print_json(&json!({
+                    "role": Role::from(role).name(),
+                    "keyid": hex::encode(kp.id()),
+                    "secret_key": secret.display().to_string(),
+                    "public_key": public.display().to_string(),
+                }));
+            }
             out!("{}", hex::encode(kp.id()));
-            eprintln!(
-                "wrote {} (secret, mode 0600) and {}",
-                out.with_extension("key").display(),
-                out.with_extension("pub").display()
-            );
+            if notes() {
+                eprintln!(
+                    "wrote {} (secret, mode 0600) and {}",
+                    secret.display(),
+                    public.display()
+                );
+            }
         }
-        Command::Root(RootCommand::Init(a)) => root_cmd(&a, false)?,
-        Command::Root(RootCommand::Rotate(a)) => root_cmd(&a, true)?,
-        Command::Publish(a) => {
-            let site = Site::new(&a.site);
-            let lock = a.lock.take(&site, "publish")?;
-            let mut d = Db::open(&a.db)?;
-            let secrets = keys::load_secrets(std::slice::from_ref(&a.keys))?;
-            let now = match a.now.as_deref() {
-                Some("registry") => None,
-                t => Some(parse_now(t)?),
-            };
-            let opts = PublishOptions {
-                now,
-                manifest_ttl: a.manifest_ttl,
-                head_ttl: a.head_ttl,
-                compact: a.compact,
-                target_rows: a.shard_rows.max(1),
-                failpoint: std::env::var("CONSENTRY_PUBLISH_FAILPOINT")
-                    .ok()
-                    .filter(|s| !s.is_empty()),
-                guard: a.sign.guard(),
-                ..PublishOptions::default()
-            };
-            let report = build::publish(&mut d, &secrets, &site, &lock, &opts)?;
-            out!("{report}");
-        }
+        Command::Root(RootCommand::Init(a)) => root_cmd(&a.common, a.force, false, o)?,
+        Command::Root(RootCommand::Rotate(a)) => root_cmd(&a.common, a.force, true, o)?,
+        Command::Publish(a) => publish_cmd(&a, o)?,
         Command::Refresh {
             keys: kdir,
             site,
@@ -413,17 +959,19 @@ pub fn run(cli: Cli) -> Result<()> {
             sign,
             lock,
         } => {
-            let site = Site::new(&site);
+            let now = parse_now(now.as_deref())?;
+            let site = Site::new(&site.site);
             let held = lock.take(&site, "refresh")?;
-            let secrets = keys::load_secrets(std::slice::from_ref(&kdir))?;
-            let head = build::refresh(
-                &site,
-                &held,
-                &secrets,
-                parse_now(now.as_deref())?,
-                head_ttl,
-                sign.guard(),
-            )?;
+            let secrets = keys::load_secrets(std::slice::from_ref(&kdir.keys))?;
+            let head = build::refresh(&site, &held, &secrets, now, head_ttl, sign.guard())?;
+            if o.json {
+                return print_json(&json!({
+                    "version": head.manifest.version,
+                    "manifest_sha256": hex::encode(head.manifest.sha256),
+                    "head_version": head.version,
+                    "expires": time::format_timestamp(head.expires as i64),
+                }));
+            }
             out!(
                 "head version {} (manifest {}) now expires {}",
                 head.version,
@@ -432,9 +980,17 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Bundle { site, out, lock } => {
-            let site = Site::new(&site);
+            let site = Site::new(&site.site);
             let held = lock.take(&site, "bundle")?;
             let r = crate::bundle::write_bundle(&site, &held, &out)?;
+            if o.json {
+                return print_json(&json!({
+                    "path": out.display().to_string(),
+                    "files": r.entries,
+                    "bytes": r.bytes,
+                    "version": r.version,
+                }));
+            }
             out!(
                 "wrote {} ({} files, {} bytes of snapshot version {})",
                 out.display(),
@@ -448,6 +1004,12 @@ pub fn run(cli: Cli) -> Result<()> {
             force,
             records,
         } => {
+            if o.json {
+                return Err(crate::advise!(
+                    "demo has no --json output: it is a walkthrough for people",
+                    "run the commands it shows with --json instead"
+                ));
+            }
             crate::demo::run(&crate::demo::DemoOptions {
                 now: wall_clock(),
                 dir,
@@ -462,56 +1024,33 @@ pub fn run(cli: Cli) -> Result<()> {
             keys,
             churn,
             recorded_at,
-        } => {
-            let mut d = Db::open(&db)?;
-            let recorded_at = recorded_at_or_now(recorded_at.as_deref())?;
-            if let Some(fraction) = churn {
-                let r = crate::generate::churn(
-                    &mut d,
-                    &crate::generate::ChurnOptions {
-                        fraction,
-                        seed,
-                        id_prefix: crate::generate::ID_PREFIX.into(),
-                    },
-                    recorded_at,
-                )?;
-                out!("{r}");
-            } else {
-                let s = crate::generate::generate_into(
-                    &mut d,
-                    &crate::generate::GenOptions {
-                        records: records.unwrap_or_default(),
-                        seed,
-                        keys,
-                        ..crate::generate::GenOptions::default()
-                    },
-                    recorded_at,
-                )?;
-                out!(
-                    "generated {} declarations ({} prefix-scope, {} superseding or revoking, {} by artists); seq {}..{}",
-                    s.declarations,
-                    s.prefixes,
-                    s.supersessions,
-                    s.artists,
-                    s.next_seq - s.declarations,
-                    s.next_seq - 1
-                );
+        } => generate_cmd(
+            &db.db,
+            records,
+            seed,
+            keys,
+            churn,
+            recorded_at.as_deref(),
+            o,
+        )?,
+        Command::Gc {
+            site,
+            keep,
+            dry_run,
+            lock,
+        } => gc_cmd(&site, keep, dry_run, &lock, o)?,
+        Command::Completions { shell } => {
+            if o.json {
+                return Err(crate::advise!(
+                    "completions prints a shell script, not JSON",
+                    "drop --json"
+                ));
             }
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "consentry-publish", &mut script);
+            print_raw(&String::from_utf8_lossy(&script))?;
         }
-        Command::Gc { site, keep, lock } => {
-            if keep == 0 {
-                bail!("--keep must be at least 1: the current snapshot is never removed");
-            }
-            let site = Site::new(&site);
-            let held = lock.take(&site, "gc")?;
-            let r = crate::gc::gc(&site, &held, keep)?;
-            out!(
-                "kept {} manifest(s); removed {} file(s), {} bytes",
-                r.kept_manifests,
-                r.removed_files,
-                r.removed_bytes
-            );
-        }
+        Command::Man { out } => man_pages(out.as_deref(), o)?,
     }
     Ok(())
 }
@@ -540,11 +1079,21 @@ impl std::error::Error for StdoutClosed {}
 /// reports for a process ended by SIGPIPE (128 + 13), as `consentry` does.
 pub const EXIT_BROKEN_PIPE: i32 = 141;
 
-/// One line on stdout, flushed; a closed stdout is [`StdoutClosed`].
+/// One human line on stdout, flushed (nothing with `-q` or `--json`); a
+/// closed stdout is [`StdoutClosed`].
 pub fn print_line(args: std::fmt::Arguments<'_>) -> Result<()> {
+    if !HUMAN.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    print_raw(&format!("{args}\n"))
+}
+
+/// Data on stdout whatever the mode (JSON, a completion script, a man page),
+/// flushed; a closed stdout is [`StdoutClosed`].
+pub fn print_raw(text: &str) -> Result<()> {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
-    match writeln!(o, "{args}").and_then(|()| o.flush()) {
+    match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
         Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),

@@ -185,13 +185,19 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     );
     let v = store.verify(now, Expiry::Enforce)?;
     out!(
-        "   verify: root v{}, snapshot v{}, {} entries; {} files ({} bytes) re-hashed; index {:?}",
+        "   verify: root v{}, snapshot v{}, {} entries; {} files ({} bytes) re-hashed; index {}",
         v.root_version,
         v.version,
         v.entries,
         v.files_checked,
         v.bytes_checked,
-        v.index
+        match &v.index {
+            consentry::store::IndexCheck::Intact => "intact".to_string(),
+            consentry::store::IndexCheck::Missing => "missing".to_string(),
+            consentry::store::IndexCheck::Built => "built".to_string(),
+            consentry::store::IndexCheck::Corrupt(why) => format!("corrupt ({why})"),
+            consentry::store::IndexCheck::Rebuilt(why) => format!("rebuilt ({why})"),
+        }
     );
 
     step(6, "lookups, answered offline from the verified store")?;
@@ -243,10 +249,10 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     );
     let s2 = sync(&store, &fetch, &sopts)?;
     out!(
-        "   synced {} -> {} ({:?}): {} file(s), {} bytes fetched; {} reused",
+        "   synced {} -> {} ({}): {} file(s), {} bytes fetched; {} reused",
         s2.from.unwrap_or(0),
         s2.to,
-        s2.mode,
+        s2.mode.name(),
         s2.files_fetched,
         s2.bytes_fetched,
         s2.files_reused

@@ -4,19 +4,24 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use consentry::docs::{Manifest, paths};
 use consentry::envelope::Envelope;
 use consentry::{cbor, limits::Limits};
 
 use crate::site::Site;
 
-/// What gc did.
+/// What gc did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default)]
 pub struct GcReport {
     pub kept_manifests: u64,
     pub removed_files: u64,
     pub removed_bytes: u64,
+    /// Site-relative names and sizes of the files removed (or that a dry run
+    /// would remove), sorted.
+    pub removed: Vec<(String, u64)>,
+    /// Nothing was removed: the report says what would be.
+    pub dry_run: bool,
 }
 
 fn referenced(m: &Manifest, manifest_rel: &str, keep: &mut BTreeSet<String>) {
@@ -24,13 +29,19 @@ fn referenced(m: &Manifest, manifest_rel: &str, keep: &mut BTreeSet<String>) {
     keep.extend(m.data_files().into_iter().map(|(rel, _)| rel));
 }
 
-/// Keep the files of the `keep` newest manifest versions (at least the current).
-pub fn gc(site: &Site, lock: &crate::lock::SiteLock, keep: u64) -> Result<GcReport> {
+/// Keep the files of the `keep` newest manifest versions (at least the
+/// current); remove the other manifests and data files, or with `dry_run`
+/// only list them.
+pub fn gc(site: &Site, lock: &crate::lock::SiteLock, keep: u64, dry_run: bool) -> Result<GcReport> {
     site.check_lock(lock)?;
     let root = site.root()?;
-    let cur = site
-        .current(&root)?
-        .ok_or_else(|| anyhow!("nothing published yet"))?;
+    let cur = site.current(&root)?.ok_or_else(|| {
+        crate::advise!(
+            "{} has nothing published yet",
+            "run consentry-publish publish first",
+            site.dir.display()
+        )
+    })?;
     let mut manifests: Vec<(u64, String)> = Vec::new();
     if let Ok(rd) = fs::read_dir(site.path("manifest")) {
         for e in rd.flatten() {
@@ -50,6 +61,7 @@ pub fn gc(site: &Site, lock: &crate::lock::SiteLock, keep: u64) -> Result<GcRepo
     let floor = cur.manifest.version.saturating_sub(keep.max(1) - 1);
     let mut report = GcReport {
         kept_manifests: 1,
+        dry_run,
         ..GcReport::default()
     };
     for (v, rel) in &manifests {
@@ -89,9 +101,12 @@ pub fn gc(site: &Site, lock: &crate::lock::SiteLock, keep: u64) -> Result<GcRepo
             continue;
         }
         let len = e.metadata().map_or(0, |m| m.len());
-        fs::remove_file(e.path()).with_context(|| format!("removing {rel}"))?;
+        if !dry_run {
+            fs::remove_file(e.path()).with_context(|| format!("removing {rel}"))?;
+        }
         report.removed_files += 1;
         report.removed_bytes += len;
+        report.removed.push((rel, len));
     }
     Ok(report)
 }

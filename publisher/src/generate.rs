@@ -654,13 +654,31 @@ pub fn to_csv(rows: &[Row]) -> String {
 /// `resolve` of all declarations and the next publish sees every entry.
 /// `first_seq` and the ids continue after what `db` already holds.
 pub fn generate_into(db: &mut Db, o: &GenOptions, recorded_at: i64) -> Result<GenSummary> {
+    generate_into_with(db, o, recorded_at, &crate::progress::Silent)
+}
+
+/// [`generate_into`], reporting the declarations written to `progress`
+/// (out of about `o.records`: supersessions and artists' declarations come on
+/// top).
+pub fn generate_into_with(
+    db: &mut Db,
+    o: &GenOptions,
+    recorded_at: i64,
+    progress: &dyn crate::progress::Progress,
+) -> Result<GenSummary> {
     let first_seq = db.max_seq()? + 1;
     let o = GenOptions {
         first_seq,
         ..o.clone()
     };
-    db.bulk_insert(recorded_at, |w| {
+    progress.start(
+        "generating declarations",
+        Some(o.records),
+        crate::progress::Unit::Items,
+    );
+    let summary = db.bulk_insert(recorded_at, |w| {
         generate_each(&o, &mut |d| {
+            progress.inc(1);
             w.add(
                 &d.id,
                 d.seq,
@@ -672,7 +690,9 @@ pub fn generate_into(db: &mut Db, o: &GenOptions, recorded_at: i64) -> Result<Ge
                 d.superseded_by.as_deref(),
             )
         })
-    })
+    });
+    progress.finish();
+    summary
 }
 
 /// Nightly-churn settings.

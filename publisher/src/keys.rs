@@ -162,7 +162,7 @@ pub fn load_secret(path: &Path) -> Result<KeyPair> {
         .with_context(|| format!("{} is not a consentry secret key file", path.display()))?;
     if f.kind != SECRET_TYPE {
         bail!(
-            "{}: type is {:?}, expected {SECRET_TYPE:?}",
+            "{}: type is `{}`, expected `{SECRET_TYPE}`",
             path.display(),
             f.kind
         );
@@ -191,7 +191,7 @@ pub fn load_public(path: &Path) -> Result<PublicKey> {
     .with_context(|| format!("{} is not a consentry public key file", path.display()))?;
     if f.kind != PUBLIC_TYPE {
         bail!(
-            "{}: type is {:?}, expected {PUBLIC_TYPE:?}",
+            "{}: type is `{}`, expected `{PUBLIC_TYPE}`",
             path.display(),
             f.kind
         );

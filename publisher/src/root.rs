@@ -127,13 +127,17 @@ pub fn init(
 }
 
 /// Write root N+1 from the public keys now in `keys_dir`, signed by a threshold
-/// of the current root's keys and of the new root's keys.
+/// of the current root's keys and of the new root's keys. A root listing the
+/// same keys and thresholds as the current one is refused unless `force`
+/// (re-issuing the same keys with a later expiry): a re-run of a rotation
+/// must not silently add root versions.
 pub fn rotate(
     site: &Site,
     lock: &SiteLock,
     keys_dir: &Path,
     secrets: &[KeyPair],
     o: RootOptions,
+    force: bool,
 ) -> Result<(Root, Vec<u8>)> {
     site.check_lock(lock)?;
     let old = site.root()?;
@@ -143,6 +147,14 @@ pub fn rotate(
         old.version + 1,
         o.expires,
     )?;
+    if !force && same_trust(&old, &new) {
+        return Err(crate::advise!(
+            "nothing to rotate: the keys in {} are the ones root version {} already lists, with the same thresholds",
+            "put the new keys' .pub files in --keys (and remove the retired ones); to re-issue the same keys with a later expiry, pass --force",
+            keys_dir.display(),
+            old.version
+        ));
+    }
     new.check(&site.limits).map_err(|e| anyhow!("root: {e}"))?;
     o.guard.check_root_keys(&new)?;
     o.guard
@@ -161,4 +173,23 @@ pub fn rotate(
     })?;
     site.write_atomic(&rel, &bytes)?;
     Ok((new, bytes))
+}
+
+/// Whether two roots trust the same keys for every role, with the same
+/// thresholds (their versions and expiries aside).
+fn same_trust(a: &Root, b: &Root) -> bool {
+    let mut ka = a.keys.clone();
+    let mut kb = b.keys.clone();
+    ka.sort_unstable();
+    kb.sort_unstable();
+    ka == kb
+        && [Role::Root, Role::Manifest, Role::Head]
+            .into_iter()
+            .all(|r| {
+                let (x, y) = (a.role(r), b.role(r));
+                let (mut ix, mut iy) = (x.keyids.clone(), y.keyids.clone());
+                ix.sort_unstable();
+                iy.sort_unstable();
+                ix == iy && x.threshold == y.threshold
+            })
 }

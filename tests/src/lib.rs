@@ -138,6 +138,9 @@ fn command(name: &str, args: &[String], cwd: &Path) -> Command {
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("CONSENTRY_STORE")
+        .env_remove("CONSENTRY_DB")
+        .env_remove("CONSENTRY_KEYS")
+        .env_remove("CONSENTRY_SITE")
         .env_remove("CONSENTRY_PUBLISH_FAILPOINT");
     c
 }
@@ -155,6 +158,27 @@ pub fn run(name: &str, args: &[&str], cwd: &Path) -> Run {
             .output()
             .expect("spawn binary"),
     )
+}
+
+/// Run `name` like [`run`], with `stdin` as its standard input and `env`
+/// set (the project's variables are otherwise cleared).
+pub fn run_with(name: &str, args: &[&str], cwd: &Path, stdin: &[u8], env: &[(&str, &str)]) -> Run {
+    use std::io::Write;
+    let mut c = command(name, &test_args(name, args), cwd);
+    c.envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn binary");
+    let mut input = child.stdin.take().expect("stdin");
+    let bytes = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The binary may stop reading early (a refusal): not the test's error.
+        let _ = input.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("wait for binary");
+    feeder.join().expect("stdin thread");
+    Run::from(out)
 }
 
 /// Run `name` like [`run`], but SIGKILL it and fail the test if it has not
@@ -374,6 +398,9 @@ pub fn run_program(program: &str, args: &[&str], cwd: &Path) -> Run {
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("CONSENTRY_STORE")
+        .env_remove("CONSENTRY_DB")
+        .env_remove("CONSENTRY_KEYS")
+        .env_remove("CONSENTRY_SITE")
         .output()
         .expect("spawn program");
     Run::from(out)

@@ -13,6 +13,7 @@ mod e2e {
     mod operations;
     mod properties;
     mod publisher;
+    mod publisher_cli;
     mod receipts;
     mod snapshots;
     mod vectors;

@@ -220,7 +220,7 @@ fn declaration_from_row(row: &Row<'_>) -> Result<Declaration> {
     let action = match row.get_ref(2)?.as_str()? {
         "declare" => Action::Declare,
         "revoke" => Action::Revoke,
-        other => bail!("corrupt registry database: action {other:?} of {id}"),
+        other => bail!("corrupt registry database: action `{other}` of {id}"),
     };
     let supersedes: Option<String> = row.get(3)?;
     let scope = parse_scope(row.get_ref(4)?.as_str()?, &id)?;
@@ -367,8 +367,15 @@ impl Db {
         match version {
             Some(rusqlite::types::Value::Integer(SCHEMA_VERSION)) => Db::tuned(conn),
             Some(v) => bail!(
-                "{} has registry schema version {v:?}; this build reads version {SCHEMA_VERSION}",
-                path.display()
+                "{} has registry schema version {}; this build reads version {SCHEMA_VERSION}",
+                path.display(),
+                match v {
+                    rusqlite::types::Value::Integer(n) => n.to_string(),
+                    rusqlite::types::Value::Real(f) => f.to_string(),
+                    rusqlite::types::Value::Text(t) => format!("`{t}`"),
+                    rusqlite::types::Value::Null => "NULL".to_string(),
+                    rusqlite::types::Value::Blob(b) => format!("a {}-byte blob", b.len()),
+                }
             ),
             None => bail!(
                 "{} is not a consentry registry database (no schema_version); {hint}",

@@ -152,7 +152,8 @@ mod read;
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use read::read_bytes;
-use read::{Input, Loc, Problems, read_files};
+pub use read::{Format, ImportInput, InputSource};
+use read::{Input, Loc, Problems, read_inputs};
 
 /// Names of the stored fields in which two versions of a declaration differ.
 fn differences(a: &Declaration, b: &Declaration) -> Vec<&'static str> {
@@ -374,14 +375,27 @@ fn plan(db: &Db, input: &mut Input, recorded_at: i64) -> anyhow::Result<(Batch, 
 }
 
 /// Import `files` into `db`: every row is checked first, and either all of
-/// them are recorded (in one transaction) or none is.
+/// them are recorded (in one transaction) or none is. Each file's name says
+/// its format (and compression); see [`import_inputs`].
 pub fn import_files(
     db: &mut Db,
     files: &[PathBuf],
     opts: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
+    let inputs: Vec<ImportInput> = files.iter().map(ImportInput::file).collect();
+    import_inputs(db, &inputs, opts, &crate::progress::Silent)
+}
+
+/// Import files or standard input (CSV or JSONL, plain, gzip or zstd) into
+/// `db`, all or nothing, reporting the bytes read to `progress`.
+pub fn import_inputs(
+    db: &mut Db,
+    inputs: &[ImportInput],
+    opts: &ImportOptions,
+    progress: &dyn crate::progress::Progress,
+) -> Result<ImportReport, ImportError> {
     let recorded_at = opts.recorded_at;
-    let mut input = read_files(files);
+    let mut input = read_inputs(inputs, progress);
     db.write_transaction(|db| {
         let (batch, report) = plan(db, &mut input, recorded_at)?;
         if input.problems.total > 0 {

@@ -7,6 +7,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use crate::progress::{CountingReader, Progress, Unit};
+
 use consentry::declaration::{COLUMNS, Declaration, FieldError, REQUIRED};
 
 use super::{MAX_LINE, MAX_PROBLEMS, Problem, READ_AHEAD};
@@ -321,7 +323,7 @@ pub(super) fn csv_header(
                 Some(line),
                 &name,
                 format!(
-                    "unknown column {name:?}; the columns are {}{}",
+                    "unknown column \"{name}\"; the columns are {}{}",
                     COLUMNS.join(", "),
                     if name.contains(';') || name.contains('\t') {
                         " (separate columns with commas, not semicolons or tabs)"
@@ -395,15 +397,21 @@ pub(super) fn read_csv(input: &mut Input, file: usize, reader: impl Read) -> io:
                              is a quote (\") left open? The rest of the file was not read"
                         ),
                     ),
-                    None => match e.into_kind() {
-                        csv::ErrorKind::Io(e) => return Err(e),
-                        other => input.problem(
-                            file,
-                            Some(line),
-                            "(row)",
-                            format!("is not valid CSV: {other:?}"),
-                        ),
-                    },
+                    None => {
+                        if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                            if let csv::ErrorKind::Io(e) = e.into_kind() {
+                                return Err(e);
+                            }
+                        } else {
+                            // csv's Display, never its Debug.
+                            input.problem(
+                                file,
+                                Some(line),
+                                "(row)",
+                                format!("is not valid CSV: {e}"),
+                            );
+                        }
+                    }
                 }
                 return Ok(());
             }
@@ -475,44 +483,224 @@ pub(super) fn read_csv(input: &mut Input, file: usize, reader: impl Read) -> io:
 // ---------------------------------------------------------------------------
 // Import
 
-#[derive(Clone, Copy)]
-pub(super) enum Format {
+/// How an input's rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
     Csv,
     Jsonl,
 }
 
-pub(super) fn format_of(path: &Path) -> Option<Format> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    match ext.as_str() {
-        "csv" => Some(Format::Csv),
-        "jsonl" | "ndjson" => Some(Format::Jsonl),
-        _ => None,
+/// How an input is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "plain",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
     }
 }
 
-pub(super) fn read_files(files: &[PathBuf]) -> Input {
-    let mut input = Input {
-        names: files.iter().map(|p| p.display().to_string()).collect(),
-        ..Input::default()
+/// The compression (from a last `.gz`, `.zst` or `.zstd`) and the format (from
+/// the extension before it) a file's name says.
+pub(super) fn format_of(path: &Path) -> (Compression, Option<Format>) {
+    let ext = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
     };
-    for (i, path) in files.iter().enumerate() {
-        let Some(format) = format_of(path) else {
-            input.problem(
-                i,
-                None,
-                "",
-                "unknown file type; name import files *.csv, *.jsonl or *.ndjson".into(),
-            );
-            continue;
-        };
-        let result = File::open(path).and_then(|f| match format {
-            Format::Csv => read_csv(&mut input, i, f),
-            Format::Jsonl => read_jsonl(&mut input, i, f),
-        });
-        if let Err(e) = result {
-            input.problem(i, None, "", format!("cannot be read: {e}"));
+    let (compression, inner) = match ext(path).as_deref() {
+        Some("gz") => (Compression::Gzip, path.file_stem().map(Path::new)),
+        Some("zst" | "zstd") => (Compression::Zstd, path.file_stem().map(Path::new)),
+        _ => (Compression::None, Some(path)),
+    };
+    let format = match inner.and_then(ext).as_deref() {
+        Some("csv") => Some(Format::Csv),
+        Some("jsonl" | "ndjson") => Some(Format::Jsonl),
+        _ => None,
+    };
+    (compression, format)
+}
+
+/// Where an import input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// A file: `.csv`, `.jsonl` or `.ndjson`, optionally followed by `.gz` or
+    /// `.zst`.
+    File(PathBuf),
+    /// Standard input (named `<stdin>` in messages): gzip and zstd are
+    /// recognised by their magic bytes, the format by `format` or by its
+    /// first line (`{` starts JSONL, a known column name starts CSV).
+    Stdin,
+}
+
+/// One import input and, when given, the format to read it as (otherwise the
+/// file name, or for stdin the content, decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportInput {
+    pub source: InputSource,
+    pub format: Option<Format>,
+}
+
+impl ImportInput {
+    /// A file whose name says its format.
+    pub fn file(path: impl Into<PathBuf>) -> ImportInput {
+        ImportInput {
+            source: InputSource::File(path.into()),
+            format: None,
         }
     }
+
+    /// The name used in `file:line:field` messages.
+    pub fn name(&self) -> String {
+        match &self.source {
+            InputSource::File(p) => p.display().to_string(),
+            InputSource::Stdin => "<stdin>".into(),
+        }
+    }
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// The decompressed rows of `raw`.
+fn decompressed<'a>(raw: impl BufRead + 'a, c: Compression) -> io::Result<Box<dyn BufRead + 'a>> {
+    Ok(match c {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            64 * 1024,
+            flate2::bufread::MultiGzDecoder::new(raw),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            64 * 1024,
+            zstd::stream::read::Decoder::with_buffer(raw)?,
+        )),
+    })
+}
+
+/// Sniff the compression of buffered input by its magic bytes.
+fn sniff_compression(r: &mut impl BufRead) -> io::Result<Compression> {
+    let head = r.fill_buf()?;
+    Ok(if head.starts_with(GZIP_MAGIC) {
+        Compression::Gzip
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    })
+}
+
+/// Tell CSV from JSONL by the first non-blank bytes: `{` starts a JSONL
+/// object; a header starting with a known column name starts CSV.
+fn sniff_format(r: &mut impl BufRead) -> io::Result<Option<Format>> {
+    let head = r.fill_buf()?;
+    let head = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&[][..], |i| &head[i..]);
+    if start.starts_with(b"{") {
+        return Ok(Some(Format::Jsonl));
+    }
+    let first = start
+        .split(|&b| b == b',' || b == b'\n' || b == b'\r')
+        .next()
+        .unwrap_or_default();
+    let first = std::str::from_utf8(first)
+        .unwrap_or_default()
+        .trim()
+        .trim_matches('"');
+    Ok(COLUMNS.contains(&first).then_some(Format::Csv))
+}
+
+/// Read one input into `input` as input number `i`.
+fn read_one(
+    input: &mut Input,
+    i: usize,
+    src: &ImportInput,
+    progress: &dyn Progress,
+) -> Result<(), String> {
+    let (raw, compression, named): (Box<dyn BufRead + '_>, Compression, Option<Format>) =
+        match &src.source {
+            InputSource::File(path) => {
+                let (compression, named) = format_of(path);
+                let f = File::open(path).map_err(|e| format!("cannot be read: {e}"))?;
+                let counted = CountingReader { inner: f, progress };
+                (
+                    Box::new(BufReader::with_capacity(64 * 1024, counted)),
+                    compression,
+                    named,
+                )
+            }
+            InputSource::Stdin => {
+                let counted = CountingReader {
+                    inner: io::stdin().lock(),
+                    progress,
+                };
+                let mut r = BufReader::with_capacity(64 * 1024, counted);
+                let c = sniff_compression(&mut r).map_err(|e| format!("cannot be read: {e}"))?;
+                (Box::new(r), c, None)
+            }
+        };
+    let how = compression.name();
+    let mut rows =
+        decompressed(raw, compression).map_err(|e| format!("is not valid {how} data: {e}"))?;
+    let format = match src.format.or(named) {
+        Some(f) => f,
+        None if src.source == InputSource::Stdin => sniff_format(&mut rows)
+            .map_err(|e| format!("cannot be read ({how} data): {e}"))?
+            .ok_or_else(|| {
+                "cannot tell CSV from JSONL (neither a CSV header nor a JSON object starts it); \
+                 pass --format csv or --format jsonl"
+                    .to_string()
+            })?,
+        None => {
+            return Err(
+                "unknown file type; name import files *.csv, *.jsonl or *.ndjson (optionally \
+                 .gz or .zst), or pass --format csv|jsonl"
+                    .into(),
+            );
+        }
+    };
+    let result = match format {
+        Format::Csv => read_csv(input, i, rows),
+        Format::Jsonl => read_jsonl(input, i, rows),
+    };
+    result.map_err(|e| {
+        if compression == Compression::None {
+            format!("cannot be read: {e}")
+        } else {
+            format!("cannot be read ({how} data): {e}")
+        }
+    })
+}
+
+pub(super) fn read_inputs(inputs: &[ImportInput], progress: &dyn Progress) -> Input {
+    let mut input = Input {
+        names: inputs.iter().map(ImportInput::name).collect(),
+        ..Input::default()
+    };
+    let total: Option<u64> = inputs
+        .iter()
+        .map(|i| match &i.source {
+            InputSource::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            InputSource::Stdin => None,
+        })
+        .sum();
+    progress.start("reading", total, Unit::Bytes);
+    for (i, src) in inputs.iter().enumerate() {
+        if let Err(message) = read_one(&mut input, i, src, progress) {
+            input.problem(i, None, "", message);
+        }
+    }
+    progress.finish();
     input
 }
 

@@ -254,6 +254,7 @@ fn expired_root_is_rejected() {
         T0,
         "--expires-in",
         "1h",
+        "--force",
     ])
     .ok();
     f.copy_site("evil");
@@ -1017,10 +1018,11 @@ fn expired_intermediate_root_is_accepted_when_the_final_root_is_valid() {
         T0,
         "--expires-in",
         "1h",
+        "--force",
     ])
     .ok();
     f.publish(&[
-        "root", "rotate", "--keys", "keys", "--site", "site", "--now", T0,
+        "root", "rotate", "--keys", "keys", "--site", "site", "--now", T0, "--force",
     ])
     .ok();
     f.publish_change(17, &[]);

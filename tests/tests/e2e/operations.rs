@@ -58,6 +58,9 @@ fn in_mount_namespace(script: &str, cwd: &Path) -> consentry_tests::Run {
         .env("C", c)
         .env("NO_COLOR", "1")
         .env_remove("CONSENTRY_STORE")
+        .env_remove("CONSENTRY_DB")
+        .env_remove("CONSENTRY_KEYS")
+        .env_remove("CONSENTRY_SITE")
         .output()
         .unwrap();
     consentry_tests::Run {
