@@ -6,6 +6,7 @@ mod e2e {
     mod attacks;
     mod bundles;
     mod data_defects;
+    mod export;
     mod faults;
     pub mod fixture;
     mod fuzz_corpus;

@@ -5,7 +5,7 @@
 //! answer that is not `allow`; `verify` found the index missing or damaged),
 //! 2 any error, 141 when stdout's reader went away.
 //!
-//! `check`, `verify`, `status` and `import` never open a network socket: only
+//! `check`, `export`, `verify`, `status` and `import` never open a network socket: only
 //! `sync` with an http(s) SOURCE does.
 
 use std::io::{self, Write};
@@ -65,9 +65,13 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Consent receipts
     Receipt(receipt::ReceiptArgs),
+    /// Write the verified state, answered for one question, as Parquet, CSV
+    /// or JSON lines files (entries and prefixes) for DuckDB, Spark or pandas
+    Export(export::ExportArgs),
 }
 
 mod check;
+mod export;
 mod import;
 mod init;
 mod receipt;
@@ -268,6 +272,7 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
         Command::Check(a) => check::run(&ctx, a, stdout),
         Command::Serve(a) => serve::run(&ctx, a, stdout),
         Command::Receipt(a) => receipt::run(&ctx, a, stdout),
+        Command::Export(a) => export::run(&ctx, a, stdout),
     }
 }
 
