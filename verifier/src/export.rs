@@ -367,9 +367,10 @@ pub fn export(
         for (scope, a, deciders) in prefix_answers(&records, q) {
             let compact = compact_scope(scope);
             let canonical = scope.canonical();
-            let kind = match scope {
-                Scope::Registrant(_) => "registrant",
-                _ => "registrant-year",
+            let kind = if matches!(scope, Scope::Registrant(_)) {
+                "registrant"
+            } else {
+                "registrant-year"
             };
             sink.row(&Row {
                 head: [&compact, &canonical, kind],
@@ -432,15 +433,19 @@ fn prefix_answers<'r>(
     records: &'r [Record],
     q: &ExportQuestion,
 ) -> Vec<(Scope, Answer, Vec<(Decision, Entry<'r>)>)> {
-    let mut scopes: Vec<Scope> = records.iter().map(|r| r.scope).collect();
+    // The prefix table holds prefix scopes only (SPEC.md §5.5).
+    let mut scopes: Vec<Scope> = records
+        .iter()
+        .map(|r| r.scope)
+        .filter(|s| !matches!(s, Scope::Exact(_)))
+        .collect();
     scopes.sort_by_key(|s| crate::state::prefix_key(*s));
     scopes.dedup();
     let mut out = Vec::with_capacity(scopes.len());
     for scope in scopes {
         let lo = scope.key_range().0;
-        // The scope's first ISRC; its registrant-year has prefix entries
-        // only if this is a registrant-year scope (or its registrant's
-        // first year happens to have some: those are left out below).
+        // The scope's first ISRC stands for all of them: only the entries
+        // chosen below are passed, and they cover every ISRC of the scope.
         let Some(isrc) = Isrc::from_key(lo) else {
             continue;
         };
