@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, DictionaryArray, Int32Array, ListBuilder,
-    StringArray, StringBuilder, StringDictionaryBuilder, UInt64Array,
+    ArrayRef, BooleanArray, Date32Array, DictionaryArray, Int32Array, ListBuilder, StringArray,
+    StringBuilder, StringDictionaryBuilder, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;

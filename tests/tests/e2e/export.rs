@@ -201,9 +201,7 @@ fn every_golden_question_gets_checks_answer_from_the_export_and_its_prefix_rule(
         {
             let want = (g[4].to_string(), g[5].to_string(), g[6].to_string());
             // `check`'s own answer to the question.
-            let mut cargs = vec![
-                "check", "--csv", "--use", use_, "--at", at, "--", &g[0],
-            ];
+            let mut cargs = vec!["check", "--csv", "--use", use_, "--at", at, "--", &g[0]];
             if !territory.is_empty() {
                 cargs.splice(1..1, ["--territory", territory.as_str()]);
             }
@@ -251,10 +249,7 @@ fn parquet_csv_and_jsonl_agree_row_for_row_and_parquet_carries_its_metadata() {
         args.extend(q);
         f.verifier(&args).ok();
     }
-    let check = f
-        .verifier(&["check", "--json", "GBNWR2500017"])
-        .ok()
-        .stdout;
+    let check = f.verifier(&["check", "--json", "GBNWR2500017"]).ok().stdout;
     let check: serde_json::Value = serde_json::from_str(check.trim()).unwrap();
     let manifest = check["snapshot"]["manifest_sha256"].as_str().unwrap();
     for name in ["entries", "prefixes"] {
@@ -324,7 +319,11 @@ fn parquet_csv_and_jsonl_agree_row_for_row_and_parquet_carries_its_metadata() {
         .find(|r| r[col("isrc")] == "USQZ92400123")
         .unwrap();
     assert_eq!(
-        (&d4[col("decision")][..], &d4[col("reason")][..], &d4[col("decided_by")][..]),
+        (
+            &d4[col("decision")][..],
+            &d4[col("reason")][..],
+            &d4[col("decided_by")][..]
+        ),
         ("disallow", "conflict", "D3 D4")
     );
     assert_eq!(d4[col("terms_url")], "", "terms only for constrained");
