@@ -423,16 +423,16 @@ pub fn export(
     })
 }
 
+/// A prefix scope, its answer and the deciders of the lookup rule's step 6.
+type PrefixAnswer<'r> = (Scope, Answer, Vec<(Decision, Entry<'r>)>);
+
 /// The answer for an ISRC of each prefix scope that has no entry of its
 /// own, in prefix-table order (SPEC.md §6: registrants before
 /// registrant-years, each by value): the lookup rule over the scope's
 /// entries and, for a registrant-year, its registrant's — the prefix
 /// entries covering any ISRC of that registrant-year. (A registrant's row
 /// is the answer for its ISRCs whose registrant-year has no prefix entry.)
-fn prefix_answers<'r>(
-    records: &'r [Record],
-    q: &ExportQuestion,
-) -> Vec<(Scope, Answer, Vec<(Decision, Entry<'r>)>)> {
+fn prefix_answers<'r>(records: &'r [Record], q: &ExportQuestion) -> Vec<PrefixAnswer<'r>> {
     // The prefix table holds prefix scopes only (SPEC.md §5.5).
     let mut scopes: Vec<Scope> = records
         .iter()
@@ -898,6 +898,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn prefix_rows_answer_an_isrc_of_the_scope_without_an_entry_of_its_own() {
         let a = policy("A", [2, 0, 0, 0, 0], None);
         let b = policy("B", [0, 3, 0, 0, 0], Some("https://b.example/t"));

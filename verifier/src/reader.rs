@@ -12,6 +12,11 @@ use crate::index::Index;
 use crate::lookup::{Answer, Question};
 use crate::model::{Decision, Entry};
 
+/// What [`Reader::scan_range`] hands each ISRC to: the ISRC, its answer and
+/// the deciders of the lookup rule's step 6.
+pub type ScanFn<'f> =
+    dyn FnMut(crate::isrc::Isrc, &Answer, &[(Decision, Entry<'_>)]) -> Result<(), Rejection> + 'f;
+
 /// Why a scan stopped: the index (a rebuild may help) or the caller.
 enum Stop {
     Index(Rejection),
@@ -363,11 +368,7 @@ impl Reader<'_> {
         use_: crate::model::Use,
         territory: Option<&str>,
         at: crate::time::Day,
-        f: &mut dyn FnMut(
-            crate::isrc::Isrc,
-            &Answer,
-            &[(Decision, Entry<'_>)],
-        ) -> Result<(), Rejection>,
+        f: &mut ScanFn<'_>,
     ) -> Result<(), Rejection> {
         let Some(r) = self.snap.manifest.ranges.get(i) else {
             return Ok(());
@@ -383,9 +384,8 @@ impl Reader<'_> {
             match self.scan_from(i, next, use_, territory, at, f) {
                 Ok(None) => return Ok(()),
                 Ok(Some(k)) => next = k,
-                Err(Stop::Caller(e)) => return Err(e),
                 Err(Stop::Index(e)) if !self.rebuilt.get() => self.rebuild_index(&e)?,
-                Err(Stop::Index(e)) => return Err(e),
+                Err(Stop::Caller(e) | Stop::Index(e)) => return Err(e),
             }
         }
     }
@@ -393,6 +393,7 @@ impl Reader<'_> {
     /// One step of [`Reader::scan_range`]: the chunks around `from` (read
     /// ahead, verified), every key ≥ `from` whose entries they hold whole
     /// answered. `Some(next key)` to go on, `None` at the range's end.
+    #[allow(clippy::many_single_char_names)]
     fn scan_from(
         &self,
         i: usize,
@@ -400,11 +401,7 @@ impl Reader<'_> {
         use_: crate::model::Use,
         territory: Option<&str>,
         at: crate::time::Day,
-        f: &mut dyn FnMut(
-            crate::isrc::Isrc,
-            &Answer,
-            &[(Decision, Entry<'_>)],
-        ) -> Result<(), Rejection>,
+        f: &mut ScanFn<'_>,
     ) -> Result<Option<u64>, Stop> {
         let ix = self.index.borrow();
         let table = ix.verified_table(i).map_err(Stop::Index)?;
