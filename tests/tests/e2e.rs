@@ -7,6 +7,7 @@ mod e2e {
     mod bundles;
     mod cli_ux;
     mod data_defects;
+    mod export;
     mod faults;
     pub mod fixture;
     mod fuzz_corpus;

@@ -8,7 +8,8 @@
 //! other languages (CI builds it for `wasm32-unknown-unknown`). Features add
 //! the layers around it: `store` (the local store, sync from a directory,
 //! bundles, the lookup index, `rebuild`: state from verified files on
-//! worker threads), `http` (HTTP sources, `serve`), `cli` (the
+//! worker threads), `http` (HTTP sources, `serve`), `export` (the verified state as
+//! Parquet, CSV or JSON lines: arrow and parquet), `cli` (the
 //! command line; the default), `fuzzing` (the fuzz targets' entry points).
 
 pub mod cbor;
@@ -38,6 +39,8 @@ pub use limits::Limits;
 pub mod bundle;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "export")]
+pub mod export;
 #[cfg(feature = "store")]
 pub mod fetch;
 #[cfg(feature = "store")]

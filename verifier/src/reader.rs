@@ -10,7 +10,18 @@ use crate::docs::paths;
 use crate::error::{Code, Rejection, reject};
 use crate::index::Index;
 use crate::lookup::{Answer, Question};
-use crate::model::Entry;
+use crate::model::{Decision, Entry};
+
+/// What [`Reader::scan_range`] hands each ISRC to: the ISRC, its answer and
+/// the deciders of the lookup rule's step 6.
+pub type ScanFn<'f> =
+    dyn FnMut(crate::isrc::Isrc, &Answer, &[(Decision, Entry<'_>)]) -> Result<(), Rejection> + 'f;
+
+/// Why a scan stopped: the index (a rebuild may help) or the caller.
+enum Stop {
+    Index(Rejection),
+    Caller(Rejection),
+}
 use crate::store::{Snapshot, SnapshotInfo, Store};
 
 /// Answers questions from one verified snapshot. Index blocks are verified
@@ -310,6 +321,17 @@ impl Reader<'_> {
 
     /// Answer one question.
     pub fn answer(&self, q: &Question) -> Result<Answer, Rejection> {
+        self.answer_explained(q, |a, _| a)
+    }
+
+    /// Answer one question and hand the answer, with the deciders of the
+    /// lookup rule's step 6 ([`crate::lookup::lookup_explained`]), to `f`:
+    /// [`Reader::answer`] is this with `f` keeping the answer.
+    pub fn answer_explained<R>(
+        &self,
+        q: &Question,
+        f: impl FnOnce(Answer, &[(Decision, Entry<'_>)]) -> R,
+    ) -> Result<R, Rejection> {
         let key = q.isrc.key();
         let range = self.snap.manifest.range_of(key);
         let found = {
@@ -319,23 +341,28 @@ impl Reader<'_> {
         let (_, chunks) = match found {
             Ok(b) => b,
             Err(e) if !self.rebuilt.get() => {
-                let path = self.store.index_path(&self.snap.manifest_sha256);
-                self.store.reporter().warn(&format!(
-                    "index {} is corrupt ({}); answering from a temporary index built from verified files (run `consentry verify --repair` to rebuild it in the store)",
-                    path.display(),
-                    e.detail
-                ));
-                self.rebuilt.set(true);
-                let fresh = self.store.scratch_index(&self.snap)?;
-                *self.index.borrow_mut() = fresh;
+                self.rebuild_index(&e)?;
                 self.index.borrow().chunks_for(range, key)?
             }
             Err(e) => return Err(e),
         };
         let ix = self.index.borrow();
-        let mut exact = Vec::new();
+        let (a, deciders) = Self::explain(&ix, q, &chunks)?;
+        Ok(f(a, &deciders))
+    }
+
+    /// The lookup rule over the exact entries of `q`'s key held in `chunks`
+    /// (which must hold all of them) and the covering prefix entries: the
+    /// one place a reader gathers an ISRC's entries.
+    fn explain<'i>(
+        ix: &'i Index,
+        q: &Question,
+        chunks: &'i [std::rc::Rc<crate::index::Chunk>],
+    ) -> Result<(Answer, Vec<(Decision, Entry<'i>)>), Rejection> {
+        let key = q.isrc.key();
+        let mut entries = Vec::new();
         for (seq, id, pol) in chunks.iter().flat_map(|c| c.entries_of(key)) {
-            exact.push(Entry {
+            entries.push(Entry {
                 scope: crate::isrc::Scope::Exact(q.isrc),
                 seq,
                 id,
@@ -343,13 +370,234 @@ impl Reader<'_> {
             });
         }
         for r in ix.prefixes().covering(q.isrc) {
-            exact.push(Entry {
+            entries.push(Entry {
                 scope: r.scope,
                 seq: r.seq,
                 id: &r.id,
                 policy: ix.policy(r.policy)?,
             });
         }
-        Ok(crate::lookup::lookup(q, exact))
+        Ok(crate::lookup::lookup_explained(q, entries))
+    }
+
+    /// Replace a corrupt index (the error `e` says how) by a private one
+    /// built from the store's verified files, once per reader, with a
+    /// warning saying how to repair the store's own.
+    fn rebuild_index(&self, e: &Rejection) -> Result<(), Rejection> {
+        let path = self.store.index_path(&self.snap.manifest_sha256);
+        self.store.reporter().warn(&format!(
+            "index {} is corrupt ({}); answering from a temporary index built from verified files (run `consentry verify --repair` to rebuild it in the store)",
+            path.display(),
+            e.detail
+        ));
+        self.rebuilt.set(true);
+        let fresh = self.store.scratch_index(&self.snap)?;
+        *self.index.borrow_mut() = fresh;
+        Ok(())
+    }
+
+    fn index_loc(&self) -> String {
+        self.store
+            .index_path(&self.snap.manifest_sha256)
+            .display()
+            .to_string()
+    }
+
+    /// The prefix table (checked against the manifest's prefix leaf when
+    /// the index was opened), every policy decoded.
+    pub fn prefix_records(&self) -> Result<Vec<crate::declaration::Record>, Rejection> {
+        self.index.borrow().prefix_records()
+    }
+
+    /// Number of ranges of the snapshot (SPEC.md §6): [`Reader::scan_range`]
+    /// takes `0..range_count()`.
+    pub fn range_count(&self) -> usize {
+        self.snap.manifest.ranges.len()
+    }
+
+    /// The signed entry count of range `i` (an upper bound on its ISRCs).
+    pub fn range_entries(&self, i: usize) -> u64 {
+        self.snap.manifest.ranges.get(i).map_or(0, |r| r.count)
+    }
+
+    /// Every ISRC with an entry of its own (an exact scope) in range `i`, in
+    /// key order, each with the answer [`Reader::answer`] gives it for (use,
+    /// territory, at) and the rule's deciders, handed to `f` one at a time:
+    /// the whole state, range by range, without holding more than a few
+    /// chunks. The range's chunk table is checked against its signed leaf
+    /// once, every chunk against its hash; a corrupt index is replaced as
+    /// for [`Reader::answer`] and the scan goes on where it was. An error
+    /// from `f` ends the scan.
+    pub fn scan_range(
+        &self,
+        i: usize,
+        use_: crate::model::Use,
+        territory: Option<&str>,
+        at: crate::time::Day,
+        f: &mut ScanFn<'_>,
+    ) -> Result<(), Rejection> {
+        let Some(r) = self.snap.manifest.ranges.get(i) else {
+            return Ok(());
+        };
+        if r.count == 0 {
+            return Ok(());
+        }
+        // `next`: the lowest key not yet answered.
+        let mut next = r.lo;
+        // Each pass answers at least one key (or ends): at most `count`
+        // passes, plus one retry after an index rebuild.
+        loop {
+            match self.scan_from(i, next, use_, territory, at, f) {
+                Ok(None) => return Ok(()),
+                Ok(Some(k)) => next = k,
+                Err(Stop::Index(e)) if !self.rebuilt.get() => self.rebuild_index(&e)?,
+                Err(Stop::Caller(e) | Stop::Index(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// One step of [`Reader::scan_range`]: the chunks around `from` (read
+    /// ahead, verified), every key ≥ `from` whose entries they hold whole
+    /// answered. `Some(next key)` to go on, `None` at the range's end.
+    #[allow(clippy::many_single_char_names)]
+    fn scan_from(
+        &self,
+        i: usize,
+        from: u64,
+        use_: crate::model::Use,
+        territory: Option<&str>,
+        at: crate::time::Day,
+        f: &mut ScanFn<'_>,
+    ) -> Result<Option<u64>, Stop> {
+        let ix = self.index.borrow();
+        let table = ix.verified_table(i).map_err(Stop::Index)?;
+        let (s, chunks) = ix.chunks_for_scan(i, from).map_err(Stop::Index)?;
+        let Some(last) = chunks.last().filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        let at_end = s + chunks.len() == table.len();
+        let top = last.key(last.len() - 1);
+        let mut keys: Vec<u64> = chunks
+            .iter()
+            .flat_map(|c| (0..c.len()).map(|j| c.key(j)))
+            .filter(|&k| k >= from)
+            .collect();
+        keys.dedup();
+        let mut q = Question {
+            isrc: crate::isrc::Isrc::from_key(from).ok_or_else(|| {
+                Stop::Index(reject(
+                    self.index_loc(),
+                    Code::IndexCorrupt,
+                    "a range starts outside the key space",
+                ))
+            })?,
+            use_,
+            territory: territory.map(str::to_string),
+            at,
+        };
+        for k in keys {
+            // The top key's entries may go on in the next chunk, unless
+            // this is the range's last one: answered on the next pass.
+            if k == top && !at_end {
+                return Ok(Some(k));
+            }
+            q.isrc = crate::isrc::Isrc::from_key(k).ok_or_else(|| {
+                Stop::Index(reject(
+                    self.index_loc(),
+                    Code::IndexCorrupt,
+                    "an entry's key is outside the key space",
+                ))
+            })?;
+            let (a, deciders) = Self::explain(&ix, &q, &chunks).map_err(Stop::Index)?;
+            f(q.isrc, &a, &deciders).map_err(Stop::Caller)?;
+        }
+        if at_end {
+            return Ok(None);
+        }
+        // Every key of these chunks was below the top: go on past it.
+        Ok(Some(top))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isrc::{Isrc, Scope};
+    use crate::model::Use;
+    use crate::testsite::{self, NOW, Opts, TestSite, policy, record};
+    use crate::verify::Expiry;
+
+    /// Every (key, answer, deciding ids) a full scan gives.
+    fn scan_all(r: &Reader<'_>, use_: Use, t: Option<&str>, at: i32) -> Vec<(Isrc, Answer)> {
+        let mut out = Vec::new();
+        for i in 0..r.range_count() {
+            r.scan_range(i, use_, t, at, &mut |isrc, a, _| {
+                out.push((isrc, a.clone()));
+                Ok(())
+            })
+            .unwrap();
+        }
+        out
+    }
+
+    /// A scan answers every ISRC with an entry of its own exactly once, in
+    /// key order, as [`Reader::answer`] does — keys whose entries straddle
+    /// chunk boundaries included — and goes on over a corrupt index.
+    #[test]
+    fn scan_range_answers_every_exact_isrc_once_as_answer_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut site = TestSite::new(tmp.path().join("site"));
+        let mut recs = testsite::example_records();
+        let mut seq = 100;
+        for d in 0..3000u64 {
+            // 1 to 3 entries per ISRC: keys straddle 16-entry chunks.
+            for k in 0..=(d % 3) {
+                seq += 1;
+                let who = ["Northwind Records", "Other Label", "An Artist"][k as usize];
+                recs.push(record(
+                    &format!("GBNWR25{:05}", d * 11),
+                    seq,
+                    &format!("G{seq}"),
+                    policy(who, (d + k).is_multiple_of(3)),
+                ));
+            }
+        }
+        site.publish(&recs, &Opts::default());
+        let store = testsite::synced_store(&site, &tmp.path().join("store"));
+        let mut want: Vec<Isrc> = recs
+            .iter()
+            .filter_map(|r| match r.scope {
+                Scope::Exact(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        let day = crate::time::day_of(NOW);
+        let reader = store.reader(NOW, Expiry::Enforce).unwrap();
+        let got = scan_all(&reader, Use::TrainAi, None, day);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), want);
+        for (isrc, a) in &got {
+            let q = Question {
+                isrc: *isrc,
+                use_: Use::TrainAi,
+                territory: None,
+                at: day,
+            };
+            assert_eq!(reader.answer(&q).unwrap(), *a, "{}", isrc.compact());
+        }
+        assert!(got.iter().any(|g| g.1.decided_by.len() > 1));
+
+        // Damage the last bytes of the index: the scan rebuilds it from
+        // verified files, once, and gives the same rows.
+        let idx = store.index_path(&reader.snap().manifest_sha256);
+        drop(reader);
+        let mut b = std::fs::read(&idx).unwrap();
+        let n = b.len() - 40;
+        b[n] ^= 0x10;
+        std::fs::write(&idx, &b).unwrap();
+        let reader = store.reader(NOW, Expiry::Enforce).unwrap();
+        assert_eq!(scan_all(&reader, Use::TrainAi, None, day), got);
+        assert!(reader.rebuilt.get());
     }
 }

@@ -5,7 +5,7 @@
 //! answer that is not `allow`; `verify` found the index missing or damaged),
 //! 2 any error, 141 when stdout's reader went away.
 //!
-//! `check`, `verify`, `status` and `import` never open a network socket: only
+//! `check`, `export`, `verify`, `status` and `import` never open a network socket: only
 //! `sync` with an http(s) SOURCE does.
 
 use std::io::{self, Write};
@@ -74,10 +74,14 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// Write man pages (consentry.1 and one per subcommand) into a directory
     Man(docs::ManArgs),
+    /// Write the verified state, answered for one question, as Parquet, CSV
+    /// or JSON lines files (entries and prefixes) for DuckDB, Spark or pandas
+    Export(export::ExportArgs),
 }
 
 mod check;
 mod docs;
+mod export;
 mod import;
 mod init;
 mod receipt;
@@ -324,6 +328,7 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
         Command::Receipt(a) => receipt::run(&ctx, a, stdout),
         Command::Completions(a) => docs::completions(a, stdout),
         Command::Man(a) => docs::man(a, stdout),
+        Command::Export(a) => export::run(&ctx, a, stdout),
     }
 }
 
