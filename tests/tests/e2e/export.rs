@@ -267,7 +267,7 @@ fn parquet_csv_and_jsonl_agree_row_for_row_and_parquet_carries_its_metadata() {
     }
     let check = f.verifier(&["check", "--json", "GBNWR2500017"]).ok().stdout;
     let check: serde_json::Value = serde_json::from_str(check.trim()).unwrap();
-    let manifest = check["snapshot"]["manifest_sha256"].as_str().unwrap();
+    let manifest = check["manifest_sha256"].as_str().unwrap();
     for name in ["entries", "prefixes"] {
         let (ch, crows) = csv_rows(&read(&f.path("csv").join(format!("{name}.csv"))));
         let jrows = jsonl_rows(&read(&f.path("jsonl").join(format!("{name}.jsonl"))), &ch);

@@ -133,7 +133,7 @@ fn a_published_change_syncs_as_one_delta_layer_and_reaches_the_state_root() {
     );
     let out = f.verifier(&["check", "GBNWR2500017", "--json"]).ok();
     assert!(
-        out.stdout.contains("\"D17\"") && out.stdout.contains("\"version\":2"),
+        out.stdout.contains("\"D17\"") && out.stdout.contains("\"snapshot_version\":2"),
         "{}",
         out.stdout
     );
