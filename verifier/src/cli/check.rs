@@ -914,6 +914,20 @@ impl<'w> Output<'w> {
         self.out.write_all(s.as_bytes()).map_err(|e| out_err(&e))
     }
 
+    /// The CSV header (answer fields, then the input's columns), once.
+    fn csv_header(&mut self) -> Result<(), Rejection> {
+        if self.header_written {
+            return Ok(());
+        }
+        self.header_written = true;
+        let names: Vec<String> = CSV_HEADER
+            .iter()
+            .map(|s| (*s).to_string())
+            .chain(self.extra_names.iter().cloned())
+            .collect();
+        self.csv_record(names.iter().map(String::as_str))
+    }
+
     fn write(&mut self, row: &Row, reply: &Reply, snap: &SnapshotInfo) -> Result<(), Rejection> {
         let isrc = crate::isrc::Isrc::parse(&row.input)
             .ok()
@@ -997,15 +1011,7 @@ impl<'w> Output<'w> {
                 self.text(&s)
             }
             Format::Csv => {
-                if !self.header_written {
-                    self.header_written = true;
-                    let names: Vec<String> = CSV_HEADER
-                        .iter()
-                        .map(|s| (*s).to_string())
-                        .chain(self.extra_names.iter().cloned())
-                        .collect();
-                    self.csv_record(names.iter().map(String::as_str))?;
-                }
+                self.csv_header()?;
                 let sha_cells: Vec<String> = terms_sha
                     .iter()
                     .map(|s| s.clone().unwrap_or_else(|| "-".into()))
@@ -1042,15 +1048,9 @@ impl<'w> Output<'w> {
     }
 
     fn finish(&mut self) -> Result<(), Rejection> {
-        if self.format == Format::Csv && !self.header_written {
+        if self.format == Format::Csv {
             // No answers (all filtered out, or no input): still a header.
-            self.header_written = true;
-            let names: Vec<String> = CSV_HEADER
-                .iter()
-                .map(|s| (*s).to_string())
-                .chain(self.extra_names.iter().cloned())
-                .collect();
-            self.csv_record(names.iter().map(String::as_str))?;
+            self.csv_header()?;
         }
         self.out.flush().map_err(|e| out_err(&e))
     }
