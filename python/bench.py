@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import List
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,37 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--bin-dir", default=str(REPO / "target" / "release"))
     ap.add_argument("--work", default=None, help="work directory (default: a temporary one, removed)")
+    ap.add_argument(
+        "--markdown",
+        default=None,
+        metavar="FILE",
+        help="also write the figures as the Python section of FILE (BENCHMARKS.md), between its python-bench markers",
+    )
     args = ap.parse_args()
+    if args.markdown:
+        lines: List[str] = []
+        real = sys.stdout
+
+        class Tee:
+            def write(self, text: str) -> int:
+                lines.append(text)
+                return real.write(text)
+
+            def flush(self) -> None:
+                real.flush()
+
+        sys.stdout = Tee()  # type: ignore[assignment]
+        try:
+            code = run(args)
+        finally:
+            sys.stdout = real
+        if code == 0:
+            write_markdown(Path(args.markdown), "".join(lines), args)
+        return code
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
 
     import pyarrow as pa
 
@@ -158,10 +189,92 @@ def main() -> int:
             print(f"duckdb_join_s {s:.3f}")
             print(f"duckdb_join_per_s {n / s:.0f}")
             print(f"duckdb_allowed {got} (exact entries only: no prefixes, no rule)")
+            # The real alternative: `consentry export` to Parquet, then an
+            # anti-join of the catalogue against it in DuckDB, with the
+            # prefix rule (README): the same allowed set as check_arrow.
+            for f in ("entries.parquet", "prefixes.parquet"):
+                (work / "export" / f).unlink(missing_ok=True)
+            x = sh(ver, "--quiet", "--store", "store", "export", "--format", "parquet", "--out", "export")
+            print(f"export_parquet_s {x:.3f}")
+            dcon.execute(f"CREATE VIEW e AS SELECT * FROM read_parquet('{work / 'export' / 'entries.parquet'}')")
+            dcon.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{work / 'export' / 'prefixes.parquet'}')")
+            t = time.perf_counter()
+            got = dcon.execute(
+                "SELECT count(*) FROM q LEFT JOIN e ON e.isrc = q.isrc "
+                "LEFT JOIN p p7 ON p7.prefix = substr(q.isrc, 1, 7) "
+                "LEFT JOIN p p5 ON p5.prefix = substr(q.isrc, 1, 5) "
+                "WHERE coalesce(e.decision, p7.decision, p5.decision, 'unknown') = 'allow'"
+            ).fetchone()[0]
+            s = time.perf_counter() - t
+            print(f"duckdb_export_join_s {s:.3f}")
+            print(f"duckdb_export_join_per_s {n / s:.0f}")
+            print(f"duckdb_export_allowed {got} (check_arrow: {allowed})")
+            assert got == allowed, (got, allowed)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def write_markdown(path: Path, out: str, args: argparse.Namespace) -> None:
+    """Replace the text between the python-bench markers of `path`."""
+    fig = {}
+    for line in out.splitlines():
+        k, _, v = line.partition(" ")
+        fig[k] = v.split(" ")[0]
+
+    def rate(k: str) -> str:
+        v = fig.get(k)
+        return f"{float(v) / 1e6:.2f} M/s" if v and v != "n/a" else "n/a"
+
+    def ratio(a: str, b: str) -> str:
+        try:
+            return f"{float(fig[a]) / float(fig[b]):.1f}×"
+        except (KeyError, ValueError, ZeroDivisionError):
+            return "n/a"
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cmd = f"target/py-venv/bin/python python/bench.py --records {args.records} --keys {args.keys} --markdown {path.name}"
+    rows = [
+        ("`Store.check_arrow` (pyarrow strings, GIL released)", rate("check_arrow_per_s"), "1.0×"),
+        ("`Store.decide` on a Python list", rate("decide_list_per_s"), ratio("decide_list_per_s", "check_arrow_per_s")),
+        ("`consentry check --input` (CLI batch, one process)", rate("cli_check_per_s"), ratio("cli_check_per_s", "check_arrow_per_s")),
+        ("Python `sqlite3` point-query loop (exact entries only, no rule)", rate("sqlite_py_loop_per_s"), ratio("sqlite_py_loop_per_s", "check_arrow_per_s")),
+        ("DuckDB semi-join, in-memory table (exact entries only, no rule)", rate("duckdb_join_per_s"), ratio("duckdb_join_per_s", "check_arrow_per_s")),
+        ("DuckDB join against `consentry export` Parquet, with the prefix rule", rate("duckdb_export_join_per_s"), ratio("duckdb_export_join_per_s", "check_arrow_per_s")),
+        ("`Store.is_allowed` one call per ISRC", rate("is_allowed_loop_per_s"), ratio("is_allowed_loop_per_s", "check_arrow_per_s")),
+    ]
+    body = [
+        "<!-- python-bench: written by python/bench.py --markdown; do not edit by hand -->",
+        "## Python: deciding a catalogue from Python and the engines",
+        "",
+        f"Command: `{cmd}` (release binaries and a release build of the package: "
+        "`cargo build --release -p consentry -p consentry-publish -p consentry-bench` and "
+        "`(cd python && maturin develop --release)` in the venv of `python/run-tests`). "
+        f"Commit {commit}, load average {load} at the end; one process, keys shuffled, half of them present.",
+        "",
+        f"{fig.get('records', '?')} records, {fig.get('keys', '?')} ISRCs asked; `check_arrow` best of 3: "
+        f"{fig.get('check_arrow_s', '?')} s; `consentry export --format parquet`: {fig.get('export_parquet_s', '?')} s; "
+        f"allowed {fig.get('allowed', '?')} (DuckDB on the export: {fig.get('duckdb_export_allowed', '?')}).",
+        "",
+        "| path | ISRCs/s | ÷ check_arrow |",
+        "|---|---|---|",
+    ] + [f"| {a} | {b} | {c} |" for a, b, c in rows] + [
+        "",
+        f"check_arrow ÷ Python sqlite3 loop: {ratio('check_arrow_per_s', 'sqlite_py_loop_per_s')} (target ≥ 50×); "
+        f"check_arrow: {rate('check_arrow_per_s')} on one process (target ≥ 5 M/s per core).",
+        "<!-- /python-bench -->",
+    ]
+    text = path.read_text() if path.exists() else ""
+    start, end = "<!-- python-bench", "<!-- /python-bench -->"
+    if start in text and end in text:
+        a = text.index(start)
+        b = text.index(end) + len(end)
+        text = text[:a] + "\n".join(body) + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(body) + "\n"
+    path.write_text(text)
 
 
 if __name__ == "__main__":
