@@ -196,20 +196,22 @@ def run(args: argparse.Namespace) -> int:
                 (work / "export" / f).unlink(missing_ok=True)
             x = sh(ver, "--quiet", "--store", "store", "export", "--format", "parquet", "--out", "export")
             print(f"export_parquet_s {x:.3f}")
-            dcon.execute(f"CREATE VIEW e AS SELECT * FROM read_parquet('{work / 'export' / 'entries.parquet'}')")
-            dcon.execute(f"CREATE VIEW p AS SELECT * FROM read_parquet('{work / 'export' / 'prefixes.parquet'}')")
+            dcon.execute(f"CREATE VIEW export_entries AS SELECT * FROM read_parquet('{work / 'export' / 'entries.parquet'}')")
+            dcon.execute(f"CREATE VIEW export_prefixes AS SELECT * FROM read_parquet('{work / 'export' / 'prefixes.parquet'}')")
             t = time.perf_counter()
             got = dcon.execute(
-                "SELECT count(*) FROM q LEFT JOIN e ON e.isrc = q.isrc "
-                "LEFT JOIN p p7 ON p7.prefix = substr(q.isrc, 1, 7) "
-                "LEFT JOIN p p5 ON p5.prefix = substr(q.isrc, 1, 5) "
-                "WHERE coalesce(e.decision, p7.decision, p5.decision, 'unknown') = 'allow'"
+                "SELECT count(*) FROM q LEFT JOIN export_entries x ON x.isrc = q.isrc "
+                "LEFT JOIN export_prefixes p7 ON p7.prefix = substr(q.isrc, 1, 7) "
+                "LEFT JOIN export_prefixes p5 ON p5.prefix = substr(q.isrc, 1, 5) "
+                "WHERE coalesce(x.decision, p7.decision, p5.decision, 'unknown') = 'allow'"
             ).fetchone()[0]
             s = time.perf_counter() - t
             print(f"duckdb_export_join_s {s:.3f}")
             print(f"duckdb_export_join_per_s {n / s:.0f}")
             print(f"duckdb_export_allowed {got} (check_arrow: {allowed})")
-            assert got == allowed, (got, allowed)
+            if got != allowed:
+                print(f"bench.py: DuckDB on the export allowed {got}, check_arrow {allowed}", file=sys.stderr)
+                return 1
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -229,7 +231,7 @@ def write_markdown(path: Path, out: str, args: argparse.Namespace) -> None:
 
     def ratio(a: str, b: str) -> str:
         try:
-            return f"{float(fig[a]) / float(fig[b]):.1f}×"
+            return f"{float(fig[a]) / float(fig[b]):.3g}×"
         except (KeyError, ValueError, ZeroDivisionError):
             return "n/a"
 
