@@ -395,8 +395,11 @@ impl Store {
     /// Remember where the store was last synced from, and when (written by
     /// the syncing command after a successful sync; never trusted for
     /// anything but "where to sync from next" and monitoring).
+    /// Under the store lock, like every other write: two syncs finishing
+    /// together must not race on the file.
     pub fn record_sync(&self, rec: &SyncRecord) -> Result<(), Rejection> {
         let json = serde_json::to_vec_pretty(rec).unwrap_or_default();
+        let _lock = self.lock()?;
         write_atomic(&self.sync_record_path(), &json)
     }
 

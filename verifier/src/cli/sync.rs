@@ -6,7 +6,7 @@ use std::io::Write;
 use clap::Args;
 
 use super::{Ctx, usage, w};
-use crate::error::Rejection;
+use crate::error::{Code, Rejection};
 use crate::fetch::{Fetch, Timeouts};
 use crate::sync::{SyncOptions, SyncReport};
 
@@ -65,11 +65,21 @@ pub(super) fn run(
     } else {
         std::fs::canonicalize(&source).map_or(source.clone(), |p| p.display().to_string())
     };
-    store.record_sync(&crate::store::SyncRecord {
+    let record = crate::store::SyncRecord {
         source: remembered,
         at: now,
         version: rep.to,
-    })?;
+    };
+    match store.record_sync(&record) {
+        Ok(()) => {}
+        // Another writer holds the store: the snapshot is synced and
+        // verified; only "where from, when" is not remembered this time.
+        Err(e) if e.code == Code::StoreBusy => ctx.reporter.warn(&format!(
+            "synced, but the source was not recorded: {}",
+            e.detail
+        )),
+        Err(e) => return Err(e),
+    }
     if *json {
         w(stdout, &format!("{}\n", sync_json(&rep, &source)))?;
     } else if !ctx.cli.quiet {
