@@ -11,7 +11,7 @@
 //! - `prefixes.<ext>`: one row per prefix scope of the prefix table
 //!   (registrant `CC-XXX`, registrant-year `CC-XXX-YY`), with the answer the
 //!   lookup rule gives an ISRC of that scope that has no entry of its own:
-//!   the rule ([`crate::lookup::lookup_explained`]) over the scope's entries
+//!   the rule ([`crate::lookup::lookup`]) over the scope's entries
 //!   and, for a registrant-year, its registrant's.
 //!
 //! So an ISRC's answer is its `entries` row if it has one; else the
@@ -45,7 +45,7 @@ use crate::declaration::Record;
 use crate::error::{Code, Rejection, reject};
 use crate::isrc::{Isrc, Scope};
 use crate::lookup::{Answer, Question};
-use crate::model::{Decision, Entry, Use};
+use crate::model::{Entry, Use};
 use crate::reader::Reader;
 use crate::store::SnapshotInfo;
 use crate::time::{Day, format_date, format_timestamp};
@@ -327,7 +327,7 @@ pub fn export(
     {
         let sink = open_sink(opts, Kind::Entries, &common, entries_tmp.as_file())?;
         let mut sink = sink;
-        let mut write = |isrc: Isrc, a: &Answer, _deciders: &[(Decision, Entry<'_>)]| {
+        let mut write = |isrc: Isrc, a: &Answer| {
             let text = isrc.compact();
             sink.row(&Row {
                 head: [&text, "", ""],
@@ -352,7 +352,7 @@ pub fn export(
     let mut n_prefixes = 0u64;
     {
         let mut sink = open_sink(opts, Kind::Prefixes, &common, prefix_tmp.as_file())?;
-        for (scope, a, _deciders) in prefix_answers(&records, q) {
+        for (scope, a) in prefix_answers(&records, q) {
             let compact = compact_scope(scope);
             let canonical = scope.canonical();
             let kind = if matches!(scope, Scope::Registrant(_)) {
@@ -411,8 +411,8 @@ pub fn export(
     })
 }
 
-/// A prefix scope, its answer and the deciders of the lookup rule's step 6.
-type PrefixAnswer<'r> = (Scope, Answer, Vec<(Decision, Entry<'r>)>);
+/// A prefix scope and its answer.
+type PrefixAnswer = (Scope, Answer);
 
 /// The answer for an ISRC of each prefix scope that has no entry of its
 /// own, in prefix-table order (SPEC.md §6: registrants before
@@ -420,7 +420,7 @@ type PrefixAnswer<'r> = (Scope, Answer, Vec<(Decision, Entry<'r>)>);
 /// entries and, for a registrant-year, its registrant's — the prefix
 /// entries covering any ISRC of that registrant-year. (A registrant's row
 /// is the answer for its ISRCs whose registrant-year has no prefix entry.)
-fn prefix_answers<'r>(records: &'r [Record], q: &ExportQuestion) -> Vec<PrefixAnswer<'r>> {
+fn prefix_answers(records: &[Record], q: &ExportQuestion) -> Vec<PrefixAnswer> {
     // The prefix table holds prefix scopes only (SPEC.md §5.5).
     let mut scopes: Vec<Scope> = records
         .iter()
@@ -455,8 +455,7 @@ fn prefix_answers<'r>(records: &'r [Record], q: &ExportQuestion) -> Vec<PrefixAn
                 id: &r.id,
                 policy: &r.policy,
             });
-        let (a, deciders) = crate::lookup::lookup_explained(&question, entries);
-        out.push((scope, a, deciders));
+        out.push((scope, crate::lookup::lookup(&question, entries)));
     }
     out
 }
@@ -936,7 +935,7 @@ mod tests {
         assert_eq!(terms_of(&y.1), Terms::default());
         // Two constrained deciders with different terms: both, in order.
         let u = &got[2];
-        assert_eq!(u.1.decision, Decision::Constrained);
+        assert_eq!(u.1.decision, crate::model::Decision::Constrained);
         assert_eq!(
             terms_of(&u.1).url.as_deref(),
             Some("https://b.example/t https://c.example/t")

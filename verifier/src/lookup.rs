@@ -96,17 +96,6 @@ fn decision_of(p: Pref) -> Decision {
 /// Answer `q` from `entries`. Entries that do not cover the ISRC are ignored, so
 /// the caller may pass a superset (e.g. the whole prefix table).
 pub fn lookup<'a>(q: &Question, entries: impl IntoIterator<Item = Entry<'a>>) -> Answer {
-    lookup_explained(q, entries).0
-}
-
-/// [`lookup`], with the deciders of step 6 beside the answer: each
-/// declarant's deciding entry and the decision it gives (empty when the
-/// answer came from steps 1, 3 or 5). What an export reads the terms of a
-/// `constrained` answer from; the answer is [`lookup`]'s, the same function.
-pub fn lookup_explained<'a>(
-    q: &Question,
-    entries: impl IntoIterator<Item = Entry<'a>>,
-) -> (Answer, Vec<(Decision, Entry<'a>)>) {
     // Step 2: candidates are the covering declarations; revocations only matter
     // when nothing else is left.
     let mut live: Vec<Entry<'a>> = Vec::new();
@@ -127,7 +116,7 @@ pub fn lookup_explained<'a>(
         } else {
             Answer::new(Decision::Unknown, Reason::Revoked, revocations)
         };
-        return (a, Vec::new());
+        return a;
     }
 
     // Step 3: validity window (days, inclusive), then territory.
@@ -164,7 +153,7 @@ pub fn lookup_explained<'a>(
             Some((_, seq, reason, id)) => Answer::new(Decision::Unknown, reason, vec![(seq, id)]),
             None => Answer::new(Decision::Unknown, Reason::NoRecord, Vec::new()),
         };
-        return (a, Vec::new());
+        return a;
     }
 
     // Step 4: per declarant, its most specific candidate that speaks to the use
@@ -192,16 +181,13 @@ pub fn lookup_explained<'a>(
     // Step 5: nobody spoke to this use.
     if decided.is_empty() {
         let ids = kept.iter().map(|e| (e.seq, e.id)).collect();
-        return (
-            Answer::new(Decision::Unknown, Reason::SilentOnUse, ids),
-            Vec::new(),
-        );
+        return Answer::new(Decision::Unknown, Reason::SilentOnUse, ids);
     }
 
     // Step 6: agreement, or the most restrictive decision flagged as conflict.
     let ids: Vec<(u64, &str)> = decided.iter().map(|(_, e)| (e.seq, e.id)).collect();
     let first = decided[0].0;
-    let answer = if decided.iter().all(|(d, _)| *d == first) {
+    if decided.iter().all(|(d, _)| *d == first) {
         let reason = if decided.iter().any(|(_, e)| e.policy.is_disputed()) {
             Reason::Disputed
         } else {
@@ -215,9 +201,7 @@ pub fn lookup_explained<'a>(
             .max_by_key(|d| d.restrictiveness())
             .unwrap_or(Decision::Unknown);
         Answer::new(worst, Reason::Conflict, ids).with_terms(&decided)
-    };
-    let deciders = decided.into_iter().map(|(d, e)| (d, e.clone())).collect();
-    (answer, deciders)
+    }
 }
 
 #[cfg(test)]

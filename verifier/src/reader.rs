@@ -10,12 +10,10 @@ use crate::docs::paths;
 use crate::error::{Code, Rejection, reject};
 use crate::index::Index;
 use crate::lookup::{Answer, Question};
-use crate::model::{Decision, Entry};
+use crate::model::Entry;
 
-/// What [`Reader::scan_range`] hands each ISRC to: the ISRC, its answer and
-/// the deciders of the lookup rule's step 6.
-pub type ScanFn<'f> =
-    dyn FnMut(crate::isrc::Isrc, &Answer, &[(Decision, Entry<'_>)]) -> Result<(), Rejection> + 'f;
+/// What [`Reader::scan_range`] hands each ISRC to: the ISRC and its answer.
+pub type ScanFn<'f> = dyn FnMut(crate::isrc::Isrc, &Answer) -> Result<(), Rejection> + 'f;
 
 /// Why a scan stopped: the index (a rebuild may help) or the caller.
 enum Stop {
@@ -321,17 +319,6 @@ impl Reader<'_> {
 
     /// Answer one question.
     pub fn answer(&self, q: &Question) -> Result<Answer, Rejection> {
-        self.answer_explained(q, |a, _| a)
-    }
-
-    /// Answer one question and hand the answer, with the deciders of the
-    /// lookup rule's step 6 ([`crate::lookup::lookup_explained`]), to `f`:
-    /// [`Reader::answer`] is this with `f` keeping the answer.
-    pub fn answer_explained<R>(
-        &self,
-        q: &Question,
-        f: impl FnOnce(Answer, &[(Decision, Entry<'_>)]) -> R,
-    ) -> Result<R, Rejection> {
         let key = q.isrc.key();
         let range = self.snap.manifest.range_of(key);
         let found = {
@@ -347,8 +334,7 @@ impl Reader<'_> {
             Err(e) => return Err(e),
         };
         let ix = self.index.borrow();
-        let (a, deciders) = Self::explain(&ix, q, &chunks)?;
-        Ok(f(a, &deciders))
+        Self::explain(&ix, q, &chunks)
     }
 
     /// The lookup rule over the exact entries of `q`'s key held in `chunks`
@@ -358,7 +344,7 @@ impl Reader<'_> {
         ix: &'i Index,
         q: &Question,
         chunks: &'i [std::rc::Rc<crate::index::Chunk>],
-    ) -> Result<(Answer, Vec<(Decision, Entry<'i>)>), Rejection> {
+    ) -> Result<Answer, Rejection> {
         let key = q.isrc.key();
         let mut entries = Vec::new();
         for (seq, id, pol) in chunks.iter().flat_map(|c| c.entries_of(key)) {
@@ -377,7 +363,7 @@ impl Reader<'_> {
                 policy: ix.policy(r.policy)?,
             });
         }
-        Ok(crate::lookup::lookup_explained(q, entries))
+        Ok(crate::lookup::lookup(q, entries))
     }
 
     /// Replace a corrupt index (the error `e` says how) by a private one
@@ -422,7 +408,7 @@ impl Reader<'_> {
 
     /// Every ISRC with an entry of its own (an exact scope) in range `i`, in
     /// key order, each with the answer [`Reader::answer`] gives it for (use,
-    /// territory, at) and the rule's deciders, handed to `f` one at a time:
+    /// territory, at), handed to `f` one at a time:
     /// the whole state, range by range, without holding more than a few
     /// chunks. The range's chunk table is checked against its signed leaf
     /// once, every chunk against its hash; a corrupt index is replaced as
@@ -508,8 +494,8 @@ impl Reader<'_> {
                     "an entry's key is outside the key space",
                 ))
             })?;
-            let (a, deciders) = Self::explain(&ix, &q, &chunks).map_err(Stop::Index)?;
-            f(q.isrc, &a, &deciders).map_err(Stop::Caller)?;
+            let a = Self::explain(&ix, &q, &chunks).map_err(Stop::Index)?;
+            f(q.isrc, &a).map_err(Stop::Caller)?;
         }
         if at_end {
             return Ok(None);
@@ -531,7 +517,7 @@ mod tests {
     fn scan_all(r: &Reader<'_>, use_: Use, t: Option<&str>, at: i32) -> Vec<(Isrc, Answer)> {
         let mut out = Vec::new();
         for i in 0..r.range_count() {
-            r.scan_range(i, use_, t, at, &mut |isrc, a, _| {
+            r.scan_range(i, use_, t, at, &mut |isrc, a| {
                 out.push((isrc, a.clone()));
                 Ok(())
             })
