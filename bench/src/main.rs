@@ -86,6 +86,18 @@ enum Command {
         #[arg(long, default_value_t = 200_000)]
         warm: usize,
     },
+    /// Time `Reader::decide_inputs` (the language bindings' batch path:
+    /// parse, sort, dedupe, decide) on the lines of a file as given, in one
+    /// call, first after open and then warm (best of 3): the Rust side of
+    /// python/bench.py's `check_arrow`, to measure the Python overhead.
+    DecideInputs {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        now: String,
+        #[arg(long)]
+        keys: PathBuf,
+    },
     /// Time the same keys as indexed point queries on the SQLite export.
     SqliteLookup {
         #[arg(long)]
@@ -121,6 +133,7 @@ fn main() {
             keys,
             warm,
         } => lookup(&store, &now, &keys, warm),
+        Command::DecideInputs { store, now, keys } => decide_inputs(&store, &now, &keys),
         Command::SqliteLookup { sqlite, keys } => sqlite_lookup(&sqlite, &keys),
     };
     if let Err(e) = r {
@@ -534,6 +547,34 @@ fn lookup(store: &Path, now: &str, keys: &Path, warm: usize) -> Result<()> {
     }
     let per = t.elapsed().as_secs_f64() / picks.len() as f64;
     println!("warm_lookup_ns {:.0}", per * 1e9);
+    Ok(())
+}
+
+fn decide_inputs(store: &Path, now: &str, keys: &Path) -> Result<()> {
+    let now = consentry::time::parse_timestamp(now).map_err(|e| anyhow!("--now: {e}"))?;
+    let text = std::fs::read_to_string(keys)?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let day = consentry::time::day_of(now);
+    let s = Store::open(store).map_err(|e| anyhow!("{e}"))?;
+    let reader = s.reader(now, Expiry::Enforce).map_err(|e| anyhow!("{e}"))?;
+    let run = || {
+        let t = Instant::now();
+        let d = reader
+            .decide_inputs(lines.iter().map(|l| Some(*l)), Use::TrainAi, None, day)
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok::<_, anyhow::Error>((t.elapsed().as_secs_f64(), d))
+    };
+    let (first, decided) = run()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        best = best.min(run()?.0);
+    }
+    let allow = decided.iter().filter(|d| d.0 == Decision::Allow).count();
+    let n = lines.len() as f64;
+    println!("rust_decide_inputs {}", lines.len());
+    println!("rust_decide_inputs_first_per_s {:.0}", n / first);
+    println!("rust_decide_inputs_per_s {:.0}", n / best);
+    println!("rust_decide_inputs_allow {allow}");
     Ok(())
 }
 

@@ -7,12 +7,13 @@
 //! `Reader::decide_inputs` (parse, sort, dedupe, `Reader::decide_batch`);
 //! `sync`, `verify` and `status` are the library calls the CLI makes.
 //!
-//! A `Reader` holds the index's caches in `Rc`/`RefCell` (it is not `Send`)
-//! and borrows its `Store`, so each Python `Store` owns one worker thread
-//! holding the `Store` and its `Reader`: a call sends a job there and waits
-//! with the GIL released (`Python::detach`), so other Python threads run
-//! while Rust answers, and the reader's verified index blocks stay cached
-//! from one call to the next. Arrow input is read in place through the Arrow
+//! A `Reader` keeps its verified index blocks cached in `RefCell`s (it is
+//! `Send`, not `Sync`), so each Python `Store` holds its `Store` and `Reader`
+//! behind a mutex: a call runs on the caller's thread with the GIL released
+//! (`Python::detach`), so other Python threads run while Rust answers, one
+//! call at a time per store, and the cache lasts from one call to the next.
+//! (A worker thread per store, as before, cost ~40 µs of thread hand-off on
+//! every call: `is_allowed` in a loop ran at 16 k/s.) Arrow input is read in place through the Arrow
 //! C Data Interface (`arrow-pyarrow`): no string is copied into Python
 //! objects.
 
@@ -23,11 +24,16 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, make_array};
+use arrow_array::types::Int8Type;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, PrimitiveArray, RecordBatch, StringArray,
+    make_array,
+};
+use arrow_buffer::BooleanBuffer;
 use arrow_data::ArrayData;
 use arrow_pyarrow::PyArrowType;
 use arrow_schema::{DataType, Field, Schema};
@@ -330,19 +336,38 @@ impl Meta {
     }
 }
 
-// ---- the worker thread -------------------------------------------------------
+// ---- the store and its reader ------------------------------------------------
 
-/// The reader a worker holds, or why it has none.
-type Slot<'s> = Result<Reader<'s>, Rejection>;
+/// The reader a store holds, or why it has none.
+type Slot = Result<Reader, Rejection>;
 
-/// A job for a worker: the store, and its reader slot (which a job may
+/// What a call works on: the store and its reader slot (which a call may
 /// replace, e.g. after a sync).
-type Job = Box<dyn for<'s> FnOnce(&'s Store, &mut Slot<'s>) + Send>;
+struct Open {
+    store: Store,
+    slot: Slot,
+}
 
 /// Warnings the library reports (e.g. a missing index answered from a
 /// temporary copy), handed to Python's `warnings` after each call.
 #[derive(Debug, Default)]
 struct Collect(Mutex<Vec<String>>);
+
+impl Collect {
+    /// Hand the warnings collected so far to Python's `warnings`.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let msgs: Vec<String> = match self.0.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => Vec::new(),
+        };
+        let cat = py.get_type::<PyUserWarning>();
+        for m in msgs {
+            let c = CString::new(m.replace('\0', " ")).unwrap_or_default();
+            PyErr::warn(py, &cat, &c, 1)?;
+        }
+        Ok(())
+    }
+}
 
 impl Reporter for Collect {
     fn warn(&self, msg: &str) {
@@ -356,12 +381,12 @@ impl Reporter for Collect {
 /// when the snapshot it answers from has expired since (then the library
 /// refuses it with `expired`, unless expired snapshots are allowed): a
 /// long-lived `Store` never answers from a snapshot the CLI would refuse.
-fn fresh<'a, 's>(
-    store: &'s Store,
-    slot: &'a mut Slot<'s>,
+fn fresh<'a>(
+    store: &Store,
+    slot: &'a mut Slot,
     now: i64,
     expiry: Expiry,
-) -> Result<&'a Reader<'s>, Rejection> {
+) -> Result<&'a Reader, Rejection> {
     let stale = match &*slot {
         Ok(r) => expiry == Expiry::Enforce && verify::is_expired(earliest_expiry(r.snap()), now),
         Err(_) => true,
@@ -384,6 +409,66 @@ fn strings(a: &dyn Array) -> Box<dyn Iterator<Item = Option<&str>> + '_> {
     }
 }
 
+/// Decide every string of `arrays` in one batch (`Reader::decide_inputs`).
+/// A single array, the common case, is read through its own iterator type
+/// so the per-row loop is not a virtual call.
+fn decide_arrays(
+    r: &Reader,
+    arrays: &[ArrayRef],
+    u: Use,
+    t: Option<&str>,
+    day: consentry::time::Day,
+) -> Result<Decided, Rejection> {
+    let [a] = arrays else {
+        let inputs = arrays.iter().flat_map(|a| strings(a.as_ref()));
+        return r.decide_inputs(inputs, u, t, day);
+    };
+    match a.data_type() {
+        DataType::Utf8 => r.decide_inputs(a.as_string::<i32>().iter(), u, t, day),
+        DataType::LargeUtf8 => r.decide_inputs(a.as_string::<i64>().iter(), u, t, day),
+        DataType::Utf8View => r.decide_inputs(a.as_string_view().iter(), u, t, day),
+        _ => r.decide_inputs(std::iter::repeat_n(None, a.len()), u, t, day),
+    }
+}
+
+/// An answer column (decision or reason): dictionary-encoded strings, one
+/// byte per row, the dictionary being every value of the enum in its
+/// declaration order (`names`, indexed by `index`) — the same in every
+/// batch, so chunks concatenate without unifying. A column of 10^6 plain
+/// strings took a tenth of `check_arrow`'s time to write; this takes a
+/// hundredth. pandas reads it as a category, polars as Categorical, DuckDB
+/// and `datasets` as strings.
+fn enum_column<T>(rows: &[T], names: &[&'static str], index: impl Fn(&T) -> usize) -> ArrayRef {
+    let keys: Vec<i8> = rows
+        .iter()
+        .map(|r| i8::try_from(index(r)).unwrap_or(i8::MAX))
+        .collect();
+    let values: ArrayRef = Arc::new(StringArray::from(names.to_vec()));
+    Arc::new(DictionaryArray::<Int8Type>::new(
+        PrimitiveArray::<Int8Type>::from(keys),
+        values,
+    ))
+}
+
+/// The type of [`enum_column`].
+fn enum_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8))
+}
+
+/// The arrays handed over from Python, each a string array (or all nulls).
+fn string_arrays(chunks: Vec<PyArrowType<ArrayData>>) -> PyResult<Vec<ArrayRef>> {
+    let arrays: Vec<ArrayRef> = chunks.into_iter().map(|c| make_array(c.0)).collect();
+    for a in &arrays {
+        if !accepts(a.data_type()) {
+            return Err(PyTypeError::new_err(format!(
+                "ISRCs must be an Arrow string, large_string or string_view array, not {}",
+                a.data_type()
+            )));
+        }
+    }
+    Ok(arrays)
+}
+
 fn accepts(t: &DataType) -> bool {
     matches!(
         t,
@@ -393,19 +478,20 @@ fn accepts(t: &DataType) -> bool {
 
 type Decided = Vec<(Decision, Reason)>;
 
-/// A store opened from Python: its worker thread, the time rule and the
-/// last snapshot seen.
+/// A store opened from Python: the store and its reader behind a lock
+/// (calls run on the caller's thread with the GIL released, one at a time
+/// per store), the time rule and the last snapshot seen.
 #[pyclass(module = "consentry._consentry", name = "_Engine", frozen)]
 struct Engine {
-    tx: mpsc::Sender<Job>,
+    open: Mutex<Open>,
     dir: PathBuf,
     /// `now=` given at open: every call uses it (as `--now` does); else the
     /// system clock at each call.
     pinned_now: Option<i64>,
     expiry: Expiry,
     warnings: Arc<Collect>,
-    /// The process that started the worker: after a fork() the child has
-    /// no worker thread, and a call would wait for ever.
+    /// The process that opened the store: a fork() child may have copied
+    /// the lock while another thread held it, and would wait for ever.
     pid: u32,
 }
 
@@ -423,56 +509,34 @@ impl Engine {
             Expiry::Enforce
         };
         let warnings = Arc::new(Collect::default());
-        let (tx, rx) = mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), Rejection>>(1);
         let (d, w) = (dir.clone(), warnings.clone());
         let opened_at = now.unwrap_or_else(clock);
-        let spawned = std::thread::Builder::new()
-            .name("consentry-store".into())
-            .spawn(move || {
-                let store = match Store::open(&d) {
-                    Ok(s) => s.with_reporter(w),
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
+        let opened = py.detach(move || -> Result<Open, Rejection> {
+            let store = Store::open(&d)?.with_reporter(w);
+            let slot = store.reader(opened_at, expiry);
+            match &slot {
+                Err(e) if require_snapshot => Err(e.clone()),
+                _ => Ok(Open { store, slot }),
+            }
+        });
+        let flush = |py| Collect::flush(&warnings, py);
+        match opened {
+            Ok(open) => {
+                let engine = Engine {
+                    open: Mutex::new(open),
+                    dir,
+                    pinned_now: now,
+                    expiry,
+                    warnings: warnings.clone(),
+                    pid: std::process::id(),
                 };
-                let mut slot: Slot<'_> = store.reader(opened_at, expiry);
-                let ready = match &slot {
-                    Err(e) if require_snapshot => Err(e.clone()),
-                    _ => Ok(()),
-                };
-                let failed = ready.is_err();
-                let _ = ready_tx.send(ready);
-                if failed {
-                    return;
-                }
-                // Until the Python object is gone (its sender dropped).
-                for job in rx {
-                    job(&store, &mut slot);
-                }
-            });
-        if let Err(e) = spawned {
-            return Err(PyRuntimeError::new_err(format!(
-                "cannot start the store's worker thread: {e}"
-            )));
-        }
-        let ready = py.detach(move || ready_rx.recv());
-        let engine = Engine {
-            tx,
-            dir,
-            pinned_now: now,
-            expiry,
-            warnings,
-            pid: std::process::id(),
-        };
-        engine.flush_warnings(py)?;
-        match ready {
-            Ok(Ok(())) => Ok(engine),
-            Ok(Err(e)) => Err(to_py(py, &e, Some(&engine.dir))),
-            Err(_) => Err(PyRuntimeError::new_err(
-                "the store's worker thread stopped while opening",
-            )),
+                flush(py)?;
+                Ok(engine)
+            }
+            Err(e) => {
+                flush(py)?;
+                Err(to_py(py, &e, Some(&dir)))
+            }
         }
     }
 
@@ -480,58 +544,42 @@ impl Engine {
         self.pinned_now.unwrap_or_else(clock)
     }
 
-    /// Run `f` on the worker with the GIL released; its error as the typed
+    /// Run `f` on the store with the GIL released; its error as the typed
     /// Python exception.
-    fn call<R: Send + 'static>(
+    fn call<R: Send>(
         &self,
         py: Python<'_>,
-        f: impl for<'s> FnOnce(&'s Store, &mut Slot<'s>) -> Result<R, Rejection> + Send + 'static,
+        f: impl FnOnce(&Store, &mut Slot) -> Result<R, Rejection> + Send,
     ) -> PyResult<R> {
         if std::process::id() != self.pid {
             return Err(PyRuntimeError::new_err(
                 "this consentry Store was opened in the parent of a fork(): open it again in this process (Store.open, or pickle it: it reopens where it is unpickled)",
             ));
         }
-        let (rtx, rrx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |store, slot| {
-            let _ = rtx.send(f(store, slot));
-        });
-        let tx = &self.tx;
+        let open = &self.open;
         let got = py.detach(move || {
-            tx.send(job).ok()?;
-            rrx.recv().ok()
+            let mut g = open.lock().ok()?;
+            let Open { store, slot } = &mut *g;
+            Some(f(store, slot))
         });
-        self.flush_warnings(py)?;
+        Collect::flush(&self.warnings, py)?;
         match got {
             Some(Ok(r)) => Ok(r),
             Some(Err(e)) => Err(to_py(py, &e, Some(&self.dir))),
             None => Err(PyRuntimeError::new_err(
-                "the store's worker thread stopped (a panic in consentry: please report it)",
+                "an earlier call on this store panicked inside consentry (please report it): open the store again",
             )),
         }
     }
 
     /// Run `f` with the current reader (opened again if it expired).
-    fn read<R: Send + 'static>(
+    fn read<R: Send>(
         &self,
         py: Python<'_>,
-        f: impl for<'s> FnOnce(&Reader<'s>) -> Result<R, Rejection> + Send + 'static,
+        f: impl FnOnce(&Reader) -> Result<R, Rejection> + Send,
     ) -> PyResult<R> {
         let (now, expiry) = (self.now(), self.expiry);
         self.call(py, move |store, slot| f(fresh(store, slot, now, expiry)?))
-    }
-
-    fn flush_warnings(&self, py: Python<'_>) -> PyResult<()> {
-        let msgs: Vec<String> = match self.warnings.0.lock() {
-            Ok(mut v) => std::mem::take(&mut *v),
-            Err(_) => Vec::new(),
-        };
-        let cat = py.get_type::<PyUserWarning>();
-        for m in msgs {
-            let c = CString::new(m.replace('\0', " ")).unwrap_or_default();
-            PyErr::warn(py, &cat, &c, 1)?;
-        }
-        Ok(())
     }
 
     /// Decide `inputs` (`None` = missing) with one use, territory and day.
@@ -703,20 +751,12 @@ impl Engine {
         at: Option<&str>,
         decided_by: bool,
     ) -> PyResult<(Vec<PyArrowType<RecordBatch>>, Bound<'py, PyDict>)> {
-        let arrays: Vec<ArrayRef> = chunks.into_iter().map(|c| make_array(c.0)).collect();
-        for a in &arrays {
-            if !accepts(a.data_type()) {
-                return Err(PyTypeError::new_err(format!(
-                    "ISRCs must be an Arrow string, large_string or string_view array, not {}",
-                    a.data_type()
-                )));
-            }
-        }
+        let arrays = string_arrays(chunks)?;
         let (u, t, day) =
             params(use_, territory, at, self.now()).map_err(|e| to_py(py, &e, None))?;
         let (batches, m) = self.read(py, move |r| {
-            let inputs = arrays.iter().flat_map(|a| strings(a.as_ref()));
             let (decided, ids) = if decided_by {
+                let inputs = arrays.iter().flat_map(|a| strings(a.as_ref()));
                 let mut d = Vec::new();
                 let mut ids = Vec::new();
                 for s in inputs {
@@ -729,21 +769,22 @@ impl Engine {
                 }
                 (d, Some(ids))
             } else {
-                (r.decide_inputs(inputs, u, t.as_deref(), day)?, None)
+                (decide_arrays(r, &arrays, u, t.as_deref(), day)?, None)
             };
             let mut out = Vec::with_capacity(arrays.len());
             let mut at_row = 0usize;
             for a in arrays {
                 let end = (at_row + a.len()).min(decided.len());
                 let mine = &decided[at_row..end];
-                let decision = StringArray::from_iter_values(mine.iter().map(|d| d.0.name()));
-                let reason = StringArray::from_iter_values(mine.iter().map(|d| d.1.name()));
+                let decision =
+                    enum_column(mine, &Decision::ALL.map(Decision::name), |d| d.0 as usize);
+                let reason = enum_column(mine, &Reason::ALL.map(Reason::name), |d| d.1 as usize);
                 let mut fields = vec![
                     Field::new("isrc", a.data_type().clone(), true),
-                    Field::new("decision", DataType::Utf8, false),
-                    Field::new("reason", DataType::Utf8, false),
+                    Field::new("decision", enum_type(), false),
+                    Field::new("reason", enum_type(), false),
                 ];
-                let mut columns: Vec<ArrayRef> = vec![a, Arc::new(decision), Arc::new(reason)];
+                let mut columns: Vec<ArrayRef> = vec![a, decision, reason];
                 if let Some(ids) = &ids {
                     let mut b = ListBuilder::new(StringBuilder::new());
                     for row in &ids[at_row..end] {
@@ -764,6 +805,38 @@ impl Engine {
             Ok((out, Meta::of(r.snap())))
         })?;
         Ok((batches, m.to_dict(py)?))
+    }
+
+    /// One boolean array per input array, True only where the decision is
+    /// `allow` (nulls and non-ISRCs are False): the batch of `decide_arrow`
+    /// without its text columns, for `allowed_mask` (a table filter needs
+    /// nothing else).
+    #[pyo3(signature = (chunks, use_, territory, at))]
+    fn allowed_arrow(
+        &self,
+        py: Python<'_>,
+        chunks: Vec<PyArrowType<ArrayData>>,
+        use_: &str,
+        territory: Option<&str>,
+        at: Option<&str>,
+    ) -> PyResult<Vec<PyArrowType<ArrayData>>> {
+        let arrays = string_arrays(chunks)?;
+        let (u, t, day) =
+            params(use_, territory, at, self.now()).map_err(|e| to_py(py, &e, None))?;
+        self.read(py, move |r| {
+            let decided = decide_arrays(r, &arrays, u, t.as_deref(), day)?;
+            let mut out = Vec::with_capacity(arrays.len());
+            let mut at_row = 0usize;
+            for a in &arrays {
+                let end = (at_row + a.len()).min(decided.len());
+                let mine = &decided[at_row..end];
+                let bits =
+                    BooleanBuffer::collect_bool(mine.len(), |i| mine[i].0 == Decision::Allow);
+                out.push(PyArrowType(BooleanArray::new(bits, None).into_data()));
+                at_row = end;
+            }
+            Ok(out)
+        })
     }
 
     /// `consentry sync SOURCE`: an http(s) URL or a directory; then answer

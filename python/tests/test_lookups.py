@@ -78,6 +78,11 @@ def test_a_catalogue_is_decided_alike_by_every_path_and_the_cli(store, demo: Dem
     assert store.decide(items) == want
     batch = store.check_arrow(pa.array(items, type=pa.string()))
     assert list(zip(batch["decision"].to_pylist(), batch["reason"].to_pylist())) == want
+    # The answer columns are dictionary-encoded, every batch with the same
+    # dictionary (all values, in a fixed order).
+    enum = pa.dictionary(pa.int8(), pa.string())
+    assert batch.schema.field("decision").type == enum and batch.schema.field("reason").type == enum
+    assert batch["decision"].dictionary.to_pylist() == ["allow", "disallow", "constrained", "unknown"]
     # Chunked input: a Table, one batch per chunk, the same answers.
     chunked = pa.chunked_array([items[:7], items[7:7], items[7:]], type=pa.string())
     table = store.check_arrow(chunked)
@@ -100,6 +105,11 @@ def test_a_catalogue_is_decided_alike_by_every_path_and_the_cli(store, demo: Dem
     assert store.allowed_list(items) == [w[0] == "allow" for w in want]
     mask = store.allowed_mask(pa.array(items, type=pa.large_string()))
     assert mask.to_pylist() == [w[0] == "allow" for w in want]
+    # The mask of a chunked column: chunk for chunk, the same bits.
+    cmask = store.allowed_mask(chunked)
+    assert isinstance(cmask, pa.ChunkedArray) and [len(c) for c in cmask.chunks] == [7, 0, len(items) - 7]
+    assert cmask.to_pylist() == [w[0] == "allow" for w in want]
+    assert store.allowed_mask(pa.chunked_array([], type=pa.string())).to_pylist() == []
 
 
 def test_numpy_pandas_polars_and_dictionary_inputs(store, golden):

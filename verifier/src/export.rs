@@ -283,7 +283,7 @@ trait Sink {
 /// `opts.force`. `progress` is called with the number of entry rows written
 /// every [`PROGRESS_EVERY`] rows.
 pub fn export(
-    reader: &Reader<'_>,
+    reader: &Reader,
     q: &ExportQuestion,
     opts: &Options,
     progress: &mut dyn FnMut(u64),

@@ -108,6 +108,15 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// Every decision, in declaration order (`d as usize` is its position:
+    /// the dictionary of an Arrow answer column).
+    pub const ALL: [Decision; 4] = [
+        Decision::Allow,
+        Decision::Disallow,
+        Decision::Constrained,
+        Decision::Unknown,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Decision::Allow => "allow",
@@ -150,6 +159,20 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (`r as usize` is its position).
+    pub const ALL: [Reason; 10] = [
+        Reason::Declared,
+        Reason::Disputed,
+        Reason::Conflict,
+        Reason::SilentOnUse,
+        Reason::NoRecord,
+        Reason::TerritoryNotCovered,
+        Reason::NotYetValid,
+        Reason::Expired,
+        Reason::Revoked,
+        Reason::InvalidIsrc,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Reason::Declared => "declared",
@@ -470,6 +493,34 @@ pub fn parse_territory(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_decision_and_reason_is_listed_at_its_own_position() {
+        for (i, d) in Decision::ALL.iter().enumerate() {
+            assert_eq!(*d as usize, i, "{d}");
+        }
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r}");
+        }
+        // A new variant changes the count: these two must follow it.
+        let last_d = match Decision::Unknown {
+            Decision::Allow | Decision::Disallow | Decision::Constrained | Decision::Unknown => 3,
+        };
+        assert_eq!(Decision::ALL.len(), last_d + 1);
+        let last_r = match Reason::InvalidIsrc {
+            Reason::Declared
+            | Reason::Disputed
+            | Reason::Conflict
+            | Reason::SilentOnUse
+            | Reason::NoRecord
+            | Reason::TerritoryNotCovered
+            | Reason::NotYetValid
+            | Reason::Expired
+            | Reason::Revoked
+            | Reason::InvalidIsrc => 9,
+        };
+        assert_eq!(Reason::ALL.len(), last_r + 1);
+    }
 
     fn good() -> Policy {
         Policy {

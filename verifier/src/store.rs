@@ -246,6 +246,7 @@ pub fn role_summary(root: &Root) -> Vec<RoleStatus> {
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A store directory.
+#[derive(Clone)]
 pub struct Store {
     dir: PathBuf,
     limits: Limits,
@@ -707,7 +708,7 @@ impl Store {
 
     /// A reader answering questions from the current snapshot. Writes
     /// nothing to the store.
-    pub fn reader(&self, now: i64, expiry: Expiry) -> Result<Reader<'_>, Rejection> {
+    pub fn reader(&self, now: i64, expiry: Expiry) -> Result<Reader, Rejection> {
         let snap = self.current(now, expiry)?;
         self.reader_for(snap)
     }
@@ -717,7 +718,7 @@ impl Store {
     /// the current one through the `previous` hash chain, each signed by the
     /// current root's manifest keys. Its data files must still be in the
     /// store (`sync --keep-history N`).
-    pub fn reader_as_of(&self, now: i64, expiry: Expiry, at: i64) -> Result<Reader<'_>, Rejection> {
+    pub fn reader_as_of(&self, now: i64, expiry: Expiry, at: i64) -> Result<Reader, Rejection> {
         let snap = self.current(now, expiry)?;
         let snap = self.snapshot_as_of(snap, at)?;
         self.reader_for(snap)
@@ -772,10 +773,10 @@ impl Store {
         Ok(snap)
     }
 
-    fn reader_for(&self, snap: Snapshot) -> Result<Reader<'_>, Rejection> {
+    fn reader_for(&self, snap: Snapshot) -> Result<Reader, Rejection> {
         let index = self.open_index_for_reading(&snap)?;
         Ok(Reader {
-            store: self,
+            store: self.clone(),
             info: snap.info(),
             snap,
             index: RefCell::new(index),

@@ -498,7 +498,7 @@ struct BadRow {
     row: Row,
 }
 
-fn answer(reader: &Reader<'_>, row: &Row) -> Result<Answer, Rejection> {
+fn answer(reader: &Reader, row: &Row) -> Result<Answer, Rejection> {
     reader.answer_input(&row.input, row.use_, row.territory.as_deref(), row.at)
 }
 

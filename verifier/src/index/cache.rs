@@ -10,7 +10,7 @@ use super::*;
 /// on the read path).
 #[derive(Debug)]
 pub(super) struct FifoCache<K, V> {
-    pub(super) map: HashMap<K, Rc<V>, FastHash>,
+    pub(super) map: HashMap<K, Arc<V>, FastHash>,
     pub(super) order: VecDeque<K>,
     pub(super) bytes: usize,
 }
@@ -26,14 +26,25 @@ impl<K, V> Default for FifoCache<K, V> {
 }
 
 impl<K: std::hash::Hash + Eq + Copy, V> FifoCache<K, V> {
-    pub(super) fn get(&self, k: &K) -> Option<Rc<V>> {
+    pub(super) fn get(&self, k: &K) -> Option<Arc<V>> {
         self.map.get(k).cloned()
+    }
+
+    /// Keep `v` only if it fits the budget without evicting anything: what
+    /// a scan reads stays for the next batch while there is room (a process
+    /// deciding batch after batch hashes each chunk once), but never pushes
+    /// out what point lookups hold.
+    pub(super) fn put_if_room(&mut self, k: K, v: Arc<V>, size: usize, budget: usize) {
+        if self.bytes + size <= budget && self.map.insert(k, v).is_none() {
+            self.order.push_back(k);
+            self.bytes += size;
+        }
     }
 
     pub(super) fn put(
         &mut self,
         k: K,
-        v: Rc<V>,
+        v: Arc<V>,
         size: usize,
         budget: usize,
         weight: fn(&V) -> usize,

@@ -104,9 +104,9 @@ pub struct ChunkTable {
     /// File offset of the entry stream (chunk starts are relative to it).
     pub(super) stream_offset: u64,
     /// MTH(hashes) was checked against the signed range leaf.
-    pub(super) whole: std::cell::Cell<bool>,
+    pub(super) whole: std::sync::atomic::AtomicBool,
     /// Chunks proven by audit path so far.
-    pub(super) paths: std::cell::Cell<u32>,
+    pub(super) paths: std::sync::atomic::AtomicU32,
 }
 
 impl ChunkTable {

@@ -75,7 +75,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::cbor;
 use crate::columns::Rows;
@@ -390,11 +390,11 @@ impl Index {
     /// Range `i`'s chunk table (cached), whole or not yet checked against
     /// the leaf: its length is the signed count's, its hashes are to be
     /// trusted only through [`Index::verified_table`].
-    pub fn table(&self, i: usize) -> Result<Rc<ChunkTable>, Rejection> {
+    pub fn table(&self, i: usize) -> Result<Arc<ChunkTable>, Rejection> {
         if let Some(t) = self.cache.borrow().tables.get(&i) {
             return Ok(t);
         }
-        let t = Rc::new(self.load_table(i)?);
+        let t = Arc::new(self.load_table(i)?);
         let size = t.weight();
         self.cache.borrow_mut().tables.put(
             i,
@@ -408,14 +408,14 @@ impl Index {
 
     /// Range `i`'s chunk table with every hash checked against the signed
     /// leaf (what a receipt copies).
-    pub fn verified_table(&self, i: usize) -> Result<Rc<ChunkTable>, Rejection> {
+    pub fn verified_table(&self, i: usize) -> Result<Arc<ChunkTable>, Rejection> {
         let t = self.table(i)?;
         self.check_whole(i, &t)?;
         Ok(t)
     }
 
     /// The verified chunk `c` of range `i` (cached).
-    pub fn chunk(&self, i: usize, c: usize) -> Result<Rc<Chunk>, Rejection> {
+    pub fn chunk(&self, i: usize, c: usize) -> Result<Arc<Chunk>, Rejection> {
         if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
             return Ok(ch);
         }
@@ -423,7 +423,7 @@ impl Index {
         if c >= t.len() {
             return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
         }
-        let ch = Rc::new(self.load_chunk(i, &t, c, false)?);
+        let ch = Arc::new(self.load_chunk(i, &t, c, false)?);
         let size = ch.weight();
         self.cache.borrow_mut().chunks.put(
             (i, c),
@@ -438,20 +438,21 @@ impl Index {
     /// The chunks `[s, e)` of range `i` that together hold every entry of
     /// `key` and its neighbours: chunk `s` starts below `key` (or is the first),
     /// chunk `e − 1` ends above it (or is the last). Empty for an empty range.
-    pub fn chunks_for(&self, i: usize, key: u64) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
+    pub fn chunks_for(&self, i: usize, key: u64) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
         let t = self.table(i)?;
         self.chunks_around(i, &t, key, |c| self.chunk(i, c))
     }
 
     /// [`Index::chunks_for`] for a forward scan (a sorted batch): chunks not
-    /// already cached are read ahead in large reads and not cached (a scan
-    /// touches each chunk once, and would only push out the point lookups'
-    /// working set).
+    /// already cached are read ahead in large reads, and cached only while
+    /// the budget has room (a scan must not push out the point lookups'
+    /// working set, but the next batch of a long-lived process should not
+    /// hash the same chunks again).
     pub fn chunks_for_scan(
         &self,
         i: usize,
         key: u64,
-    ) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
+    ) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
         let t = self.table(i)?;
         self.chunks_around(i, &t, key, |c| {
             if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
@@ -460,7 +461,13 @@ impl Index {
             if c >= t.len() {
                 return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
             }
-            Ok(Rc::new(self.load_chunk(i, &t, c, true)?))
+            let ch = Arc::new(self.load_chunk(i, &t, c, true)?);
+            let size = ch.weight();
+            self.cache
+                .borrow_mut()
+                .chunks
+                .put_if_room((i, c), ch.clone(), size, self.cache_budget);
+            Ok(ch)
         })
     }
 
@@ -629,9 +636,13 @@ mod tests {
             );
             let t = ix.table(i).unwrap();
             let paths = PATH_PROOFS_PER_TABLE.min(c as u32 + 1);
-            assert_eq!(t.paths.get(), paths, "chunk {c}");
             assert_eq!(
-                t.whole.get(),
+                t.paths.load(std::sync::atomic::Ordering::Relaxed),
+                paths,
+                "chunk {c}"
+            );
+            assert_eq!(
+                t.whole.load(std::sync::atomic::Ordering::Relaxed),
                 c as u32 >= PATH_PROOFS_PER_TABLE,
                 "chunk {c}"
             );
@@ -659,7 +670,7 @@ mod tests {
             let (s1, a) = scan.chunks_for_scan(i, key).unwrap();
             let (s2, b) = point.chunks_for(i, key).unwrap();
             assert_eq!(s1, s2);
-            let bytes = |v: &[Rc<Chunk>]| v.iter().map(|c| c.bytes().to_vec()).collect::<Vec<_>>();
+            let bytes = |v: &[Arc<Chunk>]| v.iter().map(|c| c.bytes().to_vec()).collect::<Vec<_>>();
             assert_eq!(bytes(&a), bytes(&b), "key {key}");
         }
         let mut back = scan.load_state().unwrap();

@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use std::sync::atomic::Ordering::Relaxed;
 
 impl Index {
     /// Read range `i`'s chunk table (not yet checked against the leaf: see
@@ -23,8 +24,8 @@ impl Index {
             stream_len,
             tree_offset: e.offset + table_len,
             stream_offset: e.offset + table_len + tree_nodes(n) * 32,
-            whole: std::cell::Cell::new(false),
-            paths: std::cell::Cell::new(0),
+            whole: std::sync::atomic::AtomicBool::new(false),
+            paths: std::sync::atomic::AtomicU32::new(0),
         };
         for row in bytes.chunks_exact(CHUNK_ROW as usize) {
             t.first_keys
@@ -49,7 +50,7 @@ impl Index {
     /// Check MTH of range `i`'s whole chunk table against the signed leaf
     /// (once per loaded table).
     pub(super) fn check_whole(&self, i: usize, t: &ChunkTable) -> Result<(), Rejection> {
-        if t.whole.get() {
+        if t.whole.load(Relaxed) {
             return Ok(());
         }
         let e = self.ranges[i];
@@ -59,7 +60,7 @@ impl Index {
                 format!("block {i}: its chunk hashes do not hash to the manifest's leaf"),
             ));
         }
-        t.whole.set(true);
+        t.whole.store(true, Relaxed);
         Ok(())
     }
 
@@ -144,7 +145,7 @@ impl Index {
                 "its audit path does not lead to the manifest's leaf".into()
             ));
         }
-        t.paths.set(t.paths.get() + 1);
+        t.paths.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -210,8 +211,8 @@ impl Index {
                 format!("block {i} chunk {c} does not hash to its chunk hash"),
             ));
         }
-        if !t.whole.get() {
-            if t.paths.get() < PATH_PROOFS_PER_TABLE {
+        if !t.whole.load(Relaxed) {
+            if t.paths.load(Relaxed) < PATH_PROOFS_PER_TABLE {
                 self.check_path(i, t, c, &h)?;
             } else {
                 self.check_whole(i, t)?;
@@ -292,8 +293,8 @@ impl Index {
         i: usize,
         t: &ChunkTable,
         key: u64,
-        load: impl Fn(usize) -> Result<Rc<Chunk>, Rejection>,
-    ) -> Result<(usize, Vec<Rc<Chunk>>), Rejection> {
+        load: impl Fn(usize) -> Result<Arc<Chunk>, Rejection>,
+    ) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
         if t.is_empty() {
             return Ok((0, Vec::new()));
         }
