@@ -51,7 +51,7 @@ def main() -> int:
         "--markdown",
         default=None,
         metavar="FILE",
-        help="also write the figures as the Python section of FILE (BENCHMARKS.md), between its python-bench markers",
+        help="also write the figures as a Python section of FILE (BENCHMARKS.md), one per --records size, between its python-bench markers",
     )
     args = ap.parse_args()
     if args.markdown:
@@ -251,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_markdown(path: Path, out: str, args: argparse.Namespace) -> None:
-    """Replace the text between the python-bench markers of `path`."""
+    """Replace the text between the python-bench markers of `path` for this
+    store size (one section per --records: 10^6 and 10^7 side by side)."""
     fig = {}
     for line in out.splitlines():
         k, _, v = line.partition(" ")
@@ -290,8 +291,8 @@ def write_markdown(path: Path, out: str, args: argparse.Namespace) -> None:
         ("`Store.is_allowed` one call per ISRC", rate("is_allowed_loop_per_s"), ratio("is_allowed_loop_per_s", "check_arrow_per_s")),
     ]
     body = [
-        "<!-- python-bench: written by python/bench.py --markdown; do not edit by hand -->",
-        "## Python: deciding a catalogue from Python and the engines",
+        f"<!-- python-bench {args.records}: written by python/bench.py --markdown; do not edit by hand -->",
+        f"## Python: deciding a catalogue from Python and the engines ({args.records:,} records)",
         "",
         f"Command: `{cmd}` (release binaries and a release build of the package: "
         "`cargo build --release -p consentry -p consentry-publish -p consentry-bench` and "
@@ -311,10 +312,10 @@ def write_markdown(path: Path, out: str, args: argparse.Namespace) -> None:
         "one thread (target ≥ 5 M/s per core); "
         f"Python's overhead over the Rust batch path: {overhead('rust_decide_inputs_per_s', 'check_arrow_per_s')} warm, "
         f"{overhead('rust_decide_inputs_first_per_s', 'check_arrow_first_per_s')} first call (target ≤ 20 %).",
-        "<!-- /python-bench -->",
+        f"<!-- /python-bench {args.records} -->",
     ]
     text = path.read_text() if path.exists() else ""
-    start, end = "<!-- python-bench", "<!-- /python-bench -->"
+    start, end = f"<!-- python-bench {args.records}:", f"<!-- /python-bench {args.records} -->"
     if start in text and end in text:
         a = text.index(start)
         b = text.index(end) + len(end)

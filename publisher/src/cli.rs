@@ -313,6 +313,50 @@ pub enum RootCommand {
     /// Write root N+1 from the .pub files now in --keys, signed by the old and
     /// the new root keys.
     Rotate(RootRotateArgs),
+    /// Add signatures to a root proposal (`root init|rotate --unsigned OUT`)
+    /// with root secret keys, e.g. on an offline machine; the file is
+    /// rewritten in place (or to --out)
+    Sign(RootSignArgs),
+    /// Check that a signed root proposal reaches its thresholds (and the
+    /// current root's, for a rotation), then publish it as root/N.cbor
+    Assemble(RootAssembleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RootSignArgs {
+    /// The proposal to sign (written by `root init|rotate --unsigned`)
+    #[arg(value_name = "PROPOSAL")]
+    pub proposal: PathBuf,
+    /// A secret key file (.key) to sign with; repeat for several
+    #[arg(long, value_name = "FILE", required_unless_present = "keys")]
+    pub key: Vec<PathBuf>,
+    /// A directory of secret keys: every root key in it that may sign, signs
+    #[arg(long, value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// The root this proposal replaces (root/N.cbor), so that its root keys
+    /// may sign a rotation too
+    #[arg(long, value_name = "FILE")]
+    pub previous: Option<PathBuf>,
+    /// Write the signed proposal here instead of over PROPOSAL
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RootAssembleArgs {
+    /// The signed proposal
+    #[arg(value_name = "PROPOSAL")]
+    pub proposal: PathBuf,
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// The time the expiry margin counts from: RFC 3339 or a date; default:
+    /// the clock
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+    #[command(flatten)]
+    pub sign: SignArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 /// What `root init` and `root rotate` share.
@@ -339,6 +383,11 @@ pub struct RootArgs {
     /// default: the clock
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    /// Sign nothing: write the proposed root, unsigned, to FILE for key
+    /// holders to sign (`root sign`) and then `root assemble` (no secret
+    /// key needed here; the site is only read)
+    #[arg(long, value_name = "FILE")]
+    pub unsigned: Option<PathBuf>,
     #[command(flatten)]
     pub sign: SignArgs,
     #[command(flatten)]
@@ -600,6 +649,28 @@ fn hex_keyids(root: &Root, role: Role) -> Vec<String> {
 fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
     let now = parse_now(a.now.as_deref())?;
     let site = Site::new(&a.site.site);
+    if let Some(out) = &a.unsigned {
+        let opts = root::RootOptions {
+            thresholds: thresholds(&a.threshold),
+            expires: (now.max(0) as u64).saturating_add(a.expires_in),
+            now,
+            guard: a.sign.guard(),
+        };
+        let (r, bytes) = root::propose(&site, &a.keys, opts, rotate, force)?;
+        write_file_new(out, &bytes, force)?;
+        let hint = format!(
+            "sign it on each root key holder's machine: consentry-publish root sign --key KEY.key {}{}; then: consentry-publish root assemble {} --site {}",
+            out.display(),
+            if rotate {
+                format!(" --previous root/{}.cbor", r.version - 1)
+            } else {
+                String::new()
+            },
+            out.display(),
+            a.site.site.display()
+        );
+        return report_root(&r, &bytes, out, "proposal", 0, &hint, o);
+    }
     let lock = a
         .lock
         .take(&site, if rotate { "root rotate" } else { "root init" })?;
@@ -618,22 +689,113 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
         root::init(&site, &lock, &a.keys, &secrets, opts, force)?
     };
     let path = site.path(&consentry::docs::paths::root(r.version));
+    let n = signature_count(&bytes);
+    report_root(&r, &bytes, &path, "root", n, "", o)
+}
+
+fn signature_count(bytes: &[u8]) -> usize {
+    consentry::envelope::Envelope::parse("root", bytes, &consentry::Limits::default())
+        .map_or(0, |e| e.signatures.len())
+}
+
+/// Write `bytes` to `path` atomically, refusing to replace an existing file
+/// unless `force` (a proposal is someone's work in progress).
+fn write_file_new(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    if path.exists() && !force {
+        return Err(crate::advise!(
+            "{} already exists; refusing to overwrite it",
+            "choose another file, or pass --force to replace it",
+            path.display()
+        ));
+    }
+    consentry::fsio::write_atomic(path, bytes)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+fn root_sign_cmd(a: &RootSignArgs, o: Out) -> Result<()> {
+    let limits = consentry::Limits::default();
+    let p = root::Proposal::read(&a.proposal, &limits)?;
+    let previous = match &a.previous {
+        Some(f) => Some(root::Proposal::read(f, &limits)?.root),
+        None => None,
+    };
+    let mut secrets = Vec::new();
+    for k in &a.key {
+        secrets.push(keys::load_secret(k)?);
+    }
+    if let Some(dir) = &a.keys {
+        secrets.extend(keys::load_secrets(std::slice::from_ref(dir))?);
+    }
+    let (bytes, signed) = root::sign_proposal(&p, &secrets, previous.as_ref())?;
+    let out = a.out.as_deref().unwrap_or(&a.proposal);
+    consentry::fsio::write_atomic(out, &bytes)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    let signed_now = root::Proposal::read(out, &limits)?;
+    let valid = signed_now.valid_signers(previous.as_ref()).len();
+    if notes() {
+        for id in &signed {
+            eprintln!("signed with root key {}", hex::encode(id));
+        }
+    }
+    let hint = format!(
+        "when enough key holders have signed: consentry-publish root assemble {} --site SITE",
+        out.display()
+    );
+    report_root(&p.root, &bytes, out, "proposal", valid, &hint, o)
+}
+
+fn root_assemble_cmd(a: &RootAssembleArgs, o: Out) -> Result<()> {
+    let now = parse_now(a.now.as_deref())?;
+    let site = Site::new(&a.site.site);
+    let lock = a.lock.take(&site, "root assemble")?;
+    let (r, bytes) = root::assemble(&site, &lock, &a.proposal, a.sign.guard(), now)?;
+    let path = site.path(&consentry::docs::paths::root(r.version));
+    report_root(&r, &bytes, &path, "root", signature_count(&bytes), "", o)
+}
+
+/// What `root init|rotate|sign|assemble` print: the root's version, file,
+/// hash, expiry and role keys (`kind` names the file: a published `root` or
+/// an unsigned or partly signed `proposal`), then `hint` on stderr.
+fn report_root(
+    r: &Root,
+    bytes: &[u8],
+    path: &Path,
+    kind: &str,
+    signatures: usize,
+    hint: &str,
+    o: Out,
+) -> Result<()> {
     let roles = [Role::Root, Role::Manifest, Role::Head];
     if o.json {
         return print_json(&json!({
+            "kind": kind,
             "version": r.version,
             "path": path.display().to_string(),
-            "sha256": hex::encode(consentry::envelope::sha256(&bytes)),
+            "sha256": hex::encode(consentry::envelope::sha256(bytes)),
             "expires": time::format_timestamp(r.expires as i64),
+            "signatures": signatures,
             "roles": roles.iter().map(|&role| json!({
                 "role": role.name(),
                 "threshold": r.role(role).threshold,
-                "keyids": hex_keyids(&r, role),
+                "keyids": hex_keyids(r, role),
             })).collect::<Vec<_>>(),
         }));
     }
-    out!("root version {} written to {}", r.version, path.display());
+    if kind == "root" {
+        out!("root version {} written to {}", r.version, path.display());
+    } else {
+        out!(
+            "root version {} proposal ({} valid signature{}) written to {}",
+            r.version,
+            signatures,
+            if signatures == 1 { "" } else { "s" },
+            path.display()
+        );
+    }
     out!("  expires   {}", time::format_timestamp(r.expires as i64));
+    if !hint.is_empty() && notes() {
+        eprintln!("hint: {hint}");
+    }
     for role in roles {
         let rk = r.role(role);
         for id in &rk.keyids {
@@ -950,6 +1112,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Root(RootCommand::Init(a)) => root_cmd(&a.common, a.force, false, o)?,
         Command::Root(RootCommand::Rotate(a)) => root_cmd(&a.common, a.force, true, o)?,
+        Command::Root(RootCommand::Sign(a)) => root_sign_cmd(&a, o)?,
+        Command::Root(RootCommand::Assemble(a)) => root_assemble_cmd(&a, o)?,
         Command::Publish(a) => publish_cmd(&a, o)?,
         Command::Refresh {
             keys: kdir,

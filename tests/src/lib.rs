@@ -115,7 +115,7 @@ pub fn test_args(name: &str, args: &[&str]) -> Vec<String> {
     }
     let signs = matches!(
         args,
-        ["publish" | "refresh", ..] | ["root", "init" | "rotate", ..]
+        ["publish" | "refresh", ..] | ["root", "init" | "rotate" | "assemble", ..]
     );
     if signs {
         for flag in ["--allow-short-expiry", "--insecure-test-keys"] {

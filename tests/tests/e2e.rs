@@ -5,6 +5,7 @@
 mod e2e {
     mod attacks;
     mod bundles;
+    mod ceremony;
     mod cli_ux;
     mod data_defects;
     mod export;

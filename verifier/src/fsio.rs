@@ -39,6 +39,12 @@ pub fn write_atomic_with(
     let dir = path
         .parent()
         .ok_or_else(|| reject(&loc, Code::IoError, "has no parent directory"))?;
+    // A bare file name (`out.cbor`) lives in the working directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     std::fs::create_dir_all(dir).map_err(|e| io_error(&dir.display().to_string(), &e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
