@@ -85,11 +85,20 @@ fn every_command_prints_one_json_object_with_the_documented_fields() {
         keyids.push(v["keyid"].as_str().unwrap().to_string());
     }
 
-    let root_fields = set(&["version", "path", "sha256", "expires", "roles"]);
+    let root_fields = set(&[
+        "kind",
+        "version",
+        "path",
+        "sha256",
+        "expires",
+        "signatures",
+        "roles",
+    ]);
     let (v, k) = one_object(&p(&[
         "root", "init", "--keys", "keys", "--site", "site", "--now", T0, "--json",
     ]));
     assert_eq!(k, root_fields);
+    assert_eq!((&v["kind"], &v["signatures"]), (&"root".into(), &1.into()));
     assert_eq!(v["version"], 1);
     assert_eq!(v["expires"], "2027-11-01T00:00:00Z");
     let root_bytes = std::fs::read(d.path().join("site/root/1.cbor")).unwrap();
