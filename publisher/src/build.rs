@@ -478,7 +478,7 @@ fn publish_in_snapshot(
         now,
     )?;
     let manifest_bytes =
-        sign_envelope(MANIFEST_TYPE, cbor::to_vec(&manifest), &manifest_signers).to_bytes();
+        sign_envelope(MANIFEST_TYPE, cbor::to_vec(&manifest), &manifest_signers)?.to_bytes();
     let manifest_sha256 = sha256(&manifest_bytes);
     let head = Head {
         expires: (now.max(0) as u64).saturating_add(opts.head_ttl),
@@ -491,7 +491,7 @@ fn publish_in_snapshot(
     };
     opts.guard
         .check_expiry(&format!("head version {}", head.version), head.expires, now)?;
-    let head_bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &head_signers).to_bytes();
+    let head_bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &head_signers)?.to_bytes();
 
     // Immutable files first.
     let mut seen = HashSet::new();
@@ -799,7 +799,7 @@ pub fn refresh(
         now,
         "run `consentry-publish publish`: it re-issues a manifest past half its lifetime",
     )?;
-    let bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &signers).to_bytes();
+    let bytes = sign_envelope(HEAD_TYPE, cbor::to_vec(&head), &signers)?.to_bytes();
     verify::verify_head(
         &root,
         paths::HEAD,

@@ -112,6 +112,23 @@ pub struct KeysArg {
     /// Directory with the manifest and head secret keys (*.key) that sign
     #[arg(long, env = "CONSENTRY_KEYS", value_name = "DIR")]
     pub keys: PathBuf,
+    /// An external signer (HSM or KMS wrapper, docs/external-signer.md) for
+    /// the manifest and head keys whose .pub is in --keys without a .key:
+    /// run as `PROGRAM sign ROLE KEYID`, message on stdin, hex signature on
+    /// stdout
+    #[arg(long, env = "CONSENTRY_SIGNER", value_name = "PROGRAM")]
+    pub signer: Option<PathBuf>,
+    /// How long one external signature may take, e.g. 30s
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION", requires = "signer")]
+    pub signer_timeout: u64,
+}
+
+impl KeysArg {
+    /// The online keys: secret key files, and external keys with --signer.
+    fn load(&self) -> Result<Vec<keys::KeyPair>> {
+        let timeout = std::time::Duration::from_secs(self.signer_timeout);
+        keys::load_online(&self.keys, self.signer.as_deref().map(|p| (p, timeout)))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +171,23 @@ pub enum Command {
     /// Create or rotate the trust root.
     #[command(subcommand)]
     Root(RootCommand),
+    /// A file-backed external signer (docs/external-signer.md): signs stdin
+    /// with the key KEYID of ROLE from --keys and prints the signature in
+    /// hex. The reference for HSM/KMS wrappers, and a way to keep the
+    /// online keys on another mount or machine (behind ssh).
+    ExternalSigner {
+        /// Directory with the secret keys (*.key) this signer holds
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        /// The protocol's verb: `sign`
+        #[arg(value_parser = ["sign"])]
+        verb: String,
+        /// manifest or head
+        #[arg(value_enum)]
+        role: RoleArg,
+        /// The key id to sign with (64 hex digits)
+        keyid: String,
+    },
     /// Build, sign, self-check and publish the next snapshot version.
     Publish(PublishArgs),
     /// Re-sign the head with a new expiry, without rebuilding (run it from cron).
@@ -845,7 +879,7 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
     let site = Site::new(&a.site.site);
     let lock = a.lock.take(&site, "publish")?;
     let mut d = Db::open(&a.db.db)?;
-    let secrets = keys::load_secrets(std::slice::from_ref(&a.keys.keys))?;
+    let secrets = a.keys.load()?;
     let opts = PublishOptions {
         now,
         manifest_ttl: a.manifest_ttl,
@@ -1115,6 +1149,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Root(RootCommand::Sign(a)) => root_sign_cmd(&a, o)?,
         Command::Root(RootCommand::Assemble(a)) => root_assemble_cmd(&a, o)?,
         Command::Publish(a) => publish_cmd(&a, o)?,
+        Command::ExternalSigner {
+            keys: dir,
+            verb: _,
+            role,
+            keyid,
+        } => {
+            let sig = keys::sign_stdin(&dir, role.into(), &keyid)?;
+            out!("{}", hex::encode(sig));
+        }
         Command::Refresh {
             keys: kdir,
             site,
@@ -1126,7 +1169,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let now = parse_now(now.as_deref())?;
             let site = Site::new(&site.site);
             let held = lock.take(&site, "refresh")?;
-            let secrets = keys::load_secrets(std::slice::from_ref(&kdir.keys))?;
+            let secrets = kdir.load()?;
             let head = build::refresh(&site, &held, &secrets, now, head_ttl, sign.guard())?;
             if o.json {
                 return print_json(&json!({

@@ -41,21 +41,80 @@ struct PublicFile {
     public: String,
 }
 
-/// A loaded secret key.
+/// A key that signs: a secret key file, or a public key whose secret an
+/// external signer program holds (an HSM or KMS behind a small wrapper: the
+/// secret never touches this machine's disk).
 #[derive(Debug)]
 pub struct KeyPair {
     pub role: Role,
-    pub signing: SigningKey,
+    pub secret: Secret,
+    /// The `.key` file, or the `.pub` file of an external key.
     pub path: PathBuf,
 }
 
+/// Where a [`KeyPair`]'s signatures come from.
+#[derive(Debug)]
+pub enum Secret {
+    /// The ed25519 seed, from a `.key` file.
+    Seed(SigningKey),
+    /// `program sign ROLE KEYID` (docs/external-signer.md) signs; `public`
+    /// checks every signature it returns before it is used.
+    External {
+        program: PathBuf,
+        public: [u8; 32],
+        timeout: std::time::Duration,
+    },
+}
+
 impl KeyPair {
+    /// A key pair from a seed held in memory (tests, the INSECURE keys).
+    pub fn from_seed(role: Role, signing: SigningKey, path: PathBuf) -> KeyPair {
+        KeyPair {
+            role,
+            secret: Secret::Seed(signing),
+            path,
+        }
+    }
+
     pub fn public(&self) -> [u8; 32] {
-        self.signing.verifying_key().to_bytes()
+        match &self.secret {
+            Secret::Seed(k) => k.verifying_key().to_bytes(),
+            Secret::External { public, .. } => *public,
+        }
     }
 
     pub fn id(&self) -> [u8; 32] {
         key_id(&self.public())
+    }
+
+    /// The ed25519 signature of `msg` (a PAE message): made here, or by the
+    /// external signer and then checked against the public key, so a signer
+    /// that answers with anything else stops the run before a file is
+    /// written.
+    pub fn sign(&self, msg: &[u8]) -> Result<[u8; 64]> {
+        match &self.secret {
+            Secret::Seed(k) => Ok(k.sign(msg).to_bytes()),
+            Secret::External {
+                program,
+                public,
+                timeout,
+            } => {
+                let sig = crate::signer::run(program, self.role, &key_id(public), msg, *timeout)?;
+                let vk = consentry::envelope::load_key(public)
+                    .map_err(|e| anyhow!("{}: {e}", self.path.display()))?;
+                vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+                    .map_err(|_| {
+                        crate::advise!(
+                            "the external signer {} returned a signature that does not verify under {} key {}",
+                            "check that the signer holds the secret of that key id (and signs the bytes on its stdin, unchanged)",
+                            program.display(),
+                            self.role.name(),
+                            hex::encode(key_id(public))
+                        )
+                    })?;
+                Ok(sig)
+            }
+        }
     }
 }
 
@@ -128,11 +187,7 @@ pub fn write_keypair(out: &Path, role: Role, seed: [u8; 32], force: bool) -> Res
         public: hex::encode(public),
     })?;
     write_new(&public_path, &public_json, 0o644, force)?;
-    Ok(KeyPair {
-        role,
-        signing,
-        path: secret_path,
-    })
+    Ok(KeyPair::from_seed(role, signing, secret_path))
 }
 
 /// Generate a fresh random key pair.
@@ -169,11 +224,7 @@ pub fn load_secret(path: &Path) -> Result<KeyPair> {
     }
     let role = Role::parse(&f.role).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let signing = SigningKey::from_bytes(&hex32(&f.secret, "secret", path)?);
-    let kp = KeyPair {
-        role,
-        signing,
-        path: path.to_path_buf(),
-    };
+    let kp = KeyPair::from_seed(role, signing, path.to_path_buf());
     if hex::encode(kp.id()) != f.keyid {
         bail!(
             "{}: keyid does not match the key; the file was edited or damaged",
@@ -230,6 +281,63 @@ pub fn load_secrets(dirs: &[PathBuf]) -> Result<Vec<KeyPair>> {
     Ok(out)
 }
 
+/// The keys that sign online documents (manifest, head): every `.key` in
+/// `dir`, and, with an external `signer`, every manifest or head `.pub` in
+/// `dir` without its `.key` (the signer holds that secret).
+pub fn load_online(
+    dir: &Path,
+    signer: Option<(&Path, std::time::Duration)>,
+) -> Result<Vec<KeyPair>> {
+    let mut out = load_secrets(&[dir.to_path_buf()])?;
+    let Some((program, timeout)) = signer else {
+        return Ok(out);
+    };
+    for p in load_publics(dir)? {
+        if matches!(p.role, Role::Root) || out.iter().any(|k| k.public() == p.public) {
+            continue;
+        }
+        out.push(KeyPair {
+            role: p.role,
+            secret: Secret::External {
+                program: program.to_path_buf(),
+                public: p.public,
+                timeout,
+            },
+            path: p.path,
+        });
+    }
+    Ok(out)
+}
+
+/// The reference external signer: sign standard input (at most a
+/// manifest's size) with the secret key `keyid` of `role` found in `dir`.
+pub fn sign_stdin(dir: &Path, role: Role, keyid: &str) -> Result<[u8; 64]> {
+    use std::io::Read;
+    let limit = consentry::Limits::default().max_manifest_bytes + 4096;
+    let mut msg = Vec::new();
+    std::io::stdin()
+        .take(limit + 1)
+        .read_to_end(&mut msg)
+        .context("reading the message on stdin")?;
+    if msg.len() as u64 > limit {
+        bail!("the message on stdin is larger than any head or manifest ({limit} bytes)");
+    }
+    let keys = load_secrets(&[dir.to_path_buf()])?;
+    let key = keys
+        .iter()
+        .find(|k| hex::encode(k.id()) == keyid.to_ascii_lowercase() && k.role == role)
+        .ok_or_else(|| {
+            crate::advise!(
+                "no {} key {} in {}",
+                "put that key's .key file in the signer's --keys directory",
+                role.name(),
+                keyid,
+                dir.display()
+            )
+        })?;
+    key.sign(&msg)
+}
+
 /// All public keys in a directory.
 pub fn load_publics(dir: &Path) -> Result<Vec<PublicKey>> {
     files_with_ext(dir, "pub")?
@@ -240,22 +348,28 @@ pub fn load_publics(dir: &Path) -> Result<Vec<PublicKey>> {
 
 /// Sign `payload` with every key in `signers` (sorted by key id, so the
 /// envelope is deterministic: ed25519 signatures are deterministic too).
-pub fn sign_envelope(payload_type: &str, payload: Vec<u8>, signers: &[&KeyPair]) -> Envelope {
+pub fn sign_envelope(
+    payload_type: &str,
+    payload: Vec<u8>,
+    signers: &[&KeyPair],
+) -> Result<Envelope> {
     let msg = pae(payload_type, &payload);
     let mut sigs: Vec<Sig> = signers
         .iter()
-        .map(|k| Sig {
-            sig: k.signing.sign(&msg).to_bytes().to_vec(),
-            keyid: k.id(),
+        .map(|k| {
+            Ok(Sig {
+                sig: k.sign(&msg)?.to_vec(),
+                keyid: k.id(),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     sigs.sort_by_key(|s| s.keyid);
     sigs.dedup_by_key(|s| s.keyid);
-    Envelope {
+    Ok(Envelope {
         payload,
         signatures: sigs,
         payload_type: payload_type.to_string(),
-    }
+    })
 }
 
 /// The secret keys among `keys` whose ids a root lists for `role`, sorted by id.

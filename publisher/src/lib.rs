@@ -27,5 +27,6 @@ pub mod keys;
 pub mod lock;
 pub mod progress;
 pub mod root;
+pub mod signer;
 pub mod site;
 pub mod source;

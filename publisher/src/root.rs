@@ -81,8 +81,8 @@ pub fn root_from_publics(
     })
 }
 
-fn sign_root(root: &Root, signers: &[&KeyPair]) -> Vec<u8> {
-    sign_envelope(ROOT_TYPE, cbor::to_vec(root), signers).to_bytes()
+fn sign_root(root: &Root, signers: &[&KeyPair]) -> Result<Vec<u8>> {
+    Ok(sign_envelope(ROOT_TYPE, cbor::to_vec(root), signers)?.to_bytes())
 }
 
 /// What root init and rotate sign, and under which rules.
@@ -152,7 +152,7 @@ pub fn init(
     site.check_lock(lock)?;
     let (_, root) = next_root(site, keys_dir, o, false, force)?;
     let rel = paths::root(1);
-    let bytes = sign_root(&root, &signers_for(secrets, &root.roles.root.keyids));
+    let bytes = sign_root(&root, &signers_for(secrets, &root.roles.root.keyids))?;
     verify::verify_pinned_root(&rel, &bytes, &site.limits).map_err(|e| anyhow!("self-check of the new root failed (are the root role's secret keys in the keys directory?): {e}"))?;
     site.write_atomic(&rel, &bytes)?;
     Ok((root, bytes))
@@ -177,7 +177,7 @@ pub fn rotate(
     };
     let mut ids = old.roles.root.keyids.clone();
     ids.extend(new.roles.root.keyids.iter().copied());
-    let bytes = sign_root(&new, &signers_for(secrets, &ids));
+    let bytes = sign_root(&new, &signers_for(secrets, &ids))?;
     let rel = paths::root(new.version);
     check_next(&old, &rel, &bytes, &site.limits)?;
     site.write_atomic(&rel, &bytes)?;
@@ -232,7 +232,8 @@ impl Proposal {
     /// parses a root: canonical envelope, root payload type, canonical root
     /// that passes SPEC.md §4.1's structural rules.
     pub fn read(file: &Path, limits: &consentry::Limits) -> Result<Proposal> {
-        let bytes = std::fs::read(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+        let bytes =
+            std::fs::read(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
         let (envelope, root) = verify::parse_root(&file.display().to_string(), &bytes, limits)
             .map_err(|e| anyhow!("{e}"))?;
         Ok(Proposal { envelope, root })
@@ -305,9 +306,17 @@ pub fn sign_proposal(
         return Err(crate::advise!(
             "none of the keys given ({}) may sign root version {}: it needs root keys {}",
             "sign with a root key the proposal lists{}",
-            if have.is_empty() { "none".to_string() } else { have.join(", ") },
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.join(", ")
+            },
             p.root.version,
-            allowed.iter().map(hex::encode).collect::<Vec<_>>().join(", "),
+            allowed
+                .iter()
+                .map(hex::encode)
+                .collect::<Vec<_>>()
+                .join(", "),
             if previous.is_none() && p.root.version > 1 {
                 " (a key of the root it replaces counts too: pass that root with --previous FILE)"
             } else {
@@ -319,7 +328,7 @@ pub fn sign_proposal(
     let mut env = p.envelope.clone();
     for k in &signers {
         env.signatures.push(consentry::envelope::Sig {
-            sig: ed25519_dalek::Signer::sign(&k.signing, &msg).to_bytes().to_vec(),
+            sig: k.sign(&msg)?.to_vec(),
             keyid: k.id(),
         });
     }

@@ -9,7 +9,6 @@ use std::path::Path;
 use consentry::columns::{Columns, KeyColumns};
 use consentry::envelope::{Envelope, Sig, pae};
 use consentry_publish::keys::KeyPair;
-use ed25519_dalek::Signer;
 
 use crate::Run;
 
@@ -35,9 +34,8 @@ pub fn assert_refused(run: &Run, code: &str) {
 pub fn sign(key: &KeyPair, payload_type: &str, payload: &[u8]) -> Sig {
     Sig {
         sig: key
-            .signing
             .sign(&pae(payload_type, payload))
-            .to_bytes()
+            .expect("a seed key signs")
             .to_vec(),
         keyid: key.id(),
     }

@@ -68,7 +68,9 @@ impl Site {
     pub fn put_head(&self, head: &Head, signers: &[&KeyPair]) {
         self.write(
             paths::HEAD,
-            &sign_envelope(HEAD_TYPE, cbor::to_vec(head), signers).to_bytes(),
+            &sign_envelope(HEAD_TYPE, cbor::to_vec(head), signers)
+                .unwrap()
+                .to_bytes(),
         );
     }
 
@@ -80,7 +82,9 @@ impl Site {
         manifest_signers: &[&KeyPair],
         head_signers: &[&KeyPair],
     ) -> String {
-        let bytes = sign_envelope(MANIFEST_TYPE, cbor::to_vec(m), manifest_signers).to_bytes();
+        let bytes = sign_envelope(MANIFEST_TYPE, cbor::to_vec(m), manifest_signers)
+            .unwrap()
+            .to_bytes();
         self.put_manifest_bytes(m.version, &bytes, head_signers)
     }
 
@@ -107,7 +111,9 @@ impl Site {
     pub fn put_root(&self, root: &Root, signers: &[&KeyPair]) {
         self.write(
             &paths::root(root.version),
-            &sign_envelope(ROOT_TYPE, cbor::to_vec(root), signers).to_bytes(),
+            &sign_envelope(ROOT_TYPE, cbor::to_vec(root), signers)
+                .unwrap()
+                .to_bytes(),
         );
     }
 

@@ -180,7 +180,9 @@ fn skipped_root_version_is_rejected() {
     // root/2.cbor holds a root claiming version 3, signed by the root key.
     let mut r = evil.root(1);
     r.version = 3;
-    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("root")]).to_bytes();
+    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("root")])
+        .unwrap()
+        .to_bytes();
     evil.write("root/2.cbor", &bytes);
     f.assert_sync_refused("evil", "root_version", &before);
     assert!(!f.path("store/root/2.cbor").exists());
@@ -196,16 +198,18 @@ fn rotation_signed_by(f: &Fixture, evil: &Site, signers: &[&KeyPair]) {
     r.keys.sort_by_key(consentry::envelope::key_id);
     r.roles.root.keyids = vec![new_root_key.id()];
     r.version = 2;
-    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), signers).to_bytes();
+    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), signers)
+        .unwrap()
+        .to_bytes();
     evil.write("root/2.cbor", &bytes);
 }
 
 fn new_root_key() -> KeyPair {
-    KeyPair {
-        role: Role::Root,
-        signing: ed25519_dalek::SigningKey::from_bytes(&insecure_seed(Role::Root, 2)),
-        path: std::path::PathBuf::from("INSECURE-root-2.key"),
-    }
+    KeyPair::from_seed(
+        Role::Root,
+        ed25519_dalek::SigningKey::from_bytes(&insecure_seed(Role::Root, 2)),
+        std::path::PathBuf::from("INSECURE-root-2.key"),
+    )
 }
 
 #[test]
@@ -912,7 +916,9 @@ fn root_with_a_weak_key_is_rejected() {
     r.roles.head.keyids.push(consentry::envelope::key_id(&weak));
     r.roles.head.keyids.sort_unstable();
     r.version = 2;
-    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("root")]).to_bytes();
+    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("root")])
+        .unwrap()
+        .to_bytes();
     evil.write("root/2.cbor", &bytes);
     f.assert_sync_refused("evil", "malformed_document", &before);
 }
@@ -951,7 +957,9 @@ fn pinned_root_not_signed_by_its_own_root_keys_is_refused_at_init() {
     let f = Fixture::published();
     let site = Site::new(&f.path("site"));
     let r = site.root(1);
-    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("manifest")]).to_bytes();
+    let bytes = sign_envelope(ROOT_TYPE, cbor::to_vec(&r), &[&f.key("manifest")])
+        .unwrap()
+        .to_bytes();
     std::fs::write(f.path("fake-root.cbor"), bytes).unwrap();
     assert_refused(
         &f.verifier(&["init", "--root", "fake-root.cbor"]),

@@ -13,12 +13,7 @@ use super::fixture::{Fixture, NOW, T0};
 
 /// The publisher in `dir`.
 fn publish(dir: &Path, args: &[&str]) -> consentry_tests::Run {
-    consentry_tests::run_bounded(
-        "consentry-publish",
-        args,
-        dir,
-        super::fixture::RUN_LIMIT,
-    )
+    consentry_tests::run_bounded("consentry-publish", args, dir, super::fixture::RUN_LIMIT)
 }
 
 /// Generate `holder/name` (role `role`) and copy its public key into `pubs`.
@@ -43,7 +38,13 @@ fn ceremony() -> Fixture {
     };
     let d = f.root();
     for h in ["a", "b", "c"] {
-        keygen(d, "root", &format!("holder-{h}"), &format!("root-{h}"), &["pubs"]);
+        keygen(
+            d,
+            "root",
+            &format!("holder-{h}"),
+            &format!("root-{h}"),
+            &["pubs"],
+        );
     }
     keygen(d, "manifest", "online", "manifest-1", &["pubs", "pubs2"]);
     keygen(d, "head", "online", "head-1", &["pubs", "pubs2"]);
@@ -64,25 +65,33 @@ fn ceremony() -> Fixture {
 }
 
 fn propose_root_1(f: &Fixture) {
-    let out = f.publish(&[
-        "root",
-        "init",
-        "--keys",
-        "pubs",
-        "--site",
-        "site",
-        "--threshold",
-        "root=2",
-        "--now",
-        T0,
-        "--expires-in",
-        "3650d",
-        "--unsigned",
-        "proposal.cbor",
-    ])
-    .ok();
-    assert!(out.stdout.contains("proposal (0 valid signatures)"), "{}", out.stdout);
-    assert!(!f.path("site/root/1.cbor").exists(), "a proposal publishes nothing");
+    let out = f
+        .publish(&[
+            "root",
+            "init",
+            "--keys",
+            "pubs",
+            "--site",
+            "site",
+            "--threshold",
+            "root=2",
+            "--now",
+            T0,
+            "--expires-in",
+            "3650d",
+            "--unsigned",
+            "proposal.cbor",
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains("proposal (0 valid signatures)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !f.path("site/root/1.cbor").exists(),
+        "a proposal publishes nothing"
+    );
 }
 
 fn sign(f: &Fixture, file: &str, key: &str, extra: &[&str]) -> consentry_tests::Run {
@@ -115,7 +124,11 @@ fn a_threshold_root_is_signed_by_separate_holders_and_published_only_at_its_thre
     // The second holder: the threshold is met and the root published as
     // received, byte for byte.
     let second = sign(&f, "proposal.cbor", "holder-b/root-b.key", &[]).ok();
-    assert!(second.stdout.contains("2 valid signatures"), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("2 valid signatures"),
+        "{}",
+        second.stdout
+    );
     assemble(&f, "proposal.cbor").ok();
     assert_eq!(
         std::fs::read(f.path("site/root/1.cbor")).unwrap(),
@@ -133,7 +146,11 @@ fn a_threshold_root_is_signed_by_separate_holders_and_published_only_at_its_thre
     let check = f
         .verifier(&["check", "GBNWR2500001", "--at", "2026-11-25"])
         .ok();
-    assert!(check.stdout.contains("\tdisallow\tdeclared\tD1\t"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("\tdisallow\tdeclared\tD1\t"),
+        "{}",
+        check.stdout
+    );
 }
 
 #[test]
@@ -143,7 +160,11 @@ fn signing_a_root_proposal_with_a_key_it_does_not_list_is_refused() {
     let before = std::fs::read(f.path("proposal.cbor")).unwrap();
     let out = sign(&f, "proposal.cbor", "online/head-1.key", &[]);
     assert_eq!(out.code, 2, "{}", out.stdout);
-    assert!(out.stderr.contains("may sign root version 1"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("may sign root version 1"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(std::fs::read(f.path("proposal.cbor")).unwrap(), before);
 }
 
@@ -229,19 +250,15 @@ fn a_rotation_needs_the_old_roots_threshold_as_well_as_the_new_ones() {
     .ok();
     assemble(&f, "rotation.cbor").ok();
     f.publish(&[
-        "publish",
-        "--db",
-        "reg.db",
-        "--keys",
-        "online",
-        "--site",
-        "site",
-        "--now",
-        NOW,
+        "publish", "--db", "reg.db", "--keys", "online", "--site", "site", "--now", NOW,
     ])
     .ok();
     let out = f.verifier(&["sync", "site"]).ok();
-    assert!(out.stdout.contains("root rotated to version 2"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("root rotated to version 2"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -263,6 +280,109 @@ fn a_proposal_is_never_written_over_an_existing_file() {
         "proposal.cbor",
     ]);
     assert_eq!(out.code, 2, "{}", out.stdout);
-    assert!(out.stderr.contains("refusing to overwrite"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("refusing to overwrite"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(std::fs::read(f.path("proposal.cbor")).unwrap(), signed);
+}
+
+/// An executable script `name` in the fixture.
+fn script(f: &Fixture, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = f.path(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("./{name}")
+}
+
+/// The INSECURE fixture with the online secret keys moved out of `keys/`
+/// into `hsm/`, behind the reference external signer.
+fn online_keys_behind_a_signer() -> (Fixture, String) {
+    let f = Fixture::unpublished();
+    std::fs::create_dir_all(f.path("hsm")).unwrap();
+    for role in ["manifest", "head"] {
+        std::fs::rename(
+            f.path(&format!("keys/INSECURE-{role}-1.key")),
+            f.path(&format!("hsm/INSECURE-{role}-1.key")),
+        )
+        .unwrap();
+    }
+    let bin = consentry_tests::bin_dir().join("consentry-publish");
+    let signer = script(
+        &f,
+        "signer.sh",
+        &format!("exec {} external-signer --keys hsm \"$@\"", bin.display()),
+    );
+    (f, signer)
+}
+
+#[test]
+fn online_keys_held_by_an_external_signer_publish_and_refresh() {
+    let (f, signer) = online_keys_behind_a_signer();
+    // Without the signer the keys directory holds no online secret.
+    let refused = f.publish_next(&[]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(!f.path("site/head.cbor").exists());
+    f.publish_next(&["--signer", &signer]).ok();
+    f.publish(&[
+        "refresh", "--keys", "keys", "--site", "site", "--now", T0, "--signer", &signer,
+    ])
+    .ok();
+    f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
+    f.verifier(&["sync", "site"]).ok();
+    let check = f
+        .verifier(&["check", "GBNWR2500001", "--at", "2026-11-25"])
+        .ok();
+    assert!(
+        check.stdout.contains("\tdisallow\tdeclared\tD1\t"),
+        "{}",
+        check.stdout
+    );
+    // The same manifest bytes as signing with the key files (ed25519 is
+    // deterministic): the signer signed exactly the message it was given.
+    let manifests = |files: std::collections::BTreeMap<String, Vec<u8>>| {
+        files
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("manifest"))
+            .collect::<Vec<_>>()
+    };
+    let external = manifests(f.site_files());
+    assert!(!external.is_empty());
+    assert_eq!(external, manifests(Fixture::published().site_files()));
+}
+
+#[test]
+fn an_external_signer_returning_a_bad_signature_is_refused_and_nothing_is_published() {
+    let (f, _) = online_keys_behind_a_signer();
+    let zeros = "0".repeat(128);
+    let liar = script(&f, "liar.sh", &format!("cat >/dev/null; echo {zeros}"));
+    let out = f.publish_next(&["--signer", &liar]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stderr.contains("does not verify"), "{}", out.stderr);
+    assert!(!f.path("site/head.cbor").exists(), "nothing published");
+    let garbage = script(&f, "garbage.sh", "cat >/dev/null; echo not-a-signature");
+    let out = f.publish_next(&["--signer", &garbage]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not a signature"), "{}", out.stderr);
+    let failing = script(&f, "failing.sh", "echo 'HSM offline' >&2; exit 3");
+    let out = f.publish_next(&["--signer", &failing]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("HSM offline"), "{}", out.stderr);
+    assert!(!f.path("site/head.cbor").exists(), "nothing published");
+}
+
+#[test]
+fn an_external_signer_that_never_answers_is_stopped_at_its_timeout() {
+    let (f, _) = online_keys_behind_a_signer();
+    let stuck = script(&f, "stuck.sh", "exec sleep 60");
+    let out = f.publish_next(&["--signer", &stuck, "--signer-timeout", "1s"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("did not answer within 1 s"),
+        "{}",
+        out.stderr
+    );
+    assert!(!f.path("site/head.cbor").exists());
 }

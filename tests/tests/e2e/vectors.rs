@@ -150,7 +150,8 @@ fn build(name: &str, dir: &Path) -> Option<String> {
                 "application/vnd.consentry.head+cbor;v=2",
                 consentry::cbor::to_vec(&h),
                 &[&hk],
-            );
+            )
+            .unwrap();
             s.write(paths::HEAD, &env.to_bytes());
         }
         "13-head-signed-by-manifest-key" => s.put_head(&s.head(), &[&mk]),
@@ -235,6 +236,7 @@ fn build(name: &str, dir: &Path) -> Option<String> {
                     consentry::cbor::to_vec(&r),
                     &[&rk],
                 )
+                .unwrap()
                 .to_bytes(),
             );
         }
