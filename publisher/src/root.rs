@@ -78,6 +78,7 @@ pub fn root_from_publics(
         },
         expires,
         version,
+        witnesses: None,
     })
 }
 

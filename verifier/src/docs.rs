@@ -64,6 +64,68 @@ pub struct Root {
     /// Unix seconds; the root is expired at and after this instant.
     pub expires: u64,
     pub version: u64,
+    /// The witnesses whose cosignatures a verifier requires on the log's
+    /// checkpoint (SPEC.md §15); absent: no witnessing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnesses: Option<Witnesses>,
+}
+
+/// One witness: its name (as in its cosignature lines) and ed25519 key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessKey {
+    #[serde(with = "crate::cbor::bytes32")]
+    pub key: [u8; 32],
+    pub name: String,
+}
+
+/// The root's witness policy: the log's origin line, the witnesses and how
+/// many of them must cosign a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Witnesses {
+    pub keys: Vec<WitnessKey>,
+    pub origin: String,
+    pub threshold: u64,
+}
+
+/// Most witnesses one root lists.
+pub const MAX_WITNESSES: usize = 32;
+
+impl Witnesses {
+    /// SPEC.md §4.1 rule 6: a valid origin; 1 to 32 witnesses, sorted by
+    /// name and unique, each name valid and each key a strong ed25519 key;
+    /// 1 ≤ threshold ≤ count.
+    pub fn check(&self) -> Result<(), String> {
+        let name_ok = |s: &str| {
+            !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'+')
+        };
+        if !name_ok(&self.origin) {
+            return Err("witnesses.origin must be 1 to 255 printable ASCII characters without spaces or '+'".into());
+        }
+        if self.keys.is_empty() || self.keys.len() > MAX_WITNESSES {
+            return Err(format!("witnesses must list 1 to {MAX_WITNESSES} keys"));
+        }
+        for w in self.keys.windows(2) {
+            if w[0].name >= w[1].name {
+                return Err("witnesses.keys must be sorted by name, names unique".into());
+            }
+        }
+        for k in &self.keys {
+            if !name_ok(&k.name) {
+                return Err(format!("witness name {:?} must be 1 to 255 printable ASCII characters without spaces or '+'", k.name));
+            }
+            crate::envelope::load_key(&k.key).map_err(|e| format!("witness {}: {e}", k.name))?;
+        }
+        if self.threshold == 0 || self.threshold > self.keys.len() as u64 {
+            return Err(format!(
+                "witnesses.threshold {} must be between 1 and its {} key(s)",
+                self.threshold,
+                self.keys.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Root {
@@ -117,6 +179,9 @@ impl Root {
                     rk.keyids.len()
                 ));
             }
+        }
+        if let Some(w) = &self.witnesses {
+            w.check()?;
         }
         Ok(())
     }

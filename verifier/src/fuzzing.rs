@@ -95,6 +95,7 @@ pub fn example_root() -> &'static Root {
             },
             expires: u64::MAX,
             version: 1,
+            witnesses: None,
         }
     })
 }

@@ -22,6 +22,7 @@ pub mod isrc;
 pub mod limits;
 pub mod lookup;
 pub mod merkle;
+pub mod note;
 pub mod model;
 pub mod receipt;
 pub mod state;

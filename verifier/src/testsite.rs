@@ -68,6 +68,7 @@ pub fn make_root(
         },
         expires: expires as u64,
         version,
+        witnesses: None,
     }
 }
 

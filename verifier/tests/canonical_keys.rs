@@ -178,6 +178,7 @@ fn root_keys_are_in_canonical_order() {
         },
         expires: 1,
         version: 1,
+        witnesses: None,
     };
     let role: &[&str] = &["keyids", "threshold"];
     check(

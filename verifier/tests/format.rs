@@ -69,6 +69,7 @@ fn documents_round_trip_and_encode_deterministically() {
         },
         expires: 2_000_000_000,
         version: 1,
+        witnesses: None,
     };
     let head = Head {
         expires: 5,
