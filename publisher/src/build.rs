@@ -127,6 +127,8 @@ impl std::fmt::Display for PublishMode {
 /// What a publish did.
 #[derive(Debug, Clone, Default)]
 pub struct PublishReport {
+    /// The log checkpoint after this publish (roots that name witnesses).
+    pub log: Option<crate::log::LogReport>,
     pub version: u64,
     pub previous_version: Option<u64>,
     pub mode: PublishMode,
@@ -305,7 +307,13 @@ pub fn publish(
     source.begin_snapshot()?;
     let result = publish_in_snapshot(source, keys, site, opts);
     source.end_snapshot(result.is_ok())?;
-    result
+    let mut report = result?;
+    // The witnessed log (SPEC.md §15), after the head: a crash in between
+    // leaves the log one version behind, and the next publish appends it.
+    let root = site.root()?;
+    let signers = signers_for(keys, &root.roles.manifest.keyids);
+    report.log = crate::log::update(site, lock, &root, &signers)?;
+    Ok(report)
 }
 
 fn publish_in_snapshot(

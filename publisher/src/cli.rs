@@ -417,6 +417,19 @@ pub struct RootArgs {
     /// default: the clock
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    /// A witness whose cosignature verifiers require on the log's
+    /// checkpoint (SPEC.md §15): its C2SP verifier key NAME+HASH+BASE64
+    /// (`consentry witness keygen` prints it), or a file holding it; repeat
+    /// for each. A rotation without --witness keeps the current root's
+    #[arg(long, value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the witnesses must cosign (default: all)
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub witness_threshold: Option<u64>,
+    /// The log's origin line, naming this registry's log (e.g.
+    /// registry.example.org/consentry); needed with --witness
+    #[arg(long, value_name = "ORIGIN")]
+    pub log_origin: Option<String>,
     /// Sign nothing: write the proposed root, unsigned, to FILE for key
     /// holders to sign (`root sign`) and then `root assemble` (no secret
     /// key needed here; the site is only read)
@@ -685,6 +698,7 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
     let site = Site::new(&a.site.site);
     if let Some(out) = &a.unsigned {
         let opts = root::RootOptions {
+            witnesses: crate::log::policy(a.log_origin.as_deref(), &a.witness, a.witness_threshold)?,
             thresholds: thresholds(&a.threshold),
             expires: (now.max(0) as u64).saturating_add(a.expires_in),
             now,
@@ -712,6 +726,7 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
     dirs.extend(a.sign_with.iter().cloned());
     let secrets = keys::load_secrets(&dirs)?;
     let opts = root::RootOptions {
+        witnesses: crate::log::policy(a.log_origin.as_deref(), &a.witness, a.witness_threshold)?,
         thresholds: thresholds(&a.threshold),
         expires: (now.max(0) as u64).saturating_add(a.expires_in),
         now,

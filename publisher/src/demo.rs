@@ -126,6 +126,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         &kdir,
         &secrets,
         root::RootOptions {
+            witnesses: None,
             thresholds: Thresholds::default(),
             expires: (now.max(0) as u64) + 365 * 86_400,
             now,

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod import;
 pub mod keys;
 pub mod lock;
+pub mod log;
 pub mod progress;
 pub mod root;
 pub mod signer;

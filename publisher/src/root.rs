@@ -87,8 +87,11 @@ fn sign_root(root: &Root, signers: &[&KeyPair]) -> Result<Vec<u8>> {
 }
 
 /// What root init and rotate sign, and under which rules.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RootOptions {
+    /// The witness policy of the new root (SPEC.md §15); `None` keeps the
+    /// current root's when rotating (none for a first root).
+    pub witnesses: Option<consentry::docs::Witnesses>,
     pub thresholds: Thresholds,
     /// Unix seconds.
     pub expires: u64,
@@ -104,7 +107,7 @@ pub struct RootOptions {
 fn next_root(
     site: &Site,
     keys_dir: &Path,
-    o: RootOptions,
+    o: &RootOptions,
     rotate: bool,
     force: bool,
 ) -> Result<(Option<Root>, Root)> {
@@ -122,7 +125,11 @@ fn next_root(
         None
     };
     let version = old.as_ref().map_or(1, |r| r.version + 1);
-    let new = root_from_publics(&load_publics(keys_dir)?, o.thresholds, version, o.expires)?;
+    let mut new = root_from_publics(&load_publics(keys_dir)?, o.thresholds, version, o.expires)?;
+    new.witnesses = o
+        .witnesses
+        .clone()
+        .or_else(|| old.as_ref().and_then(|r| r.witnesses.clone()));
     if let Some(old) = &old
         && !force
         && same_trust(old, &new)
@@ -151,7 +158,7 @@ pub fn init(
     force: bool,
 ) -> Result<(Root, Vec<u8>)> {
     site.check_lock(lock)?;
-    let (_, root) = next_root(site, keys_dir, o, false, force)?;
+    let (_, root) = next_root(site, keys_dir, &o, false, force)?;
     let rel = paths::root(1);
     let bytes = sign_root(&root, &signers_for(secrets, &root.roles.root.keyids))?;
     verify::verify_pinned_root(&rel, &bytes, &site.limits).map_err(|e| anyhow!("self-check of the new root failed (are the root role's secret keys in the keys directory?): {e}"))?;
@@ -173,7 +180,7 @@ pub fn rotate(
     force: bool,
 ) -> Result<(Root, Vec<u8>)> {
     site.check_lock(lock)?;
-    let (Some(old), new) = next_root(site, keys_dir, o, true, force)? else {
+    let (Some(old), new) = next_root(site, keys_dir, &o, true, force)? else {
         bail!("rotating needs the current root");
     };
     let mut ids = old.roles.root.keyids.clone();
@@ -212,7 +219,7 @@ pub fn propose(
     rotate: bool,
     force: bool,
 ) -> Result<(Root, Vec<u8>)> {
-    let (_, root) = next_root(site, keys_dir, o, rotate, force)?;
+    let (_, root) = next_root(site, keys_dir, &o, rotate, force)?;
     let env = Envelope {
         payload: cbor::to_vec(&root),
         signatures: Vec::new(),

@@ -39,6 +39,8 @@ pub fn max_size(kind: SiteFile, limits: &Limits) -> u64 {
         SiteFile::Root(_) => limits.max_root_bytes,
         SiteFile::Manifest(..) => limits.max_manifest_bytes,
         SiteFile::Shard(_) | SiteFile::Layer(_) | SiteFile::Prefix(_) => limits.max_file_bytes,
+        SiteFile::Checkpoint => crate::note::MAX_NOTE_BYTES as u64,
+        SiteFile::Leaves => crate::tlog::MAX_LOG_SIZE * 32,
     }
 }
 

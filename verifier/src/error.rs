@@ -83,6 +83,15 @@ codes! {
     /// After applying layers, a range's count or leaf (or the prefix leaf)
     /// differs from the manifest's.
     StateMismatch = "state_mismatch",
+    // ---- SPEC.md §15, the witnessed log ----
+    /// The log's checkpoint or leaves file is not well-formed (§15.2).
+    MalformedCheckpoint = "malformed_checkpoint",
+    /// Fewer distinct valid witness cosignatures than the root's threshold.
+    WitnessThresholdNotMet = "witness_threshold_not_met",
+    /// The checkpoint does not commit to the manifest being accepted.
+    CheckpointMismatch = "checkpoint_mismatch",
+    /// The log does not extend the checkpoint already trusted: a fork.
+    LogFork = "log_fork",
 
     // ---- transport (`fetch.rs`) ----
     /// A name that is not a site name (SPEC.md §2).
@@ -193,7 +202,11 @@ impl Code {
             | Code::RangeMismatch
             | Code::CountMismatch
             | Code::LayerMismatch
-            | Code::StateMismatch => Family::Verification,
+            | Code::StateMismatch
+            | Code::MalformedCheckpoint
+            | Code::WitnessThresholdNotMet
+            | Code::CheckpointMismatch
+            | Code::LogFork => Family::Verification,
             Code::BadPath
             | Code::BadSource
             | Code::IoError
@@ -269,6 +282,15 @@ impl Code {
             }
             c if c.is_data_defect() => {
                 "the source served a damaged or altered file; nothing in the store changed: try another mirror or tell the registry"
+            }
+            Code::LogFork => {
+                "the registry's log shown here does not extend the one this store saw: a split view (two histories) or a hostile mirror; nothing changed: keep both checkpoints (`consentry status --json`) and compare them with another store's (`consentry compare-checkpoints`)"
+            }
+            Code::WitnessThresholdNotMet => {
+                "the snapshot is not cosigned by enough of the root's witnesses: wait for the witnesses to cosign (the registry collects them), or sync from a source that serves the cosigned checkpoint"
+            }
+            Code::MalformedCheckpoint | Code::CheckpointMismatch => {
+                "the source's log files (log/checkpoint, log/leaves) do not match the signed snapshot; nothing changed: try another mirror or tell the registry"
             }
             Code::Rollback | Code::SplitView | Code::ChainBroken | Code::VersionMismatch => {
                 "the source served an older or conflicting snapshot than one already trusted; nothing changed: the mirror is stale or hostile, try another"

@@ -43,10 +43,15 @@ pub enum SiteFile {
     Layer([u8; 32]),
     /// `prefix/{sha256 hex}.zst`
     Prefix([u8; 32]),
+    /// `log/checkpoint`: the manifest log's checkpoint and cosignatures
+    /// (SPEC.md §15; mutable, like the head)
+    Checkpoint,
+    /// `log/leaves`: the manifest log's leaves (append-only)
+    Leaves,
 }
 
 /// The subdirectories of a site.
-pub const SITE_DIRS: [&str; 5] = ["root", "manifest", "shard", "layer", "prefix"];
+pub const SITE_DIRS: [&str; 6] = ["root", "manifest", "shard", "layer", "prefix", "log"];
 
 fn parse_version(s: &str) -> Option<u64> {
     // Canonical decimal only: no sign, no leading zero, at least 1.
@@ -72,6 +77,12 @@ impl SiteFile {
         if name == crate::docs::paths::HEAD {
             return Some(SiteFile::Head);
         }
+        if name == crate::tlog::CHECKPOINT_PATH {
+            return Some(SiteFile::Checkpoint);
+        }
+        if name == crate::tlog::LEAVES_PATH {
+            return Some(SiteFile::Leaves);
+        }
         let (dir, file) = name.split_once('/')?;
         match dir {
             "root" => parse_version(file.strip_suffix(".cbor")?).map(SiteFile::Root),
@@ -96,6 +107,8 @@ impl SiteFile {
             SiteFile::Shard(h) => paths::shard(&h),
             SiteFile::Layer(h) => paths::layer(&h),
             SiteFile::Prefix(h) => paths::prefixes(&h),
+            SiteFile::Checkpoint => crate::tlog::CHECKPOINT_PATH.to_string(),
+            SiteFile::Leaves => crate::tlog::LEAVES_PATH.to_string(),
         }
     }
 
@@ -108,6 +121,7 @@ impl SiteFile {
             SiteFile::Shard(_) => Some("shard"),
             SiteFile::Layer(_) => Some("layer"),
             SiteFile::Prefix(_) => Some("prefix"),
+            SiteFile::Checkpoint | SiteFile::Leaves => Some("log"),
         }
     }
 }

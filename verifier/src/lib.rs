@@ -23,6 +23,7 @@ pub mod limits;
 pub mod lookup;
 pub mod merkle;
 pub mod note;
+pub mod tlog;
 pub mod model;
 pub mod receipt;
 pub mod state;

@@ -240,6 +240,39 @@ pub fn log_signature_line(name: &str, public: &[u8; 32], sig: &[u8; 64]) -> SigL
     }
 }
 
+/// A C2SP verifier key: `NAME+KEYHASH+BASE64(type ‖ public key)`, the
+/// form witnesses and logs publish their keys in.
+pub fn vkey(name: &str, alg: u8, public: &[u8; 32]) -> String {
+    let mut blob = vec![alg];
+    blob.extend_from_slice(public);
+    format!("{name}+{}+{}", hex::encode(key_hash(name, alg, public)), B64.encode(blob))
+}
+
+/// Parse a C2SP verifier key of signature type `alg`: the name and the
+/// ed25519 public key, the key hash checked.
+pub fn parse_vkey(s: &str, alg: u8) -> Result<(String, [u8; 32]), String> {
+    let s = s.trim();
+    let mut parts = s.splitn(3, '+');
+    let (Some(name), Some(hash), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("{s:?} is not a verifier key NAME+KEYHASH+BASE64"));
+    };
+    check_name(name, "key name")?;
+    let blob = B64
+        .decode(b64)
+        .map_err(|_| format!("the key of {name} is not base64"))?;
+    if blob.len() != 33 || blob[0] != alg {
+        return Err(format!(
+            "the key of {name} is not a type 0x{alg:02x} ed25519 key (a witness key is a cosignature/v1 key, type 0x04)"
+        ));
+    }
+    let mut public = [0u8; 32];
+    public.copy_from_slice(&blob[1..]);
+    if hash != hex::encode(key_hash(name, alg, &public)) {
+        return Err(format!("the key hash of {name} does not match its key"));
+    }
+    Ok((name.to_string(), public))
+}
+
 /// The log's leaves from a `log/leaves` file: concatenated 32-byte hashes.
 pub fn parse_leaves(bytes: &[u8]) -> Result<Vec<[u8; 32]>, String> {
     if bytes.len() % 32 != 0 {

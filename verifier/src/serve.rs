@@ -101,10 +101,10 @@ fn answer(req: tiny_http::Request, files: &DirFetch, max: u64) {
     let name = file.name();
     match files.get(&name, max) {
         Ok(Some(bytes)) => {
-            // SPEC.md §2: only the head changes; every other name is
-            // written once.
+            // SPEC.md §2: only the head and the log's two files change;
+            // every other name is written once.
             let cache = match file {
-                SiteFile::Head => "public, max-age=60",
+                SiteFile::Head | SiteFile::Checkpoint | SiteFile::Leaves => "public, max-age=60",
                 _ => "public, max-age=31536000, immutable",
             };
             let mut resp = Response::from_data(bytes);

@@ -21,6 +21,7 @@ use crate::index::Index;
 use crate::limits::Limits;
 use crate::rebuild::{self, DataFiles};
 use crate::state::State;
+use crate::tlog;
 use crate::store::{Snapshot, Store, StoreFiles, StoredHead};
 use crate::verify::{self, Expiry};
 
@@ -324,8 +325,10 @@ pub(crate) fn sync_locked(
     let named = run.step4_5_manifest(&roots.root, &head.head, trusted.as_ref())?;
     let m = &named.manifest;
     let sha = head.head.manifest.sha256;
+    let log = run.step5_log(&roots.root, m.version, &sha)?;
     let plan = run.step6_plan(&named, &sha, trusted.as_ref());
     if let Plan::NothingNew = plan {
+        run.write_log(log.as_ref())?;
         run.step10_head_only(&roots, &head)?;
         prune(store, opts, m, &sha, &mut report);
         return Ok(report);
@@ -348,7 +351,7 @@ pub(crate) fn sync_locked(
     run.step7_complete(&mut files, m, &derived, via_layers)?;
     rep.finish();
 
-    run.step10_switch(&roots, &files, &derived, &named, &head, &state)?;
+    run.step10_switch(&roots, &files, &derived, &named, &head, &state, log.as_ref())?;
     drop(staging);
     report.files_fetched = files.fetched;
     report.bytes_fetched = files.fetched_bytes;
@@ -563,6 +566,43 @@ impl Run<'_> {
         })
     }
 
+    /// SPEC.md §15.3, when the final root names witnesses: the source's
+    /// checkpoint and leaves, checked against the root's manifest keys and
+    /// witness threshold, against the manifest accepted (version `version`,
+    /// hash `sha`), and against the checkpoint this store trusted before (a
+    /// fork is `log_fork`). Returns the two files to store at the switch.
+    fn step5_log(
+        &self,
+        root: &Root,
+        version: u64,
+        sha: &[u8; 32],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Rejection> {
+        let Some(policy) = &root.witnesses else {
+            return Ok(None);
+        };
+        let get = |rel: &str, max: u64| {
+            let loc = self.fetch.location(rel);
+            self.fetch
+                .get(rel, max)?
+                .ok_or_else(|| not_found(&loc, rel))
+        };
+        let note = get(tlog::CHECKPOINT_PATH, crate::note::MAX_NOTE_BYTES as u64)?;
+        let leaves = get(tlog::LEAVES_PATH, tlog::MAX_LOG_SIZE * 32)?;
+        let last = self.store.trusted_checkpoint()?;
+        tlog::verify_checkpoint(root, policy, &note, &leaves, version, sha, last.as_ref())?;
+        Ok(Some((note, leaves)))
+    }
+
+    /// The verified log files, leaves first (a checkpoint never names more
+    /// leaves than the stored file holds).
+    fn write_log(&self, log: Option<&(Vec<u8>, Vec<u8>)>) -> Result<(), Rejection> {
+        if let Some((note, leaves)) = log {
+            self.store.write(tlog::LEAVES_PATH, leaves)?;
+            self.store.write(tlog::CHECKPOINT_PATH, note)?;
+        }
+        Ok(())
+    }
+
     /// Step 6: what the run must do. The same manifest: nothing, unless the
     /// store lacks a file or its index (then repair). A newer one: from the
     /// trusted state when the delta (S = V − 1) or the layers (B ≤ S) reach
@@ -719,9 +759,11 @@ impl Run<'_> {
         named: &Named,
         head: &NewHead,
         state: &State,
+        log: Option<&(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), Rejection> {
         let store = self.store;
         persist_roots(store, &roots.new)?;
+        self.write_log(log)?;
         for rel in &files.staged {
             crate::fsio::rename_durably(&files.staging.join(rel), &store.dir().join(rel))?;
         }

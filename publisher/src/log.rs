@@ -1,0 +1,268 @@
+//! The publisher's side of the witnessed manifest log (SPEC.md §15): after
+//! each publish, the log's leaves (one manifest hash per version) and a
+//! checkpoint signed by the manifest keys; then `log cosign` adds the
+//! witnesses' cosignatures. Only for roots that name witnesses.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
+use consentry::docs::{Manifest, Root, Witnesses, paths};
+use consentry::note::{self, Checkpoint, Note};
+use consentry::tlog::{self, CHECKPOINT_PATH, LEAVES_PATH};
+
+use crate::keys::KeyPair;
+use crate::lock::SiteLock;
+use crate::site::Site;
+
+/// What [`update`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogReport {
+    pub checkpoint: Checkpoint,
+    /// Whether a new checkpoint was written (else the current one already
+    /// covered the head's manifest and was kept, with its cosignatures).
+    pub written: bool,
+}
+
+/// The leaves the site's log holds (empty when it has none yet).
+fn stored_leaves(site: &Site) -> Result<Vec<[u8; 32]>> {
+    match std::fs::read(site.path(LEAVES_PATH)) {
+        Ok(b) => note::parse_leaves(&b).map_err(|e| anyhow!("{}: {e}", site.path(LEAVES_PATH).display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(anyhow!("cannot read {}: {e}", site.path(LEAVES_PATH).display())),
+    }
+}
+
+/// The manifest hashes of versions `from..=cur.version`, oldest first,
+/// walking `previous` back from the current manifest through the site's
+/// manifest files.
+fn chain_hashes(site: &Site, cur: &Manifest, cur_sha: [u8; 32], from: u64) -> Result<Vec<[u8; 32]>> {
+    let mut out = vec![cur_sha];
+    let mut m = cur.clone();
+    // One step per version: bounded by the current version.
+    while m.version > from {
+        let Some(prev) = m.previous else {
+            bail!("manifest version {} names no previous manifest", m.version);
+        };
+        let v = m.version - 1;
+        let rel = paths::manifest(v, &prev);
+        let bytes = std::fs::read(site.path(&rel)).map_err(|e| {
+            crate::advise!(
+                "the log needs manifest version {} ({}), which the site no longer holds: {}",
+                "the log of a witnessed root starts from version 1: restore the manifest files gc removed, or keep them (gc --keep)",
+                v,
+                rel,
+                e
+            )
+        })?;
+        let env = consentry::envelope::Envelope::parse(&rel, &bytes, &site.limits).map_err(|e| anyhow!("{e}"))?;
+        m = consentry::cbor::from_slice_canonical(&env.payload).map_err(|e| anyhow!("{rel}: {e}"))?;
+        if consentry::envelope::sha256(&bytes) != prev {
+            bail!("{rel} does not hash to the previous hash its successor names");
+        }
+        out.push(prev);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// Bring the log up to the site's current manifest: append the missing
+/// leaves (every manifest version from 1 is a leaf), then write a
+/// checkpoint of the new size signed by the manifest keys (name = the
+/// root's log origin). The leaves are written first: a checkpoint never
+/// names more leaves than the file holds. Leaves already in the file are
+/// never changed (append-only); a file that disagrees with the manifest
+/// chain is an error, not rewritten. `None` for a root without witnesses.
+pub fn update(site: &Site, lock: &SiteLock, root: &Root, signers: &[&KeyPair]) -> Result<Option<LogReport>> {
+    site.check_lock(lock)?;
+    let Some(policy) = &root.witnesses else {
+        return Ok(None);
+    };
+    let cur = site
+        .current(root)?
+        .ok_or_else(|| anyhow!("the site has no head yet: publish first"))?;
+    let (m, sha) = (&cur.manifest, cur.manifest_sha256);
+    let mut leaves = stored_leaves(site)?;
+    let have = leaves.len() as u64;
+    if have > m.version {
+        bail!(
+            "{} holds {have} leaves but the current manifest is version {}: the log is ahead of the head",
+            site.path(LEAVES_PATH).display(),
+            m.version
+        );
+    }
+    let chain = chain_hashes(site, m, sha, have.max(1))?;
+    // The stored leaves must be the chain's first ones.
+    if have > 0 && chain.first() != leaves.last() {
+        bail!(
+            "{}: leaf {} is not manifest version {have}: the log disagrees with the manifest chain (it is append-only and is not rewritten)",
+            site.path(LEAVES_PATH).display(),
+            have - 1
+        );
+    }
+    let fresh = if have == 0 { &chain[..] } else { &chain[1..] };
+    leaves.extend_from_slice(fresh);
+    let cp = Checkpoint {
+        origin: policy.origin.clone(),
+        size: leaves.len() as u64,
+        root: consentry::merkle::merkle_root(&leaves),
+    };
+    if let Some(current) = current_checkpoint(site)?
+        && current == cp
+    {
+        return Ok(Some(LogReport {
+            checkpoint: cp,
+            written: false,
+        }));
+    }
+    if !fresh.is_empty() {
+        let bytes: Vec<u8> = leaves.iter().flatten().copied().collect();
+        site.write_atomic(LEAVES_PATH, &bytes)?;
+    }
+    let text = cp.text();
+    let mut sigs = Vec::new();
+    for k in signers {
+        let sig = k.sign(text.as_bytes())?;
+        sigs.push(note::log_signature_line(&policy.origin, &k.public(), &sig));
+    }
+    let n = Note { text, sigs };
+    // Self-check as a witness would, before it is served.
+    tlog::check_log(root, policy, &n.to_bytes(), &leaves.iter().flatten().copied().collect::<Vec<u8>>(), None)
+        .map_err(|e| anyhow!("self-check of the new checkpoint failed: {e}"))?;
+    site.write_atomic(CHECKPOINT_PATH, &n.to_bytes())?;
+    Ok(Some(LogReport {
+        checkpoint: cp,
+        written: true,
+    }))
+}
+
+/// The checkpoint the site serves now, if any.
+fn current_checkpoint(site: &Site) -> Result<Option<Checkpoint>> {
+    match std::fs::read(site.path(CHECKPOINT_PATH)) {
+        Ok(b) => {
+            let n = Note::parse(&b).map_err(|e| anyhow!("{}: {e}", site.path(CHECKPOINT_PATH).display()))?;
+            Ok(Some(Checkpoint::parse_text(&n.text).map_err(|e| anyhow!("{e}"))?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("cannot read {}: {e}", site.path(CHECKPOINT_PATH).display())),
+    }
+}
+
+/// What `log cosign` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignReport {
+    pub checkpoint: Checkpoint,
+    /// Witnesses whose cosignature was added now.
+    pub added: Vec<String>,
+    /// Every witness that has cosigned the served checkpoint, after.
+    pub cosigners: Vec<String>,
+    /// Lines given that were not a valid cosignature of the served
+    /// checkpoint by a witness of the root (another checkpoint, another
+    /// key, altered).
+    pub ignored: usize,
+    pub threshold: u64,
+}
+
+/// Add the witnesses' cosignature lines in `files` (each the output of
+/// `consentry witness cosign`) to the site's checkpoint: only lines that
+/// verify as a `cosignature/v1` of the served checkpoint by a witness the
+/// root lists count; each witness once (its newest).
+pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Result<CosignReport> {
+    site.check_lock(lock)?;
+    let Some(policy) = &root.witnesses else {
+        return Err(crate::advise!(
+            "root version {} names no witnesses",
+            "add witnesses with `root rotate --witness VKEY --witness-threshold K --log-origin ORIGIN`",
+            root.version
+        ));
+    };
+    let path = site.path(CHECKPOINT_PATH);
+    let bytes = std::fs::read(&path).map_err(|e| anyhow!("cannot read {}: {e} (publish first)", path.display()))?;
+    let mut n = Note::parse(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let cp = Checkpoint::parse_text(&n.text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let before: Vec<String> = tlog::cosigners(policy, &n).into_iter().map(|(w, _)| w).collect();
+    let mut ignored = 0;
+    let mut offered = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| anyhow!("cannot read {}: {e}", f.display()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            // A line alone is parsed as the signature part of a note.
+            match Note::parse(format!("x\n\n{line}\n").as_bytes()) {
+                Ok(mut p) if p.sigs.len() == 1 => offered.extend(p.sigs.drain(..)),
+                _ => ignored += 1,
+            }
+        }
+    }
+    let mut added = Vec::new();
+    for line in offered {
+        let valid = policy.keys.iter().find_map(|w| {
+            let k = consentry::envelope::load_key(&w.key).ok()?;
+            note::cosignature_valid(&line, &w.name, &k, &n.text).map(|t| (w.name.clone(), t))
+        });
+        let Some((name, time)) = valid else {
+            ignored += 1;
+            continue;
+        };
+        // Keep one line per witness: the newest.
+        let older = n.sigs.iter().position(|l| {
+            l.name == name && l.key_hash == line.key_hash && l.sig.len() == 72 && l.sig[..8] <= line.sig[..8]
+        });
+        match older {
+            Some(i) if n.sigs[i] == line => continue,
+            Some(i) => n.sigs[i] = line,
+            None if before.contains(&name) => continue,
+            None => n.sigs.push(line),
+        }
+        let _ = time;
+        if !added.contains(&name) && !before.contains(&name) {
+            added.push(name);
+        }
+    }
+    if n.sigs.len() > note::MAX_NOTE_SIGNATURES {
+        bail!("the checkpoint would carry more than {} signatures", note::MAX_NOTE_SIGNATURES);
+    }
+    site.write_atomic(CHECKPOINT_PATH, &n.to_bytes())?;
+    let cosigners = tlog::cosigners(policy, &n).into_iter().map(|(w, _)| w).collect();
+    Ok(CosignReport {
+        checkpoint: cp,
+        added,
+        cosigners,
+        ignored,
+        threshold: policy.threshold,
+    })
+}
+
+/// The witness policy `root init|rotate` puts in a root: `--log-origin`,
+/// each `--witness` a C2SP verifier key (`NAME+HASH+BASE64`, or a file
+/// holding one), `--witness-threshold` (default: all of them).
+pub fn policy(origin: Option<&str>, vkeys: &[String], threshold: Option<u64>) -> Result<Option<Witnesses>> {
+    if vkeys.is_empty() {
+        if origin.is_some() || threshold.is_some() {
+            bail!("--log-origin and --witness-threshold need at least one --witness");
+        }
+        return Ok(None);
+    }
+    let Some(origin) = origin else {
+        return Err(crate::advise!(
+            "witnesses need the log's origin",
+            "pass --log-origin, e.g. --log-origin registry.example.org/consentry (a name that identifies this registry's log)",
+        ));
+    };
+    let mut keys = Vec::new();
+    for v in vkeys {
+        let text = if Path::new(v).is_file() {
+            std::fs::read_to_string(v).map_err(|e| anyhow!("cannot read {v}: {e}"))?
+        } else {
+            v.clone()
+        };
+        let (name, key) = note::parse_vkey(&text, note::ALG_COSIGNATURE_V1).map_err(|e| anyhow!("--witness {v}: {e}"))?;
+        keys.push(consentry::docs::WitnessKey { key, name });
+    }
+    keys.sort_by(|a, b| a.name.cmp(&b.name));
+    let w = Witnesses {
+        threshold: threshold.unwrap_or(keys.len() as u64),
+        keys,
+        origin: origin.to_string(),
+    };
+    w.check().map_err(|e| anyhow!("witnesses: {e}"))?;
+    Ok(Some(w))
+}
