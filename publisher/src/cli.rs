@@ -171,6 +171,9 @@ pub enum Command {
     /// Create or rotate the trust root.
     #[command(subcommand)]
     Root(RootCommand),
+    /// The witnessed manifest log (SPEC.md §15)
+    #[command(subcommand)]
+    Log(LogCommand),
     /// A file-backed external signer (docs/external-signer.md): signs stdin
     /// with the key KEYID of ROLE from --keys and prints the signature in
     /// hex. The reference for HSM/KMS wrappers, and a way to keep the
@@ -354,6 +357,22 @@ pub enum RootCommand {
     /// Check that a signed root proposal reaches its thresholds (and the
     /// current root's, for a rotation), then publish it as root/N.cbor
     Assemble(RootAssembleArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Add witnesses' cosignature lines (`consentry witness cosign` output)
+    /// to the site's checkpoint; lines that are not a valid cosignature of
+    /// the served checkpoint by a witness the root lists are ignored
+    Cosign {
+        #[command(flatten)]
+        site: SiteArg,
+        /// Files holding cosignature lines
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -698,7 +717,11 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
     let site = Site::new(&a.site.site);
     if let Some(out) = &a.unsigned {
         let opts = root::RootOptions {
-            witnesses: crate::log::policy(a.log_origin.as_deref(), &a.witness, a.witness_threshold)?,
+            witnesses: crate::log::policy(
+                a.log_origin.as_deref(),
+                &a.witness,
+                a.witness_threshold,
+            )?,
             thresholds: thresholds(&a.threshold),
             expires: (now.max(0) as u64).saturating_add(a.expires_in),
             now,
@@ -909,6 +932,15 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
         ..PublishOptions::default()
     };
     let r = build::publish(&mut d, &secrets, &site, &lock, &opts)?;
+    if let Some(l) = r.log.as_ref().filter(|l| l.written)
+        && notes()
+        && !o.json
+    {
+        eprintln!(
+            "note: log checkpoint {} size {} written; verifiers need the witnesses' cosignatures: consentry witness cosign, then consentry-publish log cosign",
+            l.checkpoint.origin, l.checkpoint.size
+        );
+    }
     if o.json {
         return print_json(&json!({
             "version": r.version,
@@ -1164,6 +1196,38 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Root(RootCommand::Sign(a)) => root_sign_cmd(&a, o)?,
         Command::Root(RootCommand::Assemble(a)) => root_assemble_cmd(&a, o)?,
         Command::Publish(a) => publish_cmd(&a, o)?,
+        Command::Log(LogCommand::Cosign { site, files, lock }) => {
+            let site = Site::new(&site.site);
+            let held = lock.take(&site, "log cosign")?;
+            let root = site.root()?;
+            let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+            let r = crate::log::cosign(&site, &held, &root, &paths)?;
+            if o.json {
+                return print_json(&json!({
+                    "origin": r.checkpoint.origin,
+                    "size": r.checkpoint.size,
+                    "root_hash": hex::encode(r.checkpoint.root),
+                    "added": r.added,
+                    "cosigners": r.cosigners,
+                    "threshold": r.threshold,
+                    "ignored": r.ignored,
+                }));
+            }
+            out!(
+                "checkpoint {} size {}: {} of {} needed cosignatures ({})",
+                r.checkpoint.origin,
+                r.checkpoint.size,
+                r.cosigners.len(),
+                r.threshold,
+                r.cosigners.join(", ")
+            );
+            if r.ignored > 0 && notes() {
+                eprintln!(
+                    "warning: {} line(s) ignored: not a cosignature of this checkpoint by a witness root version {} lists",
+                    r.ignored, root.version
+                );
+            }
+        }
         Command::ExternalSigner {
             keys: dir,
             verb: _,

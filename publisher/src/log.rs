@@ -26,16 +26,26 @@ pub struct LogReport {
 /// The leaves the site's log holds (empty when it has none yet).
 fn stored_leaves(site: &Site) -> Result<Vec<[u8; 32]>> {
     match std::fs::read(site.path(LEAVES_PATH)) {
-        Ok(b) => note::parse_leaves(&b).map_err(|e| anyhow!("{}: {e}", site.path(LEAVES_PATH).display())),
+        Ok(b) => {
+            note::parse_leaves(&b).map_err(|e| anyhow!("{}: {e}", site.path(LEAVES_PATH).display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(anyhow!("cannot read {}: {e}", site.path(LEAVES_PATH).display())),
+        Err(e) => Err(anyhow!(
+            "cannot read {}: {e}",
+            site.path(LEAVES_PATH).display()
+        )),
     }
 }
 
 /// The manifest hashes of versions `from..=cur.version`, oldest first,
 /// walking `previous` back from the current manifest through the site's
 /// manifest files.
-fn chain_hashes(site: &Site, cur: &Manifest, cur_sha: [u8; 32], from: u64) -> Result<Vec<[u8; 32]>> {
+fn chain_hashes(
+    site: &Site,
+    cur: &Manifest,
+    cur_sha: [u8; 32],
+    from: u64,
+) -> Result<Vec<[u8; 32]>> {
     let mut out = vec![cur_sha];
     let mut m = cur.clone();
     // One step per version: bounded by the current version.
@@ -54,8 +64,10 @@ fn chain_hashes(site: &Site, cur: &Manifest, cur_sha: [u8; 32], from: u64) -> Re
                 e
             )
         })?;
-        let env = consentry::envelope::Envelope::parse(&rel, &bytes, &site.limits).map_err(|e| anyhow!("{e}"))?;
-        m = consentry::cbor::from_slice_canonical(&env.payload).map_err(|e| anyhow!("{rel}: {e}"))?;
+        let env = consentry::envelope::Envelope::parse(&rel, &bytes, &site.limits)
+            .map_err(|e| anyhow!("{e}"))?;
+        m = consentry::cbor::from_slice_canonical(&env.payload)
+            .map_err(|e| anyhow!("{rel}: {e}"))?;
         if consentry::envelope::sha256(&bytes) != prev {
             bail!("{rel} does not hash to the previous hash its successor names");
         }
@@ -72,7 +84,12 @@ fn chain_hashes(site: &Site, cur: &Manifest, cur_sha: [u8; 32], from: u64) -> Re
 /// names more leaves than the file holds. Leaves already in the file are
 /// never changed (append-only); a file that disagrees with the manifest
 /// chain is an error, not rewritten. `None` for a root without witnesses.
-pub fn update(site: &Site, lock: &SiteLock, root: &Root, signers: &[&KeyPair]) -> Result<Option<LogReport>> {
+pub fn update(
+    site: &Site,
+    lock: &SiteLock,
+    root: &Root,
+    signers: &[&KeyPair],
+) -> Result<Option<LogReport>> {
     site.check_lock(lock)?;
     let Some(policy) = &root.witnesses else {
         return Ok(None);
@@ -126,8 +143,14 @@ pub fn update(site: &Site, lock: &SiteLock, root: &Root, signers: &[&KeyPair]) -
     }
     let n = Note { text, sigs };
     // Self-check as a witness would, before it is served.
-    tlog::check_log(root, policy, &n.to_bytes(), &leaves.iter().flatten().copied().collect::<Vec<u8>>(), None)
-        .map_err(|e| anyhow!("self-check of the new checkpoint failed: {e}"))?;
+    tlog::check_log(
+        root,
+        policy,
+        &n.to_bytes(),
+        &leaves.iter().flatten().copied().collect::<Vec<u8>>(),
+        None,
+    )
+    .map_err(|e| anyhow!("self-check of the new checkpoint failed: {e}"))?;
     site.write_atomic(CHECKPOINT_PATH, &n.to_bytes())?;
     Ok(Some(LogReport {
         checkpoint: cp,
@@ -139,11 +162,17 @@ pub fn update(site: &Site, lock: &SiteLock, root: &Root, signers: &[&KeyPair]) -
 fn current_checkpoint(site: &Site) -> Result<Option<Checkpoint>> {
     match std::fs::read(site.path(CHECKPOINT_PATH)) {
         Ok(b) => {
-            let n = Note::parse(&b).map_err(|e| anyhow!("{}: {e}", site.path(CHECKPOINT_PATH).display()))?;
-            Ok(Some(Checkpoint::parse_text(&n.text).map_err(|e| anyhow!("{e}"))?))
+            let n = Note::parse(&b)
+                .map_err(|e| anyhow!("{}: {e}", site.path(CHECKPOINT_PATH).display()))?;
+            Ok(Some(
+                Checkpoint::parse_text(&n.text).map_err(|e| anyhow!("{e}"))?,
+            ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow!("cannot read {}: {e}", site.path(CHECKPOINT_PATH).display())),
+        Err(e) => Err(anyhow!(
+            "cannot read {}: {e}",
+            site.path(CHECKPOINT_PATH).display()
+        )),
     }
 }
 
@@ -176,14 +205,19 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
         ));
     };
     let path = site.path(CHECKPOINT_PATH);
-    let bytes = std::fs::read(&path).map_err(|e| anyhow!("cannot read {}: {e} (publish first)", path.display()))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| anyhow!("cannot read {}: {e} (publish first)", path.display()))?;
     let mut n = Note::parse(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let cp = Checkpoint::parse_text(&n.text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let before: Vec<String> = tlog::cosigners(policy, &n).into_iter().map(|(w, _)| w).collect();
+    let before: Vec<String> = tlog::cosigners(policy, &n)
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
     let mut ignored = 0;
     let mut offered = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| anyhow!("cannot read {}: {e}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).map_err(|e| anyhow!("cannot read {}: {e}", f.display()))?;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             // A line alone is parsed as the signature part of a note.
             match Note::parse(format!("x\n\n{line}\n").as_bytes()) {
@@ -204,7 +238,10 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
         };
         // Keep one line per witness: the newest.
         let older = n.sigs.iter().position(|l| {
-            l.name == name && l.key_hash == line.key_hash && l.sig.len() == 72 && l.sig[..8] <= line.sig[..8]
+            l.name == name
+                && l.key_hash == line.key_hash
+                && l.sig.len() == 72
+                && l.sig[..8] <= line.sig[..8]
         });
         match older {
             Some(i) if n.sigs[i] == line => continue,
@@ -218,10 +255,16 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
         }
     }
     if n.sigs.len() > note::MAX_NOTE_SIGNATURES {
-        bail!("the checkpoint would carry more than {} signatures", note::MAX_NOTE_SIGNATURES);
+        bail!(
+            "the checkpoint would carry more than {} signatures",
+            note::MAX_NOTE_SIGNATURES
+        );
     }
     site.write_atomic(CHECKPOINT_PATH, &n.to_bytes())?;
-    let cosigners = tlog::cosigners(policy, &n).into_iter().map(|(w, _)| w).collect();
+    let cosigners = tlog::cosigners(policy, &n)
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect();
     Ok(CosignReport {
         checkpoint: cp,
         added,
@@ -234,7 +277,11 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
 /// The witness policy `root init|rotate` puts in a root: `--log-origin`,
 /// each `--witness` a C2SP verifier key (`NAME+HASH+BASE64`, or a file
 /// holding one), `--witness-threshold` (default: all of them).
-pub fn policy(origin: Option<&str>, vkeys: &[String], threshold: Option<u64>) -> Result<Option<Witnesses>> {
+pub fn policy(
+    origin: Option<&str>,
+    vkeys: &[String],
+    threshold: Option<u64>,
+) -> Result<Option<Witnesses>> {
     if vkeys.is_empty() {
         if origin.is_some() || threshold.is_some() {
             bail!("--log-origin and --witness-threshold need at least one --witness");
@@ -254,7 +301,8 @@ pub fn policy(origin: Option<&str>, vkeys: &[String], threshold: Option<u64>) ->
         } else {
             v.clone()
         };
-        let (name, key) = note::parse_vkey(&text, note::ALG_COSIGNATURE_V1).map_err(|e| anyhow!("--witness {v}: {e}"))?;
+        let (name, key) = note::parse_vkey(&text, note::ALG_COSIGNATURE_V1)
+            .map_err(|e| anyhow!("--witness {v}: {e}"))?;
         keys.push(consentry::docs::WitnessKey { key, name });
     }
     keys.sort_by(|a, b| a.name.cmp(&b.name));

@@ -20,4 +20,5 @@ mod e2e {
     mod snapshots;
     mod vectors;
     mod verifier;
+    mod witnesses;
 }

@@ -113,7 +113,10 @@ impl Witnesses {
         }
         for k in &self.keys {
             if !name_ok(&k.name) {
-                return Err(format!("witness name {:?} must be 1 to 255 printable ASCII characters without spaces or '+'", k.name));
+                return Err(format!(
+                    "witness name {:?} must be 1 to 255 printable ASCII characters without spaces or '+'",
+                    k.name
+                ));
             }
             crate::envelope::load_key(&k.key).map_err(|e| format!("witness {}: {e}", k.name))?;
         }

@@ -22,13 +22,13 @@ pub mod isrc;
 pub mod limits;
 pub mod lookup;
 pub mod merkle;
-pub mod note;
-pub mod tlog;
 pub mod model;
+pub mod note;
 pub mod receipt;
 pub mod state;
 pub mod text;
 pub mod time;
+pub mod tlog;
 pub mod verify;
 pub mod zframe;
 
@@ -65,6 +65,8 @@ pub mod serve;
 pub mod store;
 #[cfg(feature = "store")]
 pub mod sync;
+#[cfg(feature = "store")]
+pub mod witness;
 
 // Entry points of the `cargo fuzz` targets (fuzz/) and of their corpus replay.
 #[cfg(feature = "fuzzing")]

@@ -41,7 +41,12 @@ impl Checkpoint {
     /// The note text: origin, size and base64 root hash, one per line (no
     /// extension lines).
     pub fn text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parse a note text as a checkpoint body. Extension lines are refused:
@@ -62,7 +67,9 @@ impl Checkpoint {
             || !size.bytes().all(|b| b.is_ascii_digit())
             || (size.len() > 1 && size.starts_with('0'))
         {
-            return Err(format!("tree size {size:?} is not a decimal number without leading zeros"));
+            return Err(format!(
+                "tree size {size:?} is not a decimal number without leading zeros"
+            ));
         }
         let size: u64 = size
             .parse()
@@ -140,10 +147,14 @@ impl Note {
         let mut sigs = Vec::new();
         for line in rest.split('\n') {
             if sigs.len() == MAX_NOTE_SIGNATURES {
-                return Err(format!("a note carries at most {MAX_NOTE_SIGNATURES} signatures"));
+                return Err(format!(
+                    "a note carries at most {MAX_NOTE_SIGNATURES} signatures"
+                ));
             }
             let Some(body) = line.strip_prefix(DASH) else {
-                return Err(format!("signature line {line:?} does not start with an em dash and a space"));
+                return Err(format!(
+                    "signature line {line:?} does not start with an em dash and a space"
+                ));
             };
             let Some((name, b64)) = body.split_once(' ') else {
                 return Err(format!("signature line {line:?} has no signature"));
@@ -153,7 +164,9 @@ impl Note {
                 .decode(b64)
                 .ok()
                 .filter(|v| v.len() > 4 && B64.encode(v) == b64)
-                .ok_or_else(|| format!("signature of {name} is not canonical base64 of more than 4 bytes"))?;
+                .ok_or_else(|| {
+                    format!("signature of {name} is not canonical base64 of more than 4 bytes")
+                })?;
             let mut key_hash = [0u8; 4];
             key_hash.copy_from_slice(&blob[..4]);
             sigs.push(SigLine {
@@ -199,13 +212,20 @@ pub fn cosigned_message(text: &str, time: u64) -> Vec<u8> {
 pub fn log_signature_valid(line: &SigLine, name: &str, key: &VerifyingKey, text: &str) -> bool {
     line.name == name
         && line.key_hash == key_hash(name, ALG_ED25519, key.as_bytes())
-        && <[u8; 64]>::try_from(line.sig.as_slice())
-            .is_ok_and(|b| key.verify_strict(text.as_bytes(), &Signature::from_bytes(&b)).is_ok())
+        && <[u8; 64]>::try_from(line.sig.as_slice()).is_ok_and(|b| {
+            key.verify_strict(text.as_bytes(), &Signature::from_bytes(&b))
+                .is_ok()
+        })
 }
 
 /// The timestamp of `line` if it is a valid `cosignature/v1` by `key` named
 /// `name` over `text`.
-pub fn cosignature_valid(line: &SigLine, name: &str, key: &VerifyingKey, text: &str) -> Option<u64> {
+pub fn cosignature_valid(
+    line: &SigLine,
+    name: &str,
+    key: &VerifyingKey,
+    text: &str,
+) -> Option<u64> {
     if line.name != name
         || line.key_hash != key_hash(name, ALG_COSIGNATURE_V1, key.as_bytes())
         || line.sig.len() != 72
@@ -245,7 +265,11 @@ pub fn log_signature_line(name: &str, public: &[u8; 32], sig: &[u8; 64]) -> SigL
 pub fn vkey(name: &str, alg: u8, public: &[u8; 32]) -> String {
     let mut blob = vec![alg];
     blob.extend_from_slice(public);
-    format!("{name}+{}+{}", hex::encode(key_hash(name, alg, public)), B64.encode(blob))
+    format!(
+        "{name}+{}+{}",
+        hex::encode(key_hash(name, alg, public)),
+        B64.encode(blob)
+    )
 }
 
 /// Parse a C2SP verifier key of signature type `alg`: the name and the
@@ -276,7 +300,10 @@ pub fn parse_vkey(s: &str, alg: u8) -> Result<(String, [u8; 32]), String> {
 /// The log's leaves from a `log/leaves` file: concatenated 32-byte hashes.
 pub fn parse_leaves(bytes: &[u8]) -> Result<Vec<[u8; 32]>, String> {
     if bytes.len() % 32 != 0 {
-        return Err(format!("{} bytes is not a whole number of 32-byte leaves", bytes.len()));
+        return Err(format!(
+            "{} bytes is not a whole number of 32-byte leaves",
+            bytes.len()
+        ));
     }
     Ok(bytes
         .chunks_exact(32)
@@ -307,14 +334,36 @@ mod tests {
         let c = cp();
         let text = c.text();
         assert_eq!(Checkpoint::parse_text(&text).unwrap(), c);
-        let line = log_signature_line(&c.origin, &sk.verifying_key().to_bytes(), &sk.sign(text.as_bytes()).to_bytes());
-        let note = Note { text: text.clone(), sigs: vec![line] };
+        let line = log_signature_line(
+            &c.origin,
+            &sk.verifying_key().to_bytes(),
+            &sk.sign(text.as_bytes()).to_bytes(),
+        );
+        let note = Note {
+            text: text.clone(),
+            sigs: vec![line],
+        };
         let back = Note::parse(&note.to_bytes()).unwrap();
         assert_eq!(back, note);
-        assert!(log_signature_valid(&back.sigs[0], &c.origin, &sk.verifying_key(), &back.text));
+        assert!(log_signature_valid(
+            &back.sigs[0],
+            &c.origin,
+            &sk.verifying_key(),
+            &back.text
+        ));
         // Another text, or another name: not valid.
-        assert!(!log_signature_valid(&back.sigs[0], &c.origin, &sk.verifying_key(), "x\n1\nAA==\n"));
-        assert!(!log_signature_valid(&back.sigs[0], "other", &sk.verifying_key(), &back.text));
+        assert!(!log_signature_valid(
+            &back.sigs[0],
+            &c.origin,
+            &sk.verifying_key(),
+            "x\n1\nAA==\n"
+        ));
+        assert!(!log_signature_valid(
+            &back.sigs[0],
+            "other",
+            &sk.verifying_key(),
+            &back.text
+        ));
     }
 
     #[test]
@@ -322,11 +371,22 @@ mod tests {
         let sk = SigningKey::from_bytes(&[2u8; 32]);
         let text = cp().text();
         let sig = sk.sign(&cosigned_message(&text, 1_700_000_000)).to_bytes();
-        let line = cosignature_line("witness-1", &sk.verifying_key().to_bytes(), 1_700_000_000, &sig);
-        assert_eq!(cosignature_valid(&line, "witness-1", &sk.verifying_key(), &text), Some(1_700_000_000));
+        let line = cosignature_line(
+            "witness-1",
+            &sk.verifying_key().to_bytes(),
+            1_700_000_000,
+            &sig,
+        );
+        assert_eq!(
+            cosignature_valid(&line, "witness-1", &sk.verifying_key(), &text),
+            Some(1_700_000_000)
+        );
         let mut later = line.clone();
         later.sig[7] ^= 1;
-        assert_eq!(cosignature_valid(&later, "witness-1", &sk.verifying_key(), &text), None);
+        assert_eq!(
+            cosignature_valid(&later, "witness-1", &sk.verifying_key(), &text),
+            None
+        );
     }
 
     #[test]

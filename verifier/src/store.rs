@@ -439,14 +439,23 @@ impl Store {
     /// what the next sync's checkpoint must extend. A stored note that does
     /// not parse is `store_corrupt` (it was verified when written).
     pub fn trusted_checkpoint(&self) -> Result<Option<crate::note::Checkpoint>, Rejection> {
-        let Some(bytes) = self.read(crate::tlog::CHECKPOINT_PATH, crate::note::MAX_NOTE_BYTES as u64)?
+        let Some(bytes) = self.read(
+            crate::tlog::CHECKPOINT_PATH,
+            crate::note::MAX_NOTE_BYTES as u64,
+        )?
         else {
             return Ok(None);
         };
         crate::note::Note::parse(&bytes)
             .and_then(|n| crate::note::Checkpoint::parse_text(&n.text))
             .map(Some)
-            .map_err(|e| reject(self.loc(crate::tlog::CHECKPOINT_PATH), Code::StoreCorrupt, e))
+            .map_err(|e| {
+                reject(
+                    self.loc(crate::tlog::CHECKPOINT_PATH),
+                    Code::StoreCorrupt,
+                    e,
+                )
+            })
     }
 
     /// Write a site file into the store atomically.

@@ -21,8 +21,8 @@ use crate::index::Index;
 use crate::limits::Limits;
 use crate::rebuild::{self, DataFiles};
 use crate::state::State;
-use crate::tlog;
 use crate::store::{Snapshot, Store, StoreFiles, StoredHead};
+use crate::tlog;
 use crate::verify::{self, Expiry};
 
 /// Options of one sync or import.
@@ -351,7 +351,15 @@ pub(crate) fn sync_locked(
     run.step7_complete(&mut files, m, &derived, via_layers)?;
     rep.finish();
 
-    run.step10_switch(&roots, &files, &derived, &named, &head, &state, log.as_ref())?;
+    run.step10_switch(
+        &roots,
+        &files,
+        &derived,
+        &named,
+        &head,
+        &state,
+        log.as_ref(),
+    )?;
     drop(staging);
     report.files_fetched = files.fetched;
     report.bytes_fetched = files.fetched_bytes;

@@ -47,12 +47,16 @@ pub fn check_log(
     // 1. The signed note.
     let n = Note::parse(note_bytes).map_err(|e| bad(cfile, Code::MalformedCheckpoint, e))?;
     // 2. Its checkpoint, for this log.
-    let cp = Checkpoint::parse_text(&n.text).map_err(|e| bad(cfile, Code::MalformedCheckpoint, e))?;
+    let cp =
+        Checkpoint::parse_text(&n.text).map_err(|e| bad(cfile, Code::MalformedCheckpoint, e))?;
     if cp.origin != policy.origin {
         return Err(bad(
             cfile,
             Code::MalformedCheckpoint,
-            format!("origin is {:?}, the root names {:?}", cp.origin, policy.origin),
+            format!(
+                "origin is {:?}, the root names {:?}",
+                cp.origin, policy.origin
+            ),
         ));
     }
     if cp.size == 0 || cp.size > MAX_LOG_SIZE {
@@ -66,7 +70,11 @@ pub fn check_log(
     let keys = role_keys(root, Role::Manifest);
     let signed = keys
         .iter()
-        .filter(|(_, k)| n.sigs.iter().any(|l| note::log_signature_valid(l, &cp.origin, k, &n.text)))
+        .filter(|(_, k)| {
+            n.sigs
+                .iter()
+                .any(|l| note::log_signature_valid(l, &cp.origin, k, &n.text))
+        })
         .count() as u64;
     if signed < root.roles.manifest.threshold {
         return Err(bad(
@@ -86,13 +94,23 @@ pub fn check_log(
         return Err(bad(
             lfile,
             Code::CheckpointMismatch,
-            format!("{} bytes; a tree of {} leaves needs {}", leaves_bytes.len(), cp.size, cp.size * 32),
+            format!(
+                "{} bytes; a tree of {} leaves needs {}",
+                leaves_bytes.len(),
+                cp.size,
+                cp.size * 32
+            ),
         ));
     }
-    let mut leaves = note::parse_leaves(leaves_bytes).map_err(|e| bad(lfile, Code::MalformedCheckpoint, e))?;
+    let mut leaves =
+        note::parse_leaves(leaves_bytes).map_err(|e| bad(lfile, Code::MalformedCheckpoint, e))?;
     leaves.truncate(cp.size as usize);
     if merkle_root(&leaves) != cp.root {
-        return Err(bad(lfile, Code::CheckpointMismatch, "the leaves do not hash to the checkpoint's root"));
+        return Err(bad(
+            lfile,
+            Code::CheckpointMismatch,
+            "the leaves do not hash to the checkpoint's root",
+        ));
     }
     // 5. Append-only: the tree trusted before (of this origin) is a prefix
     // of this one.
@@ -101,7 +119,10 @@ pub fn check_log(
             return Err(bad(
                 cfile,
                 Code::Rollback,
-                format!("tree size {} is smaller than the {} already trusted", cp.size, old.size),
+                format!(
+                    "tree size {} is smaller than the {} already trusted",
+                    cp.size, old.size
+                ),
             ));
         }
         let prefix = leaves.get(..old.size as usize).map(merkle_root);
@@ -163,7 +184,10 @@ pub fn verify_checkpoint(
                 "{} of the root's witnesses cosigned tree size {} ({}), {} needed",
                 cos.len(),
                 cp.size,
-                cos.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                cos.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 policy.threshold
             ),
         ));
@@ -196,7 +220,11 @@ pub fn verify_checkpoint(
 /// append-only log, given the leaves of the larger (or either, when equal):
 /// `Ok(())` when consistent, the reason otherwise (a proof of a split view
 /// when both are validly signed).
-pub fn consistent(a: &Checkpoint, b: &Checkpoint, larger_leaves: Option<&[[u8; 32]]>) -> Result<(), String> {
+pub fn consistent(
+    a: &Checkpoint,
+    b: &Checkpoint,
+    larger_leaves: Option<&[[u8; 32]]>,
+) -> Result<(), String> {
     if a.origin != b.origin {
         return Err(format!("different logs: {:?} and {:?}", a.origin, b.origin));
     }

@@ -77,6 +77,11 @@ pub enum Command {
     /// Write the verified state, answered for one question, as Parquet, CSV
     /// or JSON lines files (entries and prefixes) for DuckDB, Spark or pandas
     Export(export::ExportArgs),
+    /// Witness a registry's manifest log: keygen, init, cosign (SPEC.md §15)
+    Witness(witness::WitnessArgs),
+    /// Compare the log checkpoints two stores hold: prove or disprove a
+    /// split view offline (exit 1: a split view)
+    CompareCheckpoints(witness::CompareArgs),
 }
 
 mod check;
@@ -89,6 +94,7 @@ mod serve;
 mod status;
 mod sync;
 mod verify;
+mod witness;
 
 pub use check::{CSV_HEADER, Require};
 pub use receipt::ReceiptCommand;
@@ -329,6 +335,8 @@ pub fn run(cli: &Cli, stdout: &mut dyn Write) -> Result<i32, Rejection> {
         Command::Completions(a) => docs::completions(a, stdout),
         Command::Man(a) => docs::man(a, stdout),
         Command::Export(a) => export::run(&ctx, a, stdout),
+        Command::Witness(a) => witness::run(&ctx, a, stdout),
+        Command::CompareCheckpoints(a) => witness::compare(&ctx, a, stdout),
     }
 }
 

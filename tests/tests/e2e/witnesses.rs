@@ -1,0 +1,303 @@
+//! The witnessed manifest log (issue 19, SPEC.md §15): a root naming two
+//! witnesses (threshold 2), checkpoints written by the publisher, cosigned
+//! by `consentry witness` processes with keys of their own, required by
+//! `sync`, compared across stores. Adversarial tests are named for the
+//! defect they plant.
+
+use std::path::Path;
+
+use consentry_tests::attack::assert_refused as assert_refused_with;
+
+use super::fixture::{Fixture, NOW, RUN_LIMIT, T0};
+
+const ORIGIN: &str = "registry.example.org/consentry";
+
+fn consentry(dir: &Path, args: &[&str]) -> consentry_tests::Run {
+    let mut full = vec!["--now", NOW];
+    full.extend_from_slice(args);
+    consentry_tests::run_bounded("consentry", &full, dir, RUN_LIMIT)
+}
+
+/// The INSECURE fixture, its root rotated to name witnesses w1 and w2
+/// (threshold 2), version 1 published; the witnesses' keys made and
+/// pinned to root 1 in `w1-state`, `w2-state`; a store pinned to root 1.
+fn witnessed() -> Fixture {
+    let f = Fixture::unpublished();
+    let d = f.root();
+    for w in ["w1", "w2"] {
+        consentry(
+            d,
+            &[
+                "witness",
+                "keygen",
+                "--name",
+                &format!("{w}.example"),
+                "--out",
+                w,
+            ],
+        )
+        .ok();
+    }
+    f.publish(&[
+        "root",
+        "rotate",
+        "--keys",
+        "keys",
+        "--site",
+        "site",
+        "--now",
+        T0,
+        "--expires-in",
+        "3650d",
+        "--force",
+        "--witness",
+        "w1.vkey",
+        "--witness",
+        "w2.vkey",
+        "--witness-threshold",
+        "2",
+        "--log-origin",
+        ORIGIN,
+    ])
+    .ok();
+    f.publish_next(&[]).ok();
+    assert!(f.path("site/log/checkpoint").exists() && f.path("site/log/leaves").exists());
+    for w in ["w1", "w2"] {
+        consentry(
+            d,
+            &[
+                "witness",
+                "init",
+                "--state",
+                &format!("{w}-state"),
+                "--root",
+                "site/root/1.cbor",
+            ],
+        )
+        .ok();
+    }
+    f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
+    f
+}
+
+/// Witness `w` (state `state`) cosigns `site`'s checkpoint into `out`.
+fn cosign(f: &Fixture, w: &str, state: &str, site: &str, out: &str) -> consentry_tests::Run {
+    consentry(
+        f.root(),
+        &[
+            "witness",
+            "cosign",
+            "--state",
+            state,
+            "--key",
+            &format!("{w}.key"),
+            site,
+            "--out",
+            out,
+        ],
+    )
+}
+
+/// Both witnesses cosign `site` (their default states) and the publisher
+/// adds the lines.
+fn cosign_all(f: &Fixture, site: &str) {
+    for w in ["w1", "w2"] {
+        cosign(f, w, &format!("{w}-state"), site, &format!("{w}.sig")).ok();
+    }
+    f.publish(&["log", "cosign", "--site", site, "w1.sig", "w2.sig"])
+        .ok();
+}
+
+/// Publish one more declaration (number `n`) into `db`/`site`.
+fn publish_change(f: &Fixture, db: &str, site: &str, n: u32, at: &str) {
+    let header = consentry::declaration::COLUMNS.join(",");
+    std::fs::write(
+        f.path("change.csv"),
+        format!("{header}\nD{n},{n},declare,,GBNWR25{n:05},Northwind Records,ddex:PADPIDA2014021201U,label,,y,,,,,,WW,,,,{at},active\n"),
+    )
+    .unwrap();
+    f.publish(&["import", "--db", db, "change.csv", "--recorded-at", at])
+        .ok();
+    f.publish(&["publish", "--db", db, "--keys", "keys", "--site", site])
+        .ok();
+}
+
+#[test]
+fn sync_requires_the_witnesses_cosignatures_on_the_checkpoint() {
+    let f = witnessed();
+    // Nobody cosigned yet: refused, the store still empty.
+    let out = f.verifier(&["sync", "site"]);
+    assert_refused_with(&out, "witness_threshold_not_met");
+    assert!(!f.path("store/head.cbor").exists());
+    // One of two witnesses, its line offered twice: still one witness.
+    cosign(&f, "w1", "w1-state", "site", "w1.sig").ok();
+    std::fs::write(
+        f.path("w1-twice.sig"),
+        std::fs::read_to_string(f.path("w1.sig")).unwrap().repeat(2),
+    )
+    .unwrap();
+    f.publish(&["log", "cosign", "--site", "site", "w1-twice.sig"])
+        .ok();
+    let note = std::fs::read_to_string(f.path("site/log/checkpoint")).unwrap();
+    assert_eq!(note.matches("w1.example").count(), 1, "{note}");
+    assert_refused_with(&f.verifier(&["sync", "site"]), "witness_threshold_not_met");
+    // The second witness: accepted, and the store keeps the checkpoint.
+    cosign(&f, "w2", "w2-state", "site", "w2.sig").ok();
+    f.publish(&["log", "cosign", "--site", "site", "w2.sig"])
+        .ok();
+    f.verifier(&["sync", "site"]).ok();
+    assert_eq!(
+        std::fs::read(f.path("store/log/checkpoint")).unwrap(),
+        std::fs::read(f.path("site/log/checkpoint")).unwrap()
+    );
+    let check = f
+        .verifier(&["check", "GBNWR2500001", "--at", "2026-11-25"])
+        .ok();
+    assert!(
+        check.stdout.contains("\tdisallow\tdeclared\tD1\t"),
+        "{}",
+        check.stdout
+    );
+    // The next version: a new checkpoint, cosigned again, synced.
+    publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+    assert_refused_with(&f.verifier(&["sync", "site"]), "witness_threshold_not_met");
+    cosign_all(&f, "site");
+    f.verifier(&["sync", "site"]).ok();
+}
+
+/// Site A and a copy B of it after version 1, each given a different
+/// version 2 by the same keys: two histories.
+fn forked() -> Fixture {
+    let f = witnessed();
+    cosign_all(&f, "site");
+    f.verifier(&["sync", "site"]).ok();
+    consentry_tests::tamper::copy_dir(&f.path("site"), &f.path("site-b"));
+    std::fs::copy(f.path("reg.db"), f.path("reg-b.db")).unwrap();
+    publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+    publish_change(&f, "reg-b.db", "site-b", 18, "2026-11-01T01:00:00Z");
+    f
+}
+
+#[test]
+fn a_witness_asked_to_cosign_a_fork_refuses() {
+    let f = forked();
+    cosign(&f, "w1", "w1-state", "site", "w1.sig").ok();
+    let state = std::fs::read(f.path("w1-state/checkpoint")).unwrap();
+    let out = cosign(&f, "w1", "w1-state", "site-b", "w1-b.sig");
+    assert_refused_with(&out, "log_fork");
+    assert!(!f.path("w1-b.sig").exists(), "nothing signed");
+    assert_eq!(std::fs::read(f.path("w1-state/checkpoint")).unwrap(), state);
+}
+
+#[test]
+fn a_forked_log_shown_to_two_stores_is_proved_by_comparing_them() {
+    let f = forked();
+    let d = f.root();
+    // Witnesses that each saw only one history: their state for B is a
+    // copy taken at version 1, before A's version 2.
+    for w in ["w1", "w2"] {
+        consentry_tests::tamper::copy_dir(
+            &f.path(&format!("{w}-state")),
+            &f.path(&format!("{w}-state-b")),
+        );
+    }
+    cosign_all(&f, "site");
+    for w in ["w1", "w2"] {
+        cosign(
+            &f,
+            w,
+            &format!("{w}-state-b"),
+            "site-b",
+            &format!("{w}-b.sig"),
+        )
+        .ok();
+    }
+    f.publish(&["log", "cosign", "--site", "site-b", "w1-b.sig", "w2-b.sig"])
+        .ok();
+    // Store A already holds version 1; it syncs A's version 2. Store B, a
+    // fresh store pinned to the same root, syncs B's.
+    f.verifier(&["sync", "site"]).ok();
+    consentry(
+        d,
+        &["--store", "store-b", "init", "--root", "site/root/1.cbor"],
+    )
+    .ok();
+    consentry(d, &["--store", "store-b", "sync", "site-b"]).ok();
+    let out = consentry(d, &["compare-checkpoints", "store", "store-b"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("split view"), "{}", out.stdout);
+    // A store of the same history agrees.
+    consentry(
+        d,
+        &["--store", "store-c", "init", "--root", "site/root/1.cbor"],
+    )
+    .ok();
+    consentry(d, &["--store", "store-c", "sync", "site"]).ok();
+    let same = consentry(d, &["compare-checkpoints", "store", "store-c"]).ok();
+    assert!(same.stdout.starts_with("consistent"), "{}", same.stdout);
+    // And store A, shown B's history, refuses it (its manifest chain and
+    // its log both say so).
+    let out = f.verifier(&["sync", "site-b"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+}
+
+#[test]
+fn a_log_whose_history_was_rewritten_is_refused_as_a_fork() {
+    let f = witnessed();
+    cosign_all(&f, "site");
+    f.verifier(&["sync", "site"]).ok();
+    publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+    cosign_all(&f, "site");
+    // The registry (it holds the manifest key) rewrites leaf 0 and re-signs
+    // a checkpoint over the new leaves.
+    let evil = f.copy_site("evil");
+    let mut leaves = std::fs::read(f.path("evil/log/leaves")).unwrap();
+    leaves[0] ^= 0xff;
+    std::fs::write(f.path("evil/log/leaves"), &leaves).unwrap();
+    let parsed = consentry::note::parse_leaves(&leaves).unwrap();
+    let cp = consentry::note::Checkpoint {
+        origin: ORIGIN.into(),
+        size: parsed.len() as u64,
+        root: consentry::merkle::merkle_root(&parsed),
+    };
+    let text = cp.text();
+    let mk = f.key("manifest");
+    let sig = mk.sign(text.as_bytes()).unwrap();
+    let note = consentry::note::Note {
+        text,
+        sigs: vec![consentry::note::log_signature_line(
+            ORIGIN,
+            &mk.public(),
+            &sig,
+        )],
+    };
+    std::fs::write(f.path("evil/log/checkpoint"), note.to_bytes()).unwrap();
+    drop(evil);
+    assert_refused_with(&f.verifier(&["sync", "evil"]), "log_fork");
+    // A witness that cosigned the true history refuses it too.
+    assert_refused_with(
+        &cosign(&f, "w1", "w1-state", "evil", "w1-evil.sig"),
+        "log_fork",
+    );
+}
+
+#[test]
+fn a_rolled_back_checkpoint_is_refused() {
+    let f = witnessed();
+    cosign_all(&f, "site");
+    let old = f.copy_site("old");
+    drop(old);
+    publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+    cosign_all(&f, "site");
+    f.verifier(&["sync", "site"]).ok();
+    // The current snapshot, but the log files of version 1.
+    consentry_tests::tamper::copy_dir(&f.path("site"), &f.path("stale"));
+    for name in ["log/checkpoint", "log/leaves"] {
+        std::fs::copy(
+            f.path(&format!("old/{name}")),
+            f.path(&format!("stale/{name}")),
+        )
+        .unwrap();
+    }
+    assert_refused_with(&f.verifier(&["sync", "stale"]), "rollback");
+}
