@@ -727,7 +727,7 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
             now,
             guard: a.sign.guard(),
         };
-        let (r, bytes) = root::propose(&site, &a.keys, opts, rotate, force)?;
+        let (r, bytes) = root::propose(&site, &a.keys, &opts, rotate, force)?;
         write_file_new(out, &bytes, force)?;
         let hint = format!(
             "sign it on each root key holder's machine: consentry-publish root sign --key KEY.key {}{}; then: consentry-publish root assemble {} --site {}",
@@ -756,9 +756,9 @@ fn root_cmd(a: &RootArgs, force: bool, rotate: bool, o: Out) -> Result<()> {
         guard: a.sign.guard(),
     };
     let (r, bytes) = if rotate {
-        root::rotate(&site, &lock, &a.keys, &secrets, opts, force)?
+        root::rotate(&site, &lock, &a.keys, &secrets, &opts, force)?
     } else {
-        root::init(&site, &lock, &a.keys, &secrets, opts, force)?
+        root::init(&site, &lock, &a.keys, &secrets, &opts, force)?
     };
     let path = site.path(&consentry::docs::paths::root(r.version));
     let n = signature_count(&bytes);

@@ -125,7 +125,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         &lock,
         &kdir,
         &secrets,
-        root::RootOptions {
+        &root::RootOptions {
             witnesses: None,
             thresholds: Thresholds::default(),
             expires: (now.max(0) as u64) + 365 * 86_400,

@@ -221,7 +221,7 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             // A line alone is parsed as the signature part of a note.
             match Note::parse(format!("x\n\n{line}\n").as_bytes()) {
-                Ok(mut p) if p.sigs.len() == 1 => offered.extend(p.sigs.drain(..)),
+                Ok(mut p) if p.sigs.len() == 1 => offered.append(&mut p.sigs),
                 _ => ignored += 1,
             }
         }

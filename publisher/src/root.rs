@@ -154,11 +154,11 @@ pub fn init(
     lock: &SiteLock,
     keys_dir: &Path,
     secrets: &[KeyPair],
-    o: RootOptions,
+    o: &RootOptions,
     force: bool,
 ) -> Result<(Root, Vec<u8>)> {
     site.check_lock(lock)?;
-    let (_, root) = next_root(site, keys_dir, &o, false, force)?;
+    let (_, root) = next_root(site, keys_dir, o, false, force)?;
     let rel = paths::root(1);
     let bytes = sign_root(&root, &signers_for(secrets, &root.roles.root.keyids))?;
     verify::verify_pinned_root(&rel, &bytes, &site.limits).map_err(|e| anyhow!("self-check of the new root failed (are the root role's secret keys in the keys directory?): {e}"))?;
@@ -176,11 +176,11 @@ pub fn rotate(
     lock: &SiteLock,
     keys_dir: &Path,
     secrets: &[KeyPair],
-    o: RootOptions,
+    o: &RootOptions,
     force: bool,
 ) -> Result<(Root, Vec<u8>)> {
     site.check_lock(lock)?;
-    let (Some(old), new) = next_root(site, keys_dir, &o, true, force)? else {
+    let (Some(old), new) = next_root(site, keys_dir, o, true, force)? else {
         bail!("rotating needs the current root");
     };
     let mut ids = old.roles.root.keyids.clone();
@@ -215,11 +215,11 @@ fn check_next(old: &Root, rel: &str, bytes: &[u8], limits: &consentry::Limits) -
 pub fn propose(
     site: &Site,
     keys_dir: &Path,
-    o: RootOptions,
+    o: &RootOptions,
     rotate: bool,
     force: bool,
 ) -> Result<(Root, Vec<u8>)> {
-    let (_, root) = next_root(site, keys_dir, &o, rotate, force)?;
+    let (_, root) = next_root(site, keys_dir, o, rotate, force)?;
     let env = Envelope {
         payload: cbor::to_vec(&root),
         signatures: Vec::new(),

@@ -299,7 +299,7 @@ pub fn parse_vkey(s: &str, alg: u8) -> Result<(String, [u8; 32]), String> {
 
 /// The log's leaves from a `log/leaves` file: concatenated 32-byte hashes.
 pub fn parse_leaves(bytes: &[u8]) -> Result<Vec<[u8; 32]>, String> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(format!(
             "{} bytes is not a whole number of 32-byte leaves",
             bytes.len()

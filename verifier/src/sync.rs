@@ -351,15 +351,12 @@ pub(crate) fn sync_locked(
     run.step7_complete(&mut files, m, &derived, via_layers)?;
     rep.finish();
 
-    run.step10_switch(
-        &roots,
-        &files,
-        &derived,
-        &named,
-        &head,
-        &state,
-        log.as_ref(),
-    )?;
+    let accepted = Accepted {
+        named: &named,
+        head: &head,
+        log: log.as_ref(),
+    };
+    run.step10_switch(&roots, &files, &derived, &accepted, &state)?;
     drop(staging);
     report.files_fetched = files.fetched;
     report.bytes_fetched = files.fetched_bytes;
@@ -411,6 +408,20 @@ struct Named {
     /// Its bytes when fetched from the source; `None` when the head names
     /// the trusted manifest and the stored copy was used.
     bytes: Option<Vec<u8>>,
+}
+
+/// The log files verified by SPEC.md §15.3, stored at the switch.
+struct LogFiles {
+    note: Vec<u8>,
+    leaves: Vec<u8>,
+}
+
+/// What the switch makes current: the manifest, its head and its log.
+#[derive(Clone, Copy)]
+struct Accepted<'a> {
+    named: &'a Named,
+    head: &'a NewHead,
+    log: Option<&'a LogFiles>,
 }
 
 /// Step 6's decision.
@@ -584,7 +595,7 @@ impl Run<'_> {
         root: &Root,
         version: u64,
         sha: &[u8; 32],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Rejection> {
+    ) -> Result<Option<LogFiles>, Rejection> {
         let Some(policy) = &root.witnesses else {
             return Ok(None);
         };
@@ -598,15 +609,15 @@ impl Run<'_> {
         let leaves = get(tlog::LEAVES_PATH, tlog::MAX_LOG_SIZE * 32)?;
         let last = self.store.trusted_checkpoint()?;
         tlog::verify_checkpoint(root, policy, &note, &leaves, version, sha, last.as_ref())?;
-        Ok(Some((note, leaves)))
+        Ok(Some(LogFiles { note, leaves }))
     }
 
     /// The verified log files, leaves first (a checkpoint never names more
     /// leaves than the stored file holds).
-    fn write_log(&self, log: Option<&(Vec<u8>, Vec<u8>)>) -> Result<(), Rejection> {
-        if let Some((note, leaves)) = log {
-            self.store.write(tlog::LEAVES_PATH, leaves)?;
-            self.store.write(tlog::CHECKPOINT_PATH, note)?;
+    fn write_log(&self, log: Option<&LogFiles>) -> Result<(), Rejection> {
+        if let Some(l) = log {
+            self.store.write(tlog::LEAVES_PATH, &l.leaves)?;
+            self.store.write(tlog::CHECKPOINT_PATH, &l.note)?;
         }
         Ok(())
     }
@@ -764,11 +775,10 @@ impl Run<'_> {
         roots: &Roots,
         files: &Files<'_>,
         derived: &[(String, Vec<u8>)],
-        named: &Named,
-        head: &NewHead,
+        accepted: &Accepted<'_>,
         state: &State,
-        log: Option<&(Vec<u8>, Vec<u8>)>,
     ) -> Result<(), Rejection> {
+        let Accepted { named, head, log } = *accepted;
         let store = self.store;
         persist_roots(store, &roots.new)?;
         self.write_log(log)?;
