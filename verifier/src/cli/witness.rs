@@ -36,8 +36,10 @@ enum WitnessCommand {
     },
     /// Pin the registry's root (obtained out of band) in a new state directory
     Init {
+        /// The witness's state directory (created; one per log witnessed)
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
+        /// The registry's root file (root/N.cbor, obtained out of band)
         #[arg(long, value_name = "FILE")]
         root: PathBuf,
     },
@@ -45,6 +47,7 @@ enum WitnessCommand {
     /// one cosigned before) and print a cosignature line for
     /// `consentry-publish log cosign`
     Cosign {
+        /// The witness's state directory (from `witness init`)
         #[arg(long, value_name = "DIR")]
         state: PathBuf,
         /// The witness's secret key (from `witness keygen`)
