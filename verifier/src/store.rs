@@ -174,7 +174,26 @@ pub struct Status {
     /// creation time (beyond the skew tolerance): lookups would be refused
     /// with `clock_backwards` until the clock is right.
     pub clock_problem: Option<String>,
+    /// The manifest log's checkpoint the store holds (SPEC.md §15), when
+    /// the root names witnesses and a sync verified one: what two stores
+    /// compare to detect a split view.
+    pub log: Option<LogStatus>,
     pub store_bytes: u64,
+}
+
+/// The log part of [`Status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LogStatus {
+    pub origin: String,
+    pub size: u64,
+    /// The tree head, hex.
+    pub root_hash: String,
+    pub witness_threshold: u64,
+    /// Witnesses of the current root whose cosignature on the stored
+    /// checkpoint verifies, by name, with the Unix time each cosigned.
+    pub cosigners: Vec<(String, u64)>,
+    /// The checkpoint note as stored (log signature and cosignatures).
+    pub note: String,
 }
 
 /// One role's keys in [`Status`].
@@ -1059,6 +1078,26 @@ impl Store {
         }
         let record = self.sync_record();
         let expires_in_s = earliest.map(|e| (e as i64).saturating_sub(now));
+        let log = match &root.witnesses {
+            None => None,
+            Some(policy) => self
+                .read(
+                    crate::tlog::CHECKPOINT_PATH,
+                    crate::note::MAX_NOTE_BYTES as u64,
+                )?
+                .and_then(|b| {
+                    let n = crate::note::Note::parse(&b).ok()?;
+                    let cp = crate::note::Checkpoint::parse_text(&n.text).ok()?;
+                    Some(LogStatus {
+                        origin: cp.origin,
+                        size: cp.size,
+                        root_hash: hex::encode(cp.root),
+                        witness_threshold: policy.threshold,
+                        cosigners: crate::tlog::cosigners(policy, &n),
+                        note: String::from_utf8_lossy(&b).into_owned(),
+                    })
+                }),
+        };
         Ok(Status {
             store: self.dir.display().to_string(),
             source: record.as_ref().map(|r| r.source.clone()),
@@ -1074,6 +1113,7 @@ impl Store {
             snapshot,
             snapshot_problem: problem,
             clock_problem,
+            log,
             store_bytes: dir_size(&self.dir),
         })
     }

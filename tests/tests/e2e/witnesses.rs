@@ -158,6 +158,19 @@ fn sync_requires_the_witnesses_cosignatures_on_the_checkpoint() {
         "{}",
         check.stdout
     );
+    // status --json shows the checkpoint and who cosigned it.
+    let st = f.verifier(&["status", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["log"]["origin"], ORIGIN);
+    assert_eq!(v["log"]["size"], 1);
+    assert_eq!(v["log"]["witness_threshold"], 2);
+    let names: Vec<&str> = v["log"]["cosigners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["w1.example", "w2.example"]);
     // The next version: a new checkpoint, cosigned again, synced.
     publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
     assert_refused_with(&f.verifier(&["sync", "site"]), "witness_threshold_not_met");

@@ -222,6 +222,19 @@ fn status_text(st: &crate::store::Status) -> String {
             "clock        WRONG: the snapshot {c}; lookups are refused until the clock is right (or pass --now)"
         );
     }
+    if let Some(l) = &st.log {
+        let names: Vec<&str> = l.cosigners.iter().map(|(n, _)| n.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "log          {} size {} root {}\n  cosigned   by {} of {} needed: {}",
+            l.origin,
+            l.size,
+            l.root_hash,
+            l.cosigners.len(),
+            l.witness_threshold,
+            names.join(", ")
+        );
+    }
     let _ = writeln!(s, "store size   {} bytes", st.store_bytes);
     s
 }
