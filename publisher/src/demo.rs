@@ -108,7 +108,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
 
     step(
         2,
-        "keys and trust root: INSECURE demo keys (never use them for real data)",
+        "keys and trust root: INSECURE demo keys (never use them for real data), and two witnesses of the manifest log",
     )?;
     let kdir = d.join("keys");
     let secrets = keys::write_insecure_keys(&kdir, false)?;
@@ -120,13 +120,27 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         allow_short_expiry: false,
         allow_insecure_keys: true,
     };
+    // Two witnesses of the manifest log, each with a key of its own (in
+    // real life: other organisations, other machines).
+    let witnesses = demo_witnesses()?;
+    let policy = consentry::docs::Witnesses {
+        keys: witnesses
+            .iter()
+            .map(|w| consentry::docs::WitnessKey {
+                key: w.public(),
+                name: w.name.clone(),
+            })
+            .collect(),
+        origin: DEMO_ORIGIN.to_string(),
+        threshold: 2,
+    };
     let (r, root_bytes) = root::init(
         &site,
         &lock,
         &kdir,
         &secrets,
         &root::RootOptions {
-            witnesses: None,
+            witnesses: Some(policy),
             thresholds: Thresholds::default(),
             expires: (now.max(0) as u64) + 365 * 86_400,
             now,
@@ -140,6 +154,14 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         ("head", &r.roles.head),
     ] {
         out!("   {role:<9} key {}", hex::encode(rk.keyids[0]));
+    }
+    for w in &witnesses {
+        out!("   witness   {}", w.vkey());
+        consentry::witness::init(
+            &d.join(format!("{}-state", w.name)),
+            &root_bytes,
+            &site.limits,
+        )?;
     }
 
     step(
@@ -156,6 +178,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     for line in p1.to_string().lines() {
         out!("   {line}");
     }
+    witness_round(d, &site, &lock, &witnesses, now)?;
 
     step(
         4,
@@ -248,6 +271,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         p2.mode,
         p2.bytes_written
     );
+    witness_round(d, &site, &lock, &witnesses, now)?;
     let s2 = sync(&store, &fetch, &sopts)?;
     out!(
         "   synced {} -> {} ({}): {} file(s), {} bytes fetched; {} reused",
@@ -266,6 +290,64 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         out!("   {line}");
     }
     out!("   (the binaries are in target/debug or target/release after `cargo build`)");
+    Ok(())
+}
+
+/// The log's origin line in the demo's root.
+const DEMO_ORIGIN: &str = "demo.consentry.invalid/log";
+
+/// The demo's two witnesses: INSECURE keys from fixed seeds
+/// (SHA-256("consentry INSECURE demo witness N")), like the demo's keys.
+fn demo_witnesses() -> Result<Vec<consentry::witness::WitnessKey>> {
+    (1..=2)
+        .map(|n| {
+            let seed = consentry::envelope::sha256(
+                format!("consentry INSECURE demo witness {n}").as_bytes(),
+            );
+            consentry::witness::WitnessKey::from_seed(&format!("witness-{n}.demo.invalid"), seed)
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .collect()
+}
+
+/// Each witness checks the site's new checkpoint against the one it
+/// cosigned before and cosigns it; the publisher adds the cosignatures.
+fn witness_round(
+    d: &Path,
+    site: &Site,
+    lock: &crate::lock::SiteLock,
+    witnesses: &[consentry::witness::WitnessKey],
+    now: i64,
+) -> Result<()> {
+    let mut files = Vec::new();
+    for w in witnesses {
+        let fetch = consentry::fetch::DirFetch::new(&site.dir);
+        let c = consentry::witness::cosign(
+            &d.join(format!("{}-state", w.name)),
+            w,
+            &fetch,
+            now,
+            &site.limits,
+        )?;
+        let f = d.join(format!("{}.cosig", w.name));
+        fs::write(&f, &c.line)?;
+        out!(
+            "   {} cosigned log size {} (it had cosigned size {})",
+            w.name,
+            c.checkpoint.size,
+            c.previous_size
+        );
+        files.push(f);
+    }
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let r = crate::log::cosign(site, lock, &site.root()?, &paths)?;
+    out!(
+        "   checkpoint {} size {}: cosigned by {} of {} witnesses needed (verifiers refuse it with fewer)",
+        r.checkpoint.origin,
+        r.checkpoint.size,
+        r.cosigners.len(),
+        r.threshold
+    );
     Ok(())
 }
 
