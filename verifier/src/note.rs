@@ -410,3 +410,72 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod vector {
+    //! The known-answer example of SPEC.md §15.2: log key seed 32×0x01
+    //! (origin `example.org/log`), leaves SHA-256("manifest 1".."manifest 3"),
+    //! witness `witness.example` with seed 32×0x02 cosigning at 1767225600.
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    pub(super) fn example() -> (String, String) {
+        let leaves: Vec<[u8; 32]> = (1..=3)
+            .map(|i| Sha256::digest(format!("manifest {i}").as_bytes()).into())
+            .collect();
+        let cp = Checkpoint {
+            origin: "example.org/log".into(),
+            size: 3,
+            root: crate::merkle::merkle_root(&leaves),
+        };
+        let text = cp.text();
+        let log = SigningKey::from_bytes(&[1u8; 32]);
+        let wit = SigningKey::from_bytes(&[2u8; 32]);
+        let t = 1_767_225_600;
+        let n = Note {
+            text: text.clone(),
+            sigs: vec![
+                log_signature_line(
+                    &cp.origin,
+                    &log.verifying_key().to_bytes(),
+                    &log.sign(text.as_bytes()).to_bytes(),
+                ),
+                cosignature_line(
+                    "witness.example",
+                    &wit.verifying_key().to_bytes(),
+                    t,
+                    &wit.sign(&cosigned_message(&text, t)).to_bytes(),
+                ),
+            ],
+        };
+        (
+            String::from_utf8(n.to_bytes()).unwrap_or_default(),
+            vkey(
+                "witness.example",
+                ALG_COSIGNATURE_V1,
+                &wit.verifying_key().to_bytes(),
+            ),
+        )
+    }
+
+    #[test]
+    #[ignore = "prints the example for SPEC.md"]
+    fn print_example() {
+        let (note, vk) = example();
+        println!("{note}---\n{vk}");
+    }
+
+    #[test]
+    fn spec_example_note_is_reproduced_byte_for_byte() {
+        let (note, vk) = example();
+        let spec = include_str!("../../SPEC.md");
+        assert!(
+            spec.contains(&note),
+            "SPEC.md §15.2 example differs; now:\n{note}"
+        );
+        assert!(
+            spec.contains(&vk),
+            "SPEC.md §15.4 witness key differs; now: {vk}"
+        );
+    }
+}
