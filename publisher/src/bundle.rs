@@ -38,6 +38,20 @@ pub fn bundle_names(site: &Site) -> Result<(Vec<String>, u64, u64)> {
     names.push(paths::HEAD.to_string());
     names.push(paths::manifest(m.version, &cur.manifest_sha256));
     names.extend(m.data_files().into_iter().map(|(rel, _)| rel));
+    // A witnessed root: the log's checkpoint and leaves travel with the
+    // snapshot (an air-gapped import checks them as a sync does).
+    if root.witnesses.is_some() {
+        for rel in [consentry::tlog::CHECKPOINT_PATH, consentry::tlog::LEAVES_PATH] {
+            if !site.path(rel).is_file() {
+                return Err(crate::advise!(
+                    "{} is missing: the root names witnesses, so a bundle carries the log",
+                    "publish again (it writes the log), then collect the witnesses' cosignatures with `log cosign`",
+                    site.path(rel).display()
+                ));
+            }
+            names.push(rel.to_string());
+        }
+    }
     names.sort();
     names.dedup();
     Ok((names, m.version, m.created))
