@@ -41,7 +41,10 @@ pub fn bundle_names(site: &Site) -> Result<(Vec<String>, u64, u64)> {
     // A witnessed root: the log's checkpoint and leaves travel with the
     // snapshot (an air-gapped import checks them as a sync does).
     if root.witnesses.is_some() {
-        for rel in [consentry::tlog::CHECKPOINT_PATH, consentry::tlog::LEAVES_PATH] {
+        for rel in [
+            consentry::tlog::CHECKPOINT_PATH,
+            consentry::tlog::LEAVES_PATH,
+        ] {
             if !site.path(rel).is_file() {
                 return Err(crate::advise!(
                     "{} is missing: the root names witnesses, so a bundle carries the log",

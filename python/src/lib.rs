@@ -998,28 +998,8 @@ fn error_classes(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pyfunction]
 fn vocabulary() -> (Vec<&'static str>, Vec<&'static str>, Vec<&'static str>) {
     let uses = Use::ALL.map(Use::name).to_vec();
-    let decisions = [
-        Decision::Allow,
-        Decision::Disallow,
-        Decision::Constrained,
-        Decision::Unknown,
-    ]
-    .map(Decision::name)
-    .to_vec();
-    let reasons = [
-        Reason::Declared,
-        Reason::Disputed,
-        Reason::Conflict,
-        Reason::SilentOnUse,
-        Reason::NoRecord,
-        Reason::TerritoryNotCovered,
-        Reason::NotYetValid,
-        Reason::Expired,
-        Reason::Revoked,
-        Reason::InvalidIsrc,
-    ]
-    .map(Reason::name)
-    .to_vec();
+    let decisions = Decision::ALL.map(Decision::name).to_vec();
+    let reasons = Reason::ALL.map(Reason::name).to_vec();
     (uses, decisions, reasons)
 }
 

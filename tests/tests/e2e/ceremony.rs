@@ -94,6 +94,16 @@ fn propose_root_1(f: &Fixture) {
     );
 }
 
+/// Publish with the online keys, then pin root 1 in a store and sync it.
+fn publish_online_and_sync(f: &Fixture) {
+    f.publish(&[
+        "publish", "--db", "reg.db", "--keys", "online", "--site", "site",
+    ])
+    .ok();
+    f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
+    f.verifier(&["sync", "site"]).ok();
+}
+
 fn sign(f: &Fixture, file: &str, key: &str, extra: &[&str]) -> consentry_tests::Run {
     let mut args = vec!["root", "sign", file, "--key", key];
     args.extend_from_slice(extra);
@@ -137,12 +147,7 @@ fn a_threshold_root_is_signed_by_separate_holders_and_published_only_at_its_thre
 
     // The online keys publish under it, and a verifier pinned to it answers
     // the golden questions' first one.
-    f.publish(&[
-        "publish", "--db", "reg.db", "--keys", "online", "--site", "site",
-    ])
-    .ok();
-    f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
-    f.verifier(&["sync", "site"]).ok();
+    publish_online_and_sync(&f);
     let check = f
         .verifier(&["check", "GBNWR2500001", "--at", "2026-11-25"])
         .ok();
@@ -196,12 +201,7 @@ fn a_rotation_needs_the_old_roots_threshold_as_well_as_the_new_ones() {
     sign(&f, "proposal.cbor", "holder-a/root-a.key", &[]).ok();
     sign(&f, "proposal.cbor", "holder-b/root-b.key", &[]).ok();
     assemble(&f, "proposal.cbor").ok();
-    f.publish(&[
-        "publish", "--db", "reg.db", "--keys", "online", "--site", "site",
-    ])
-    .ok();
-    f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
-    f.verifier(&["sync", "site"]).ok();
+    publish_online_and_sync(&f);
 
     // Root 2: holder c retires, holder d joins (a and b stay).
     let d = f.root();
