@@ -229,6 +229,18 @@ class LayerMismatchError(VerificationError):
 class StateMismatchError(VerificationError):
     code: ClassVar[str]  # "state_mismatch"
 
+class MalformedCheckpointError(VerificationError):
+    code: ClassVar[str]  # "malformed_checkpoint"
+
+class WitnessThresholdNotMetError(VerificationError):
+    code: ClassVar[str]  # "witness_threshold_not_met"
+
+class CheckpointMismatchError(VerificationError):
+    code: ClassVar[str]  # "checkpoint_mismatch"
+
+class LogForkError(VerificationError):
+    code: ClassVar[str]  # "log_fork"
+
 class BadPathError(TransportError):
     code: ClassVar[str]  # "bad_path"
 
