@@ -19,10 +19,10 @@ use consentry::time;
 use serde_json::{Value, json};
 
 use crate::build::{self, PublishOptions};
-use crate::db::Db;
 use crate::import::{self, Format, ImportInput, ImportOptions, InputSource};
 use crate::keys;
 use crate::progress::{Progress, Silent, Unit};
+use crate::registry::{InitOutcome, Registry};
 use crate::root::{self, Thresholds};
 use crate::site::Site;
 
@@ -93,8 +93,10 @@ pub enum FormatArg {
 /// The registry database (`--db`, or `CONSENTRY_DB`).
 #[derive(Debug, Args)]
 pub struct DbArg {
-    /// Registry database (SQLite file)
-    #[arg(long, env = "CONSENTRY_DB", value_name = "FILE")]
+    /// Registry database: a SQLite file, or a PostgreSQL URL
+    /// (postgres://USER@HOST:PORT/DATABASE; the PG* environment variables
+    /// fill in what it leaves out)
+    #[arg(long, env = "CONSENTRY_DB", value_name = "FILE|URL")]
     pub db: PathBuf,
 }
 
@@ -116,7 +118,8 @@ pub struct KeysArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an empty registry database (SQLite).
+    /// Create an empty registry database (a SQLite file, or the schema in a
+    /// PostgreSQL database), or migrate a PostgreSQL registry's schema.
     Init {
         #[command(flatten)]
         db: DbArg,
@@ -682,7 +685,7 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
     };
     let site = Site::new(&a.site.site);
     let lock = a.lock.take(&site, "publish")?;
-    let mut d = Db::open(&a.db.db)?;
+    let mut reg = Registry::open(&a.db.db)?;
     let secrets = keys::load_secrets(std::slice::from_ref(&a.keys.keys))?;
     let opts = PublishOptions {
         now,
@@ -697,7 +700,7 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
         progress: o.progress(),
         ..PublishOptions::default()
     };
-    let r = build::publish(&mut d, &secrets, &site, &lock, &opts)?;
+    let r = build::publish(reg.backend(), &secrets, &site, &lock, &opts)?;
     if o.json {
         return print_json(&json!({
             "version": r.version,
@@ -768,11 +771,12 @@ fn generate_cmd(
     recorded_at: Option<&str>,
     o: Out,
 ) -> Result<()> {
-    let mut d = Db::open(db)?;
+    let mut reg = Registry::open(db)?;
+    let d = reg.backend();
     let recorded_at = recorded_at_or_now(recorded_at)?;
     if let Some(fraction) = churn {
         let r = crate::generate::churn(
-            &mut d,
+            d,
             &crate::generate::ChurnOptions {
                 fraction,
                 seed,
@@ -799,7 +803,7 @@ fn generate_cmd(
     };
     let progress = o.progress();
     let s = crate::generate::generate_into_with(
-        &mut d,
+        d,
         &crate::generate::GenOptions {
             records,
             seed,
@@ -888,11 +892,31 @@ pub fn run(cli: Cli) -> Result<()> {
     NOTES.store(!o.quiet, Ordering::Relaxed);
     match cli.command {
         Command::Init { db } => {
-            Db::create(&db.db)?;
+            let (reg, outcome) = Registry::init(&db.db)?;
+            let shown = crate::pg::redact(&db.db.display().to_string());
             if o.json {
-                return print_json(&json!({ "db": db.db.display().to_string() }));
+                return print_json(&json!({
+                    "db": shown,
+                    "backend": reg.kind(),
+                    "schema_version": crate::db::SCHEMA_VERSION,
+                    "outcome": match outcome {
+                        InitOutcome::Created => "created",
+                        InitOutcome::Migrated { .. } => "migrated",
+                        InitOutcome::Current => "current",
+                    },
+                }));
             }
-            out!("created registry database {}", db.db.display());
+            match outcome {
+                InitOutcome::Created => out!("created registry database {shown}"),
+                InitOutcome::Migrated { from } => out!(
+                    "migrated registry database {shown} from schema version {from} to {}",
+                    crate::db::SCHEMA_VERSION
+                ),
+                InitOutcome::Current => out!(
+                    "registry database {shown} is already at schema version {}; nothing to do",
+                    crate::db::SCHEMA_VERSION
+                ),
+            }
         }
         Command::Import {
             db,
@@ -901,11 +925,11 @@ pub fn run(cli: Cli) -> Result<()> {
             recorded_at,
         } => {
             let inputs = import_inputs(&files, format)?;
-            let mut d = Db::open(&db.db)?;
+            let mut reg = Registry::open(&db.db)?;
             let recorded_at = recorded_at_or_now(recorded_at.as_deref())?;
             let progress = o.progress();
             let r = import::import_inputs(
-                &mut d,
+                reg.backend(),
                 &inputs,
                 &ImportOptions { recorded_at },
                 progress.as_ref(),
