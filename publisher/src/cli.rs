@@ -240,6 +240,10 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Upload the site's current snapshot to S3-compatible object storage:
+    /// data files the bucket lacks, then the manifest, the roots, and the
+    /// head last (credentials and endpoint from the AWS environment).
+    Push(PushArgs),
     /// Print a shell completion script on stdout, e.g.
     /// `consentry-publish completions bash > /etc/bash_completion.d/consentry-publish`.
     Completions {
@@ -396,6 +400,47 @@ pub struct PublishArgs {
     pub shard_rows: usize,
     #[command(flatten)]
     pub sign: SignArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// Where to: s3://BUCKET or s3://BUCKET/PREFIX
+    #[arg(long, value_name = "S3URL")]
+    pub to: String,
+    /// S3 endpoint for S3-compatible storage (MinIO, Ceph, R2, …), addressed
+    /// path-style; default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Region to sign for; default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Cache-Control max-age of head.cbor (content-addressed files, manifests
+    /// and roots get a year, immutable)
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub head_max_age: u64,
+    /// After the head: delete manifests and data files that none of the
+    /// newest --keep manifests in the bucket names (roots and head never)
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: how many of the newest manifest versions keep their files
+    #[arg(long, default_value_t = 2, value_name = "N", requires = "prune",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+    /// Create the bucket first when it does not exist
+    #[arg(long)]
+    pub create_bucket: bool,
+    /// Upload every object with the canned ACL public-read, for a bucket
+    /// that verifiers read directly (not behind a CDN with origin access)
+    #[arg(long)]
+    pub public_read: bool,
+    /// Timeout of one request (connecting: 10 s), e.g. 10m; each request is
+    /// tried at most 4 times
+    #[arg(long, default_value = "10m", value_parser = parse_lifetime, value_name = "DURATION")]
+    pub request_timeout: u64,
     #[command(flatten)]
     pub lock: LockArgs,
 }
@@ -725,6 +770,77 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
         for (rel, n) in &r.written {
             out!("  wrote        {rel} ({n} bytes)");
         }
+    }
+    Ok(())
+}
+
+fn push_cmd(a: &PushArgs, o: Out) -> Result<()> {
+    let site = Site::new(&a.site.site);
+    let held = a.lock.take(&site, "push")?;
+    let stop_after = match std::env::var("CONSENTRY_PUSH_STOP_AFTER") {
+        Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
+            anyhow!("CONSENTRY_PUSH_STOP_AFTER `{v}` is not a whole number")
+        })?),
+        _ => None,
+    };
+    let opts = crate::push::PushOptions {
+        to: a.to.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        region: a.region.clone(),
+        head_max_age: a.head_max_age,
+        prune: a.prune,
+        keep: a.keep,
+        create_bucket: a.create_bucket,
+        public_read: a.public_read,
+        request_timeout: std::time::Duration::from_secs(a.request_timeout),
+        stop_after,
+        ..crate::push::PushOptions::default()
+    };
+    let progress = o.progress();
+    let r = crate::push::push(&site, &held, &opts, progress.as_ref())?;
+    if o.json {
+        return print_json(&json!({
+            "to": a.to,
+            "version": r.version,
+            "head_version": r.head_version,
+            "uploaded_files": r.uploaded.len(),
+            "uploaded_bytes": r.bytes_uploaded,
+            "skipped_files": r.skipped,
+            "head_uploaded": r.head_uploaded,
+            "uploaded": r.uploaded.iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>(),
+            "pruned": a.prune,
+            "kept_manifests": r.kept_manifests,
+            "deleted": r.deleted.iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>(),
+        }));
+    }
+    if o.detail() {
+        for (rel, n) in &r.uploaded {
+            out!("  uploaded     {rel} ({n} bytes)");
+        }
+        for (rel, n) in &r.deleted {
+            out!("  deleted      {rel} ({n} bytes)");
+        }
+    }
+    out!(
+        "pushed version {} (head {}) to {}: {} file(s) uploaded ({} bytes), {} already there; head {}",
+        r.version,
+        r.head_version,
+        a.to,
+        r.uploaded.len(),
+        r.bytes_uploaded,
+        r.skipped,
+        if r.head_uploaded {
+            "uploaded last"
+        } else {
+            "unchanged"
+        }
+    );
+    if a.prune {
+        out!(
+            "pruned: kept the files of {} manifest(s); deleted {} object(s)",
+            r.kept_manifests,
+            r.deleted.len()
+        );
     }
     Ok(())
 }
@@ -1063,6 +1179,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dry_run,
             lock,
         } => gc_cmd(&site, keep, dry_run, &lock, o)?,
+        Command::Push(a) => push_cmd(&a, o)?,
         Command::Completions { shell } => {
             if o.json {
                 return Err(crate::advise!(

@@ -27,6 +27,7 @@ pub mod keys;
 pub mod lock;
 pub mod pg;
 pub mod progress;
+pub mod push;
 pub mod registry;
 pub mod root;
 pub mod site;
