@@ -869,6 +869,7 @@ pub fn churn(db: &mut dyn Backend, o: &ChurnOptions, recorded_at: i64) -> Result
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::db::Db;
     use crate::import::{ImportOptions, import_files};
     use crate::source::Source;
     use consentry::declaration::{check_relations, resolve};

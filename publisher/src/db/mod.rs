@@ -533,8 +533,10 @@ mod tests {
     use super::write::scan_registry_time;
     use super::*;
     use crate::import::{ImportOptions, import_files};
+    use crate::registry::Backend;
     use crate::source::{Change, Publication, Source};
     use consentry::columns::Rows;
+    use std::collections::{BTreeMap, HashSet};
     use consentry::declaration::{COLUMNS, resolve};
     use std::collections::BTreeSet;
     use std::fmt::Write as _;

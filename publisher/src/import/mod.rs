@@ -430,6 +430,7 @@ pub fn import_inputs(
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::db::Db;
     use crate::source::Source;
     use consentry::declaration::{COLUMNS, resolve};
 
