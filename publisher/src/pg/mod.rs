@@ -478,3 +478,46 @@ fn newer(name: &str, v: i64) -> anyhow::Error {
         SCHEMA_VERSION
     )
 }
+
+/// For tests: a fresh, empty database on the server `CONSENTRY_TEST_PG`
+/// names (a URL of an existing database there, e.g. `postgres`), and its
+/// URL. `Ok(None)`, with a `skipped:` line on stderr, when the variable is
+/// unset; an error instead when `CONSENTRY_REQUIRE_PG=1` (CI), so a run that
+/// should test PostgreSQL never skips it silently.
+#[doc(hidden)]
+pub fn test_database(tag: &str) -> Result<Option<String>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let Some(admin) = env("CONSENTRY_TEST_PG") else {
+        if env("CONSENTRY_REQUIRE_PG").is_some_and(|v| v != "0") {
+            bail!(
+                "CONSENTRY_REQUIRE_PG is set but CONSENTRY_TEST_PG is not: start a server with `eval \"$(tests/pg-server start)\"`"
+            );
+        }
+        eprintln!(
+            "skipped: {tag}: no PostgreSQL (set CONSENTRY_TEST_PG, e.g. eval \"$(tests/pg-server start)\")"
+        );
+        return Ok(None);
+    };
+    let tag: String = tag
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(30)
+        .collect();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        "t_{tag}_{}_{}_{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut c = config(&admin)?.connect(NoTls).map_err(db_err)?;
+    c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .map_err(db_err)?;
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(b, _)| b)
+        .to_string();
+    Ok(Some(format!("{base}/{name}")))
+}
