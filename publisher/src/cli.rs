@@ -778,9 +778,10 @@ fn push_cmd(a: &PushArgs, o: Out) -> Result<()> {
     let site = Site::new(&a.site.site);
     let held = a.lock.take(&site, "push")?;
     let stop_after = match std::env::var("CONSENTRY_PUSH_STOP_AFTER") {
-        Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
-            anyhow!("CONSENTRY_PUSH_STOP_AFTER `{v}` is not a whole number")
-        })?),
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<u64>()
+                .map_err(|_| anyhow!("CONSENTRY_PUSH_STOP_AFTER `{v}` is not a whole number"))?,
+        ),
         _ => None,
     };
     let opts = crate::push::PushOptions {

@@ -291,9 +291,7 @@ impl S3 {
                 rusty_s3::Method::Post => "POST",
                 rusty_s3::Method::Delete => "DELETE",
             };
-            let mut req = ureq::http::Request::builder()
-                .method(m)
-                .uri(url.as_str());
+            let mut req = ureq::http::Request::builder().method(m).uri(url.as_str());
             for (k, v) in &headers {
                 req = req.header(k, v);
             }
@@ -338,7 +336,9 @@ impl S3 {
             return Ok(());
         }
         let hint = match r.status {
-            403 => "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) and the bucket policy",
+            403 => {
+                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) and the bucket policy"
+            }
             404 => "check the bucket name in --to (or pass --create-bucket)",
             301 | 307 | 400 => "check the region (--region or AWS_REGION) and --endpoint-url",
             _ => "see the message from the server",
@@ -560,7 +560,11 @@ pub fn push(
                 report.uploaded.len()
             );
         }
-        let cc = if rel == paths::HEAD { &head_cc } else { IMMUTABLE };
+        let cc = if rel == paths::HEAD {
+            &head_cc
+        } else {
+            IMMUTABLE
+        };
         s3.put(rel, bytes, cc, o.public_read)?;
         progress.inc(bytes.len() as u64);
         report.bytes_uploaded += bytes.len() as u64;
@@ -595,8 +599,9 @@ fn prune(s3: &S3, current: &Manifest, keep: u64, report: &mut PushReport) -> Res
         let bytes = s3
             .get(rel)?
             .ok_or_else(|| anyhow!("{rel} was listed but cannot be read; nothing pruned"))?;
-        let m = crate::gc::read_manifest(rel, &bytes)
-            .ok_or_else(|| anyhow!("{rel} in the bucket is not a readable manifest; nothing pruned"))?;
+        let m = crate::gc::read_manifest(rel, &bytes).ok_or_else(|| {
+            anyhow!("{rel} in the bucket is not a readable manifest; nothing pruned")
+        })?;
         crate::gc::referenced(&m, rel, &mut keep_set);
         report.kept_manifests += 1;
     }

@@ -536,9 +536,9 @@ mod tests {
     use crate::registry::Backend;
     use crate::source::{Change, Publication, Source};
     use consentry::columns::Rows;
-    use std::collections::{BTreeMap, HashSet};
     use consentry::declaration::{COLUMNS, resolve};
     use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, HashSet};
     use std::fmt::Write as _;
     use std::path::PathBuf;
 
@@ -1029,7 +1029,10 @@ mod tests {
         let a = replay_random_batches(&mut lite, dir.path());
         let b = replay_random_batches(&mut pg, dir.path());
         assert_eq!(a, b, "change ids, live sets or policies differ");
-        assert_eq!(lite.all_declarations().unwrap(), pg.all_declarations().unwrap());
+        assert_eq!(
+            lite.all_declarations().unwrap(),
+            pg.all_declarations().unwrap()
+        );
         assert_eq!(lite.counts().unwrap(), pg.counts().unwrap());
         assert_eq!(lite.registry_time().unwrap(), pg.registry_time().unwrap());
         assert_eq!(lite.live_prefixes().unwrap(), pg.live_prefixes().unwrap());

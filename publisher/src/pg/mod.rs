@@ -501,7 +501,13 @@ pub fn test_database(tag: &str) -> Result<Option<String>> {
     };
     let tag: String = tag
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(30)
         .collect();
     let nanos = std::time::SystemTime::now()
@@ -520,4 +526,20 @@ pub fn test_database(tag: &str) -> Result<Option<String>> {
         .map_or(admin.as_str(), |(b, _)| b)
         .to_string();
     Ok(Some(format!("{base}/{name}")))
+}
+
+/// For tests: a copy of the database at `url` (`CREATE DATABASE … TEMPLATE`;
+/// nothing may be connected to it), and the copy's URL.
+#[doc(hidden)]
+pub fn test_database_copy(url: &str) -> Result<String> {
+    let (base, src) = url
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow!("{url} names no database"))?;
+    let name = format!("{src}_copy");
+    let mut c = config(&format!("{base}/postgres"))?
+        .connect(NoTls)
+        .map_err(db_err)?;
+    c.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{src}\""))
+        .map_err(db_err)?;
+    Ok(format!("{base}/{name}"))
 }
