@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use consentry::docs::{Manifest, paths};
-use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+pub use rusty_s3::Credentials;
+use rusty_s3::{Bucket, S3Action, UrlStyle};
 
 use crate::progress::{Progress, Unit};
 use crate::site::Site;
@@ -198,6 +199,24 @@ impl S3 {
     /// `AWS_REGION` / `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_S3` /
     /// `AWS_ENDPOINT_URL`). Without credentials requests go unsigned.
     pub fn new(o: &PushOptions) -> Result<S3> {
+        let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(k), Some(s)) => Some(match env("AWS_SESSION_TOKEN") {
+                Some(t) => Credentials::new_with_token(k, s, t),
+                None => Credentials::new(k, s),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(crate::advise!(
+                    "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set",
+                    "set both (and AWS_SESSION_TOKEN for temporary credentials), or neither for a bucket that takes unsigned requests"
+                ));
+            }
+        };
+        S3::with_credentials(o, creds)
+    }
+
+    /// [`S3::new`] with these credentials instead of the environment's.
+    pub fn with_credentials(o: &PushOptions, creds: Option<Credentials>) -> Result<S3> {
         let target = parse_target(&o.to)?;
         let region = o
             .region
@@ -236,19 +255,6 @@ impl S3 {
                 e
             )
         })?;
-        let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            (Some(k), Some(s)) => Some(match env("AWS_SESSION_TOKEN") {
-                Some(t) => Credentials::new_with_token(k, s, t),
-                None => Credentials::new(k, s),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(crate::advise!(
-                    "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set",
-                    "set both (and AWS_SESSION_TOKEN for temporary credentials), or neither for a bucket that takes unsigned requests"
-                ));
-            }
-        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_connect(Some(o.connect_timeout))
             .timeout_global(Some(o.request_timeout))

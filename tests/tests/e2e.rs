@@ -15,6 +15,7 @@ mod e2e {
     mod properties;
     mod publisher;
     mod publisher_cli;
+    mod push;
     mod receipts;
     mod snapshots;
     mod vectors;
