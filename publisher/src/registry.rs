@@ -201,6 +201,9 @@ pub trait Backend: Source {
     fn max_live_exact_key(&self, lo: u64, hi: u64) -> Result<Option<u64>>;
     /// Row counts for reports.
     fn counts(&self) -> Result<Counts>;
+    /// The change log in change-id order: `(change_id, declaration id,
+    /// kind)` (audits and tests: commit order is change-id order).
+    fn change_log(&self) -> Result<Vec<(u64, String, ChangeKind)>>;
     /// A value from the `meta` table, as text.
     fn meta(&self, key: &str) -> Result<Option<String>>;
     /// Where the recorded declarations among `ids` sit.

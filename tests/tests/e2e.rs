@@ -12,6 +12,7 @@ mod e2e {
     pub mod fixture;
     mod fuzz_corpus;
     mod operations;
+    mod postgres;
     mod properties;
     mod publisher;
     mod publisher_cli;

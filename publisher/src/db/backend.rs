@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::write::{SqliteSink, advance_clock, insert_declaration, log_change, upsert_declarant};
 use super::{Counts, DECL_COLUMNS, Db, INDEXES, declaration_from_row, to_i64, to_u64};
 use crate::db::BulkWriter;
-use crate::registry::{Backend, Entry, WritePlan};
+use crate::registry::{Backend, ChangeKind, Entry, WritePlan};
 
 impl Backend for Db {
     /// The live exact-scope declaration with this seq, if there is one.
@@ -114,6 +114,22 @@ impl Backend for Db {
             rusqlite::types::Value::Blob(b) => hex::encode(b),
             rusqlite::types::Value::Null => String::new(),
         }))
+    }
+
+    fn change_log(&self) -> Result<Vec<(u64, String, ChangeKind)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT change_id, declaration_id, kind FROM change_log ORDER BY change_id")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push((
+                to_u64(r.get(0)?, "change id")?,
+                r.get(1)?,
+                ChangeKind::parse(r.get_ref(2)?.as_str()?)?,
+            ));
+        }
+        Ok(out)
     }
 
     fn entries(&self, ids: &[&str]) -> Result<HashMap<String, Entry>> {

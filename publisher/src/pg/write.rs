@@ -11,7 +11,7 @@ use postgres::types::{ToSql, Type};
 
 use super::{DECL_COLUMNS, INDEXES, LOCK_WAIT, PgDb, WRITE_LOCK, db_err, to_i64, to_u64};
 use crate::db::{BulkWriter, Counts, RowSink};
-use crate::registry::{Backend, Entry, RowFields, WritePlan};
+use crate::registry::{Backend, ChangeKind, Entry, RowFields, WritePlan};
 
 /// The `meta` key caching the registry's clock (as SQLite's).
 pub(super) const CLOCK_KEY: &str = "registry_time";
@@ -211,6 +211,26 @@ impl Backend for PgDb {
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
         self.meta_value(key)
+    }
+
+    fn change_log(&self) -> Result<Vec<(u64, String, ChangeKind)>> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT change_id, declaration_id, kind FROM change_log ORDER BY change_id",
+                &[],
+            )
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    to_u64(r.try_get(0).map_err(db_err)?, "change id")?,
+                    r.try_get(1).map_err(db_err)?,
+                    ChangeKind::parse(r.try_get(2).map_err(db_err)?)?,
+                ))
+            })
+            .collect()
     }
 
     fn entries(&self, ids: &[&str]) -> Result<HashMap<String, Entry>> {

@@ -141,12 +141,13 @@ impl Fixture {
         let mut reg = Registry::open(std::path::Path::new(&db)).unwrap();
         let b = reg.backend();
         format!(
-            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
             b.all_declarations().unwrap(),
             b.counts().unwrap(),
             b.last_change().unwrap(),
             b.registry_time().unwrap(),
             b.exact_changes(0, b.last_change().unwrap()).unwrap(),
+            b.change_log().unwrap(),
         )
     }
 
