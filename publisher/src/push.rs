@@ -33,7 +33,7 @@ use crate::site::Site;
 /// How often one request is tried before push gives up.
 pub const ATTEMPTS: u32 = 4;
 /// How long a presigned request stays valid.
-const SIGN_FOR: Duration = Duration::from_secs(3600);
+const SIGN_FOR: Duration = Duration::from_hours(1);
 /// Cache-Control of content-addressed files, manifests and roots.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// The largest object push reads back (a head, a root or a manifest).
@@ -80,7 +80,7 @@ impl Default for PushOptions {
             create_bucket: false,
             public_read: false,
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(600),
+            request_timeout: Duration::from_mins(10),
             stop_after: None,
         }
     }

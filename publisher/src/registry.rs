@@ -382,7 +382,7 @@ pub fn wanted_keys(keys: &[(Scope, u64)]) -> Vec<(u64, u64)> {
 #[derive(Debug)]
 pub enum Registry {
     Sqlite(Db),
-    Postgres(PgDb),
+    Postgres(Box<PgDb>),
 }
 
 /// Whether `--db` names a PostgreSQL server (a `postgres://` or
@@ -409,7 +409,7 @@ impl Registry {
         match db.to_str().filter(|s| is_postgres(s)) {
             Some(url) => {
                 let (pg, outcome) = PgDb::init(url)?;
-                Ok((Registry::Postgres(pg), outcome))
+                Ok((Registry::Postgres(Box::new(pg)), outcome))
             }
             None => Ok((Registry::Sqlite(Db::create(db)?), InitOutcome::Created)),
         }
@@ -418,7 +418,7 @@ impl Registry {
     /// Open an existing registry of this build's schema version.
     pub fn open(db: &Path) -> Result<Registry> {
         match db.to_str().filter(|s| is_postgres(s)) {
-            Some(url) => Ok(Registry::Postgres(PgDb::open(url)?)),
+            Some(url) => Ok(Registry::Postgres(Box::new(PgDb::open(url)?))),
             None => Ok(Registry::Sqlite(Db::open(db)?)),
         }
     }
@@ -427,7 +427,7 @@ impl Registry {
     pub fn backend(&mut self) -> &mut dyn Backend {
         match self {
             Registry::Sqlite(d) => d,
-            Registry::Postgres(p) => p,
+            Registry::Postgres(p) => p.as_mut(),
         }
     }
 

@@ -26,6 +26,7 @@ mod write;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -227,12 +228,14 @@ fn describe(c: &Config) -> String {
 }
 
 /// A database error in plain words: the server's message when there is one.
+/// By value: it is every `map_err` of this module.
+#[allow(clippy::needless_pass_by_value)]
 pub(crate) fn db_err(e: postgres::Error) -> anyhow::Error {
     match e.as_db_error() {
         Some(d) => {
             let mut m = format!("PostgreSQL: {}", d.message());
             if let Some(detail) = d.detail() {
-                m.push_str(&format!(" ({detail})"));
+                let _ = write!(m, " ({detail})");
             }
             anyhow!(m)
         }

@@ -114,10 +114,10 @@ fn concurrent_imports_serialise_like_one_after_the_other() {
 /// exactly the registry as of one import boundary.
 #[test]
 fn publishing_while_imports_run_yields_a_consistent_snapshot() {
+    const IMPORTS: u32 = 12;
     if !Backend::Postgres.available("publish_during_imports") {
         return;
     }
-    const IMPORTS: u32 = 12;
     let rows = |i: u32| -> String {
         let at = format!("2026-11-02T00:{i:02}:00Z");
         let seq = 100 + 2 * i;
@@ -125,12 +125,15 @@ fn publishing_while_imports_run_yields_a_consistent_snapshot() {
             "X{i},{seq},declare,,GBNWR26{i:05},Northwind Records,ddex:PADPIDA2014021201U,label,,n,,,,,,WW,,,,{at},active\n"
         );
         if i > 1 {
-            r.push_str(&format!(
-                "Y{i},{},declare,X{},GBNWR26{:05},Northwind Records,ddex:PADPIDA2014021201U,label,,y,,,,,,WW,,,,{at},active\n",
+            use std::fmt::Write as _;
+            writeln!(
+                r,
+                "Y{i},{},declare,X{},GBNWR26{:05},Northwind Records,ddex:PADPIDA2014021201U,label,,y,,,,,,WW,,,,{at},active",
                 seq + 1,
                 i - 1,
                 i - 1
-            ));
+            )
+            .unwrap();
         }
         r
     };
@@ -189,4 +192,49 @@ fn publishing_while_imports_run_yields_a_consistent_snapshot() {
     // And a verifier takes the last one, through the whole chain.
     f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
     f.verifier(&["sync", "site"]).ok();
+}
+
+/// `init` on PostgreSQL is idempotent and versioned: it creates the schema,
+/// then reports it current; a registry of a newer schema is refused by
+/// `init` and by every command that opens it, with advice.
+#[test]
+fn init_creates_then_reports_current_and_a_newer_schema_is_refused() {
+    let Some(db) = Backend::Postgres.new_db("init_versions") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let p = |args: &[&str]| consentry_tests::publish(args, d.path());
+    let first: serde_json::Value =
+        serde_json::from_str(&p(&["init", "--db", &db, "--json"]).ok().stdout).unwrap();
+    assert_eq!(first["outcome"], "created");
+    assert_eq!(first["backend"], "postgresql");
+    let again: serde_json::Value =
+        serde_json::from_str(&p(&["init", "--db", &db, "--json"]).ok().stdout).unwrap();
+    assert_eq!(again["outcome"], "current");
+    let mut c = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+    c.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        &[],
+    )
+    .unwrap();
+    for args in [
+        vec!["init", "--db", &db],
+        vec!["generate", "--db", &db, "--records", "10"],
+    ] {
+        let out = p(&args).expect_code(2);
+        assert!(
+            out.stderr.contains("schema version 99") && out.stderr.contains("hint:"),
+            "{}",
+            out.stderr
+        );
+    }
+    // An unreachable server is an error with advice, not a hang or a panic.
+    let out = p(&[
+        "import",
+        "--db",
+        "postgres://nobody@127.0.0.1:1/nothing",
+        "x.csv",
+    ])
+    .expect_code(2);
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
 }

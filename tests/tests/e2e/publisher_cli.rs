@@ -44,8 +44,12 @@ fn every_command_prints_one_json_object_with_the_documented_fields() {
     let csv = csv.to_str().unwrap();
 
     let (v, k) = one_object(&p(&["init", "--db", "reg.db", "--json"]));
-    assert_eq!(k, set(&["db"]));
+    assert_eq!(k, set(&["db", "backend", "schema_version", "outcome"]));
     assert_eq!(v["db"], "reg.db");
+    assert_eq!(
+        (&v["backend"], &v["outcome"]),
+        (&serde_json::json!("sqlite"), &serde_json::json!("created"))
+    );
 
     let (v, k) = one_object(&p(&[
         "import",
