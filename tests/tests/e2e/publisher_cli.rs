@@ -209,7 +209,7 @@ fn every_command_prints_one_json_object_with_the_documented_fields() {
     assert_eq!(v["version"], 2);
 
     let (v, k) = one_object(&p(&["init", "--db", "gen.db", "--json"]));
-    assert_eq!(k, set(&["db"]));
+    assert_eq!(k, set(&["db", "backend", "schema_version", "outcome"]));
     drop(v);
     let (v, k) = one_object(&p(&[
         "generate",
