@@ -127,6 +127,11 @@ const DECL_COLUMNS: &str = "id, seq, action, supersedes, scope, declared_at, pol
 /// The registry in a PostgreSQL database.
 pub struct PgDb {
     client: RefCell<Client>,
+    /// How to open a second connection (the split scan).
+    config: Config,
+    /// The snapshot a publish's transaction exported, for a second
+    /// connection to read exactly what this one reads.
+    snapshot_id: Option<String>,
     /// Where the database is, for messages (no password).
     name: String,
     /// Publications recorded inside a publish's read-only snapshot, written
@@ -290,6 +295,8 @@ impl PgDb {
         })?;
         Ok(PgDb {
             client: RefCell::new(client),
+            config,
+            snapshot_id: None,
             name,
             pending: Vec::new(),
             in_snapshot: false,

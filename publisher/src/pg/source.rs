@@ -130,32 +130,66 @@ impl Source for PgDb {
     fn live_exact(&self, set: &mut PolicySet) -> Result<Rows> {
         // Streamed in the binary COPY format and sorted in memory, as the
         // SQLite scan does: an ORDER BY would make the server sort 10^8 rows
-        // on disk before sending the first.
-        let mut c = self.client.borrow_mut();
-        let n: i64 = c
-            .query_one(
-                "SELECT COALESCE(reltuples, 0)::bigint FROM pg_class WHERE oid = 'declarations'::regclass",
-                &[],
-            )
-            .map_err(db_err)?
-            .get(0);
-        let reader = c
-            .copy_out(
-                "COPY (SELECT scope_lo, seq, id, policy FROM declarations WHERE exact AND live)
-                 TO STDOUT (FORMAT binary)",
-            )
-            .map_err(db_err)?;
-        let mut t = BinaryTuples::new(BufReader::with_capacity(1 << 20, reader))?;
-        let mut scan = Scan::with_capacity(usize::try_from(n.clamp(0, 1 << 28)).unwrap_or(0));
-        let mut interned = BlobInterner::default();
-        while t.next()? {
-            let key = to_u64(t.int8(0)?, "key")?;
-            let seq = to_u64(t.int8(1)?, "seq")?;
-            let (id, blob) = (t.text(2)?, t.bytes(3)?);
-            scan.push(key, seq, id, blob, &mut interned)?;
-        }
-        scan.sort();
-        merge_scans(&[scan], set)
+        // on disk before sending the first. A large table inside a publish's
+        // snapshot is read in two halves of its heap (TID range scans), the
+        // second on a second connection that imported the same snapshot, each
+        // parsed and sorted on its own thread, then merged.
+        let (rows, blocks): (i64, i64) = {
+            let r = self
+                .client
+                .borrow_mut()
+                .query_one(
+                    "SELECT GREATEST(reltuples, 0)::bigint,
+                            (pg_relation_size('declarations') / current_setting('block_size')::bigint)
+                     FROM pg_class WHERE oid = 'declarations'::regclass",
+                    &[],
+                )
+                .map_err(db_err)?;
+            (r.get(0), r.get(1))
+        };
+        let cap = |n: i64| usize::try_from(n.clamp(0, 1 << 28)).unwrap_or(0);
+        let second = match &self.snapshot_id {
+            Some(id) if rows >= SPLIT_SCAN_MIN_ROWS && blocks >= 2 => {
+                let mut c = self.config.connect(postgres::NoTls).map_err(db_err)?;
+                c.batch_execute(&format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+                    id.replace('\'', "")
+                ))
+                .map_err(db_err)?;
+                Some(c)
+            }
+            _ => None,
+        };
+        let Some(mut other) = second else {
+            let mut c = self.client.borrow_mut();
+            let scan = scan_copy(&mut c, "", cap(rows))?;
+            return merge_scans(&[scan], set);
+        };
+        let mid = blocks / 2;
+        let (a, b) = std::thread::scope(|s| {
+            let h = s.spawn(move || -> Result<Scan> {
+                let r = scan_copy(
+                    &mut other,
+                    &format!("AND ctid >= '({mid},0)'::tid"),
+                    cap(rows / 2),
+                );
+                let _ = other.batch_execute("COMMIT");
+                r
+            });
+            let a = {
+                let mut c = self.client.borrow_mut();
+                scan_copy(
+                    &mut c,
+                    &format!("AND ctid < '({mid},0)'::tid"),
+                    cap(rows / 2),
+                )
+            };
+            let b = h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the registry scan thread panicked")));
+            (a, b)
+        });
+        merge_scans(&[a?, b?], set)
     }
 
     fn live_prefixes(&self) -> Result<Vec<Record>> {
@@ -290,10 +324,15 @@ impl Source for PgDb {
     }
 
     fn begin_snapshot(&mut self) -> Result<()> {
-        self.client
-            .borrow_mut()
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        let mut c = self.client.borrow_mut();
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .map_err(db_err)?;
+        self.snapshot_id = Some(
+            c.query_one("SELECT pg_export_snapshot()", &[])
+                .map_err(db_err)?
+                .get(0),
+        );
+        drop(c);
         self.in_snapshot = true;
         self.pending.clear();
         Ok(())
@@ -304,6 +343,7 @@ impl Source for PgDb {
             return Ok(());
         }
         self.in_snapshot = false;
+        self.snapshot_id = None;
         let pending = std::mem::take(&mut self.pending);
         self.client
             .borrow_mut()
@@ -316,6 +356,30 @@ impl Source for PgDb {
         }
         Ok(())
     }
+}
+
+/// A table smaller than this many rows is scanned on one connection.
+const SPLIT_SCAN_MIN_ROWS: i64 = 1 << 16;
+
+/// The live exact-scope rows (matching `filter`, an `AND …` clause), sorted.
+fn scan_copy(c: &mut postgres::Client, filter: &str, capacity: usize) -> Result<Scan> {
+    let reader = c
+        .copy_out(&format!(
+            "COPY (SELECT scope_lo, seq, id, policy FROM declarations WHERE exact AND live {filter})
+             TO STDOUT (FORMAT binary)"
+        ))
+        .map_err(db_err)?;
+    let mut t = BinaryTuples::new(BufReader::with_capacity(1 << 20, reader))?;
+    let mut scan = Scan::with_capacity(capacity);
+    let mut interned = BlobInterner::default();
+    while t.next()? {
+        let key = to_u64(t.int8(0)?, "key")?;
+        let seq = to_u64(t.int8(1)?, "seq")?;
+        let (id, blob) = (t.text(2)?, t.bytes(3)?);
+        scan.push(key, seq, id, blob, &mut interned)?;
+    }
+    scan.sort();
+    Ok(scan)
 }
 
 impl PgDb {
