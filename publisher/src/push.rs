@@ -535,28 +535,31 @@ pub fn push(
         head_version,
         ..PushReport::default()
     };
-    let mut todo: Vec<(String, Vec<u8>)> = Vec::new();
+    // What to upload, with its size; data files are read only when they
+    // are uploaded (a first push of a large registry is gigabytes).
+    let mut todo: Vec<(String, u64)> = Vec::new();
     for rel in &order {
-        let bytes = site.read(rel)?;
+        let size = std::fs::metadata(site.path(rel))
+            .map_err(|e| anyhow!("{}: {e}", site.path(rel).display()))?
+            .len();
         let needed = if rel == paths::HEAD || rel.starts_with("root/") {
             // Mutable (the head), or re-issued with `root init --force`:
             // compared byte for byte.
-            present.get(rel) != Some(&(bytes.len() as u64))
-                || s3.get(rel)?.as_deref() != Some(&bytes[..])
+            present.get(rel) != Some(&size) || s3.get(rel)? != Some(site.read(rel)?)
         } else {
             // Content-addressed: the name is the content.
-            present.get(rel) != Some(&(bytes.len() as u64))
+            present.get(rel) != Some(&size)
         };
         if needed {
-            todo.push((rel.clone(), bytes));
+            todo.push((rel.clone(), size));
         } else {
             report.skipped += 1;
         }
     }
-    let total: u64 = todo.iter().map(|(_, b)| b.len() as u64).sum();
+    let total: u64 = todo.iter().map(|(_, n)| n).sum();
     progress.start("uploading", Some(total), Unit::Bytes);
     let head_cc = format!("public, max-age={}", o.head_max_age);
-    for (rel, bytes) in &todo {
+    for (rel, _) in &todo {
         if o.stop_after
             .is_some_and(|k| report.uploaded.len() as u64 >= k)
         {
@@ -566,12 +569,13 @@ pub fn push(
                 report.uploaded.len()
             );
         }
+        let bytes = site.read(rel)?;
         let cc = if rel == paths::HEAD {
             &head_cc
         } else {
             IMMUTABLE
         };
-        s3.put(rel, bytes, cc, o.public_read)?;
+        s3.put(rel, &bytes, cc, o.public_read)?;
         progress.inc(bytes.len() as u64);
         report.bytes_uploaded += bytes.len() as u64;
         report.uploaded.push((rel.clone(), bytes.len() as u64));
