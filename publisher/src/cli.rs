@@ -777,13 +777,18 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
 fn push_cmd(a: &PushArgs, o: Out) -> Result<()> {
     let site = Site::new(&a.site.site);
     let held = a.lock.take(&site, "push")?;
-    let stop_after = match std::env::var("CONSENTRY_PUSH_STOP_AFTER") {
-        Ok(v) if !v.is_empty() => Some(
-            v.parse::<u64>()
-                .map_err(|_| anyhow!("CONSENTRY_PUSH_STOP_AFTER `{v}` is not a whole number"))?,
-        ),
-        _ => None,
+    let hook = |name: &str| -> Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => {
+                Ok(Some(v.parse::<u64>().map_err(|_| {
+                    anyhow!("{name} `{v}` is not a whole number")
+                })?))
+            }
+            _ => Ok(None),
+        }
     };
+    let stop_after = hook("CONSENTRY_PUSH_STOP_AFTER")?;
+    let pause_after = hook("CONSENTRY_PUSH_PAUSE_AFTER")?;
     let opts = crate::push::PushOptions {
         to: a.to.clone(),
         endpoint_url: a.endpoint_url.clone(),
@@ -795,6 +800,7 @@ fn push_cmd(a: &PushArgs, o: Out) -> Result<()> {
         public_read: a.public_read,
         request_timeout: std::time::Duration::from_secs(a.request_timeout),
         stop_after,
+        pause_after,
         ..crate::push::PushOptions::default()
     };
     let progress = o.progress();

@@ -66,6 +66,10 @@ pub struct PushOptions {
     /// Test hook: stop with an error after this many uploads (proves a push
     /// stopped midway leaves the old head).
     pub stop_after: Option<u64>,
+    /// Test hook: after this many uploads, say `push paused` on stderr and
+    /// wait for stdin to close (so a test can SIGKILL a push at a known
+    /// point).
+    pub pause_after: Option<u64>,
 }
 
 impl Default for PushOptions {
@@ -82,6 +86,7 @@ impl Default for PushOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_mins(10),
             stop_after: None,
+            pause_after: None,
         }
     }
 }
@@ -568,6 +573,12 @@ pub fn push(
                 "push stopped after {} uploads (CONSENTRY_PUSH_STOP_AFTER); the bucket's head is unchanged",
                 report.uploaded.len()
             );
+        }
+        if o.pause_after
+            .is_some_and(|k| report.uploaded.len() as u64 == k)
+        {
+            eprintln!("push paused after {} uploads", report.uploaded.len());
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         }
         let bytes = site.read(rel)?;
         let cc = if rel == paths::HEAD {

@@ -141,7 +141,9 @@ fn command(name: &str, args: &[String], cwd: &Path) -> Command {
         .env_remove("CONSENTRY_DB")
         .env_remove("CONSENTRY_KEYS")
         .env_remove("CONSENTRY_SITE")
-        .env_remove("CONSENTRY_PUBLISH_FAILPOINT");
+        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
+        .env_remove("CONSENTRY_PUSH_STOP_AFTER")
+        .env_remove("CONSENTRY_PUSH_PAUSE_AFTER");
     c
 }
 

@@ -191,6 +191,56 @@ fn push_killed_midway_leaves_the_old_head_in_place() {
     assert_eq!(store_version(&f), 3);
 }
 
+/// A real SIGKILL in the middle of a push (paused by a test hook after two
+/// uploads, then killed): the bucket keeps the old head, a verifier syncs the
+/// old snapshot from it, and the next push completes.
+#[test]
+fn push_sigkilled_midway_leaves_the_old_head_in_place() {
+    use std::io::BufRead as _;
+    let Some(b) = bucket("push_sigkilled") else {
+        return;
+    };
+    let f = Fixture::published();
+    b.push(&f, &[], &[]).ok();
+    let head_v1 = std::fs::read(f.path("site/head.cbor")).unwrap();
+    f.publish_change(17, &["--compact"]);
+    let mut child =
+        std::process::Command::new(consentry_tests::bin_dir().join("consentry-publish"))
+            .args([
+                "push",
+                "--site",
+                "site",
+                "--to",
+                &b.to,
+                "--endpoint-url",
+                &b.endpoint,
+                "--public-read",
+            ])
+            .current_dir(f.root())
+            .envs(ENV)
+            .env("CONSENTRY_PUSH_PAUSE_AFTER", "2")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("push paused") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "push ended unpaused");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(b.get("head.cbor").unwrap(), head_v1, "the old head stays");
+    f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
+    f.verifier(&["sync", &b.url]).ok();
+    assert_eq!(store_version(&f), 1);
+    let v = json(&b.push(&f, &["--json"], &[]).ok());
+    assert!(v["skipped_files"].as_u64().unwrap() >= 2, "{v}");
+    f.verifier(&["sync", &b.url]).ok();
+    assert_eq!(store_version(&f), 2);
+}
+
 #[test]
 fn a_verifier_syncing_during_a_push_always_sees_a_consistent_snapshot() {
     let Some(b) = bucket("sync_during_push") else {
