@@ -370,13 +370,22 @@ impl S3 {
         let Some(creds) = &self.creds else {
             bail!("creating a bucket needs credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)");
         };
+        // Outside us-east-1, S3 wants the region in the body.
+        let region = self.bucket.region();
+        let body = if region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+            )
+        };
         let r = self.send(
             "create bucket",
             &|| {
                 let a = self.bucket.create_bucket(creds);
                 (rusty_s3::Method::Put, a.sign(SIGN_FOR), Vec::new())
             },
-            Some(&[]),
+            Some(body.as_bytes()),
         )?;
         if r.status == 409 {
             return Ok(()); // BucketAlreadyOwnedByYou / exists
@@ -391,7 +400,7 @@ impl S3 {
         // A bucket of 10^9 objects is 10^6 pages; more means a server loop.
         for _ in 0..1_000_000 {
             let r = self.send(
-                "list",
+                "listing the bucket",
                 &|| {
                     let mut a = self.bucket.list_objects_v2(self.creds.as_ref());
                     if !self.prefix.is_empty() {
