@@ -498,15 +498,7 @@ fn newer(name: &str, v: i64) -> anyhow::Error {
 pub fn test_database(tag: &str) -> Result<Option<String>> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let Some(admin) = env("CONSENTRY_TEST_PG") else {
-        if env("CONSENTRY_REQUIRE_PG").is_some_and(|v| v != "0") {
-            bail!(
-                "CONSENTRY_REQUIRE_PG is set but CONSENTRY_TEST_PG is not: start a server with `eval \"$(tests/pg-server start)\"`"
-            );
-        }
-        eprintln!(
-            "skipped: {tag}: no PostgreSQL (set CONSENTRY_TEST_PG, e.g. eval \"$(tests/pg-server start)\")"
-        );
+    let Some(admin) = test_server(tag)? else {
         return Ok(None);
     };
     let tag: String = tag
@@ -536,6 +528,24 @@ pub fn test_database(tag: &str) -> Result<Option<String>> {
         .map_or(admin.as_str(), |(b, _)| b)
         .to_string();
     Ok(Some(format!("{base}/{name}")))
+}
+
+/// For tests: the URL `CONSENTRY_TEST_PG` names, or `Ok(None)` with a
+/// `skipped:` line when it is unset (an error under `CONSENTRY_REQUIRE_PG=1`).
+#[doc(hidden)]
+pub fn test_server(tag: &str) -> Result<Option<String>> {
+    if let Some(url) = env("CONSENTRY_TEST_PG") {
+        return Ok(Some(url));
+    }
+    if env("CONSENTRY_REQUIRE_PG").is_some_and(|v| v != "0") {
+        bail!(
+            "CONSENTRY_REQUIRE_PG is set but CONSENTRY_TEST_PG is not: start a server with `eval \"$(tests/pg-server start)\"`"
+        );
+    }
+    eprintln!(
+        "skipped: {tag}: no PostgreSQL (set CONSENTRY_TEST_PG, e.g. eval \"$(tests/pg-server start)\")"
+    );
+    Ok(None)
 }
 
 /// For tests: a copy of the database at `url` (`CREATE DATABASE … TEMPLATE`;
