@@ -19,10 +19,10 @@ use consentry::time;
 use serde_json::{Value, json};
 
 use crate::build::{self, PublishOptions};
-use crate::db::Db;
 use crate::import::{self, Format, ImportInput, ImportOptions, InputSource};
 use crate::keys;
 use crate::progress::{Progress, Silent, Unit};
+use crate::registry::{InitOutcome, Registry};
 use crate::root::{self, Thresholds};
 use crate::site::Site;
 
@@ -93,8 +93,10 @@ pub enum FormatArg {
 /// The registry database (`--db`, or `CONSENTRY_DB`).
 #[derive(Debug, Args)]
 pub struct DbArg {
-    /// Registry database (SQLite file)
-    #[arg(long, env = "CONSENTRY_DB", value_name = "FILE")]
+    /// Registry database: a SQLite file, or a PostgreSQL URL
+    /// (postgres://USER@HOST:PORT/DATABASE; the PG* environment variables
+    /// fill in what it leaves out)
+    #[arg(long, env = "CONSENTRY_DB", value_name = "FILE|URL")]
     pub db: PathBuf,
 }
 
@@ -133,7 +135,8 @@ impl KeysArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an empty registry database (SQLite).
+    /// Create an empty registry database (a SQLite file, or the schema in a
+    /// PostgreSQL database), or migrate a PostgreSQL registry's schema.
     Init {
         #[command(flatten)]
         db: DbArg,
@@ -274,6 +277,10 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Upload the site's current snapshot to S3-compatible object storage:
+    /// data files the bucket lacks, then the manifest, the roots, and the
+    /// head last (credentials and endpoint from the AWS environment).
+    Push(PushArgs),
     /// Print a shell completion script on stdout, e.g.
     /// `consentry-publish completions bash > /etc/bash_completion.d/consentry-publish`.
     Completions {
@@ -508,6 +515,47 @@ pub struct PublishArgs {
     pub shard_rows: usize,
     #[command(flatten)]
     pub sign: SignArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub site: SiteArg,
+    /// Where to: s3://BUCKET or s3://BUCKET/PREFIX
+    #[arg(long, value_name = "S3URL")]
+    pub to: String,
+    /// S3 endpoint for S3-compatible storage (MinIO, Ceph, R2, …), addressed
+    /// path-style; default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Region to sign for; default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Cache-Control max-age of head.cbor (content-addressed files, manifests
+    /// and roots get a year, immutable)
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub head_max_age: u64,
+    /// After the head: delete manifests and data files that none of the
+    /// newest --keep manifests in the bucket names (roots and head never)
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: how many of the newest manifest versions keep their files
+    #[arg(long, default_value_t = 2, value_name = "N", requires = "prune",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: u64,
+    /// Create the bucket first when it does not exist
+    #[arg(long)]
+    pub create_bucket: bool,
+    /// Upload every object with the canned ACL public-read, for a bucket
+    /// that verifiers read directly (not behind a CDN with origin access)
+    #[arg(long)]
+    pub public_read: bool,
+    /// Timeout of one request (connecting: 10 s), e.g. 10m; each request is
+    /// tried at most 4 times
+    #[arg(long, default_value = "10m", value_parser = parse_lifetime, value_name = "DURATION")]
+    pub request_timeout: u64,
     #[command(flatten)]
     pub lock: LockArgs,
 }
@@ -916,7 +964,7 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
     };
     let site = Site::new(&a.site.site);
     let lock = a.lock.take(&site, "publish")?;
-    let mut d = Db::open(&a.db.db)?;
+    let mut reg = Registry::open(&a.db.db)?;
     let secrets = a.keys.load()?;
     let opts = PublishOptions {
         now,
@@ -931,7 +979,7 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
         progress: o.progress(),
         ..PublishOptions::default()
     };
-    let r = build::publish(&mut d, &secrets, &site, &lock, &opts)?;
+    let r = build::publish(reg.backend(), &secrets, &site, &lock, &opts)?;
     if let Some(l) = r.log.as_ref().filter(|l| l.written)
         && notes()
         && !o.json
@@ -965,6 +1013,84 @@ fn publish_cmd(a: &PublishArgs, o: Out) -> Result<()> {
         for (rel, n) in &r.written {
             out!("  wrote        {rel} ({n} bytes)");
         }
+    }
+    Ok(())
+}
+
+fn push_cmd(a: &PushArgs, o: Out) -> Result<()> {
+    let site = Site::new(&a.site.site);
+    let held = a.lock.take(&site, "push")?;
+    let hook = |name: &str| -> Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => {
+                Ok(Some(v.parse::<u64>().map_err(|_| {
+                    anyhow!("{name} `{v}` is not a whole number")
+                })?))
+            }
+            _ => Ok(None),
+        }
+    };
+    let stop_after = hook("CONSENTRY_PUSH_STOP_AFTER")?;
+    let pause_after = hook("CONSENTRY_PUSH_PAUSE_AFTER")?;
+    let opts = crate::push::PushOptions {
+        to: a.to.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        region: a.region.clone(),
+        head_max_age: a.head_max_age,
+        prune: a.prune,
+        keep: a.keep,
+        create_bucket: a.create_bucket,
+        public_read: a.public_read,
+        request_timeout: std::time::Duration::from_secs(a.request_timeout),
+        stop_after,
+        pause_after,
+        ..crate::push::PushOptions::default()
+    };
+    let progress = o.progress();
+    let r = crate::push::push(&site, &held, &opts, progress.as_ref())?;
+    if o.json {
+        return print_json(&json!({
+            "to": a.to,
+            "version": r.version,
+            "head_version": r.head_version,
+            "uploaded_files": r.uploaded.len(),
+            "uploaded_bytes": r.bytes_uploaded,
+            "skipped_files": r.skipped,
+            "head_uploaded": r.head_uploaded,
+            "uploaded": r.uploaded.iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>(),
+            "pruned": a.prune,
+            "kept_manifests": r.kept_manifests,
+            "deleted": r.deleted.iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>(),
+        }));
+    }
+    if o.detail() {
+        for (rel, n) in &r.uploaded {
+            out!("  uploaded     {rel} ({n} bytes)");
+        }
+        for (rel, n) in &r.deleted {
+            out!("  deleted      {rel} ({n} bytes)");
+        }
+    }
+    out!(
+        "pushed version {} (head {}) to {}: {} file(s) uploaded ({} bytes), {} already there; head {}",
+        r.version,
+        r.head_version,
+        a.to,
+        r.uploaded.len(),
+        r.bytes_uploaded,
+        r.skipped,
+        if r.head_uploaded {
+            "uploaded last"
+        } else {
+            "unchanged"
+        }
+    );
+    if a.prune {
+        out!(
+            "pruned: kept the files of {} manifest(s); deleted {} object(s)",
+            r.kept_manifests,
+            r.deleted.len()
+        );
     }
     Ok(())
 }
@@ -1011,11 +1137,12 @@ fn generate_cmd(
     recorded_at: Option<&str>,
     o: Out,
 ) -> Result<()> {
-    let mut d = Db::open(db)?;
+    let mut reg = Registry::open(db)?;
+    let d = reg.backend();
     let recorded_at = recorded_at_or_now(recorded_at)?;
     if let Some(fraction) = churn {
         let r = crate::generate::churn(
-            &mut d,
+            d,
             &crate::generate::ChurnOptions {
                 fraction,
                 seed,
@@ -1042,7 +1169,7 @@ fn generate_cmd(
     };
     let progress = o.progress();
     let s = crate::generate::generate_into_with(
-        &mut d,
+        d,
         &crate::generate::GenOptions {
             records,
             seed,
@@ -1131,11 +1258,31 @@ pub fn run(cli: Cli) -> Result<()> {
     NOTES.store(!o.quiet, Ordering::Relaxed);
     match cli.command {
         Command::Init { db } => {
-            Db::create(&db.db)?;
+            let (reg, outcome) = Registry::init(&db.db)?;
+            let shown = crate::pg::redact(&db.db.display().to_string());
             if o.json {
-                return print_json(&json!({ "db": db.db.display().to_string() }));
+                return print_json(&json!({
+                    "db": shown,
+                    "backend": reg.kind(),
+                    "schema_version": crate::db::SCHEMA_VERSION,
+                    "outcome": match outcome {
+                        InitOutcome::Created => "created",
+                        InitOutcome::Migrated { .. } => "migrated",
+                        InitOutcome::Current => "current",
+                    },
+                }));
             }
-            out!("created registry database {}", db.db.display());
+            match outcome {
+                InitOutcome::Created => out!("created registry database {shown}"),
+                InitOutcome::Migrated { from } => out!(
+                    "migrated registry database {shown} from schema version {from} to {}",
+                    crate::db::SCHEMA_VERSION
+                ),
+                InitOutcome::Current => out!(
+                    "registry database {shown} is already at schema version {}; nothing to do",
+                    crate::db::SCHEMA_VERSION
+                ),
+            }
         }
         Command::Import {
             db,
@@ -1144,11 +1291,11 @@ pub fn run(cli: Cli) -> Result<()> {
             recorded_at,
         } => {
             let inputs = import_inputs(&files, format)?;
-            let mut d = Db::open(&db.db)?;
+            let mut reg = Registry::open(&db.db)?;
             let recorded_at = recorded_at_or_now(recorded_at.as_deref())?;
             let progress = o.progress();
             let r = import::import_inputs(
-                &mut d,
+                reg.backend(),
                 &inputs,
                 &ImportOptions { recorded_at },
                 progress.as_ref(),
@@ -1325,6 +1472,7 @@ pub fn run(cli: Cli) -> Result<()> {
             dry_run,
             lock,
         } => gc_cmd(&site, keep, dry_run, &lock, o)?,
+        Command::Push(a) => push_cmd(&a, o)?,
         Command::Completions { shell } => {
             if o.json {
                 return Err(crate::advise!(

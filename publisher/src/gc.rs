@@ -24,9 +24,17 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
-fn referenced(m: &Manifest, manifest_rel: &str, keep: &mut BTreeSet<String>) {
+/// Add a manifest and every data file it names to `keep`.
+pub(crate) fn referenced(m: &Manifest, manifest_rel: &str, keep: &mut BTreeSet<String>) {
     keep.insert(manifest_rel.to_string());
     keep.extend(m.data_files().into_iter().map(|(rel, _)| rel));
+}
+
+/// The manifest in a manifest file of our own site (its payload; the
+/// signatures are the verifier's business), or `None` when it is unreadable.
+pub(crate) fn read_manifest(rel: &str, bytes: &[u8]) -> Option<Manifest> {
+    let env = Envelope::parse(rel, bytes, &Limits::DEFAULT).ok()?;
+    cbor::from_slice_canonical::<Manifest>(&env.payload).ok()
 }
 
 /// Keep the files of the `keep` newest manifest versions (at least the
@@ -71,10 +79,7 @@ pub fn gc(site: &Site, lock: &crate::lock::SiteLock, keep: u64, dry_run: bool) -
         // An older manifest of our own site: read its payload to learn what it
         // names. A file we cannot read is kept, never guessed about.
         let Ok(bytes) = site.read(rel) else { continue };
-        let Ok(env) = Envelope::parse(rel, &bytes, &Limits::DEFAULT) else {
-            continue;
-        };
-        let Ok(m) = cbor::from_slice_canonical::<Manifest>(&env.payload) else {
+        let Some(m) = read_manifest(rel, &bytes) else {
             continue;
         };
         referenced(&m, rel, &mut keep_set);

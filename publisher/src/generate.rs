@@ -21,7 +21,8 @@ use consentry::declaration::{Action, COLUMNS, Declaration};
 use consentry::isrc::{Isrc, KEY_SPACE};
 use consentry::model::{Policy, Pref, Use};
 
-use crate::db::{Batch, Db};
+use crate::db::Batch;
+use crate::registry::{self, Backend};
 
 /// splitmix64: tiny, fast, and the same on every platform.
 #[derive(Debug, Clone)]
@@ -653,7 +654,7 @@ pub fn to_csv(rows: &[Row]) -> String {
 /// not live, every live one is logged as an insert, so the live set is
 /// `resolve` of all declarations and the next publish sees every entry.
 /// `first_seq` and the ids continue after what `db` already holds.
-pub fn generate_into(db: &mut Db, o: &GenOptions, recorded_at: i64) -> Result<GenSummary> {
+pub fn generate_into(db: &mut dyn Backend, o: &GenOptions, recorded_at: i64) -> Result<GenSummary> {
     generate_into_with(db, o, recorded_at, &crate::progress::Silent)
 }
 
@@ -661,7 +662,7 @@ pub fn generate_into(db: &mut Db, o: &GenOptions, recorded_at: i64) -> Result<Ge
 /// (out of about `o.records`: supersessions and artists' declarations come on
 /// top).
 pub fn generate_into_with(
-    db: &mut Db,
+    db: &mut dyn Backend,
     o: &GenOptions,
     recorded_at: i64,
     progress: &dyn crate::progress::Progress,
@@ -676,8 +677,9 @@ pub fn generate_into_with(
         Some(o.records),
         crate::progress::Unit::Items,
     );
-    let summary = db.bulk_insert(recorded_at, |w| {
-        generate_each(&o, &mut |d| {
+    let mut summary = None;
+    let written = db.bulk_insert(recorded_at, &mut |w| {
+        summary = Some(generate_each(&o, &mut |d| {
             progress.inc(1);
             w.add(
                 &d.id,
@@ -689,10 +691,12 @@ pub fn generate_into_with(
                 &d.policy,
                 d.superseded_by.as_deref(),
             )
-        })
+        })?);
+        Ok(())
     });
     progress.finish();
-    summary
+    written?;
+    summary.ok_or_else(|| anyhow::anyhow!("the generator wrote nothing"))
 }
 
 /// Nightly-churn settings.
@@ -730,9 +734,9 @@ impl std::fmt::Display for ChurnReport {
 /// half new releases in the registrant's current year (the year of
 /// `recorded_at`), three in ten changed preferences that supersede a live
 /// declaration, two in ten revocations. Deterministic for a seed and a
-/// database. Written through the import path's [`Db::apply`], so the change
+/// database. Written through the import path's [`registry::apply`], so the change
 /// log records every change and the next publish writes a delta layer.
-pub fn churn(db: &mut Db, o: &ChurnOptions, recorded_at: i64) -> Result<ChurnReport> {
+pub fn churn(db: &mut dyn Backend, o: &ChurnOptions, recorded_at: i64) -> Result<ChurnReport> {
     if !(o.fraction > 0.0 && o.fraction <= 1.0) {
         bail!("--churn must be a fraction in (0, 1], e.g. 0.001");
     }
@@ -741,7 +745,7 @@ pub fn churn(db: &mut Db, o: &ChurnOptions, recorded_at: i64) -> Result<ChurnRep
             consentry::time::civil_from_days(i64::from(consentry::time::day_of(recorded_at)));
         (y.rem_euclid(100)) as u64
     };
-    db.write_transaction(|db| -> Result<ChurnReport> {
+    registry::write_transaction(db, |db| -> Result<ChurnReport> {
         let live = db.counts()?.exact;
         let max_seq = db.max_seq()?;
         if live == 0 || max_seq == 0 {
@@ -780,7 +784,9 @@ pub fn churn(db: &mut Db, o: &ChurnOptions, recorded_at: i64) -> Result<ChurnRep
                 let lo = key - key % REGISTRANT_SPAN + yy * YEAR_SPAN;
                 let next = match next_designation.get(&lo) {
                     Some(&d) => d,
-                    None => db.max_live_exact_key(lo, lo + YEAR_SPAN)?.map_or(lo, |k| k + 1),
+                    None => db
+                        .max_live_exact_key(lo, lo + YEAR_SPAN)?
+                        .map_or(lo, |k| k + 1),
                 };
                 if next >= lo + YEAR_SPAN {
                     continue;
@@ -847,11 +853,14 @@ pub fn churn(db: &mut Db, o: &ChurnOptions, recorded_at: i64) -> Result<ChurnRep
             adds.push(d);
             seq += 1;
         }
-        db.apply(&Batch {
-            adds,
-            status_updates: Vec::new(),
-            recorded_at,
-        })?;
+        registry::apply(
+            db,
+            &Batch {
+                adds,
+                status_updates: Vec::new(),
+                recorded_at,
+            },
+        )?;
         Ok(report)
     })
 }
@@ -860,6 +869,7 @@ pub fn churn(db: &mut Db, o: &ChurnOptions, recorded_at: i64) -> Result<ChurnRep
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::db::Db;
     use crate::import::{ImportOptions, import_files};
     use crate::source::Source;
     use consentry::declaration::{check_relations, resolve};

@@ -141,7 +141,9 @@ fn command(name: &str, args: &[String], cwd: &Path) -> Command {
         .env_remove("CONSENTRY_DB")
         .env_remove("CONSENTRY_KEYS")
         .env_remove("CONSENTRY_SITE")
-        .env_remove("CONSENTRY_PUBLISH_FAILPOINT");
+        .env_remove("CONSENTRY_PUBLISH_FAILPOINT")
+        .env_remove("CONSENTRY_PUSH_STOP_AFTER")
+        .env_remove("CONSENTRY_PUSH_PAUSE_AFTER");
     c
 }
 
@@ -506,4 +508,23 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+/// The S3-compatible test server (`CONSENTRY_TEST_S3_ENDPOINT`, started by
+/// `tests/s3-server`), or `None` with a `skipped:` line when it is not set;
+/// with `CONSENTRY_REQUIRE_S3=1` (CI) a missing server fails the test.
+pub fn s3_endpoint(test: &str) -> Option<String> {
+    match std::env::var("CONSENTRY_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var("CONSENTRY_REQUIRE_S3").map_or(true, |v| v.is_empty() || v == "0"),
+                "CONSENTRY_REQUIRE_S3 is set but CONSENTRY_TEST_S3_ENDPOINT is not: start one with `eval \"$(tests/s3-server start)\"`"
+            );
+            eprintln!(
+                "skipped: {test}: no S3 server (set CONSENTRY_TEST_S3_ENDPOINT, e.g. eval \"$(tests/s3-server start)\")"
+            );
+            None
+        }
+    }
 }

@@ -13,9 +13,11 @@ mod e2e {
     pub mod fixture;
     mod fuzz_corpus;
     mod operations;
+    mod postgres;
     mod properties;
     mod publisher;
     mod publisher_cli;
+    mod push;
     mod receipts;
     mod snapshots;
     mod vectors;

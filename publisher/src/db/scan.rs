@@ -12,7 +12,7 @@ pub(super) const SPLIT_SCAN_MIN_ROWS: i64 = 1 << 16;
 
 /// Live exact-scope rows of one rowid span, sorted by `(key, seq)`, with the
 /// policies interned into the span's own set.
-pub(super) struct Scan {
+pub(crate) struct Scan {
     /// `(key, seq, id start, policy)`; the id ends where the next row's starts
     /// in scan order, which `id_end` records.
     order: Vec<(u64, u64, u32, u32)>,
@@ -22,6 +22,39 @@ pub(super) struct Scan {
 }
 
 impl Scan {
+    /// An empty scan with room for `rows` rows.
+    pub(crate) fn with_capacity(rows: usize) -> Scan {
+        Scan {
+            order: Vec::with_capacity(rows),
+            ids: Vec::with_capacity(rows * 16),
+            id_end: Vec::with_capacity(rows),
+            set: PolicySet::default(),
+        }
+    }
+
+    /// Add one row; `blob` is its policy's CBOR, interned through `interned`.
+    pub(crate) fn push(
+        &mut self,
+        key: u64,
+        seq: u64,
+        id: &str,
+        blob: &[u8],
+        interned: &mut BlobInterner,
+    ) -> Result<()> {
+        let pol = interned.get(blob, id, &mut self.set)?;
+        let n = u32::try_from(self.order.len())
+            .map_err(|_| anyhow!("more than 2^32 live entries: not supported"))?;
+        self.order.push((key, seq, n, pol));
+        self.ids.extend_from_slice(id.as_bytes());
+        self.id_end.push(self.ids.len());
+        Ok(())
+    }
+
+    /// Sort the rows by `(key, seq)` (once every row is in).
+    pub(crate) fn sort(&mut self) {
+        self.order.sort_unstable();
+    }
+
     fn id(&self, n: u32) -> Result<&str> {
         let n = n as usize;
         let start = if n == 0 { 0 } else { self.id_end[n - 1] };
@@ -40,30 +73,20 @@ pub(super) fn scan_live_exact(conn: &Connection, lo: i64, hi: i64) -> Result<Sca
     // At most one row per rowid: reserving that up front saves the copies
     // (and the page faults) of growing vectors of hundreds of megabytes.
     let rows_max = usize::try_from((hi - lo).saturating_add(1).clamp(0, 1 << 28)).unwrap_or(0);
-    let mut out = Scan {
-        order: Vec::with_capacity(rows_max),
-        ids: Vec::with_capacity(rows_max * 16),
-        id_end: Vec::with_capacity(rows_max),
-        set: PolicySet::default(),
-    };
+    let mut out = Scan::with_capacity(rows_max);
     while let Some(row) = rows.next()? {
         let id = row.get_ref(2)?.as_str()?;
         let key = to_u64(row.get(0)?, "key")?;
         let seq = to_u64(row.get(1)?, "seq")?;
-        let pol = interned.get(row.get_ref(3)?.as_blob()?, id, &mut out.set)?;
-        let n = u32::try_from(out.order.len())
-            .map_err(|_| anyhow!("more than 2^32 live entries: not supported"))?;
-        out.order.push((key, seq, n, pol));
-        out.ids.extend_from_slice(id.as_bytes());
-        out.id_end.push(out.ids.len());
+        out.push(key, seq, id, row.get_ref(3)?.as_blob()?, &mut interned)?;
     }
-    out.order.sort_unstable();
+    out.sort();
     Ok(out)
 }
 
 /// The rows of sorted scans, merged by `(key, seq)`, with their policies
 /// interned into `set`.
-pub(super) fn merge_scans(parts: &[Scan], set: &mut PolicySet) -> Result<Rows> {
+pub(crate) fn merge_scans(parts: &[Scan], set: &mut PolicySet) -> Result<Rows> {
     let remaps: Vec<Vec<u32>> = parts
         .iter()
         .map(|s| s.set.list.iter().map(|p| set.intern(p)).collect())

@@ -1,8 +1,6 @@
 //! The registry as a snapshot [`Source`]: live entries, prefixes and net
 //! changes since a publication, read inside one consistent snapshot.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Result, anyhow};
 use consentry::Scope;
 use consentry::columns::{PolicySet, Rows};
@@ -12,6 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::scan::{SPLIT_SCAN_MIN_ROWS, Scan, merge_scans, scan_live_exact};
 use super::write::{read_clock, scan_registry_time};
 use super::{BlobInterner, Db, PolicyCache, records_from_query, to_i64, to_u64};
+use crate::registry::{ChangeKind, fold_changes, wanted_keys};
 use crate::source::{Change, Publication, Source};
 
 impl Source for Db {
@@ -82,8 +81,6 @@ impl Source for Db {
     }
 
     fn exact_changes(&self, after: u64, upto: u64) -> Result<Vec<Change>> {
-        // (key, seq) -> (first kind, last kind)
-        let mut fold: BTreeMap<(u64, u64), (String, String)> = BTreeMap::new();
         let mut stmt = self.conn.prepare(
             "SELECT scope_lo, seq, kind FROM change_log
              WHERE exact = 1 AND change_id > ?1 AND change_id <= ?2 ORDER BY change_id",
@@ -92,31 +89,15 @@ impl Source for Db {
             to_i64(after, "change id")?,
             to_i64(upto, "change id")?
         ])?;
+        let mut read = Vec::new();
         while let Some(row) = rows.next()? {
-            let key = to_u64(row.get(0)?, "key")?;
-            let seq = to_u64(row.get(1)?, "seq")?;
-            let kind: String = row.get(2)?;
-            fold.entry((key, seq))
-                .and_modify(|(_, last)| last.clone_from(&kind))
-                .or_insert_with(|| (kind.clone(), kind));
+            read.push(Ok((
+                to_u64(row.get(0)?, "key")?,
+                to_u64(row.get(1)?, "seq")?,
+                ChangeKind::parse(row.get_ref(2)?.as_str()?)?,
+            )));
         }
-        let mut out = Vec::new();
-        for ((key, seq), (first, last)) in fold {
-            let existed_before = first == "delete" || first == "update";
-            let exists_after = last == "insert" || last == "update";
-            if !existed_before && !exists_after {
-                continue;
-            }
-            let isrc = consentry::Isrc::from_key(key)
-                .ok_or_else(|| anyhow!("corrupt registry database: change log key {key}"))?;
-            out.push(Change {
-                scope: Scope::Exact(isrc),
-                seq,
-                existed_before,
-                exists_after,
-            });
-        }
-        Ok(out)
+        fold_changes(read)
     }
 
     fn prefixes_changed(&self, after: u64, upto: u64) -> Result<bool> {
@@ -136,16 +117,7 @@ impl Source for Db {
              WHERE seq = ?1 AND scope_lo = ?2 AND exact = 1 AND live = 1",
         )?;
         let mut interned = BlobInterner::default();
-        let mut wanted: Vec<(u64, u64)> = keys
-            .iter()
-            .filter_map(|&(scope, seq)| match scope {
-                // Only exact scopes are asked for; a prefix has no record here.
-                Scope::Exact(isrc) => Some((isrc.key(), seq)),
-                Scope::Registrant(..) | Scope::RegistrantYear(..) => None,
-            })
-            .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
+        let wanted = wanted_keys(keys);
         let mut out = Rows::default();
         for (key, seq) in wanted {
             let Ok(seq_i) = i64::try_from(seq) else {

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{Context, Result, bail};
 use consentry::Scope;
 use consentry::declaration::{Action, Declaration};
-use consentry::model::{Policy, Use};
-use consentry::time::format_date;
+use consentry::model::Policy;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{letter, to_i64};
+use super::to_i64;
+use crate::registry::RowFields;
 
 /// The `meta` key caching the registry's clock (the latest `recorded_at` in
 /// `declarations` and `change_log`), raised by every write so that a publish
@@ -69,6 +69,8 @@ pub(super) fn log_change(
     Ok(())
 }
 
+/// Insert a new declaration and record its declarant's latest name and
+/// role; the change log is the caller's (see `write_plan`).
 pub(super) fn insert_declaration(
     tx: &Connection,
     d: &Declaration,
@@ -78,52 +80,36 @@ pub(super) fn insert_declaration(
     let p = &d.policy;
     insert_row(
         tx,
-        &RowRef {
-            id: &d.id,
-            seq: d.seq,
-            action: d.action,
-            supersedes: d.supersedes.as_deref(),
-            scope: d.scope,
-            declared_at: d.declared_at,
-            policy: p,
-        },
+        &RowFields::of(d),
         &consentry::cbor::to_vec(p),
         recorded_at,
         superseded_by,
+        false,
     )?;
+    upsert_declarant(tx, &p.declarant.id, &p.declarant.name, &p.declarant.role)
+}
+
+pub(super) fn upsert_declarant(tx: &Connection, id: &str, name: &str, role: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO declarants (id, name, role) VALUES (?1, ?2, ?3)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role",
     )?
-    .execute(params![p.declarant.id, p.declarant.name, p.declarant.role])?;
+    .execute(params![id, name, role])?;
     Ok(())
 }
 
-/// The fields of one declaration row, borrowed.
-pub(super) struct RowRef<'a> {
-    id: &'a str,
-    seq: u64,
-    action: Action,
-    supersedes: Option<&'a str>,
-    scope: Scope,
-    declared_at: i64,
-    policy: &'a Policy,
-}
-
-/// Insert one declaration row (and its change-log insert when it is live).
-/// `blob` is the canonical CBOR of `d.policy`.
+/// Insert one declaration row, and with `log` its change-log insert when it
+/// is live. `blob` is the canonical CBOR of the policy.
 pub(super) fn insert_row(
     tx: &Connection,
-    d: &RowRef<'_>,
+    f: &RowFields<'_>,
     blob: &[u8],
     recorded_at: i64,
     superseded_by: Option<&str>,
+    log: bool,
 ) -> Result<()> {
-    let p = d.policy;
-    let uses: Vec<Option<&str>> = Use::ALL.iter().map(|u| letter(p.uses[u.index()])).collect();
-    let seq = to_i64(d.seq, "seq")?;
-    let scope_lo = to_i64(d.scope.key_range().0, "key")?;
-    let exact = matches!(d.scope, Scope::Exact(_));
+    let seq = to_i64(f.seq, "seq")?;
+    let scope_lo = to_i64(f.scope_lo, "key")?;
     let live = superseded_by.is_none();
     tx.prepare_cached(
         "INSERT INTO declarations (id, seq, action, supersedes, scope, scope_lo, specificity,
@@ -135,58 +121,112 @@ pub(super) fn insert_row(
              ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
     )?
     .execute(params![
-        d.id,
+        f.id,
         seq,
-        match d.action {
-            Action::Declare => "declare",
-            Action::Revoke => "revoke",
-        },
-        d.supersedes,
-        d.scope.canonical(),
+        f.action,
+        f.supersedes,
+        f.scope,
         scope_lo,
-        d.scope.specificity(),
-        exact,
-        p.declarant.id,
-        p.declarant.name,
-        p.declarant.role,
-        uses[0],
-        uses[1],
-        uses[2],
-        uses[3],
-        uses[4],
-        p.terms.as_ref().map(|t| t.url.as_str()),
-        p.terms.as_ref().and_then(|t| t.sha256).map(hex::encode),
-        p.include.join(" "),
-        p.exclude.join(" "),
-        p.from.map(format_date),
-        p.until.map(format_date),
-        d.declared_at,
+        f.specificity,
+        f.exact,
+        f.declarant_id,
+        f.declarant_name,
+        f.declarant_role,
+        f.uses[0],
+        f.uses[1],
+        f.uses[2],
+        f.uses[3],
+        f.uses[4],
+        f.policy_url,
+        f.policy_sha256,
+        f.territories_include,
+        f.territories_exclude,
+        f.valid_from,
+        f.valid_until,
+        f.declared_at,
         recorded_at,
-        p.status,
+        f.status,
         live,
         superseded_by,
         blob,
     ])
-    .with_context(|| format!("recording declaration {}", d.id))?;
-    if live {
-        log_change(tx, d.id, scope_lo, seq, exact, "insert", recorded_at)?;
+    .with_context(|| format!("recording declaration {}", f.id))?;
+    if live && log {
+        log_change(tx, f.id, scope_lo, seq, f.exact, "insert", recorded_at)?;
     }
     Ok(())
 }
 
-/// Writes generated declarations in bulk inside [`Db::bulk_insert`]'s
-/// transaction: prepared statements, policies encoded once per distinct
-/// policy, declarants recorded once at the end.
-#[derive(Debug)]
+/// Where a [`BulkWriter`] puts its rows: one backend's insert path.
+pub trait RowSink {
+    /// Write one declaration row (and, when it is live, its change-log
+    /// insert, now or when the bulk ends). `blob` is the policy's CBOR.
+    fn row(
+        &mut self,
+        f: &RowFields<'_>,
+        blob: &[u8],
+        recorded_at: i64,
+        superseded_by: Option<&str>,
+    ) -> Result<()>;
+}
+
+/// SQLite's bulk rows: prepared inserts inside `bulk_insert`'s transaction.
+pub(super) struct SqliteSink<'c>(pub(super) &'c Connection);
+
+impl RowSink for SqliteSink<'_> {
+    fn row(
+        &mut self,
+        f: &RowFields<'_>,
+        blob: &[u8],
+        recorded_at: i64,
+        superseded_by: Option<&str>,
+    ) -> Result<()> {
+        insert_row(self.0, f, blob, recorded_at, superseded_by, true)
+    }
+}
+
+/// Writes generated declarations in bulk inside a backend's `bulk_insert`
+/// transaction: policies encoded once per distinct policy, declarants
+/// recorded once at the end, relations checked as rows arrive.
 pub struct BulkWriter<'a> {
-    pub(super) tx: &'a Connection,
-    pub(super) recorded_at: i64,
-    pub(super) blobs: HashMap<*const Policy, (std::rc::Rc<Policy>, Vec<u8>)>,
-    pub(super) declarants: BTreeMap<String, (String, String)>,
+    pub(crate) sink: &'a mut dyn RowSink,
+    pub(crate) recorded_at: i64,
+    pub(crate) blobs: HashMap<*const Policy, (std::rc::Rc<Policy>, Vec<u8>)>,
+    pub(crate) declarants: BTreeMap<String, (String, String)>,
     /// Ids added in this bulk that a later one will supersede, with the id
     /// named as their successor.
-    pub(super) pending: HashMap<String, String>,
-    pub(super) added: u64,
+    pub(crate) pending: HashMap<String, String>,
+    pub(crate) added: u64,
+}
+
+impl std::fmt::Debug for BulkWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkWriter")
+            .field("recorded_at", &self.recorded_at)
+            .field("added", &self.added)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> BulkWriter<'a> {
+    pub(crate) fn new(sink: &'a mut dyn RowSink, recorded_at: i64) -> BulkWriter<'a> {
+        BulkWriter {
+            sink,
+            recorded_at,
+            blobs: HashMap::new(),
+            declarants: BTreeMap::new(),
+            pending: HashMap::new(),
+            added: 0,
+        }
+    }
+
+    /// The bulk's end: every declaration named as a successor was added.
+    pub(crate) fn finish(&self) -> Result<()> {
+        if let Some((id, by)) = self.pending.iter().next() {
+            bail!("{id} was added as superseded by {by}, which was never added");
+        }
+        Ok(())
+    }
 }
 
 impl BulkWriter<'_> {
@@ -220,17 +260,8 @@ impl BulkWriter<'_> {
             .entry(key)
             .or_insert_with(|| (policy.clone(), consentry::cbor::to_vec(&**policy)))
             .1;
-        insert_row(
-            self.tx,
-            &RowRef {
-                id,
-                seq,
-                action,
-                supersedes,
-                scope,
-                declared_at,
-                policy,
-            },
+        self.sink.row(
+            &RowFields::new(id, seq, action, supersedes, scope, declared_at, policy),
             blob,
             self.recorded_at,
             superseded_by,

@@ -3,7 +3,7 @@
 //! Every file and row is read and checked first; problems are collected across
 //! all of them (`file:line:field: message`) and, if there is any, nothing is
 //! written. Otherwise the new declarations and status changes are written in one
-//! transaction ([`Db`] keeps the live set equal to
+//! transaction (the registry [`Backend`] keeps the live set equal to
 //! [`consentry::declaration::resolve`] of all declarations).
 //!
 //! Re-importing a declaration that is already recorded with the same content is
@@ -17,7 +17,8 @@ use std::path::PathBuf;
 
 use consentry::declaration::{Declaration, check_relations};
 
-use crate::db::{Batch, Db};
+use crate::db::Batch;
+use crate::registry::{self, Backend};
 
 /// Longest line (or CSV row) accepted, in bytes.
 pub const MAX_LINE: usize = 1 << 20;
@@ -182,7 +183,11 @@ fn differences(a: &Declaration, b: &Declaration) -> Vec<&'static str> {
 
 /// Check the rows against each other and against the registry; build the
 /// batch to write.
-fn plan(db: &Db, input: &mut Input, recorded_at: i64) -> anyhow::Result<(Batch, ImportReport)> {
+fn plan(
+    db: &dyn Backend,
+    input: &mut Input,
+    recorded_at: i64,
+) -> anyhow::Result<(Batch, ImportReport)> {
     let mut report = ImportReport {
         files: input.names.len(),
         rows: input.rows,
@@ -231,6 +236,15 @@ fn plan(db: &Db, input: &mut Input, recorded_at: i64) -> anyhow::Result<(Batch, 
     let mut known: Vec<Declaration> = Vec::new(); // recorded, in the import
     let mut adds: Vec<(Loc, Declaration)> = Vec::new();
     let mut updates: Vec<Declaration> = Vec::new();
+    // One read for all the ids (one round trip to a server database).
+    let mut recorded = {
+        let ids: Vec<&str> = decls
+            .iter()
+            .map(|(_, d)| d.id.as_str())
+            .filter(|id| !dup.contains(*id))
+            .collect();
+        db.declarations(&ids)?
+    };
     for (loc, d) in decls {
         if dup.contains(d.id.as_str()) {
             continue;
@@ -249,7 +263,7 @@ fn plan(db: &Db, input: &mut Input, recorded_at: i64) -> anyhow::Result<(Batch, 
             input.failed.insert(d.id.clone());
             continue;
         }
-        match db.declaration(&d.id)? {
+        match recorded.remove(&d.id) {
             Some(old) if old == d => {
                 report.unchanged += 1;
                 where_is.insert(d.id.clone(), loc);
@@ -378,7 +392,7 @@ fn plan(db: &Db, input: &mut Input, recorded_at: i64) -> anyhow::Result<(Batch, 
 /// them are recorded (in one transaction) or none is. Each file's name says
 /// its format (and compression); see [`import_inputs`].
 pub fn import_files(
-    db: &mut Db,
+    db: &mut dyn Backend,
     files: &[PathBuf],
     opts: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
@@ -389,14 +403,14 @@ pub fn import_files(
 /// Import files or standard input (CSV or JSONL, plain, gzip or zstd) into
 /// `db`, all or nothing, reporting the bytes read to `progress`.
 pub fn import_inputs(
-    db: &mut Db,
+    db: &mut dyn Backend,
     inputs: &[ImportInput],
     opts: &ImportOptions,
     progress: &dyn crate::progress::Progress,
 ) -> Result<ImportReport, ImportError> {
     let recorded_at = opts.recorded_at;
     let mut input = read_inputs(inputs, progress);
-    db.write_transaction(|db| {
+    registry::write_transaction(db, |db| {
         let (batch, report) = plan(db, &mut input, recorded_at)?;
         if input.problems.total > 0 {
             let Problems { list, total } = std::mem::take(&mut input.problems);
@@ -406,7 +420,7 @@ pub fn import_inputs(
             });
         }
         if !batch.adds.is_empty() || !batch.status_updates.is_empty() {
-            db.apply(&batch)?;
+            registry::apply(db, &batch)?;
         }
         Ok(report)
     })
@@ -416,6 +430,7 @@ pub fn import_inputs(
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::db::Db;
     use crate::source::Source;
     use consentry::declaration::{COLUMNS, resolve};
 

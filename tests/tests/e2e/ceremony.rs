@@ -35,6 +35,8 @@ fn keygen(dir: &Path, role: &str, holder: &str, name: &str, pubs: &[&str]) {
 fn ceremony() -> Fixture {
     let f = Fixture {
         dir: tempfile::tempdir().unwrap(),
+        db: "reg.db".into(),
+        backend: super::fixture::Backend::Sqlite,
     };
     let d = f.root();
     for h in ["a", "b", "c"] {

@@ -13,20 +13,87 @@ pub const NOW: &str = "2026-11-01T12:00:00Z";
 /// killed and the test fails (a hang is a failure, not a wait).
 pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_mins(1);
 
+/// The registry backend a fixture publishes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `reg.db` in the fixture's directory.
+    Sqlite,
+    /// A fresh database on the server `CONSENTRY_TEST_PG` names.
+    Postgres,
+}
+
+impl Backend {
+    /// The `--db` of a new registry on this backend, or `None` when the
+    /// backend is not available here (PostgreSQL without `CONSENTRY_TEST_PG`:
+    /// a `skipped:` line; with `CONSENTRY_REQUIRE_PG=1` the test fails
+    /// instead).
+    pub fn new_db(self, tag: &str) -> Option<String> {
+        match self {
+            Backend::Sqlite => Some("reg.db".to_string()),
+            Backend::Postgres => consentry_publish::pg::test_database(tag).unwrap(),
+        }
+    }
+
+    /// Whether this backend can run `test`, printing why not.
+    pub fn available(self, test: &str) -> bool {
+        match self {
+            Backend::Sqlite => true,
+            Backend::Postgres => consentry_publish::pg::test_database(test)
+                .unwrap()
+                .is_some(),
+        }
+    }
+}
+
+/// Generate, for each `name` (a `fn name(b: Backend)` in scope), a module
+/// `name` with tests `sqlite` and `postgres` running it on each backend:
+/// one suite, two registries.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::super::fixture::Backend;
+                #[test]
+                fn sqlite() {
+                    super::$name(Backend::Sqlite);
+                }
+                #[test]
+                fn postgres() {
+                    if Backend::Postgres.available(stringify!($name)) {
+                        super::$name(Backend::Postgres);
+                    }
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_backends;
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
+    /// `--db`: `reg.db`, or a PostgreSQL URL.
+    pub db: String,
+    pub backend: Backend,
 }
 
 impl Fixture {
     /// init → import the example CSV → INSECURE keys → root init, nothing published.
     pub fn unpublished() -> Fixture {
+        Fixture::unpublished_on(Backend::Sqlite)
+    }
+
+    /// [`Fixture::unpublished`] with the registry on `backend`.
+    pub fn unpublished_on(backend: Backend) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let f = Fixture { dir };
-        f.publish(&["init", "--db", "reg.db"]).ok();
+        let db = backend
+            .new_db("fixture")
+            .expect("the backend is available (checked by the caller)");
+        let f = Fixture { dir, db, backend };
+        f.publish(&["init", "--db", &f.db]).ok();
         f.publish(&[
             "import",
             "--db",
-            "reg.db",
+            &f.db,
             data("declarations.csv").to_str().unwrap(),
             "--recorded-at",
             T0,
@@ -51,12 +118,37 @@ impl Fixture {
 
     /// The fixture with version 1 published.
     pub fn published() -> Fixture {
-        let f = Fixture::unpublished();
-        f.publish(&[
-            "publish", "--db", "reg.db", "--keys", "keys", "--site", "site",
-        ])
-        .ok();
+        Fixture::published_on(Backend::Sqlite)
+    }
+
+    /// [`Fixture::published`] with the registry on `backend`.
+    pub fn published_on(backend: Backend) -> Fixture {
+        let f = Fixture::unpublished_on(backend);
+        f.publish(&["publish", "--db", &f.db, "--keys", "keys", "--site", "site"])
+            .ok();
         f
+    }
+
+    /// Everything the registry holds that a publish or an import could
+    /// change, as text (equal text: equal registries), on either backend.
+    pub fn registry_state(&self) -> String {
+        use consentry_publish::registry::Registry;
+        let db = if self.backend == Backend::Sqlite {
+            self.path(&self.db).display().to_string()
+        } else {
+            self.db.clone()
+        };
+        let mut reg = Registry::open(std::path::Path::new(&db)).unwrap();
+        let b = reg.backend();
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            b.all_declarations().unwrap(),
+            b.counts().unwrap(),
+            b.last_change().unwrap(),
+            b.registry_time().unwrap(),
+            b.exact_changes(0, b.last_change().unwrap()).unwrap(),
+            b.change_log().unwrap(),
+        )
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -82,13 +174,13 @@ impl Fixture {
     pub fn import_rows(&self, name: &str, rows: &str, at: &str) -> consentry_tests::Run {
         let header = consentry::declaration::COLUMNS.join(",");
         std::fs::write(self.path(name), format!("{header}\n{rows}")).unwrap();
-        self.publish(&["import", "--db", "reg.db", name, "--recorded-at", at])
+        self.publish(&["import", "--db", &self.db, name, "--recorded-at", at])
     }
 
     /// Publish the next version with the INSECURE keys.
     pub fn publish_next(&self, extra: &[&str]) -> consentry_tests::Run {
         let mut args = vec![
-            "publish", "--db", "reg.db", "--keys", "keys", "--site", "site",
+            "publish", "--db", &self.db, "--keys", "keys", "--site", "site",
         ];
         args.extend_from_slice(extra);
         self.publish(&args)
@@ -129,7 +221,12 @@ impl Fixture {
     /// Version 1 published, a store pinned to `site/root/1.cbor` and synced
     /// from the site directory.
     pub fn synced() -> Fixture {
-        let f = Fixture::published();
+        Fixture::synced_on(Backend::Sqlite)
+    }
+
+    /// [`Fixture::synced`] with the registry on `backend`.
+    pub fn synced_on(backend: Backend) -> Fixture {
+        let f = Fixture::published_on(backend);
         f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
         f.verifier(&["sync", "site"]).ok();
         f

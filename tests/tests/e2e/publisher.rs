@@ -3,7 +3,7 @@
 use consentry::docs::Manifest;
 use consentry_publish::site::Site;
 
-use super::fixture::{Fixture, T0, walk};
+use super::fixture::{Backend, Fixture, T0, on_both_backends, walk};
 
 fn current(f: &Fixture) -> (Manifest, [u8; 32]) {
     let site = Site::new(&f.path("site"));
@@ -11,9 +11,18 @@ fn current(f: &Fixture) -> (Manifest, [u8; 32]) {
     (cur.manifest, cur.manifest_sha256)
 }
 
-#[test]
-fn publish_writes_a_site_that_verifies() {
-    let f = Fixture::published();
+on_both_backends!(
+    publish_writes_a_site_that_verifies,
+    same_database_and_keys_give_byte_identical_sites,
+    publishing_twice_without_change_writes_nothing,
+    one_changed_declaration_becomes_a_one_change_delta_layer,
+    bad_rows_exit_2_with_precise_messages_and_change_nothing,
+    publish_failing_midway_leaves_the_old_head_valid,
+    root_rotation_verifies_through_the_chain,
+);
+
+fn publish_writes_a_site_that_verifies(b: Backend) {
+    let f = Fixture::published_on(b);
     let (m, _) = current(&f);
     assert_eq!(m.version, 1);
     assert_eq!(
@@ -28,25 +37,47 @@ fn publish_writes_a_site_that_verifies() {
     }
 }
 
-#[test]
-fn same_database_and_keys_give_byte_identical_sites() {
-    let a = Fixture::published();
-    let b = Fixture::published();
-    assert_eq!(a.site_files(), b.site_files());
+fn same_database_and_keys_give_byte_identical_sites(b: Backend) {
+    let x = Fixture::published_on(b);
+    let y = Fixture::published_on(b);
+    assert_eq!(x.site_files(), y.site_files());
 }
 
+/// The registry rules are one implementation: the same imports give
+/// byte-identical sites from SQLite and from PostgreSQL, first base and a
+/// delta layer.
 #[test]
-fn publishing_twice_without_change_writes_nothing() {
-    let f = Fixture::published();
+fn sqlite_and_postgres_publish_byte_identical_sites() {
+    if !Backend::Postgres.available("sqlite_and_postgres_publish_byte_identical_sites") {
+        return;
+    }
+    let x = Fixture::published_on(Backend::Sqlite);
+    let y = Fixture::published_on(Backend::Postgres);
+    assert_eq!(x.site_files(), y.site_files());
+    for f in [&x, &y] {
+        f.import_rows(
+            "change.csv",
+            "D17,17,declare,D2,GBNWR2500017,Northwind Records,ddex:PADPIDA2014021201U,label,,n,,,,,,WW,,,,2026-11-02T00:00:00Z,active\n\
+             D18,18,revoke,D14,GBNWR2500099,Northwind Records,ddex:PADPIDA2014021201U,label,,,,,,,,,,,,2026-11-02T00:00:00Z,active\n",
+            "2026-11-02T00:00:00Z",
+        )
+        .ok();
+        f.publish_next(&[]).ok();
+    }
+    assert_eq!(x.site_files(), y.site_files());
+    assert_eq!(x.registry_state(), y.registry_state());
+}
+
+fn publishing_twice_without_change_writes_nothing(b: Backend) {
+    let f = Fixture::published_on(b);
     let before = f.site_files();
     let out = f.publish_next(&[]).ok();
     assert!(out.stdout.contains("unchanged"), "{}", out.stdout);
     assert_eq!(before, f.site_files());
 }
 
-#[test]
-fn one_changed_declaration_becomes_a_one_change_delta_layer() {
-    let f = Fixture::published();
+fn one_changed_declaration_becomes_a_one_change_delta_layer(b: Backend) {
+    let f = Fixture::published_on(b);
     let (m1, h1) = current(&f);
     f.import_rows(
         "change.csv",
@@ -100,8 +131,15 @@ fn one_changed_declaration_becomes_a_one_change_delta_layer() {
     consentry_publish::build::load_state(&site, &m2).unwrap();
 
     // A full rebuild of the same database reaches the same state root.
-    let g = Fixture::unpublished();
-    std::fs::copy(f.path("reg.db"), g.path("reg.db")).unwrap();
+    let mut g = Fixture::unpublished_on(b);
+    match b {
+        Backend::Sqlite => {
+            std::fs::copy(f.path("reg.db"), g.path("reg.db")).unwrap();
+        }
+        Backend::Postgres => {
+            g.db = consentry_publish::pg::test_database_copy(&f.db).unwrap();
+        }
+    }
     g.publish_next(&["--now", T0]).ok();
     let (full, _) = current(&g);
     assert_eq!(full.state_root, m2.state_root);
@@ -115,10 +153,9 @@ fn one_changed_declaration_becomes_a_one_change_delta_layer() {
     );
 }
 
-#[test]
-fn bad_rows_exit_2_with_precise_messages_and_change_nothing() {
-    let f = Fixture::published();
-    let db_before = std::fs::read(f.path("reg.db")).unwrap();
+fn bad_rows_exit_2_with_precise_messages_and_change_nothing(b: Backend) {
+    let f = Fixture::published_on(b);
+    let db_before = f.registry_state();
     let out = f
         .import_rows(
             "bad.csv",
@@ -139,11 +176,7 @@ fn bad_rows_exit_2_with_precise_messages_and_change_nothing() {
             out.stderr
         );
     }
-    assert_eq!(
-        db_before,
-        std::fs::read(f.path("reg.db")).unwrap(),
-        "database unchanged"
-    );
+    assert_eq!(db_before, f.registry_state(), "database unchanged");
 }
 
 #[test]
@@ -170,10 +203,9 @@ fn keygen_refuses_to_overwrite_and_writes_secrets_0600() {
     assert_ne!(before, std::fs::read(d.join("k/head-1.key")).unwrap());
 }
 
-#[test]
-fn publish_failing_midway_leaves_the_old_head_valid() {
+fn publish_failing_midway_leaves_the_old_head_valid(b: Backend) {
     for point in ["after-data", "after-manifest", "before-head"] {
-        let f = Fixture::published();
+        let f = Fixture::published_on(b);
         let head_before = std::fs::read(f.path("site/head.cbor")).unwrap();
         f.import_rows(
             "change.csv",
@@ -183,9 +215,7 @@ fn publish_failing_midway_leaves_the_old_head_valid() {
         .ok();
         let out = consentry_tests::run_env(
             "consentry-publish",
-            &[
-                "publish", "--db", "reg.db", "--keys", "keys", "--site", "site",
-            ],
+            &["publish", "--db", &f.db, "--keys", "keys", "--site", "site"],
             f.root(),
             &[("CONSENTRY_PUBLISH_FAILPOINT", point)],
         )
@@ -205,9 +235,8 @@ fn publish_failing_midway_leaves_the_old_head_valid() {
     }
 }
 
-#[test]
-fn root_rotation_verifies_through_the_chain() {
-    let f = Fixture::published();
+fn root_rotation_verifies_through_the_chain(b: Backend) {
+    let f = Fixture::published_on(b);
     // New root and head keys; the old root key signs the rotation too.
     std::fs::create_dir_all(f.path("keys2")).unwrap();
     std::fs::create_dir_all(f.path("old")).unwrap();

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use consentry_tests::{Run, bin_dir, data, run_plain, run_with};
 
-use super::fixture::{Fixture, T0, walk};
+use super::fixture::{Backend, Fixture, T0, on_both_backends, walk};
 
 /// The one JSON object a `--json` run printed, and the names of its fields.
 #[track_caller]
@@ -44,8 +44,12 @@ fn every_command_prints_one_json_object_with_the_documented_fields() {
     let csv = csv.to_str().unwrap();
 
     let (v, k) = one_object(&p(&["init", "--db", "reg.db", "--json"]));
-    assert_eq!(k, set(&["db"]));
+    assert_eq!(k, set(&["db", "backend", "schema_version", "outcome"]));
     assert_eq!(v["db"], "reg.db");
+    assert_eq!(
+        (&v["backend"], &v["outcome"]),
+        (&serde_json::json!("sqlite"), &serde_json::json!("created"))
+    );
 
     let (v, k) = one_object(&p(&[
         "import",
@@ -214,7 +218,7 @@ fn every_command_prints_one_json_object_with_the_documented_fields() {
     assert_eq!(v["version"], 2);
 
     let (v, k) = one_object(&p(&["init", "--db", "gen.db", "--json"]));
-    assert_eq!(k, set(&["db"]));
+    assert_eq!(k, set(&["db", "backend", "schema_version", "outcome"]));
     drop(v);
     let (v, k) = one_object(&p(&[
         "generate",
@@ -656,8 +660,21 @@ fn import_into(dir: &Path, db: &str, args: &[&str], stdin: &[u8]) -> Run {
     run_with("consentry-publish", &all, dir, stdin, &[])
 }
 
-#[test]
-fn import_reads_gzip_zstd_and_stdin() {
+on_both_backends!(
+    import_reads_gzip_zstd_and_stdin,
+    import_problems_name_file_line_and_field_in_compressed_and_stdin_input,
+);
+
+/// `name` (a SQLite file name) on backend `b`: the file, or a fresh
+/// PostgreSQL database.
+fn db_on(b: Backend, name: &str) -> String {
+    match b {
+        Backend::Sqlite => name.to_string(),
+        Backend::Postgres => b.new_db(name).unwrap(),
+    }
+}
+
+fn import_reads_gzip_zstd_and_stdin(b: Backend) {
     let d = tempfile::tempdir().unwrap();
     let csv = std::fs::read(data("declarations.csv")).unwrap();
     let jsonl = std::fs::read(data("declarations.jsonl")).unwrap();
@@ -687,13 +704,14 @@ fn import_reads_gzip_zstd_and_stdin() {
         ),
     ];
     let mut dumps = Vec::new();
-    for (db, args, stdin) in &cases {
+    for (n, (db, args, stdin)) in cases.iter().enumerate() {
+        let db = &db_on(b, db);
         let (v, _) = one_object(&import_into(d.path(), db, args, stdin));
         assert_eq!(v["added"], 16, "{db}: {v}");
         let names = if args[0] == "-" { "<stdin>" } else { args[0] };
         assert_eq!(v["inputs"][0], names);
         // The same registry whatever the packaging: the same published bytes.
-        let site = format!("site-{db}");
+        let site = format!("site-{n}");
         consentry_publish::keys::write_insecure_keys(&d.path().join("keys"), true).unwrap();
         consentry_tests::publish(
             &[
@@ -712,8 +730,7 @@ fn import_reads_gzip_zstd_and_stdin() {
     assert!(dumps.windows(2).all(|w| w[0] == w[1]));
 }
 
-#[test]
-fn import_problems_name_file_line_and_field_in_compressed_and_stdin_input() {
+fn import_problems_name_file_line_and_field_in_compressed_and_stdin_input(b: Backend) {
     let d = tempfile::tempdir().unwrap();
     let csv = String::from_utf8(std::fs::read(data("declarations.csv")).unwrap()).unwrap();
     // Line 3 gets a scope that is no ISRC.
@@ -757,7 +774,7 @@ fn import_problems_name_file_line_and_field_in_compressed_and_stdin_input() {
         ),
         ("d.db", vec!["-"], gzip(bad.as_bytes()), "<stdin>:3:scope: "),
     ] {
-        let run = import_into(d.path(), db, &args, &stdin).expect_code(2);
+        let run = import_into(d.path(), &db_on(b, db), &args, &stdin).expect_code(2);
         assert!(run.stdout.is_empty(), "{}", run.stdout);
         assert!(run.stderr.contains(want), "{want}\n{}", run.stderr);
         assert!(
@@ -767,7 +784,7 @@ fn import_problems_name_file_line_and_field_in_compressed_and_stdin_input() {
         );
     }
     // Input that says nothing about its format, and a broken archive.
-    let run = import_into(d.path(), "e.db", &["-"], b"x,y\n1,2\n").expect_code(2);
+    let run = import_into(d.path(), &db_on(b, "e.db"), &["-"], b"x,y\n1,2\n").expect_code(2);
     assert!(
         run.stderr.contains("<stdin>: cannot tell CSV from JSONL"),
         "{}",
@@ -775,7 +792,7 @@ fn import_problems_name_file_line_and_field_in_compressed_and_stdin_input() {
     );
     assert!(run.stderr.contains("--format csv"), "{}", run.stderr);
     std::fs::write(d.path().join("broken.csv.gz"), b"this is not gzip").unwrap();
-    let run = import_into(d.path(), "f.db", &["broken.csv.gz"], b"").expect_code(2);
+    let run = import_into(d.path(), &db_on(b, "f.db"), &["broken.csv.gz"], b"").expect_code(2);
     assert!(
         run.stderr
             .contains("broken.csv.gz: cannot be read (gzip data)"),
@@ -785,10 +802,10 @@ fn import_problems_name_file_line_and_field_in_compressed_and_stdin_input() {
     let mut truncated = zstd::encode_all(csv.as_bytes(), 3).unwrap();
     truncated.truncate(truncated.len() / 2);
     std::fs::write(d.path().join("cut.csv.zst"), truncated).unwrap();
-    let run = import_into(d.path(), "g.db", &["cut.csv.zst"], b"").expect_code(2);
+    let run = import_into(d.path(), &db_on(b, "g.db"), &["cut.csv.zst"], b"").expect_code(2);
     assert!(run.stderr.contains("cut.csv.zst"), "{}", run.stderr);
     assert!(run.stderr.contains("zstd"), "{}", run.stderr);
-    let run = import_into(d.path(), "h.db", &["-", "-"], b"").expect_code(2);
+    let run = import_into(d.path(), &db_on(b, "h.db"), &["-", "-"], b"").expect_code(2);
     assert!(run.stderr.contains("hint:"), "{}", run.stderr);
 }
 

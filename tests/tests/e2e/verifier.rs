@@ -3,7 +3,7 @@
 
 use consentry_tests::{Server, data, verifier};
 
-use super::fixture::{Fixture, NOW};
+use super::fixture::{Backend, Fixture, NOW, on_both_backends};
 
 /// Parse `check --csv` output into rows of (input, decision, reason, decided_by).
 fn csv_answers(stdout: &str) -> Vec<(String, String, String, String)> {
@@ -33,9 +33,10 @@ fn csv_answers(stdout: &str) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
-#[test]
-fn golden_lookups_come_back_exactly_through_publish_http_sync_and_batch_check() {
-    let f = Fixture::published();
+on_both_backends!(golden_lookups_come_back_exactly_through_publish_http_sync_and_batch_check);
+
+fn golden_lookups_come_back_exactly_through_publish_http_sync_and_batch_check(b: Backend) {
+    let f = Fixture::published_on(b);
     let server = Server::serve(&f.path("site"));
     f.verifier(&["init", "--root", "site/root/1.cbor"]).ok();
     let out = f.verifier(&["sync", &server.url]).ok();
