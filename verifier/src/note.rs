@@ -459,13 +459,6 @@ mod vector {
     }
 
     #[test]
-    #[ignore = "prints the example for SPEC.md"]
-    fn print_example() {
-        let (note, vk) = example();
-        println!("{note}---\n{vk}");
-    }
-
-    #[test]
     fn spec_example_note_is_reproduced_byte_for_byte() {
         let (note, vk) = example();
         let spec = include_str!("../../SPEC.md");
