@@ -438,16 +438,20 @@ fn decide_arrays(
 /// strings took a tenth of `check_arrow`'s time to write; this takes a
 /// hundredth. pandas reads it as a category, polars as Categorical, DuckDB
 /// and `datasets` as strings.
-fn enum_column<T>(rows: &[T], names: &[&'static str], index: impl Fn(&T) -> usize) -> ArrayRef {
+fn enum_column<T>(
+    rows: &[T],
+    names: &[&'static str],
+    index: impl Fn(&T) -> usize,
+) -> Result<ArrayRef, Rejection> {
     let keys: Vec<i8> = rows
         .iter()
         .map(|r| i8::try_from(index(r)).unwrap_or(i8::MAX))
         .collect();
     let values: ArrayRef = Arc::new(StringArray::from(names.to_vec()));
-    Arc::new(DictionaryArray::<Int8Type>::new(
-        PrimitiveArray::<Int8Type>::from(keys),
-        values,
-    ))
+    // Checked, never assumed: a key outside the dictionary is an error.
+    let dict = DictionaryArray::<Int8Type>::try_new(PrimitiveArray::<Int8Type>::from(keys), values)
+        .map_err(|e| reject("arrow", Code::BadInput, e.to_string()))?;
+    Ok(Arc::new(dict))
 }
 
 /// The type of [`enum_column`].
@@ -777,8 +781,8 @@ impl Engine {
                 let end = (at_row + a.len()).min(decided.len());
                 let mine = &decided[at_row..end];
                 let decision =
-                    enum_column(mine, &Decision::ALL.map(Decision::name), |d| d.0 as usize);
-                let reason = enum_column(mine, &Reason::ALL.map(Reason::name), |d| d.1 as usize);
+                    enum_column(mine, &Decision::ALL.map(Decision::name), |d| d.0 as usize)?;
+                let reason = enum_column(mine, &Reason::ALL.map(Reason::name), |d| d.1 as usize)?;
                 let mut fields = vec![
                     Field::new("isrc", a.data_type().clone(), true),
                     Field::new("decision", enum_type(), false),
