@@ -254,3 +254,299 @@ pub fn consistent(
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docs::{RoleKeys, Roles, WitnessKey};
+    use crate::note::{cosignature_line, cosigned_message, log_signature_line};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    const ORIGIN: &str = "example.org/log";
+
+    struct Log {
+        root: Root,
+        policy: Witnesses,
+        signer: SigningKey,
+        witnesses: Vec<SigningKey>,
+    }
+
+    fn log() -> Log {
+        let signer = SigningKey::from_bytes(&[1u8; 32]);
+        let witnesses: Vec<SigningKey> = (2u8..=4)
+            .map(|b| SigningKey::from_bytes(&[b; 32]))
+            .collect();
+        let pk = signer.verifying_key().to_bytes();
+        let id = crate::envelope::key_id(&pk);
+        let rk = RoleKeys {
+            keyids: vec![id],
+            threshold: 1,
+        };
+        let policy = Witnesses {
+            keys: witnesses
+                .iter()
+                .enumerate()
+                .map(|(i, k)| WitnessKey {
+                    key: k.verifying_key().to_bytes(),
+                    name: format!("w{i}"),
+                })
+                .collect(),
+            origin: ORIGIN.into(),
+            threshold: 2,
+        };
+        let root = Root {
+            keys: vec![pk],
+            roles: Roles {
+                head: rk.clone(),
+                root: rk.clone(),
+                manifest: rk,
+            },
+            expires: u64::MAX,
+            version: 1,
+            witnesses: Some(policy.clone()),
+        };
+        Log {
+            root,
+            policy,
+            signer,
+            witnesses,
+        }
+    }
+
+    fn leaves(n: u8) -> Vec<[u8; 32]> {
+        (1..=n).map(|i| [i; 32]).collect()
+    }
+
+    /// A note over `leaves`, signed by the log and cosigned by witnesses `w`.
+    fn note(l: &Log, leaves: &[[u8; 32]], w: &[usize]) -> Vec<u8> {
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: leaves.len() as u64,
+            root: merkle_root(leaves),
+        };
+        let text = cp.text();
+        let mut sigs = vec![log_signature_line(
+            ORIGIN,
+            &l.signer.verifying_key().to_bytes(),
+            &l.signer.sign(text.as_bytes()).to_bytes(),
+        )];
+        for &i in w {
+            let k = &l.witnesses[i];
+            sigs.push(cosignature_line(
+                &format!("w{i}"),
+                &k.verifying_key().to_bytes(),
+                7,
+                &k.sign(&cosigned_message(&text, 7)).to_bytes(),
+            ));
+        }
+        Note { text, sigs }.to_bytes()
+    }
+
+    fn flat(leaves: &[[u8; 32]]) -> Vec<u8> {
+        leaves.iter().flatten().copied().collect()
+    }
+
+    fn code(r: Result<Verified, Rejection>) -> Option<Code> {
+        r.err().map(|e| e.code)
+    }
+
+    #[test]
+    fn a_cosigned_checkpoint_covering_the_manifest_verifies() {
+        let l = log();
+        let lv = leaves(5);
+        let n = note(&l, &lv, &[0, 2]);
+        let v = verify_checkpoint(&l.root, &l.policy, &n, &flat(&lv), 3, &[3; 32], None).unwrap();
+        assert_eq!(v.cosigners.len(), 2);
+        // Extra leaves beyond the checkpoint (written before it) are ignored.
+        let mut more = flat(&lv);
+        more.extend_from_slice(&[9; 32]);
+        assert!(verify_checkpoint(&l.root, &l.policy, &n, &more, 5, &[5; 32], None).is_ok());
+    }
+
+    #[test]
+    fn too_few_or_repeated_cosignatures_do_not_meet_the_threshold() {
+        let l = log();
+        let lv = leaves(2);
+        for w in [&[][..], &[1], &[1, 1]] {
+            let n = note(&l, &lv, w);
+            assert_eq!(
+                code(verify_checkpoint(
+                    &l.root,
+                    &l.policy,
+                    &n,
+                    &flat(&lv),
+                    2,
+                    &[2; 32],
+                    None
+                )),
+                Some(Code::WitnessThresholdNotMet),
+                "{w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fork_a_rollback_and_a_foreign_manifest_are_refused() {
+        let l = log();
+        let lv = leaves(4);
+        let n = note(&l, &lv, &[0, 1]);
+        let seen = |k: u8| Checkpoint {
+            origin: ORIGIN.into(),
+            size: u64::from(k),
+            root: merkle_root(&leaves(k)),
+        };
+        // The same history seen before: fine.
+        assert!(
+            verify_checkpoint(
+                &l.root,
+                &l.policy,
+                &n,
+                &flat(&lv),
+                4,
+                &[4; 32],
+                Some(&seen(3))
+            )
+            .is_ok()
+        );
+        // A different history of size 3 seen before: a fork.
+        let mut other = leaves(3);
+        other[0] = [0xee; 32];
+        let forked = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 3,
+            root: merkle_root(&other),
+        };
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root,
+                &l.policy,
+                &n,
+                &flat(&lv),
+                4,
+                &[4; 32],
+                Some(&forked)
+            )),
+            Some(Code::LogFork)
+        );
+        // A larger tree seen before: a rollback.
+        let mut five = leaves(4);
+        five.push([5; 32]);
+        let bigger = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 5,
+            root: merkle_root(&five),
+        };
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root,
+                &l.policy,
+                &n,
+                &flat(&lv),
+                4,
+                &[4; 32],
+                Some(&bigger)
+            )),
+            Some(Code::Rollback)
+        );
+        // A manifest the tree does not hold at its version.
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root,
+                &l.policy,
+                &n,
+                &flat(&lv),
+                4,
+                &[7; 32],
+                None
+            )),
+            Some(Code::CheckpointMismatch)
+        );
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root,
+                &l.policy,
+                &n,
+                &flat(&lv),
+                6,
+                &[4; 32],
+                None
+            )),
+            Some(Code::CheckpointMismatch)
+        );
+    }
+
+    #[test]
+    fn leaves_that_do_not_match_and_unsigned_checkpoints_are_refused() {
+        let l = log();
+        let lv = leaves(3);
+        let n = note(&l, &lv, &[0, 1]);
+        let mut bad = flat(&lv);
+        bad[40] ^= 1;
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root, &l.policy, &n, &bad, 3, &[3; 32], None
+            )),
+            Some(Code::CheckpointMismatch)
+        );
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root,
+                &l.policy,
+                &n,
+                &flat(&lv)[..64],
+                3,
+                &[3; 32],
+                None
+            )),
+            Some(Code::CheckpointMismatch)
+        );
+        let mut ragged = flat(&lv);
+        ragged.push(0);
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root, &l.policy, &n, &ragged, 3, &[3; 32], None
+            )),
+            Some(Code::MalformedCheckpoint)
+        );
+        // Cosigned but signed by no manifest key (a witness line only).
+        let text = String::from_utf8(n.clone()).unwrap();
+        let mut without_log = String::new();
+        for line in text.lines() {
+            if !line.starts_with("\u{2014} example.org/log ") {
+                without_log.push_str(line);
+                without_log.push('\n');
+            }
+        }
+        assert_eq!(
+            code(verify_checkpoint(
+                &l.root,
+                &l.policy,
+                without_log.as_bytes(),
+                &flat(&lv),
+                3,
+                &[3; 32],
+                None
+            )),
+            Some(Code::ThresholdNotMet)
+        );
+    }
+
+    #[test]
+    fn consistency_between_two_checkpoints() {
+        let cp = |lv: &[[u8; 32]]| Checkpoint {
+            origin: ORIGIN.into(),
+            size: lv.len() as u64,
+            root: merkle_root(lv),
+        };
+        let (a, b) = (leaves(3), leaves(6));
+        assert!(consistent(&cp(&a), &cp(&b), Some(&b)).is_ok());
+        assert!(consistent(&cp(&b), &cp(&a), Some(&b)).is_ok());
+        let mut fork = leaves(6);
+        fork[1] = [0xaa; 32];
+        assert!(consistent(&cp(&a), &cp(&fork), Some(&fork)).is_err());
+        assert!(
+            consistent(&cp(&b), &cp(&fork), None).is_err(),
+            "same size, two roots"
+        );
+    }
+}
