@@ -131,9 +131,9 @@ pub fn update(
             written: false,
         }));
     }
+    let leaf_bytes: Vec<u8> = leaves.iter().flatten().copied().collect();
     if !fresh.is_empty() {
-        let bytes: Vec<u8> = leaves.iter().flatten().copied().collect();
-        site.write_atomic(LEAVES_PATH, &bytes)?;
+        site.write_atomic(LEAVES_PATH, &leaf_bytes)?;
     }
     let text = cp.text();
     let mut sigs = Vec::new();
@@ -141,17 +141,11 @@ pub fn update(
         let sig = k.sign(text.as_bytes())?;
         sigs.push(note::log_signature_line(&policy.origin, &k.public(), &sig));
     }
-    let n = Note { text, sigs };
+    let note_bytes = Note { text, sigs }.to_bytes();
     // Self-check as a witness would, before it is served.
-    tlog::check_log(
-        root,
-        policy,
-        &n.to_bytes(),
-        &leaves.iter().flatten().copied().collect::<Vec<u8>>(),
-        None,
-    )
-    .map_err(|e| anyhow!("self-check of the new checkpoint failed: {e}"))?;
-    site.write_atomic(CHECKPOINT_PATH, &n.to_bytes())?;
+    tlog::check_log(root, policy, &note_bytes, &leaf_bytes, None)
+        .map_err(|e| anyhow!("self-check of the new checkpoint failed: {e}"))?;
+    site.write_atomic(CHECKPOINT_PATH, &note_bytes)?;
     Ok(Some(LogReport {
         checkpoint: cp,
         written: true,
@@ -236,20 +230,17 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
             ignored += 1;
             continue;
         };
-        // Keep one line per witness: the newest.
-        let older = n.sigs.iter().position(|l| {
-            l.name == name
-                && l.key_hash == line.key_hash
-                && l.sig.len() == 72
-                && l.sig[..8] <= line.sig[..8]
-        });
-        match older {
-            Some(i) if n.sigs[i] == line => continue,
-            Some(i) => n.sigs[i] = line,
-            None if before.contains(&name) => continue,
+        // One line per witness: the newest (a held line that is not a
+        // cosignature at all counts as older than any).
+        let held = n
+            .sigs
+            .iter()
+            .position(|l| l.name == name && l.key_hash == line.key_hash);
+        match held {
             None => n.sigs.push(line),
+            Some(i) if cosigned_at(&n.sigs[i]) < Some(time) => n.sigs[i] = line,
+            Some(_) => continue,
         }
-        let _ = time;
         if !added.contains(&name) && !before.contains(&name) {
             added.push(name);
         }
@@ -272,6 +263,11 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
         ignored,
         threshold: policy.threshold,
     })
+}
+
+/// The time a cosignature line carries (its first 8 bytes, big-endian).
+fn cosigned_at(l: &note::SigLine) -> Option<u64> {
+    Some(u64::from_be_bytes(l.sig.get(..8)?.try_into().ok()?))
 }
 
 /// The witness policy `root init|rotate` puts in a root: `--log-origin`,

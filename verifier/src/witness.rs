@@ -208,7 +208,8 @@ pub fn cosign(
         .signing
         .sign(&note::cosigned_message(&n.text, time))
         .to_bytes();
-    let line = note::cosignature_line(&key.name, &key.public(), time, &sig).line();
+    let cosig = note::cosignature_line(&key.name, &key.public(), time, &sig);
+    let line = cosig.line();
     // Remember: the newest root, then what was cosigned (a crash between
     // the two only makes the next run walk one root again).
     if let Some(b) = newest {
@@ -216,15 +217,7 @@ pub fn cosign(
     }
     let mine = Note {
         text: n.text.clone(),
-        sigs: vec![note::SigLine {
-            name: key.name.clone(),
-            key_hash: note::key_hash(&key.name, note::ALG_COSIGNATURE_V1, &key.public()),
-            sig: {
-                let mut v = time.to_be_bytes().to_vec();
-                v.extend_from_slice(&sig);
-                v
-            },
-        }],
+        sigs: vec![cosig],
     };
     write_atomic(&state.join("checkpoint"), &mine.to_bytes())?;
     Ok(Cosigned {
