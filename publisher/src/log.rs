@@ -1,5 +1,5 @@
 //! The publisher's side of the witnessed manifest log (SPEC.md §15): after
-//! each publish, the log's leaves (one manifest hash per version) and a
+//! each publish, the log's leaves (one entry per manifest version) and a
 //! checkpoint signed by the manifest keys; then `log cosign` adds the
 //! witnesses' cosignatures. Only for roots that name witnesses.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use consentry::docs::{Manifest, Root, Witnesses, paths};
 use consentry::note::{self, Checkpoint, Note};
-use consentry::tlog::{self, CHECKPOINT_PATH, LEAVES_PATH};
+use consentry::tlog::{self, CHECKPOINT_PATH, LEAVES_PATH, LogEntry};
 
 use crate::keys::KeyPair;
 use crate::lock::SiteLock;
@@ -37,16 +37,16 @@ fn stored_leaves(site: &Site) -> Result<Vec<[u8; 32]>> {
     }
 }
 
-/// The manifest hashes of versions `from..=cur.version`, oldest first,
-/// walking `previous` back from the current manifest through the site's
-/// manifest files.
-fn chain_hashes(
+/// The log entries (SPEC.md §15.1) of manifest versions
+/// `from..=cur.version`, oldest first, walking `previous` back from the
+/// current manifest through the site's manifest files.
+fn chain_entries(
     site: &Site,
     cur: &Manifest,
     cur_sha: [u8; 32],
     from: u64,
 ) -> Result<Vec<[u8; 32]>> {
-    let mut out = vec![cur_sha];
+    let mut out = vec![LogEntry::of(cur, &cur_sha).hash()];
     let mut m = cur.clone();
     // One step per version: bounded by the current version.
     while m.version > from {
@@ -71,7 +71,7 @@ fn chain_hashes(
         if consentry::envelope::sha256(&bytes) != prev {
             bail!("{rel} does not hash to the previous hash its successor names");
         }
-        out.push(prev);
+        out.push(LogEntry::of(&m, &prev).hash());
     }
     out.reverse();
     Ok(out)
@@ -107,7 +107,7 @@ pub fn update(
             m.version
         );
     }
-    let chain = chain_hashes(site, m, sha, have.max(1))?;
+    let chain = chain_entries(site, m, sha, have.max(1))?;
     // The stored leaves must be the chain's first ones.
     if have > 0 && chain.first() != leaves.last() {
         bail!(

@@ -7,6 +7,7 @@ mod e2e {
     mod bundles;
     mod ceremony;
     mod cli_ux;
+    mod compact_receipts;
     mod data_defects;
     mod export;
     mod faults;

@@ -32,7 +32,7 @@ use crate::index::{Index, PrefixRow as IndexPrefixRow, PrefixTable};
 use crate::isrc::{self, Isrc, KEY_SPACE, Scope};
 use crate::limits::Limits;
 use crate::model::{Declarant, Policy};
-use crate::receipt::{self, Receipt};
+use crate::receipt;
 use crate::state::{self, State};
 use crate::verify::{self, Expiry};
 
@@ -816,34 +816,49 @@ pub fn isrc(data: &[u8]) {
 
 // ---- receipts --------------------------------------------------------------
 
-/// `receipt`: [`Receipt::from_bytes`] (canonical, round-trips, renders as
-/// JSON), then [`receipt::verify`] pinned to the receipt's own first root —
-/// verification needs no disk.
+/// `receipt`: [`receipt::AnyReceipt::from_bytes`] (canonical, round-trips,
+/// renders as JSON), then [`receipt::verify`] pinned to the receipt's own
+/// first root — verification needs no disk.
 pub fn receipt(data: &[u8]) {
-    let Ok(r) = Receipt::from_bytes(FILE, data) else {
+    let Ok(any) = receipt::AnyReceipt::from_bytes(FILE, data) else {
         return;
     };
     assert_eq!(
-        r.to_bytes(),
+        any.to_bytes(),
         data,
         "a parsed receipt is its canonical encoding"
     );
-    let _ = r.to_json();
-    for c in r
-        .ranges
+    let _ = any.to_json();
+    let (roots, ranges, prefixes, answers, manifest_sha) = match &any {
+        receipt::AnyReceipt::Full(r) => (
+            &r.roots,
+            &r.ranges,
+            &r.prefixes,
+            &r.answers,
+            sha256(&r.manifest),
+        ),
+        receipt::AnyReceipt::Compact(r) => (
+            &r.roots,
+            &r.ranges,
+            &r.prefixes,
+            &r.answers,
+            r.entry.manifest,
+        ),
+    };
+    for c in ranges
         .iter()
         .flat_map(|rp| &rp.chunks)
-        .chain(&r.prefixes.chunks)
+        .chain(&prefixes.chunks)
     {
         let _ = receipt::parse_chunk(&c.bytes);
     }
-    let Some(pinned) = r.roots.first() else {
+    let Some(pinned) = roots.first() else {
         return;
     };
     if let Ok(v) = receipt::verify(FILE, data, pinned, &LIMITS) {
-        assert_eq!(v.answers.len(), r.answers.len());
-        assert_eq!(v.manifest_sha256, sha256(&r.manifest));
-        for (va, ra) in v.answers.iter().zip(&r.answers) {
+        assert_eq!(v.answers.len(), answers.len());
+        assert_eq!(v.manifest_sha256, manifest_sha);
+        for (va, ra) in v.answers.iter().zip(answers) {
             assert_eq!(va.answer.decision.name(), ra.answer.decision);
             assert_eq!(va.answer.reason.name(), ra.answer.reason);
         }

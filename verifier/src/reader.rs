@@ -95,13 +95,58 @@ impl Reader {
                     "the manifest is missing",
                 )
             })?;
-        Ok(crate::receipt::Builder::new(
+        let b = crate::receipt::Builder::new(
             roots,
             head,
             mbytes,
             m.clone(),
             &self.index.borrow().prefix_records()?,
-        ))
+        );
+        Ok(match self.log_proof()? {
+            Some(log) => b.with_log(log),
+            None => b,
+        })
+    }
+
+    /// The store's witnessed log as a compact receipt needs it: the
+    /// checkpoint sync verified, this snapshot's log entry and its
+    /// inclusion proof. `None` when the root names no witnesses or the
+    /// stored log does not hold this snapshot's entry (an older store).
+    fn log_proof(&self) -> Result<Option<crate::receipt::LogProof>, Rejection> {
+        let st = &self.store;
+        if self.snap.root.witnesses.is_none() {
+            return Ok(None);
+        }
+        let note = st.read(
+            crate::tlog::CHECKPOINT_PATH,
+            crate::note::MAX_NOTE_BYTES as u64,
+        )?;
+        let leaves = st.read(crate::tlog::LEAVES_PATH, crate::tlog::MAX_LOG_SIZE * 32)?;
+        let (Some(note), Some(leaves)) = (note, leaves) else {
+            return Ok(None);
+        };
+        let Some(cp) = st.trusted_checkpoint()? else {
+            return Ok(None);
+        };
+        let leaves = crate::note::parse_leaves(&leaves)
+            .map_err(|e| reject(st.loc(crate::tlog::LEAVES_PATH), Code::StoreCorrupt, e))?;
+        let Some(tree) = leaves.get(..usize::try_from(cp.size).unwrap_or(usize::MAX)) else {
+            return Ok(None);
+        };
+        let entry = crate::tlog::LogEntry::of(&self.snap.manifest, &self.snap.manifest_sha256);
+        let Some(i) = entry
+            .version
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| tree.get(i) == Some(&entry.hash()))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(crate::receipt::LogProof {
+            checkpoint: note,
+            entry,
+            inclusion: crate::merkle::audit_path(tree, i),
+        }))
     }
 
     /// Answer one question and record it, with its proof, in `b`. `q` is

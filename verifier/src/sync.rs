@@ -325,7 +325,7 @@ pub(crate) fn sync_locked(
     let named = run.step4_5_manifest(&roots.root, &head.head, trusted.as_ref())?;
     let m = &named.manifest;
     let sha = head.head.manifest.sha256;
-    let log = run.step5_log(&roots.root, m.version, &sha)?;
+    let log = run.step5_log(&roots.root, m, &sha)?;
     let plan = run.step6_plan(&named, &sha, trusted.as_ref());
     if let Plan::NothingNew = plan {
         run.write_log(log.as_ref())?;
@@ -587,13 +587,13 @@ impl Run<'_> {
 
     /// SPEC.md §15.3, when the final root names witnesses: the source's
     /// checkpoint and leaves, checked against the root's manifest keys and
-    /// witness threshold, against the manifest accepted (version `version`,
-    /// hash `sha`), and against the checkpoint this store trusted before (a
+    /// witness threshold, against the manifest accepted (`manifest`, whose
+    /// file hashes to `sha`), and against the checkpoint this store trusted before (a
     /// fork is `log_fork`). Returns the two files to store at the switch.
     fn step5_log(
         &self,
         root: &Root,
-        version: u64,
+        manifest: &crate::docs::Manifest,
         sha: &[u8; 32],
     ) -> Result<Option<LogFiles>, Rejection> {
         let Some(policy) = &root.witnesses else {
@@ -608,7 +608,8 @@ impl Run<'_> {
         let note = get(tlog::CHECKPOINT_PATH, crate::note::MAX_NOTE_BYTES as u64)?;
         let leaves = get(tlog::LEAVES_PATH, tlog::MAX_LOG_SIZE * 32)?;
         let last = self.store.trusted_checkpoint()?;
-        tlog::verify_checkpoint(root, policy, &note, &leaves, version, sha, last.as_ref())?;
+        let entry = tlog::LogEntry::of(manifest, sha);
+        tlog::verify_checkpoint(root, policy, &note, &leaves, &entry, last.as_ref())?;
         Ok(Some(LogFiles { note, leaves }))
     }
 

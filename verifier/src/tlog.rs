@@ -3,7 +3,9 @@
 //! manifest being accepted, and against the checkpoint trusted before.
 //! The steps are numbered as in §15.3; no I/O.
 
-use crate::docs::{Role, Root, Witnesses};
+use sha2::{Digest, Sha256};
+
+use crate::docs::{Manifest, Role, Root, Witnesses};
 use crate::error::{Code, Rejection, reject};
 use crate::merkle::merkle_root;
 use crate::note::{self, Checkpoint, Note};
@@ -15,6 +17,54 @@ pub const MAX_LOG_SIZE: u64 = 1 << 20;
 /// The log's site files.
 pub const CHECKPOINT_PATH: &str = "log/checkpoint";
 pub const LEAVES_PATH: &str = "log/leaves";
+
+/// Domain tag of a log entry's hash (§15.1; the tag includes the NUL).
+pub const ENTRY_TAG: &[u8] = b"consentry-log-entry-v1\0";
+
+/// What leaf `version − 1` of the log commits to (§15.1): the manifest's
+/// file hash, and the fields a compact receipt (§13.4) needs without the
+/// manifest — its version, `created`, state root and number of state
+/// leaves (ranges + 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogEntry {
+    /// Number of leaves under `state_root`: the manifest's ranges + 1.
+    pub leaves: u64,
+    /// Unix seconds, the manifest's `created`.
+    pub created: u64,
+    pub version: u64,
+    /// SHA-256 of the manifest's file bytes (the hash a head names).
+    #[serde(with = "crate::cbor::bytes32")]
+    pub manifest: [u8; 32],
+    #[serde(with = "crate::cbor::bytes32")]
+    pub state_root: [u8; 32],
+}
+
+impl LogEntry {
+    /// The entry of manifest `m` whose file bytes hash to `sha`.
+    pub fn of(m: &Manifest, sha: &[u8; 32]) -> LogEntry {
+        LogEntry {
+            leaves: m.ranges.len() as u64 + 1,
+            created: m.created,
+            version: m.version,
+            manifest: *sha,
+            state_root: m.state_root,
+        }
+    }
+
+    /// The 32-byte leaf data: SHA-256(tag ‖ u64be(version) ‖ u64be(created)
+    /// ‖ manifest ‖ state_root ‖ u64be(leaves)).
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(ENTRY_TAG);
+        h.update(self.version.to_be_bytes());
+        h.update(self.created.to_be_bytes());
+        h.update(self.manifest);
+        h.update(self.state_root);
+        h.update(self.leaves.to_be_bytes());
+        h.finalize().into()
+    }
+}
 
 /// A checkpoint that passed §15.3 steps 1–5 (and 6 when witnessing applies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,18 +81,15 @@ fn bad(file: &str, code: Code, msg: impl Into<String>) -> Rejection {
     reject(file, code, msg.into())
 }
 
-/// Steps 1–5: parse the note (1) and its checkpoint (2) with the origin of
-/// `policy`, count the log signatures of `root`'s manifest keys (3), check
-/// that `leaves` hash to the checkpoint's root (4) and extend `last`, the
-/// checkpoint trusted before (5). What a witness checks before cosigning,
-/// and the first half of what a verifier checks.
-pub fn check_log(
+/// Steps 1–3: parse the note (1) and its checkpoint (2) with the origin of
+/// `policy`, and count the log signatures of `root`'s manifest keys (3).
+/// What a compact receipt's checkpoint passes before its cosignatures are
+/// counted.
+pub fn check_note(
     root: &Root,
     policy: &Witnesses,
     note_bytes: &[u8],
-    leaves_bytes: &[u8],
-    last: Option<&Checkpoint>,
-) -> Result<(Note, Checkpoint, Vec<[u8; 32]>), Rejection> {
+) -> Result<(Note, Checkpoint), Rejection> {
     let cfile = CHECKPOINT_PATH;
     // 1. The signed note.
     let n = Note::parse(note_bytes).map_err(|e| bad(cfile, Code::MalformedCheckpoint, e))?;
@@ -86,6 +133,23 @@ pub fn check_log(
             ),
         ));
     }
+    Ok((n, cp))
+}
+
+/// Steps 1–5: parse the note (1) and its checkpoint (2) with the origin of
+/// `policy`, count the log signatures of `root`'s manifest keys (3), check
+/// that `leaves` hash to the checkpoint's root (4) and extend `last`, the
+/// checkpoint trusted before (5). What a witness checks before cosigning,
+/// and the first half of what a verifier checks.
+pub fn check_log(
+    root: &Root,
+    policy: &Witnesses,
+    note_bytes: &[u8],
+    leaves_bytes: &[u8],
+    last: Option<&Checkpoint>,
+) -> Result<(Note, Checkpoint, Vec<[u8; 32]>), Rejection> {
+    let cfile = CHECKPOINT_PATH;
+    let (n, cp) = check_note(root, policy, note_bytes)?;
     // 4. The leaves are the tree the checkpoint names.
     let lfile = LEAVES_PATH;
     // The file may already hold leaves of a newer tree (it is written
@@ -160,25 +224,18 @@ pub fn cosigners(policy: &Witnesses, n: &Note) -> Vec<(String, u64)> {
     out
 }
 
-/// §15.3 in full, for a verifier accepting manifest `version` with hash
-/// `manifest_sha256` under `root` (whose policy is `policy`): steps 1–5,
-/// then 6 (a threshold of witnesses cosigned) and 7 (the checkpoint's last
-/// leaf is that manifest).
-pub fn verify_checkpoint(
-    root: &Root,
+/// Step 6: at least `policy.threshold` of the root's witnesses cosigned
+/// `n` (each counted once); returns who, with when.
+pub fn witnessed(
     policy: &Witnesses,
-    note_bytes: &[u8],
-    leaves_bytes: &[u8],
-    version: u64,
-    manifest_sha256: &[u8; 32],
-    last: Option<&Checkpoint>,
-) -> Result<Verified, Rejection> {
-    let (n, cp, leaves) = check_log(root, policy, note_bytes, leaves_bytes, last)?;
-    // 6. Witnesses.
-    let cos = cosigners(policy, &n);
+    n: &Note,
+    cp: &Checkpoint,
+    file: &str,
+) -> Result<Vec<(String, u64)>, Rejection> {
+    let cos = cosigners(policy, n);
     if (cos.len() as u64) < policy.threshold {
         return Err(bad(
-            CHECKPOINT_PATH,
+            file,
             Code::WitnessThresholdNotMet,
             format!(
                 "{} of the root's witnesses cosigned tree size {} ({}), {} needed",
@@ -192,19 +249,38 @@ pub fn verify_checkpoint(
             ),
         ));
     }
+    Ok(cos)
+}
+
+/// §15.3 in full, for a verifier accepting the manifest whose log entry is
+/// `entry` under `root` (whose policy is `policy`): steps 1–5, then 6 (a
+/// threshold of witnesses cosigned) and 7 (leaf `version − 1` is that
+/// manifest's entry).
+pub fn verify_checkpoint(
+    root: &Root,
+    policy: &Witnesses,
+    note_bytes: &[u8],
+    leaves_bytes: &[u8],
+    entry: &LogEntry,
+    last: Option<&Checkpoint>,
+) -> Result<Verified, Rejection> {
+    let (n, cp, leaves) = check_log(root, policy, note_bytes, leaves_bytes, last)?;
+    // 6. Witnesses.
+    let cos = witnessed(policy, &n, &cp, CHECKPOINT_PATH)?;
     // 7. The checkpoint covers the manifest accepted: leaf `version − 1`
-    // is its hash.
+    // is its entry.
+    let version = entry.version;
     let leaf = version
         .checked_sub(1)
         .and_then(|i| leaves.get(usize::try_from(i).ok()?));
-    if leaf != Some(manifest_sha256) {
+    if leaf != Some(&entry.hash()) {
         return Err(bad(
             CHECKPOINT_PATH,
             Code::CheckpointMismatch,
             format!(
                 "the checkpoint's tree (size {}) does not hold manifest version {version} ({}) as leaf {}",
                 cp.size,
-                hex::encode(manifest_sha256),
+                hex::encode(entry.manifest),
                 version.saturating_sub(1)
             ),
         ));
@@ -313,8 +389,19 @@ mod tests {
         }
     }
 
+    /// The log entry of a made-up manifest version `i`.
+    fn entry(i: u8) -> LogEntry {
+        LogEntry {
+            leaves: 2,
+            created: u64::from(i),
+            version: u64::from(i),
+            manifest: [i; 32],
+            state_root: [i; 32],
+        }
+    }
+
     fn leaves(n: u8) -> Vec<[u8; 32]> {
-        (1..=n).map(|i| [i; 32]).collect()
+        (1..=n).map(|i| entry(i).hash()).collect()
     }
 
     /// A note over `leaves`, signed by the log and cosigned by witnesses `w`.
@@ -355,12 +442,12 @@ mod tests {
         let l = log();
         let lv = leaves(5);
         let n = note(&l, &lv, &[0, 2]);
-        let v = verify_checkpoint(&l.root, &l.policy, &n, &flat(&lv), 3, &[3; 32], None).unwrap();
+        let v = verify_checkpoint(&l.root, &l.policy, &n, &flat(&lv), &entry(3), None).unwrap();
         assert_eq!(v.cosigners.len(), 2);
         // Extra leaves beyond the checkpoint (written before it) are ignored.
         let mut more = flat(&lv);
         more.extend_from_slice(&[9; 32]);
-        assert!(verify_checkpoint(&l.root, &l.policy, &n, &more, 5, &[5; 32], None).is_ok());
+        assert!(verify_checkpoint(&l.root, &l.policy, &n, &more, &entry(5), None).is_ok());
     }
 
     #[test]
@@ -375,8 +462,7 @@ mod tests {
                     &l.policy,
                     &n,
                     &flat(&lv),
-                    2,
-                    &[2; 32],
+                    &entry(2),
                     None
                 )),
                 Some(Code::WitnessThresholdNotMet),
@@ -402,8 +488,7 @@ mod tests {
                 &l.policy,
                 &n,
                 &flat(&lv),
-                4,
-                &[4; 32],
+                &entry(4),
                 Some(&seen(3))
             )
             .is_ok()
@@ -422,15 +507,14 @@ mod tests {
                 &l.policy,
                 &n,
                 &flat(&lv),
-                4,
-                &[4; 32],
+                &entry(4),
                 Some(&forked)
             )),
             Some(Code::LogFork)
         );
         // A larger tree seen before: a rollback.
         let mut five = leaves(4);
-        five.push([5; 32]);
+        five.push(entry(5).hash());
         let bigger = Checkpoint {
             origin: ORIGIN.into(),
             size: 5,
@@ -442,37 +526,34 @@ mod tests {
                 &l.policy,
                 &n,
                 &flat(&lv),
-                4,
-                &[4; 32],
+                &entry(4),
                 Some(&bigger)
             )),
             Some(Code::Rollback)
         );
-        // A manifest the tree does not hold at its version.
-        assert_eq!(
-            code(verify_checkpoint(
-                &l.root,
-                &l.policy,
-                &n,
-                &flat(&lv),
-                4,
-                &[7; 32],
-                None
-            )),
-            Some(Code::CheckpointMismatch)
-        );
-        assert_eq!(
-            code(verify_checkpoint(
-                &l.root,
-                &l.policy,
-                &n,
-                &flat(&lv),
-                6,
-                &[4; 32],
-                None
-            )),
-            Some(Code::CheckpointMismatch)
-        );
+        // A manifest the tree does not hold at its version: another
+        // manifest at version 4, another state root, or a version past the
+        // tree.
+        let mut foreign = entry(4);
+        foreign.manifest = [7; 32];
+        let mut other_state = entry(4);
+        other_state.state_root = [7; 32];
+        let mut past = entry(4);
+        past.version = 6;
+        for e in [foreign, other_state, past] {
+            assert_eq!(
+                code(verify_checkpoint(
+                    &l.root,
+                    &l.policy,
+                    &n,
+                    &flat(&lv),
+                    &e,
+                    None
+                )),
+                Some(Code::CheckpointMismatch),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]
@@ -484,7 +565,12 @@ mod tests {
         bad[40] ^= 1;
         assert_eq!(
             code(verify_checkpoint(
-                &l.root, &l.policy, &n, &bad, 3, &[3; 32], None
+                &l.root,
+                &l.policy,
+                &n,
+                &bad,
+                &entry(3),
+                None
             )),
             Some(Code::CheckpointMismatch)
         );
@@ -494,8 +580,7 @@ mod tests {
                 &l.policy,
                 &n,
                 &flat(&lv)[..64],
-                3,
-                &[3; 32],
+                &entry(3),
                 None
             )),
             Some(Code::CheckpointMismatch)
@@ -504,7 +589,12 @@ mod tests {
         ragged.push(0);
         assert_eq!(
             code(verify_checkpoint(
-                &l.root, &l.policy, &n, &ragged, 3, &[3; 32], None
+                &l.root,
+                &l.policy,
+                &n,
+                &ragged,
+                &entry(3),
+                None
             )),
             Some(Code::MalformedCheckpoint)
         );
@@ -523,8 +613,7 @@ mod tests {
                 &l.policy,
                 without_log.as_bytes(),
                 &flat(&lv),
-                3,
-                &[3; 32],
+                &entry(3),
                 None
             )),
             Some(Code::ThresholdNotMet)

@@ -6,7 +6,7 @@ use consentry::receipt::{Receipt, parse_chunk};
 
 use super::fixture::{Fixture, NOW};
 
-const CODES: &[&str] = &[
+pub(super) const CODES: &[&str] = &[
     "receipt_invalid",
     "proof_mismatch",
     "answer_mismatch",
@@ -22,9 +22,11 @@ const CODES: &[&str] = &[
     "count_mismatch",
     "unsorted_keys",
     "limit_exceeded",
+    "malformed_checkpoint",
+    "witness_threshold_not_met",
 ];
 
-fn golden_isrcs() -> Vec<&'static str> {
+pub(super) fn golden_isrcs() -> Vec<&'static str> {
     vec![
         "GBNWR2500017",
         "USQZ92400123",
@@ -43,7 +45,7 @@ fn verify(f: &Fixture, file: &str) -> consentry_tests::Run {
 }
 
 #[track_caller]
-fn assert_refused_precisely(run: &consentry_tests::Run, what: &str) {
+pub(super) fn assert_refused_precisely(run: &consentry_tests::Run, what: &str) {
     assert_eq!(
         run.code, 2,
         "{what}: accepted\n{}{}",

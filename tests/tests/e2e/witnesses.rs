@@ -12,7 +12,7 @@ use super::fixture::{Fixture, NOW, RUN_LIMIT, T0};
 
 const ORIGIN: &str = "registry.example.org/consentry";
 
-fn consentry(dir: &Path, args: &[&str]) -> consentry_tests::Run {
+pub(super) fn consentry(dir: &Path, args: &[&str]) -> consentry_tests::Run {
     let mut full = vec!["--now", NOW];
     full.extend_from_slice(args);
     consentry_tests::run_bounded("consentry", &full, dir, RUN_LIMIT)
@@ -21,7 +21,7 @@ fn consentry(dir: &Path, args: &[&str]) -> consentry_tests::Run {
 /// The INSECURE fixture, its root rotated to name witnesses w1 and w2
 /// (threshold 2), version 1 published; the witnesses' keys made and
 /// pinned to root 1 in `w1-state`, `w2-state`; a store pinned to root 1.
-fn witnessed() -> Fixture {
+pub(super) fn witnessed() -> Fixture {
     let f = Fixture::unpublished();
     let d = f.root();
     for w in ["w1", "w2"] {
@@ -100,7 +100,7 @@ fn cosign(f: &Fixture, w: &str, state: &str, site: &str, out: &str) -> consentry
 
 /// Both witnesses cosign `site` (their default states) and the publisher
 /// adds the lines.
-fn cosign_all(f: &Fixture, site: &str) {
+pub(super) fn cosign_all(f: &Fixture, site: &str) {
     for w in ["w1", "w2"] {
         cosign(f, w, &format!("{w}-state"), site, &format!("{w}.sig")).ok();
     }
@@ -109,7 +109,7 @@ fn cosign_all(f: &Fixture, site: &str) {
 }
 
 /// Publish one more declaration (number `n`) into `db`/`site`.
-fn publish_change(f: &Fixture, db: &str, site: &str, n: u32, at: &str) {
+pub(super) fn publish_change(f: &Fixture, db: &str, site: &str, n: u32, at: &str) {
     let header = consentry::declaration::COLUMNS.join(",");
     std::fs::write(
         f.path("change.csv"),

@@ -72,6 +72,18 @@ pub struct CheckArgs {
     /// Replace an existing --receipt file or receipts in the directory
     #[arg(long, requires = "receipt")]
     force: bool,
+    /// Receipt format: compact (SPEC.md §13.4: the witnessed log's cosigned
+    /// checkpoint instead of the manifest, a few KB at any registry size;
+    /// needs a root that names witnesses), full (§13.1: head and manifest),
+    /// or auto (compact when the store has a witnessed log, else full)
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "auto",
+        requires = "receipt"
+    )]
+    receipt_format: ReceiptFormat,
     /// Answer from the kept snapshot that was current at this date
     /// (YYYY-MM-DD or RFC 3339; see sync --keep-history)
     #[arg(long, value_name = "DATE|TIME")]
@@ -274,7 +286,7 @@ pub(super) fn run(
         ));
     }
     if let (Some(path), Some(b)) = (&args.receipt, builder.as_ref()) {
-        write_receipts(path, b, args.force)?;
+        write_receipts(path, b, args.receipt_format, args.force)?;
     }
     if args.require.is_some() && tally.not_allow > 0 {
         eprintln!(
@@ -403,6 +415,14 @@ fn escape(s: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(o)
+}
+
+/// `--receipt-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReceiptFormat {
+    Auto,
+    Compact,
+    Full,
 }
 
 /// Decisions `--require` can demand.

@@ -31,7 +31,7 @@ pub(super) fn run(
         ReceiptCommand::Show { file } => {
             let loc = file.display().to_string();
             let bytes = read_capped(file, crate::receipt::MAX_RECEIPT_BYTES)?;
-            let r = crate::receipt::Receipt::from_bytes(&loc, &bytes)?;
+            let r = crate::receipt::AnyReceipt::from_bytes(&loc, &bytes)?;
             let mut s = serde_json::to_string_pretty(&r.to_json()).unwrap_or_default();
             s.push('\n');
             w(stdout, &s)?;
@@ -72,6 +72,9 @@ pub(super) fn run(
                                 "manifest_sha256": hex::encode(v.manifest_sha256),
                                 "created": format_timestamp(v.created as i64)},
                             "root_version": v.root_version,
+                            "checkpoint": v.checkpoint.as_ref().map(|(size, w)| serde_json::json!({
+                                "size": size, "cosigned_by": w,
+                            })),
                         });
                         let _ = writeln!(s, "{j}");
                     }
@@ -85,6 +88,13 @@ pub(super) fn run(
                         format_timestamp(v.created as i64),
                         v.root_version
                     );
+                    if let Some((size, w)) = &v.checkpoint {
+                        let _ = writeln!(
+                            s,
+                            "  in the witnessed log (tree size {size}), cosigned by {}",
+                            w.join(", ")
+                        );
+                    }
                     for a in &v.answers {
                         let by = if a.answer.decided_by.is_empty() {
                             "-".to_string()
@@ -155,20 +165,32 @@ pub(super) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, Rejection> {
 pub(super) fn write_receipts(
     path: &Path,
     b: &crate::receipt::Builder,
+    format: super::check::ReceiptFormat,
     force: bool,
 ) -> Result<(), Rejection> {
+    use super::check::ReceiptFormat;
     let loc = path.display().to_string();
     let as_dir = path.is_dir() || loc.ends_with('/');
+    let compact = match format {
+        ReceiptFormat::Auto => b.can_compact(),
+        ReceiptFormat::Compact => true,
+        ReceiptFormat::Full => false,
+    };
+    let Some(receipts) = b.build(compact, as_dir) else {
+        return Err(super::usage(
+            "--receipt-format",
+            "compact receipts need the store's witnessed log (a root that names witnesses, synced); use --receipt-format full",
+        ));
+    };
     let path = &std::path::absolute(path).map_err(|e| crate::fetch::io_error(&loc, &e))?;
     if as_dir {
         std::fs::create_dir_all(path).map_err(|e| crate::fetch::io_error(&loc, &e))?;
-        let files: Vec<(std::path::PathBuf, Vec<u8>)> = b
-            .singles()
+        let files: Vec<(std::path::PathBuf, Vec<u8>)> = receipts
             .iter()
             .enumerate()
             .map(|(n, r)| {
                 let name = r
-                    .answers
+                    .answers()
                     .first()
                     .and_then(|a| a.question.isrc.as_deref())
                     .and_then(|i| crate::isrc::Isrc::parse(i).ok())
@@ -193,7 +215,9 @@ pub(super) fn write_receipts(
             crate::fsio::write_atomic(f, bytes)?;
         }
     } else {
-        crate::fsio::write_atomic(path, &b.finish().to_bytes())?;
+        for r in &receipts {
+            crate::fsio::write_atomic(path, &r.to_bytes())?;
+        }
     }
     Ok(())
 }

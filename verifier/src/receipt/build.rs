@@ -65,6 +65,25 @@ pub(super) struct PrefixAcc {
     pub(super) policies: Vec<[u8; 32]>,
 }
 
+/// What a compact receipt (§13.4) needs from the store's witnessed log.
+#[derive(Debug, Clone)]
+pub struct LogProof {
+    /// The store's checkpoint note, as verified by sync.
+    pub checkpoint: Vec<u8>,
+    /// The log entry of the builder's manifest.
+    pub entry: LogEntry,
+    /// Audit path of the entry to the checkpoint's root.
+    pub inclusion: Vec<[u8; 32]>,
+}
+
+/// The proofs both receipt formats carry, for some answers.
+struct Parts {
+    ranges: Vec<RangeProof>,
+    answers: Vec<AnswerRecord>,
+    policies: Vec<ByteBuf>,
+    prefixes: PrefixProof,
+}
+
 /// Collects answers into one receipt (a batch) or one receipt per answer.
 #[derive(Debug)]
 pub struct Builder {
@@ -77,6 +96,7 @@ pub struct Builder {
     pub(super) ranges: BTreeMap<usize, RangeAcc>,
     pub(super) policies: BTreeMap<[u8; 32], Vec<u8>>,
     pub(super) answers: Vec<(AnswerRecord, Option<usize>)>,
+    pub(super) log: Option<LogProof>,
 }
 
 impl Builder {
@@ -125,7 +145,21 @@ impl Builder {
             ranges: BTreeMap::new(),
             policies,
             answers: Vec::new(),
+            log: None,
         }
+    }
+
+    /// Allow compact receipts: the store's witnessed log covers the
+    /// manifest (`log.entry` is its entry).
+    #[must_use]
+    pub fn with_log(mut self, log: LogProof) -> Builder {
+        self.log = Some(log);
+        self
+    }
+
+    /// Whether compact receipts can be made (the store has a witnessed log).
+    pub fn can_compact(&self) -> bool {
+        self.log.is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -202,7 +236,89 @@ impl Builder {
             .collect()
     }
 
+    /// The compact receipt holding every answer added so far; `None`
+    /// without a witnessed log ([`Builder::with_log`]).
+    pub fn finish_compact(&self) -> Option<CompactReceipt> {
+        self.compact_for(&(0..self.answers.len()).collect::<Vec<_>>())
+    }
+
+    /// One compact receipt per answer, in order; `None` without a log.
+    pub fn singles_compact(&self) -> Option<Vec<CompactReceipt>> {
+        (0..self.answers.len())
+            .map(|i| self.compact_for(&[i]))
+            .collect()
+    }
+
+    /// Every answer as receipts of the chosen format: one batch, or one
+    /// per answer (`singles`).
+    pub fn build(&self, compact: bool, singles: bool) -> Option<Vec<AnyReceipt>> {
+        Some(match (compact, singles) {
+            (false, false) => vec![AnyReceipt::Full(self.finish())],
+            (false, true) => self.singles().into_iter().map(AnyReceipt::Full).collect(),
+            (true, false) => vec![AnyReceipt::Compact(self.finish_compact()?)],
+            (true, true) => self
+                .singles_compact()?
+                .into_iter()
+                .map(AnyReceipt::Compact)
+                .collect(),
+        })
+    }
+
+    fn compact_for(&self, which: &[usize]) -> Option<CompactReceipt> {
+        let log = self.log.as_ref()?;
+        let mut p = self.parts(which);
+        // Nothing of the prefix table is carried when no answer names a
+        // valid ISRC; a compact receipt then says so with an empty proof
+        // (its count is not otherwise proven).
+        if which
+            .iter()
+            .all(|&i| self.answers[i].0.question.isrc.is_none())
+        {
+            p.prefixes = PrefixProof {
+                path: Vec::new(),
+                count: 0,
+                total: 0,
+                chunks: Vec::new(),
+                hashes: Vec::new(),
+            };
+        }
+        Some(CompactReceipt {
+            entry: log.entry,
+            // The pinned root itself is not carried: the verifier has it.
+            roots: self
+                .roots
+                .iter()
+                .skip(1)
+                .cloned()
+                .map(ByteBuf::from)
+                .collect(),
+            digest: sha256(&cbor::to_vec(&p.answers)),
+            format: FORMAT_COMPACT.into(),
+            ranges: p.ranges,
+            answers: p.answers,
+            policies: p.policies,
+            prefixes: p.prefixes,
+            inclusion: log.inclusion.clone(),
+            checkpoint: ByteBuf::from(log.checkpoint.clone()),
+        })
+    }
+
     pub(super) fn receipt_for(&self, which: &[usize]) -> Receipt {
+        let p = self.parts(which);
+        Receipt {
+            head: ByteBuf::from(self.head.clone()),
+            roots: self.roots.iter().cloned().map(ByteBuf::from).collect(),
+            digest: sha256(&cbor::to_vec(&p.answers)),
+            format: FORMAT.into(),
+            ranges: p.ranges,
+            answers: p.answers,
+            manifest: ByteBuf::from(self.manifest_bytes.clone()),
+            policies: p.policies,
+            prefixes: p.prefixes,
+        }
+    }
+
+    fn parts(&self, which: &[usize]) -> Parts {
         // The ranges, chunks and policies these answers need.
         let mut need: BTreeMap<usize, std::collections::BTreeSet<usize>> = BTreeMap::new();
         let mut need_prefix = std::collections::BTreeSet::new();
@@ -287,14 +403,9 @@ impl Builder {
                 rec
             })
             .collect();
-        Receipt {
-            head: ByteBuf::from(self.head.clone()),
-            roots: self.roots.iter().cloned().map(ByteBuf::from).collect(),
-            digest: sha256(&cbor::to_vec(&answers)),
-            format: FORMAT.into(),
+        Parts {
             ranges,
             answers,
-            manifest: ByteBuf::from(self.manifest_bytes.clone()),
             policies: pols
                 .iter()
                 .filter_map(|h| self.policies.get(h).cloned().map(ByteBuf::from))

@@ -56,7 +56,11 @@ pub struct Verified {
     pub manifest_sha256: [u8; 32],
     /// Unix seconds, the manifest's `created`.
     pub created: u64,
-    pub head_version: u64,
+    /// A full receipt's head version.
+    pub head_version: Option<u64>,
+    /// A compact receipt's checkpoint: its tree size and the witnesses
+    /// whose cosignatures verified (sorted).
+    pub checkpoint: Option<(u64, Vec<String>)>,
     pub answers: Vec<VerifiedAnswer>,
 }
 
@@ -216,22 +220,33 @@ pub(super) fn check_run(
     Ok((s, e))
 }
 
-/// Walk the receipt's roots from the pinned root.
-pub(super) fn root_chain(file: &str, r: &Receipt, pinned: &[u8], limits: &Limits) -> VResult<Root> {
+/// Walk the receipt's roots from the pinned root. A full receipt carries at
+/// least one root; a compact one may carry none (the pinned root signed).
+pub(super) fn root_chain(
+    file: &str,
+    roots: &[ByteBuf],
+    may_be_empty: bool,
+    pinned: &[u8],
+    limits: &Limits,
+) -> VResult<Root> {
     let pinned_root = verify::verify_pinned_root(&format!("{file}: pinned root"), pinned, limits)?;
-    if r.roots.is_empty() {
-        return Err(invalid(file, "the receipt carries no root"));
-    }
-    if r.roots.len() as u64 > limits.max_root_rotations + 1 {
+    let Some(first) = roots.first() else {
+        return if may_be_empty {
+            Ok(pinned_root)
+        } else {
+            Err(invalid(file, "the receipt carries no root"))
+        };
+    };
+    if roots.len() as u64 > limits.max_root_rotations + 1 {
         return Err(invalid(file, "the receipt carries too many roots"));
     }
     // `roots[0]` may be the pinned root's exact bytes; every other root is a
     // rotation, walked as in SPEC.md §7 step 2.
-    let skip = usize::from(r.roots[0].as_slice() == pinned);
-    let mut carried = r.roots.iter().enumerate().skip(skip).peekable();
+    let skip = usize::from(first.as_slice() == pinned);
+    let mut carried = roots.iter().enumerate().skip(skip).peekable();
     let walk = verify::walk_roots(
         pinned_root,
-        r.roots.len() as u64,
+        roots.len() as u64,
         limits,
         |want| {
             let Some((i, b)) = carried.next() else {
@@ -267,12 +282,44 @@ pub(super) fn root_chain(file: &str, r: &Receipt, pinned: &[u8], limits: &Limits
     Ok(walk.root)
 }
 
-/// Verify a receipt with nothing but a pinned root (the bytes of a root
-/// file). Expiry is not checked: a receipt proves what was signed, later.
-#[allow(clippy::too_many_lines, clippy::many_single_char_names)]
+/// What a receipt's answers are proven against: a manifest (full receipts,
+/// whose leaves it lists) or a state root over a number of leaves that a
+/// cosigned log entry names (compact receipts, which prove each leaf by its
+/// audit path alone).
+enum Anchor<'a> {
+    Manifest(&'a Manifest),
+    State { root: [u8; 32], leaves: u64 },
+}
+
+impl Anchor<'_> {
+    fn state_root(&self) -> [u8; 32] {
+        match self {
+            Anchor::Manifest(m) => m.state_root,
+            Anchor::State { root, .. } => *root,
+        }
+    }
+
+    fn leaves(&self) -> u64 {
+        match self {
+            Anchor::Manifest(m) => m.ranges.len() as u64 + 1,
+            Anchor::State { leaves, .. } => *leaves,
+        }
+    }
+}
+
+/// Verify a receipt of either format with nothing but a pinned root (the
+/// bytes of a root file). Expiry is not checked: a receipt proves what was
+/// signed, later.
 pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResult<Verified> {
-    let r = Receipt::from_bytes(file, bytes)?;
-    let root = root_chain(file, &r, pinned, limits)?;
+    match AnyReceipt::from_bytes(file, bytes)? {
+        AnyReceipt::Full(r) => verify_full(file, &r, pinned, limits),
+        AnyReceipt::Compact(r) => verify_compact(file, &r, pinned, limits),
+    }
+}
+
+/// SPEC.md §13.2 steps 1–4 (root chain, manifest, head), then the proofs.
+fn verify_full(file: &str, r: &Receipt, pinned: &[u8], limits: &Limits) -> VResult<Verified> {
+    let root = root_chain(file, &r.roots, false, pinned, limits)?;
 
     // The manifest, under the final root's manifest keys.
     let mloc = format!("{file}: manifest");
@@ -312,49 +359,191 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
             ),
         ));
     }
+    let answers = verify_proofs(
+        file,
+        &Anchor::Manifest(&m),
+        &r.prefixes,
+        &r.policies,
+        &r.ranges,
+        &r.answers,
+        &r.digest,
+    )?;
+    Ok(Verified {
+        root_version: root.version,
+        manifest_version: m.version,
+        manifest_sha256: msha,
+        created: m.created,
+        head_version: Some(head.version),
+        checkpoint: None,
+        answers,
+    })
+}
 
-    // The prefix table: leaf 0, proven by its carried chunks.
-    let n_leaves = m.ranges.len() as u64 + 1;
-    let pp = &r.prefixes;
-    let ploc = format!("{file}: prefixes");
-    if pp.count != m.prefixes.count || pp.total != chunk_count(pp.count) {
-        return Err(mismatch(
-            &ploc,
-            "count or total differ from the manifest's prefix table",
+/// SPEC.md §13.4 steps 1–4 (root chain, checkpoint and its cosignatures,
+/// the entry's inclusion), then the proofs against the entry's state root.
+fn verify_compact(
+    file: &str,
+    r: &CompactReceipt,
+    pinned: &[u8],
+    limits: &Limits,
+) -> VResult<Verified> {
+    let root = root_chain(file, &r.roots, true, pinned, limits)?;
+    let cloc = format!("{file}: checkpoint");
+    let Some(policy) = &root.witnesses else {
+        return Err(invalid(
+            &cloc,
+            format!(
+                "root version {} names no witnesses: a compact receipt needs a witnessed log",
+                root.version
+            ),
+        ));
+    };
+    if r.checkpoint.len() > crate::note::MAX_NOTE_BYTES {
+        return Err(reject(
+            &cloc,
+            Code::MalformedCheckpoint,
+            "the checkpoint is larger than 16 KiB",
         ));
     }
-    // No answer needs the prefix table (every input was invalid): nothing
-    // of it is carried, not even its path.
-    let unused = pp.total > 0 && pp.chunks.is_empty() && pp.hashes.is_empty();
-    let mut prefix_chunks = ChunkMap::new();
-    if unused {
-        if !pp.path.is_empty() {
-            return Err(invalid(&ploc, "a path is carried without any chunk"));
-        }
-    } else {
-        if !verify_inclusion(&m.prefix_leaf, 0, n_leaves, &pp.path, &m.state_root) {
-            return Err(mismatch(
-                &ploc,
-                "the prefix leaf's audit path does not lead to the manifest's state root",
-            ));
-        }
-        let (proot, chunks) =
-            verify_chunks(&ploc, pp.count, pp.total, &pp.chunks, &pp.hashes, |k| {
-                matches!(k % 4, 1 | 2) && k / 4 < crate::isrc::KEY_SPACE
-            })?;
-        if prefix_leaf_of_root(pp.count, &proot) != m.prefix_leaf {
-            return Err(mismatch(
-                &ploc,
-                "the prefix chunks do not hash to the manifest's prefix leaf (a proof from another manifest, or altered entries)",
-            ));
-        }
-        prefix_chunks = chunks;
+    let (note, cp) = crate::tlog::check_note(&root, policy, &r.checkpoint)
+        .map_err(|e| reject(&cloc, e.code, e.detail))?;
+    let cos = crate::tlog::witnessed(policy, &note, &cp, &cloc)?;
+    let e = &r.entry;
+    let eloc = format!("{file}: entry");
+    if e.version == 0 || e.version > cp.size {
+        return Err(mismatch(
+            &eloc,
+            format!(
+                "manifest version {} is not in the checkpoint's tree of {} versions",
+                e.version, cp.size
+            ),
+        ));
     }
+    if !verify_inclusion(&e.hash(), e.version - 1, cp.size, &r.inclusion, &cp.root) {
+        return Err(mismatch(
+            &eloc,
+            "the entry's inclusion proof does not lead to the checkpoint's root",
+        ));
+    }
+    if e.leaves < 2 || e.leaves > limits.max_ranges + 1 {
+        return Err(invalid(
+            &eloc,
+            format!(
+                "{} state leaves is outside 2…{}",
+                e.leaves,
+                limits.max_ranges + 1
+            ),
+        ));
+    }
+    let answers = verify_proofs(
+        file,
+        &Anchor::State {
+            root: e.state_root,
+            leaves: e.leaves,
+        },
+        &r.prefixes,
+        &r.policies,
+        &r.ranges,
+        &r.answers,
+        &r.digest,
+    )?;
+    Ok(Verified {
+        root_version: root.version,
+        manifest_version: e.version,
+        manifest_sha256: e.manifest,
+        created: e.created,
+        head_version: None,
+        checkpoint: Some((cp.size, cos.into_iter().map(|(n, _)| n).collect())),
+        answers,
+    })
+}
 
+/// The proofs both formats carry (§13.2 steps 5–9): the prefix table, the
+/// policies, the ranges and each answer by the lookup rule.
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)]
+fn verify_proofs(
+    file: &str,
+    anchor: &Anchor<'_>,
+    pp: &PrefixProof,
+    policy_bytes: &[ByteBuf],
+    range_proofs: &[RangeProof],
+    answer_records: &[AnswerRecord],
+    digest: &[u8; 32],
+) -> VResult<Vec<VerifiedAnswer>> {
+    let n_leaves = anchor.leaves();
+    let state_root = anchor.state_root();
+    // The prefix table: leaf 0, proven by its carried chunks.
+    let ploc = format!("{file}: prefixes");
+    let any_valid = answer_records
+        .iter()
+        .any(|a| Isrc::parse(&a.question.input).is_ok());
+    let mut prefix_chunks = ChunkMap::new();
+    match anchor {
+        Anchor::Manifest(m) => {
+            if pp.count != m.prefixes.count || pp.total != chunk_count(pp.count) {
+                return Err(mismatch(
+                    &ploc,
+                    "count or total differ from the manifest's prefix table",
+                ));
+            }
+            // No answer needs the prefix table (every input was invalid):
+            // nothing of it is carried, not even its path.
+            let unused = pp.total > 0 && pp.chunks.is_empty() && pp.hashes.is_empty();
+            if unused {
+                if !pp.path.is_empty() {
+                    return Err(invalid(&ploc, "a path is carried without any chunk"));
+                }
+            } else {
+                if !verify_inclusion(&m.prefix_leaf, 0, n_leaves, &pp.path, &state_root) {
+                    return Err(mismatch(
+                        &ploc,
+                        "the prefix leaf's audit path does not lead to the manifest's state root",
+                    ));
+                }
+                let (proot, chunks) = prefix_proof_chunks(&ploc, pp)?;
+                if prefix_leaf_of_root(pp.count, &proot) != m.prefix_leaf {
+                    return Err(mismatch(
+                        &ploc,
+                        "the prefix chunks do not hash to the manifest's prefix leaf (a proof from another manifest, or altered entries)",
+                    ));
+                }
+                prefix_chunks = chunks;
+            }
+        }
+        Anchor::State { .. } => {
+            if !any_valid {
+                // Nothing is carried, and says so: an empty proof.
+                if pp.count != 0
+                    || pp.total != 0
+                    || !pp.path.is_empty()
+                    || !pp.chunks.is_empty()
+                    || !pp.hashes.is_empty()
+                {
+                    return Err(invalid(
+                        &ploc,
+                        "no answer names a valid ISRC, so the prefix proof must be empty",
+                    ));
+                }
+            } else {
+                if pp.total != chunk_count(pp.count) {
+                    return Err(invalid(&ploc, "total is not ceil(count / 16)"));
+                }
+                let (proot, chunks) = prefix_proof_chunks(&ploc, pp)?;
+                let leaf = prefix_leaf_of_root(pp.count, &proot);
+                if !verify_inclusion(&leaf, 0, n_leaves, &pp.path, &state_root) {
+                    return Err(mismatch(
+                        &ploc,
+                        "the prefix table's leaf and audit path do not lead to the entry's state root (altered entries, or a proof from another snapshot)",
+                    ));
+                }
+                prefix_chunks = chunks;
+            }
+        }
+    }
     // Policies, each used by some exact entry of a question.
     let mut policies: HashMap<[u8; 32], (Policy, bool)> = HashMap::new();
     let mut prev: Option<[u8; 32]> = None;
-    for (i, b) in r.policies.iter().enumerate() {
+    for (i, b) in policy_bytes.iter().enumerate() {
         let loc = format!("{file}: policies[{i}]");
         let p: Policy = cbor::from_slice_canonical(b)
             .map_err(|e| invalid(&loc, format!("the policy is {e}")))?;
@@ -369,23 +558,39 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
     }
 
     // Ranges and chunks, each up to the state root.
-    let mut parsed: Vec<BTreeMap<u64, Vec<ChunkEntry>>> = Vec::with_capacity(r.ranges.len());
+    let mut parsed: Vec<BTreeMap<u64, Vec<ChunkEntry>>> = Vec::with_capacity(range_proofs.len());
     let mut prev_range: Option<u64> = None;
-    for (pi, rp) in r.ranges.iter().enumerate() {
+    for (pi, rp) in range_proofs.iter().enumerate() {
         let loc = format!("{file}: ranges[{pi}] (range {})", rp.index);
         if prev_range.is_some_and(|x| x >= rp.index) {
             return Err(invalid(&loc, "ranges are not in increasing index order"));
         }
         prev_range = Some(rp.index);
-        let Some(mr) = m.ranges.get(rp.index as usize) else {
-            return Err(invalid(&loc, "the manifest has no such range"));
+        // The leaf the range's proof must reach: the manifest's (full), or
+        // the one its own fields and chunks give (compact).
+        let listed = match anchor {
+            Anchor::Manifest(m) => {
+                let Some(mr) = m.ranges.get(rp.index as usize) else {
+                    return Err(invalid(&loc, "the manifest has no such range"));
+                };
+                if m.range_bounds(rp.index as usize) != (rp.lo, rp.hi) || mr.count != rp.count {
+                    return Err(mismatch(
+                        &loc,
+                        "lo, hi or count differ from the manifest's range",
+                    ));
+                }
+                Some(mr.leaf)
+            }
+            Anchor::State { .. } => {
+                if rp.index + 1 >= n_leaves || rp.lo >= rp.hi {
+                    return Err(invalid(
+                        &loc,
+                        "the range index or bounds are impossible for the state",
+                    ));
+                }
+                None
+            }
         };
-        if m.range_bounds(rp.index as usize) != (rp.lo, rp.hi) || mr.count != rp.count {
-            return Err(mismatch(
-                &loc,
-                "lo, hi or count differ from the manifest's range",
-            ));
-        }
         if rp.total != chunk_count(rp.count) {
             return Err(invalid(
                 &loc,
@@ -397,7 +602,9 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
                 ),
             ));
         }
-        if !verify_inclusion(&mr.leaf, rp.index + 1, n_leaves, &rp.path, &m.state_root) {
+        if let Some(leaf) = listed
+            && !verify_inclusion(&leaf, rp.index + 1, n_leaves, &rp.path, &state_root)
+        {
             return Err(mismatch(
                 &loc,
                 "the range leaf's audit path does not lead to the manifest's state root",
@@ -407,21 +614,26 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
             verify_chunks(&loc, rp.count, rp.total, &rp.chunks, &rp.hashes, |k| {
                 (rp.lo..rp.hi).contains(&k)
             })?;
-        if range_leaf_of_root(rp.lo, rp.hi, rp.count, &root_c) != mr.leaf {
+        let leaf = range_leaf_of_root(rp.lo, rp.hi, rp.count, &root_c);
+        let proven = match listed {
+            Some(l) => leaf == l,
+            None => verify_inclusion(&leaf, rp.index + 1, n_leaves, &rp.path, &state_root),
+        };
+        if !proven {
             return Err(mismatch(
                 &loc,
-                "the chunks do not hash to the manifest's range leaf (a proof from another manifest, or altered entries)",
+                "the chunks do not hash to the range leaf the state root holds (a proof from another snapshot, or altered entries)",
             ));
         }
         parsed.push(entries);
     }
 
     // Each answer follows from the recorded entries by the lookup rule.
-    let mut answers = Vec::with_capacity(r.answers.len());
-    if r.answers.is_empty() {
+    let mut answers = Vec::with_capacity(answer_records.len());
+    if answer_records.is_empty() {
         return Err(invalid(file, "the receipt holds no answer"));
     }
-    for (ai, a) in r.answers.iter().enumerate() {
+    for (ai, a) in answer_records.iter().enumerate() {
         let loc = format!("{file}: answers[{ai}] ({})", a.question.input);
         let q = &a.question;
         let use_ = Use::parse(&q.use_).map_err(|e| invalid(&loc, e))?;
@@ -462,19 +674,24 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
                     ));
                 }
                 let key = isrc.key();
-                let ri = m.range_of(key) as u64;
                 let Some(pos) = a.range else {
                     return Err(invalid(&loc, "no range proof for a valid ISRC"));
                 };
-                let Some(rp) = r.ranges.get(pos as usize) else {
+                let Some(rp) = range_proofs.get(pos as usize) else {
                     return Err(invalid(&loc, "range points past the receipt's ranges"));
                 };
-                if rp.index != ri {
+                // Ranges partition the key space: the proven range whose
+                // bounds hold the key is the key's range.
+                let holds = match anchor {
+                    Anchor::Manifest(m) => m.range_of(key) as u64 == rp.index,
+                    Anchor::State { .. } => (rp.lo..rp.hi).contains(&key),
+                };
+                if !holds {
                     return Err(mismatch(
                         &loc,
                         format!(
-                            "the proof is for range {}; {isrc} lies in range {ri}",
-                            rp.index
+                            "the proof is for range {} [{}, {}), which does not hold {isrc}",
+                            rp.index, rp.lo, rp.hi
                         ),
                     ));
                 }
@@ -562,25 +779,25 @@ pub fn verify(file: &str, bytes: &[u8], pinned: &[u8], limits: &Limits) -> VResu
             answer: computed,
         });
     }
-    if let Some(i) = r
-        .policies
+    if let Some(i) = policy_bytes
         .iter()
         .position(|b| policies.get(&sha256(b)).is_some_and(|(_, used)| !used))
     {
         return Err(invalid(file, format!("policies[{i}] is used by no answer")));
     }
-    if sha256(&cbor::to_vec(&r.answers)) != r.digest {
+    if &sha256(&cbor::to_vec(&answer_records)) != digest {
         return Err(invalid(
             file,
             "the answers do not hash to the receipt's digest: a question or answer was edited",
         ));
     }
-    Ok(Verified {
-        root_version: root.version,
-        manifest_version: m.version,
-        manifest_sha256: msha,
-        created: m.created,
-        head_version: head.version,
-        answers,
+    Ok(answers)
+}
+
+/// The prefix table's carried chunks (§13.2 step 7 with prefix keys: every
+/// key k with k mod 4 ∈ {1, 2} and k div 4 < `KEY_SPACE`).
+fn prefix_proof_chunks(loc: &str, pp: &PrefixProof) -> VResult<([u8; 32], ChunkMap)> {
+    verify_chunks(loc, pp.count, pp.total, &pp.chunks, &pp.hashes, |k| {
+        matches!(k % 4, 1 | 2) && k / 4 < crate::isrc::KEY_SPACE
     })
 }

@@ -8,6 +8,12 @@
 //! Core module: no I/O. The same format holds one answer or a batch; in a
 //! batch, documents, ranges, chunks and policies are stored once.
 //!
+//! Two formats share the proofs: the full receipt (v1, §13.1) carries the
+//! head and the manifest; the compact receipt (v2, §13.4) replaces them
+//! with the witnessed log's cosigned checkpoint, the manifest's log entry
+//! and its inclusion proof, so its size no longer grows with the manifest
+//! (a few kilobytes at 10^8 records, where a manifest is ~115 KB).
+//!
 //! `build` assembles a receipt from a verified store's index; `check`
 //! verifies one against a pinned root (no store needed); this module holds the
 //! format both share.
@@ -15,7 +21,7 @@
 mod build;
 mod check;
 
-pub use build::{Builder, RangeHit};
+pub use build::{Builder, LogProof, RangeHit};
 pub use check::{ChunkEntry, Verified, VerifiedAnswer, parse_chunk, verify};
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,10 +44,13 @@ use crate::state::{
     root_from_path, verify_inclusion,
 };
 use crate::time::{format_date, parse_date};
+use crate::tlog::LogEntry;
 use crate::verify::{self, Expiry};
 
-/// The `format` field of every receipt.
+/// The `format` field of a full receipt (§13.1).
 pub const FORMAT: &str = "consentry-receipt-v1";
+/// The `format` field of a compact receipt (§13.4).
+pub const FORMAT_COMPACT: &str = "consentry-receipt-v2";
 /// Largest receipt file `receipt verify` reads.
 pub const MAX_RECEIPT_BYTES: u64 = 4 << 30;
 
@@ -71,6 +80,108 @@ pub struct Receipt {
     pub policies: Vec<ByteBuf>,
     /// Chunks of the prefix table (leaf 0 of the state root).
     pub prefixes: PrefixProof,
+}
+
+/// A compact receipt (SPEC.md §13.4; canonical CBOR, fields in canonical key
+/// order): the proofs of a full receipt, anchored in a cosigned checkpoint
+/// of the witnessed log instead of a head and a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactReceipt {
+    /// The log entry of the manifest the answers come from (§15.1).
+    pub entry: LogEntry,
+    /// Root envelopes, consecutive versions, from the pinned root (or the
+    /// one after it) to the root whose keys signed the checkpoint; empty
+    /// when that is the pinned root.
+    pub roots: Vec<ByteBuf>,
+    #[serde(with = "crate::cbor::bytes32")]
+    pub digest: [u8; 32],
+    /// [`FORMAT_COMPACT`].
+    pub format: String,
+    pub ranges: Vec<RangeProof>,
+    pub answers: Vec<AnswerRecord>,
+    pub policies: Vec<ByteBuf>,
+    pub prefixes: PrefixProof,
+    /// Audit path of `entry` (leaf `version − 1`) to the checkpoint's root.
+    #[serde(with = "crate::cbor::vec_bytes32")]
+    pub inclusion: Vec<[u8; 32]>,
+    /// The checkpoint note, bytes as served: the log's signature and the
+    /// witnesses' cosignatures.
+    pub checkpoint: ByteBuf,
+}
+
+/// Either receipt format, as read from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyReceipt {
+    Full(Receipt),
+    Compact(CompactReceipt),
+}
+
+impl AnyReceipt {
+    /// Decode either format by its `format` field, refusing anything but
+    /// the canonical encoding of that format.
+    pub fn from_bytes(file: &str, bytes: &[u8]) -> VResult<AnyReceipt> {
+        #[derive(Deserialize)]
+        struct Peek {
+            format: String,
+        }
+        let peek: Option<Peek> = ciborium::de::from_reader(bytes).ok();
+        match peek.as_ref().map(|p| p.format.as_str()) {
+            Some(FORMAT_COMPACT) => {
+                let r: CompactReceipt = cbor::from_slice_canonical(bytes).map_err(|e| {
+                    reject(file, Code::ReceiptInvalid, format!("the receipt is {e}"))
+                })?;
+                Ok(AnyReceipt::Compact(r))
+            }
+            _ => Receipt::from_bytes(file, bytes).map(AnyReceipt::Full),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            AnyReceipt::Full(r) => r.to_bytes(),
+            AnyReceipt::Compact(r) => cbor::to_vec(r),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            AnyReceipt::Full(r) => r.to_json(),
+            AnyReceipt::Compact(r) => r.to_json(),
+        }
+    }
+
+    /// The answers, in the order asked.
+    pub fn answers(&self) -> &[AnswerRecord] {
+        match self {
+            AnyReceipt::Full(r) => &r.answers,
+            AnyReceipt::Compact(r) => &r.answers,
+        }
+    }
+}
+
+impl CompactReceipt {
+    /// The JSON rendering (byte strings as lower-case hex; the checkpoint
+    /// as its text).
+    pub fn to_json(&self) -> serde_json::Value {
+        let hx = |b: &[u8]| serde_json::Value::String(hex::encode(b));
+        let mut j = body_json(&self.prefixes, &self.policies, &self.ranges, &self.answers);
+        j["format"] = self.format.clone().into();
+        j["digest"] = hx(&self.digest);
+        j["roots"] = self.roots.iter().map(|b| hx(b)).collect();
+        j["checkpoint"] = String::from_utf8_lossy(&self.checkpoint)
+            .into_owned()
+            .into();
+        j["inclusion"] = self.inclusion.iter().map(|b| hx(b)).collect();
+        j["entry"] = serde_json::json!({
+            "version": self.entry.version,
+            "created": self.entry.created,
+            "manifest": hx(&self.entry.manifest),
+            "state_root": hx(&self.entry.state_root),
+            "leaves": self.entry.leaves,
+        });
+        j
+    }
 }
 
 /// Leaf 0 of the state root and some chunks of the prefix entry stream.
@@ -104,7 +215,7 @@ pub struct RangeProof {
     pub count: u64,
     /// The range's index in the manifest.
     pub index: u64,
-    /// Chunks in the range: ceil(count / 64).
+    /// Chunks in the range: ceil(count / 16).
     pub total: u64,
     /// The chunks carried, by increasing chunk index.
     pub chunks: Vec<ChunkProof>,
@@ -197,39 +308,51 @@ impl Receipt {
     /// The JSON rendering (byte strings as lower-case hex).
     pub fn to_json(&self) -> serde_json::Value {
         let hx = |b: &[u8]| serde_json::Value::String(hex::encode(b));
-        let hl = |v: &[[u8; 32]]| serde_json::Value::Array(v.iter().map(|b| hx(b)).collect());
-        serde_json::json!({
-            "format": self.format,
-            "digest": hx(&self.digest),
-            "roots": self.roots.iter().map(|b| hx(b)).collect::<Vec<_>>(),
-            "head": hx(&self.head),
-            "manifest": hx(&self.manifest),
-            "prefixes": {
-                "count": self.prefixes.count, "total": self.prefixes.total,
-                "path": hl(&self.prefixes.path),
-                "hashes": hl(&self.prefixes.hashes),
-                "chunks": chunks_json(&self.prefixes.chunks),
-            },
-            "policies": self.policies.iter().map(|b| hx(b)).collect::<Vec<_>>(),
-            "ranges": self.ranges.iter().map(|r| serde_json::json!({
-                "index": r.index, "lo": r.lo, "hi": r.hi, "count": r.count, "total": r.total,
-                "path": hl(&r.path),
-                "hashes": hl(&r.hashes),
-                "chunks": chunks_json(&r.chunks),
-            })).collect::<Vec<_>>(),
-            "answers": self.answers.iter().map(|a| serde_json::json!({
-                "question": {
-                    "input": a.question.input, "isrc": a.question.isrc, "use": a.question.use_,
-                    "territory": a.question.territory, "at": a.question.at,
-                },
-                "answer": {
-                    "decision": a.answer.decision, "reason": a.answer.reason,
-                    "decided_by": a.answer.decided_by,
-                },
-                "range": a.range, "chunks": a.chunks, "prefix_chunks": a.prefix_chunks,
-            })).collect::<Vec<_>>(),
-        })
+        let mut j = body_json(&self.prefixes, &self.policies, &self.ranges, &self.answers);
+        j["format"] = self.format.clone().into();
+        j["digest"] = hx(&self.digest);
+        j["roots"] = self.roots.iter().map(|b| hx(b)).collect();
+        j["head"] = hx(&self.head);
+        j["manifest"] = hx(&self.manifest);
+        j
     }
+}
+
+/// The JSON of the proofs both formats share.
+fn body_json(
+    prefixes: &PrefixProof,
+    policies: &[ByteBuf],
+    ranges: &[RangeProof],
+    answers: &[AnswerRecord],
+) -> serde_json::Value {
+    let hx = |b: &[u8]| serde_json::Value::String(hex::encode(b));
+    let hl = |v: &[[u8; 32]]| serde_json::Value::Array(v.iter().map(|b| hx(b)).collect());
+    serde_json::json!({
+        "prefixes": {
+            "count": prefixes.count, "total": prefixes.total,
+            "path": hl(&prefixes.path),
+            "hashes": hl(&prefixes.hashes),
+            "chunks": chunks_json(&prefixes.chunks),
+        },
+        "policies": policies.iter().map(|b| hx(b)).collect::<Vec<_>>(),
+        "ranges": ranges.iter().map(|r| serde_json::json!({
+            "index": r.index, "lo": r.lo, "hi": r.hi, "count": r.count, "total": r.total,
+            "path": hl(&r.path),
+            "hashes": hl(&r.hashes),
+            "chunks": chunks_json(&r.chunks),
+        })).collect::<Vec<_>>(),
+        "answers": answers.iter().map(|a| serde_json::json!({
+            "question": {
+                "input": a.question.input, "isrc": a.question.isrc, "use": a.question.use_,
+                "territory": a.question.territory, "at": a.question.at,
+            },
+            "answer": {
+                "decision": a.answer.decision, "reason": a.answer.reason,
+                "decided_by": a.answer.decided_by,
+            },
+            "range": a.range, "chunks": a.chunks, "prefix_chunks": a.prefix_chunks,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn chunks_json(chunks: &[ChunkProof]) -> Vec<serde_json::Value> {
