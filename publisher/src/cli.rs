@@ -380,6 +380,20 @@ pub enum LogCommand {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Write a C2SP tlog-witness add-checkpoint request for the served
+    /// checkpoint: the consistency proof from tree size OLD (the size the
+    /// witness cosigned last; 0 for a new witness), for `consentry witness
+    /// cosign --request` or any tlog-witness
+    Request {
+        #[command(flatten)]
+        site: SiteArg,
+        /// The tree size the witness cosigned last (0: never)
+        #[arg(long, value_name = "SIZE")]
+        old: u64,
+        /// Write the request here instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -1373,6 +1387,18 @@ pub fn run(cli: Cli) -> Result<()> {
                     "warning: {} line(s) ignored: not a cosignature of this checkpoint by a witness root version {} lists",
                     r.ignored, root.version
                 );
+            }
+        }
+        Command::Log(LogCommand::Request { site, old, out }) => {
+            let site = Site::new(&site.site);
+            let body = crate::log::request(&site, old)?;
+            if let Some(p) = out {
+                crate::site::write_atomic(&p, &body)?;
+            } else {
+                use std::io::Write as _;
+                std::io::stdout()
+                    .write_all(&body)
+                    .map_err(|e| anyhow::anyhow!("cannot write the request: {e}"))?;
             }
         }
         Command::ExternalSigner {

@@ -170,6 +170,39 @@ fn current_checkpoint(site: &Site) -> Result<Option<Checkpoint>> {
     }
 }
 
+/// A C2SP tlog-witness add-checkpoint request (SPEC.md §15.6) for the
+/// served checkpoint, with the consistency proof from tree size `old` (the
+/// size the witness cosigned last), computed from the site's leaves.
+pub fn request(site: &Site, old: u64) -> Result<Vec<u8>> {
+    let path = site.path(CHECKPOINT_PATH);
+    let note = std::fs::read(&path)
+        .map_err(|e| anyhow!("cannot read {}: {e} (publish first)", path.display()))?;
+    let n = Note::parse(&note).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let cp = Checkpoint::parse_text(&n.text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if old > cp.size {
+        return Err(crate::advise!(
+            "--old {} is larger than the served checkpoint's tree size {}",
+            "give the size the witness cosigned last (its 409 answer, or the size in its state's checkpoint)",
+            old,
+            cp.size
+        ));
+    }
+    let leaves = stored_leaves(site)?;
+    let tree = leaves.get(..cp.size as usize).ok_or_else(|| {
+        anyhow!(
+            "{} holds fewer leaves than the checkpoint's size {}",
+            site.path(LEAVES_PATH).display(),
+            cp.size
+        )
+    })?;
+    Ok(consentry::witness::AddCheckpoint {
+        old,
+        proof: consentry::merkle::consistency_proof(tree, old as usize),
+        note,
+    }
+    .to_bytes())
+}
+
 /// What `log cosign` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CosignReport {

@@ -168,6 +168,7 @@ pub fn consistency_proof(leaves: &[[u8; 32]], m: usize) -> Vec<[u8; 32]> {
 
 /// RFC 6962 `SUBPROOF(m, D[n], b)`, appending to `out`; recursion depth is
 /// the tree's height (at most 64).
+#[allow(clippy::many_single_char_names)]
 fn subproof(m: usize, d: &[[u8; 32]], b: bool, out: &mut Vec<[u8; 32]>) {
     let n = d.len();
     if m == n {

@@ -131,18 +131,18 @@ pub struct Cosigned {
     pub previous_size: u64,
 }
 
-/// §15.4: follow the root chain from the state's root through the source,
-/// check the source's checkpoint and leaves ([`tlog::check_log`]: log
-/// signatures by the manifest keys, leaves hashing to the root, extending
-/// the checkpoint cosigned before), then cosign it at `now` and remember
-/// it. A fork or a smaller tree is refused and nothing is signed.
-pub fn cosign(
-    state: &Path,
-    key: &WitnessKey,
-    fetch: &dyn Fetch,
-    now: i64,
-    limits: &Limits,
-) -> Result<Cosigned, Rejection> {
+/// The witness's view before it checks anything: the newest root (followed
+/// from its state's root through `fetch`, when given), the root's witness
+/// policy, and the checkpoint it cosigned last.
+struct View {
+    root: Root,
+    policy: crate::docs::Witnesses,
+    /// Root bytes to remember, when the walk found a newer one.
+    newest: Option<Vec<u8>>,
+    last: Option<Checkpoint>,
+}
+
+fn view(state: &Path, fetch: Option<&dyn Fetch>, limits: &Limits) -> Result<View, Rejection> {
     let rloc = state.join("root.cbor").display().to_string();
     let rbytes = std::fs::read(state.join("root.cbor")).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -157,22 +157,27 @@ pub fn cosign(
     })?;
     let (_, start) = verify::parse_root(&rloc, &rbytes, limits)?;
     let mut newest: Option<Vec<u8>> = None;
-    let walk = verify::walk_roots(
-        start,
-        limits.max_root_rotations,
-        limits,
-        |v| {
-            let rel = paths::root(v);
-            Ok(fetch
-                .get(&rel, limits.max_root_bytes)?
-                .map(|b| (fetch.location(&rel), b)))
-        },
-        |_, b| newest = Some(b),
-    )?;
-    let root = walk.root;
+    let root = match fetch {
+        Some(fetch) => {
+            verify::walk_roots(
+                start,
+                limits.max_root_rotations,
+                limits,
+                |v| {
+                    let rel = paths::root(v);
+                    Ok(fetch
+                        .get(&rel, limits.max_root_bytes)?
+                        .map(|b| (fetch.location(&rel), b)))
+                },
+                |_, b| newest = Some(b),
+            )?
+            .root
+        }
+        None => start,
+    };
     let Some(policy) = root.witnesses.clone() else {
         return Err(reject(
-            fetch.location(&paths::root(root.version)),
+            &rloc,
             Code::MalformedCheckpoint,
             format!(
                 "root version {} names no witnesses: this registry runs no witnessed log",
@@ -190,6 +195,62 @@ pub fn cosign(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io_error(&cloc, &e)),
     };
+    Ok(View {
+        root,
+        policy,
+        newest,
+        last,
+    })
+}
+
+/// Cosign `n` (checked by the caller) at `now` and remember it: the newest
+/// root, then what was cosigned (a crash between the two only makes the
+/// next run walk one root again).
+fn sign_and_remember(
+    state: &Path,
+    key: &WitnessKey,
+    v: View,
+    n: &Note,
+    cp: Checkpoint,
+    now: i64,
+) -> Result<Cosigned, Rejection> {
+    let time =
+        u64::try_from(now).map_err(|_| reject("--now", Code::Usage, "a time before 1970"))?;
+    let sig = key
+        .signing
+        .sign(&note::cosigned_message(&n.text, time))
+        .to_bytes();
+    let cosig = note::cosignature_line(&key.name, &key.public(), time, &sig);
+    let line = cosig.line();
+    if let Some(b) = v.newest {
+        write_atomic(&state.join("root.cbor"), &b)?;
+    }
+    let mine = Note {
+        text: n.text.clone(),
+        sigs: vec![cosig],
+    };
+    write_atomic(&state.join("checkpoint"), &mine.to_bytes())?;
+    Ok(Cosigned {
+        checkpoint: cp,
+        line,
+        root_version: v.root.version,
+        previous_size: v.last.map_or(0, |c| c.size),
+    })
+}
+
+/// §15.4: follow the root chain from the state's root through the source,
+/// check the source's checkpoint and leaves ([`tlog::check_log`]: log
+/// signatures by the manifest keys, leaves hashing to the root, extending
+/// the checkpoint cosigned before), then cosign it at `now` and remember
+/// it. A fork or a smaller tree is refused and nothing is signed.
+pub fn cosign(
+    state: &Path,
+    key: &WitnessKey,
+    fetch: &dyn Fetch,
+    now: i64,
+    limits: &Limits,
+) -> Result<Cosigned, Rejection> {
+    let v = view(state, Some(fetch), limits)?;
     let get = |rel: &str, max: u64| {
         fetch.get(rel, max)?.ok_or_else(|| {
             reject(
@@ -201,31 +262,161 @@ pub fn cosign(
     };
     let note_bytes = get(tlog::CHECKPOINT_PATH, note::MAX_NOTE_BYTES as u64)?;
     let leaves = get(tlog::LEAVES_PATH, tlog::MAX_LOG_SIZE * 32)?;
-    let (n, cp, _) = tlog::check_log(&root, &policy, &note_bytes, &leaves, last.as_ref())?;
-    let time =
-        u64::try_from(now).map_err(|_| reject("--now", Code::Usage, "a time before 1970"))?;
-    let sig = key
-        .signing
-        .sign(&note::cosigned_message(&n.text, time))
-        .to_bytes();
-    let cosig = note::cosignature_line(&key.name, &key.public(), time, &sig);
-    let line = cosig.line();
-    // Remember: the newest root, then what was cosigned (a crash between
-    // the two only makes the next run walk one root again).
-    if let Some(b) = newest {
-        write_atomic(&state.join("root.cbor"), &b)?;
+    let (n, cp, _) = tlog::check_log(&v.root, &v.policy, &note_bytes, &leaves, v.last.as_ref())?;
+    sign_and_remember(state, key, v, &n, cp, now)
+}
+
+/// Most consistency-proof lines an add-checkpoint request may carry
+/// (C2SP tlog-witness).
+pub const MAX_PROOF_LINES: usize = 63;
+
+/// A C2SP `tlog-witness` add-checkpoint request body (§15.6): the size the
+/// client believes the witness cosigned last, a consistency proof from it,
+/// and the checkpoint note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddCheckpoint {
+    pub old: u64,
+    pub proof: Vec<[u8; 32]>,
+    pub note: Vec<u8>,
+}
+
+impl AddCheckpoint {
+    /// `old N\n`, one standard-base64 hash per line, an empty line, the note.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("old {}\n", self.old);
+        for h in &self.proof {
+            out.push_str(&B64.encode(h));
+            out.push('\n');
+        }
+        out.push('\n');
+        let mut out = out.into_bytes();
+        out.extend_from_slice(&self.note);
+        out
     }
-    let mine = Note {
-        text: n.text.clone(),
-        sigs: vec![cosig],
-    };
-    write_atomic(&state.join("checkpoint"), &mine.to_bytes())?;
-    Ok(Cosigned {
-        checkpoint: cp,
-        line,
-        root_version: root.version,
-        previous_size: last.map_or(0, |c| c.size),
-    })
+
+    /// Parse a request body; anything but the exact syntax is refused.
+    pub fn parse(bytes: &[u8]) -> Result<AddCheckpoint, String> {
+        if bytes.len() > note::MAX_NOTE_BYTES + 64 * (MAX_PROOF_LINES + 1) {
+            return Err("the request is too large".into());
+        }
+        let mut rest = bytes;
+        let mut line = || -> Result<&[u8], String> {
+            let i = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or("a line does not end in a newline")?;
+            let (l, r) = rest.split_at(i);
+            rest = &r[1..];
+            Ok(l)
+        };
+        let first = std::str::from_utf8(line()?).map_err(|_| "the old size line is not text")?;
+        let old = first
+            .strip_prefix("old ")
+            .filter(|d| {
+                !d.is_empty()
+                    && d.bytes().all(|b| b.is_ascii_digit())
+                    && (d == &"0" || !d.starts_with('0'))
+            })
+            .and_then(|d| d.parse::<u64>().ok())
+            .ok_or("the first line must be `old N` (N decimal, no leading zero)")?;
+        let mut proof = Vec::new();
+        loop {
+            let l = line()?;
+            if l.is_empty() {
+                break;
+            }
+            if proof.len() == MAX_PROOF_LINES {
+                return Err(format!(
+                    "more than {MAX_PROOF_LINES} consistency proof lines"
+                ));
+            }
+            let h: [u8; 32] = B64
+                .decode(l)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .filter(|h: &[u8; 32]| B64.encode(h).as_bytes() == l)
+                .ok_or("a consistency proof line is not one canonical base64 SHA-256 hash")?;
+            proof.push(h);
+        }
+        if old == 0 && !proof.is_empty() {
+            return Err("a proof from size 0 must be empty".into());
+        }
+        Ok(AddCheckpoint {
+            old,
+            proof,
+            note: rest.to_vec(),
+        })
+    }
+}
+
+/// §15.6: the C2SP `tlog-witness` add-checkpoint check, offline. The note
+/// must be signed by the log (steps 1–3 of §15.3 against the witness's
+/// root, followed through `fetch` when given); `old` must be the size this
+/// witness cosigned last (0 for none: `checkpoint_mismatch` otherwise, the
+/// message naming that size); a smaller tree is `rollback`; the proof must
+/// show the tree cosigned before is a prefix of the new one (`log_fork`
+/// when it does not, or when an equal size has another root). Only then is
+/// the checkpoint cosigned and remembered.
+pub fn add_checkpoint(
+    state: &Path,
+    key: &WitnessKey,
+    fetch: Option<&dyn Fetch>,
+    request: &[u8],
+    now: i64,
+    limits: &Limits,
+) -> Result<Cosigned, Rejection> {
+    let v = view(state, fetch, limits)?;
+    let loc = "add-checkpoint request";
+    let req =
+        AddCheckpoint::parse(request).map_err(|e| reject(loc, Code::MalformedCheckpoint, e))?;
+    let (n, cp) = tlog::check_note(&v.root, &v.policy, &req.note)?;
+    let last_size = v.last.as_ref().map_or(0, |c| c.size);
+    if cp.size < last_size {
+        return Err(reject(
+            loc,
+            Code::Rollback,
+            format!(
+                "tree size {} is smaller than the {last_size} this witness cosigned",
+                cp.size
+            ),
+        ));
+    }
+    if req.old > cp.size {
+        return Err(reject(
+            loc,
+            Code::MalformedCheckpoint,
+            format!(
+                "old size {} is larger than the checkpoint's {}",
+                req.old, cp.size
+            ),
+        ));
+    }
+    if req.old != last_size {
+        return Err(reject(
+            loc,
+            Code::CheckpointMismatch,
+            format!(
+                "this witness last cosigned tree size {last_size}, not {}: send a consistency proof from {last_size}",
+                req.old
+            ),
+        ));
+    }
+    if let Some(old) = &v.last
+        && !crate::merkle::verify_consistency(old.size, cp.size, &old.root, &cp.root, &req.proof)
+    {
+        return Err(reject(
+            loc,
+            Code::LogFork,
+            format!(
+                "the consistency proof does not show tree size {} (root {}) to extend the size {} this witness cosigned (root {}): refusing to cosign a fork",
+                cp.size,
+                hex::encode(cp.root),
+                old.size,
+                hex::encode(old.root)
+            ),
+        ));
+    }
+    sign_and_remember(state, key, v, &n, cp, now)
 }
 
 /// Two stores' view of the log, compared offline (SPEC.md §15.5): each
@@ -271,4 +462,38 @@ pub fn compare_stores(
     let (cb, lb) = view(b)?;
     let larger = if ca.size >= cb.size { &la } else { &lb };
     Ok(tlog::consistent(&ca, &cb, Some(larger)).err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_checkpoint_requests_round_trip_and_refuse_what_c2sp_does_not_allow() {
+        let note = b"example.org/log\n2\nAAAA\n\n".to_vec();
+        let req = AddCheckpoint {
+            old: 1,
+            proof: vec![[7u8; 32]],
+            note: note.clone(),
+        };
+        let bytes = req.to_bytes();
+        assert!(bytes.starts_with(b"old 1\nBwcH"));
+        assert_eq!(AddCheckpoint::parse(&bytes).unwrap(), req);
+        let line = B64.encode([7u8; 32]);
+        for bad in [
+            format!("old 01\n{line}\n\n"),
+            "old -1\n\n".to_string(),
+            format!("old 1\n{line}"),
+            format!("old 1\n{}\n\n", &line[..40]),
+            format!("old 0\n{line}\n\n"),
+            "new 1\n\n".to_string(),
+            format!("old 1\n{}\n\n", line.replace('=', "")),
+            format!(
+                "old 1\n{}\n",
+                format!("{line}\n").repeat(MAX_PROOF_LINES + 1)
+            ),
+        ] {
+            assert!(AddCheckpoint::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -314,3 +314,108 @@ fn a_rolled_back_checkpoint_is_refused() {
     }
     assert_refused_with(&f.verifier(&["sync", "stale"]), "rollback");
 }
+
+/// `consentry-publish log request --old OLD` for `site`, into `out`.
+fn request(f: &Fixture, site: &str, old: u64, out: &str) {
+    f.publish(&[
+        "log",
+        "request",
+        "--site",
+        site,
+        "--old",
+        &old.to_string(),
+        "--out",
+        out,
+    ])
+    .ok();
+}
+
+/// Witness `w` (state `state`) answers the add-checkpoint request `req`,
+/// following the registry's root chain through a directory that holds
+/// nothing but `site`'s root files: no leaves, no checkpoint.
+fn cosign_request(f: &Fixture, w: &str, state: &str, req: &str, out: &str) -> consentry_tests::Run {
+    let _ = std::fs::remove_dir_all(f.path("roots-only"));
+    consentry_tests::tamper::copy_dir(&f.path("site/root"), &f.path("roots-only/root"));
+    consentry(
+        f.root(),
+        &[
+            "witness",
+            "cosign",
+            "--state",
+            state,
+            "--key",
+            &format!("{w}.key"),
+            "--request",
+            req,
+            "roots-only",
+            "--out",
+            out,
+        ],
+    )
+}
+
+#[test]
+fn witnesses_cosign_from_consistency_proofs_without_the_leaves() {
+    let f = witnessed();
+    for (size, old) in [(1, 0), (2, 1)] {
+        if size == 2 {
+            publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+        }
+        request(&f, "site", old, "req");
+        let body = std::fs::read_to_string(f.path("req")).unwrap();
+        assert!(body.starts_with(&format!("old {old}\n")), "{body}");
+        for w in ["w1", "w2"] {
+            cosign_request(&f, w, &format!("{w}-state"), "req", &format!("{w}.sig")).ok();
+        }
+        f.publish(&["log", "cosign", "--site", "site", "w1.sig", "w2.sig"])
+            .ok();
+        f.verifier(&["sync", "site"]).ok();
+        let st = f.verifier(&["status", "--json"]).ok();
+        let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+        assert_eq!(v["log"]["size"], size);
+    }
+}
+
+#[test]
+fn an_inconsistent_consistency_proof_is_refused_and_nothing_is_signed() {
+    let f = witnessed();
+    request(&f, "site", 0, "req0");
+    cosign_request(&f, "w1", "w1-state", "req0", "w1.sig").ok();
+    let state = std::fs::read(f.path("w1-state/checkpoint")).unwrap();
+    publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+    request(&f, "site", 1, "req1");
+    // The proof's one hash replaced by another valid-looking hash.
+    let body = std::fs::read_to_string(f.path("req1")).unwrap();
+    let mut lines: Vec<String> = body.split_inclusive('\n').map(str::to_string).collect();
+    assert!(lines[1].len() == 45, "one proof hash expected: {body}");
+    lines[1] = format!("{}\n", "A".repeat(43) + "=");
+    std::fs::write(f.path("bad-proof"), lines.concat()).unwrap();
+    let out = cosign_request(&f, "w1", "w1-state", "bad-proof", "w1-bad.sig");
+    assert_refused_with(&out, "log_fork");
+    // A request that claims the witness never cosigned (old 0).
+    request(&f, "site", 0, "req-zero");
+    let out = cosign_request(&f, "w1", "w1-state", "req-zero", "w1-zero.sig");
+    assert_refused_with(&out, "checkpoint_mismatch");
+    assert!(
+        out.stderr.contains("last cosigned tree size 1"),
+        "{}",
+        out.stderr
+    );
+    assert!(!f.path("w1-bad.sig").exists() && !f.path("w1-zero.sig").exists());
+    assert_eq!(std::fs::read(f.path("w1-state/checkpoint")).unwrap(), state);
+    // The honest request still goes through.
+    cosign_request(&f, "w1", "w1-state", "req1", "w1.sig").ok();
+}
+
+#[test]
+fn a_witness_given_a_forked_checkpoint_by_request_refuses() {
+    let f = forked();
+    request(&f, "site", 1, "req-a");
+    request(&f, "site-b", 1, "req-b");
+    cosign_request(&f, "w1", "w1-state", "req-a", "w1.sig").ok();
+    // B's tree of the same size, from the size the witness now holds.
+    request(&f, "site-b", 2, "req-b2");
+    let out = cosign_request(&f, "w1", "w1-state", "req-b2", "w1-b.sig");
+    assert_refused_with(&out, "log_fork");
+    assert!(!f.path("w1-b.sig").exists());
+}

@@ -53,8 +53,15 @@ enum WitnessCommand {
         /// The witness's secret key (from `witness keygen`)
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
-        /// The registry's site: an http(s) URL or a directory
-        source: String,
+        /// The registry's site: an http(s) URL or a directory (its root chain
+        /// is followed; without --request, its log leaves are checked)
+        #[arg(required_unless_present = "request")]
+        source: Option<String>,
+        /// A C2SP tlog-witness add-checkpoint request (from `consentry-publish
+        /// log request`): checked by its consistency proof from the size this
+        /// witness cosigned last, with no leaves and no network needed
+        #[arg(long, value_name = "FILE")]
+        request: Option<PathBuf>,
         /// Write the cosignature line here instead of stdout
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -118,11 +125,27 @@ pub(super) fn run(
             state,
             key,
             source,
+            request,
             out,
         } => {
             let k = WitnessKey::read(key)?;
-            let fetch = crate::http::open_source(source, crate::fetch::Timeouts::default())?;
-            let c = witness::cosign(state, &k, &*fetch, ctx.now, &limits)?;
+            let fetch = source
+                .as_deref()
+                .map(|s| crate::http::open_source(s, crate::fetch::Timeouts::default()))
+                .transpose()?;
+            let c = match (request, fetch) {
+                (Some(req), fetch) => {
+                    let bytes = super::receipt::read_capped(req, 64 * 1024)?;
+                    witness::add_checkpoint(state, &k, fetch.as_deref(), &bytes, ctx.now, &limits)?
+                }
+                (None, Some(fetch)) => witness::cosign(state, &k, &*fetch, ctx.now, &limits)?,
+                (None, None) => {
+                    return Err(super::usage(
+                        "witness cosign",
+                        "give the registry's site (SOURCE) or an add-checkpoint --request FILE",
+                    ));
+                }
+            };
             match out {
                 Some(p) => crate::fsio::write_atomic(p, c.line.as_bytes())?,
                 None => w(stdout, &c.line)?,

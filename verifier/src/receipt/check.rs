@@ -511,20 +511,7 @@ fn verify_proofs(
             }
         }
         Anchor::State { .. } => {
-            if !any_valid {
-                // Nothing is carried, and says so: an empty proof.
-                if pp.count != 0
-                    || pp.total != 0
-                    || !pp.path.is_empty()
-                    || !pp.chunks.is_empty()
-                    || !pp.hashes.is_empty()
-                {
-                    return Err(invalid(
-                        &ploc,
-                        "no answer names a valid ISRC, so the prefix proof must be empty",
-                    ));
-                }
-            } else {
+            if any_valid {
                 if pp.total != chunk_count(pp.count) {
                     return Err(invalid(&ploc, "total is not ceil(count / 16)"));
                 }
@@ -537,6 +524,19 @@ fn verify_proofs(
                     ));
                 }
                 prefix_chunks = chunks;
+            } else {
+                // Nothing is carried, and says so: an empty proof.
+                if pp.count != 0
+                    || pp.total != 0
+                    || !pp.path.is_empty()
+                    || !pp.chunks.is_empty()
+                    || !pp.hashes.is_empty()
+                {
+                    return Err(invalid(
+                        &ploc,
+                        "no answer names a valid ISRC, so the prefix proof must be empty",
+                    ));
+                }
             }
         }
     }
