@@ -639,3 +639,62 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod spec_examples {
+    use super::*;
+    use crate::merkle::{consistency_proof, verify_consistency};
+
+    fn h(s: &str) -> [u8; 32] {
+        Sha256::digest(s.as_bytes()).into()
+    }
+
+    /// The worked values of SPEC.md §15.1 and §15.6.
+    #[test]
+    fn spec_example_log_entry_and_consistency_proof_are_reproduced() {
+        let e = LogEntry {
+            leaves: 2,
+            created: 1_767_225_600,
+            version: 1,
+            manifest: h("manifest 1"),
+            state_root: [0x11; 32],
+        };
+        let leaves: Vec<[u8; 32]> = (1..=3u8)
+            .map(|v| {
+                LogEntry {
+                    version: u64::from(v),
+                    manifest: h(&format!("manifest {v}")),
+                    ..e
+                }
+                .hash()
+            })
+            .collect();
+        assert_eq!(leaves[0], e.hash());
+        let p = consistency_proof(&leaves, 1);
+        let got = (
+            hex::encode(e.hash()),
+            hex::encode(merkle_root(&leaves[..1])),
+            hex::encode(merkle_root(&leaves)),
+            p.iter().map(hex::encode).collect::<Vec<_>>(),
+        );
+        assert!(verify_consistency(
+            1,
+            3,
+            &merkle_root(&leaves[..1]),
+            &merkle_root(&leaves),
+            &p
+        ));
+        assert_eq!(
+            got,
+            (
+                "79e45b3949323051cfee9a4f02a4f69dcd254b768258450a7aa76ee59349bd7b".to_string(),
+                "359608339c01522986772a1259370aa9130752cc1d21779a01f3462c9412e480".to_string(),
+                "d2bf6a96f1008338bf539ee809cfb4fc1204933509d259ab1216869b3f7f2147".to_string(),
+                vec![
+                    "00d681520a6d5941db4848e33c47cbbd587f943c8bfaaa5784d27fe23e48d27b".to_string(),
+                    "888dbc23d90f5e9dd3055b361eff7b49d7dd554dff87a7251b71a2a144cec085".to_string(),
+                ]
+            )
+        );
+    }
+}
