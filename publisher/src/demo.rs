@@ -178,7 +178,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     for line in p1.to_string().lines() {
         out!("   {line}");
     }
-    witness_round(d, &site, &lock, &witnesses, now)?;
+    witness_round(d, &site, &lock, &witnesses, now, 0)?;
 
     step(
         4,
@@ -271,7 +271,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         p2.mode,
         p2.bytes_written
     );
-    witness_round(d, &site, &lock, &witnesses, now)?;
+    witness_round(d, &site, &lock, &witnesses, now, 1)?;
     let s2 = sync(&store, &fetch, &sopts)?;
     out!(
         "   synced {} -> {} ({}): {} file(s), {} bytes fetched; {} reused",
@@ -283,6 +283,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         s2.files_reused
     );
     print_answers(&store, &questions[1..2], today, now)?;
+    compact_receipt(d, &store, &root_bytes, "GBNWR2500017", now)?;
     drop(server);
 
     step(8, "try next")?;
@@ -290,6 +291,37 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         out!("   {line}");
     }
     out!("   (the binaries are in target/debug or target/release after `cargo build`)");
+    Ok(())
+}
+
+/// A compact receipt (SPEC.md §13.4) of one answer, written next to the
+/// store and verified with nothing but the pinned root's bytes.
+fn compact_receipt(d: &Path, store: &Store, pinned: &[u8], isrc: &str, now: i64) -> Result<()> {
+    let reader = store.reader(now, Expiry::Enforce)?;
+    let mut b = reader.receipt_builder()?;
+    let q = Question {
+        isrc: Isrc::parse(isrc).map_err(|e| anyhow!("{e}"))?,
+        use_: Use::TrainAi,
+        territory: None,
+        at: consentry::time::day_of(now),
+    };
+    reader.answer_into(&mut b, isrc, q.use_, None, q.at, Some(&q))?;
+    let r = b
+        .finish_compact()
+        .ok_or_else(|| anyhow!("the demo store holds no witnessed log"))?;
+    let bytes = consentry::receipt::AnyReceipt::Compact(r).to_bytes();
+    let path = d.join("receipt.cbor");
+    fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    let v = consentry::receipt::verify("receipt.cbor", &bytes, pinned, store.limits())?;
+    let (size, by) = v.checkpoint.unwrap_or_default();
+    out!(
+        "   compact receipt for {isrc}: {} bytes (receipt.cbor), verified from the pinned root alone: {} {}, snapshot v{}, log size {size} cosigned by {}",
+        bytes.len(),
+        v.answers[0].answer.decision.name(),
+        v.answers[0].answer.reason.name(),
+        v.manifest_version,
+        by.join(", ")
+    );
     Ok(())
 }
 
@@ -311,24 +343,28 @@ fn demo_witnesses() -> Result<Vec<consentry::witness::WitnessKey>> {
 }
 
 /// Each witness checks the site's new checkpoint against the one it
-/// cosigned before and cosigns it; the publisher adds the cosignatures.
+/// cosigned before (`old`, the log's previous size) and cosigns it: the
+/// first by reading the site's leaves, the second from a C2SP
+/// add-checkpoint request carrying a consistency proof (SPEC.md §15.6);
+/// the publisher adds the cosignatures.
 fn witness_round(
     d: &Path,
     site: &Site,
     lock: &crate::lock::SiteLock,
     witnesses: &[consentry::witness::WitnessKey],
     now: i64,
+    old: u64,
 ) -> Result<()> {
     let mut files = Vec::new();
-    for w in witnesses {
+    for (i, w) in witnesses.iter().enumerate() {
         let fetch = consentry::fetch::DirFetch::new(&site.dir);
-        let c = consentry::witness::cosign(
-            &d.join(format!("{}-state", w.name)),
-            w,
-            &fetch,
-            now,
-            &site.limits,
-        )?;
+        let state = d.join(format!("{}-state", w.name));
+        let c = if i == 0 {
+            consentry::witness::cosign(&state, w, &fetch, now, &site.limits)?
+        } else {
+            let req = crate::log::request(site, old)?;
+            consentry::witness::add_checkpoint(&state, w, Some(&fetch), &req, now, &site.limits)?
+        };
         let f = d.join(format!("{}.cosig", w.name));
         fs::write(&f, &c.line)?;
         out!(
@@ -369,6 +405,11 @@ fn try_next(d: &Path, store_dir: &Path, site_dir: &Path) -> Result<Vec<String>> 
         ),
         format!("consentry --store {s} status"),
         format!("consentry --store {s} verify"),
+        format!(
+            "consentry receipt verify --root {}/root/1.cbor {}",
+            site_dir.display(),
+            d.join("receipt.cbor").display()
+        ),
         format!(
             "consentry-publish bundle --site {} --out {}",
             site_dir.display(),

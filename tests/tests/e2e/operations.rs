@@ -634,7 +634,7 @@ fn demo_try_next_commands_all_run_as_printed() {
         );
         ran += 1;
     }
-    assert_eq!(ran, 7, "{next}");
+    assert_eq!(ran, 8, "{next}");
 }
 
 // ---- item 8: a closed stdout ends quietly -----------------------------------------
