@@ -298,28 +298,28 @@ pub fn run(o: &DemoOptions) -> Result<()> {
 /// store and verified with nothing but the pinned root's bytes.
 fn compact_receipt(d: &Path, store: &Store, pinned: &[u8], isrc: &str, now: i64) -> Result<()> {
     let reader = store.reader(now, Expiry::Enforce)?;
-    let mut b = reader.receipt_builder()?;
+    let mut builder = reader.receipt_builder()?;
     let q = Question {
         isrc: Isrc::parse(isrc).map_err(|e| anyhow!("{e}"))?,
         use_: Use::TrainAi,
         territory: None,
         at: consentry::time::day_of(now),
     };
-    reader.answer_into(&mut b, isrc, q.use_, None, q.at, Some(&q))?;
-    let r = b
+    reader.answer_into(&mut builder, isrc, q.use_, None, q.at, Some(&q))?;
+    let r = builder
         .finish_compact()
         .ok_or_else(|| anyhow!("the demo store holds no witnessed log"))?;
     let bytes = consentry::receipt::AnyReceipt::Compact(r).to_bytes();
     let path = d.join("receipt.cbor");
     fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
-    let v = consentry::receipt::verify("receipt.cbor", &bytes, pinned, store.limits())?;
-    let (size, by) = v.checkpoint.unwrap_or_default();
+    let verified = consentry::receipt::verify("receipt.cbor", &bytes, pinned, store.limits())?;
+    let (size, by) = verified.checkpoint.clone().unwrap_or_default();
     out!(
         "   compact receipt for {isrc}: {} bytes (receipt.cbor), verified from the pinned root alone: {} {}, snapshot v{}, log size {size} cosigned by {}",
         bytes.len(),
-        v.answers[0].answer.decision.name(),
-        v.answers[0].answer.reason.name(),
-        v.manifest_version,
+        verified.answers[0].answer.decision.name(),
+        verified.answers[0].answer.reason.name(),
+        verified.manifest_version,
         by.join(", ")
     );
     Ok(())
