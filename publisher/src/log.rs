@@ -195,7 +195,7 @@ pub fn request(site: &Site, old: u64) -> Result<Vec<u8>> {
             cp.size
         )
     })?;
-    Ok(consentry::witness::AddCheckpoint {
+    Ok(consentry::note::AddCheckpoint {
         old,
         proof: consentry::merkle::consistency_proof(tree, old as usize),
         note,

@@ -814,6 +814,26 @@ pub fn isrc(data: &[u8]) {
     }
 }
 
+// ---- the witnessed log ------------------------------------------------------
+
+/// `checkpoint`: the log's text formats (SPEC.md §15.2, §15.6) — a signed
+/// note, the checkpoint in it, and an add-checkpoint request: each accepted
+/// input is the only encoding of what it holds (it re-encodes to the same
+/// bytes), and a request's proof goes through the consistency verifier.
+pub fn checkpoint(data: &[u8]) {
+    if let Ok(n) = crate::note::Note::parse(data) {
+        assert_eq!(n.to_bytes(), data, "a parsed note is its encoding");
+        if let Ok(cp) = crate::note::Checkpoint::parse_text(&n.text) {
+            assert_eq!(cp.text(), n.text, "a parsed checkpoint is its text");
+        }
+    }
+    if let Ok(r) = crate::note::AddCheckpoint::parse(data) {
+        assert_eq!(r.to_bytes(), data, "a parsed request is its encoding");
+        let h = sha256(&r.note);
+        let _ = crate::merkle::verify_consistency(r.old, r.old.saturating_add(3), &h, &h, &r.proof);
+    }
+}
+
 // ---- receipts --------------------------------------------------------------
 
 /// `receipt`: [`receipt::AnyReceipt::from_bytes`] (canonical, round-trips,
@@ -1184,6 +1204,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("bundle", bundle),
     ("isrc", isrc),
     ("receipt", receipt),
+    ("checkpoint", checkpoint),
     ("index", index),
 ];
 

@@ -315,6 +315,89 @@ pub fn parse_leaves(bytes: &[u8]) -> Result<Vec<[u8; 32]>, String> {
         .collect())
 }
 
+/// Most consistency-proof lines an add-checkpoint request may carry
+/// (C2SP tlog-witness).
+pub const MAX_PROOF_LINES: usize = 63;
+
+/// A C2SP `tlog-witness` add-checkpoint request body (SPEC.md §15.6): the size the
+/// client believes the witness cosigned last, a consistency proof from it,
+/// and the checkpoint note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddCheckpoint {
+    pub old: u64,
+    pub proof: Vec<[u8; 32]>,
+    pub note: Vec<u8>,
+}
+
+impl AddCheckpoint {
+    /// `old N\n`, one standard-base64 hash per line, an empty line, the note.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("old {}\n", self.old);
+        for h in &self.proof {
+            out.push_str(&B64.encode(h));
+            out.push('\n');
+        }
+        out.push('\n');
+        let mut out = out.into_bytes();
+        out.extend_from_slice(&self.note);
+        out
+    }
+
+    /// Parse a request body; anything but the exact syntax is refused.
+    pub fn parse(bytes: &[u8]) -> Result<AddCheckpoint, String> {
+        if bytes.len() > MAX_NOTE_BYTES + 64 * (MAX_PROOF_LINES + 1) {
+            return Err("the request is too large".into());
+        }
+        let mut rest = bytes;
+        let mut line = || -> Result<&[u8], String> {
+            let i = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or("a line does not end in a newline")?;
+            let (l, r) = rest.split_at(i);
+            rest = &r[1..];
+            Ok(l)
+        };
+        let first = std::str::from_utf8(line()?).map_err(|_| "the old size line is not text")?;
+        let old = first
+            .strip_prefix("old ")
+            .filter(|d| {
+                !d.is_empty()
+                    && d.bytes().all(|b| b.is_ascii_digit())
+                    && (d == &"0" || !d.starts_with('0'))
+            })
+            .and_then(|d| d.parse::<u64>().ok())
+            .ok_or("the first line must be `old N` (N decimal, no leading zero)")?;
+        let mut proof = Vec::new();
+        loop {
+            let l = line()?;
+            if l.is_empty() {
+                break;
+            }
+            if proof.len() == MAX_PROOF_LINES {
+                return Err(format!(
+                    "more than {MAX_PROOF_LINES} consistency proof lines"
+                ));
+            }
+            let h: [u8; 32] = B64
+                .decode(l)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .filter(|h: &[u8; 32]| B64.encode(h).as_bytes() == l)
+                .ok_or("a consistency proof line is not one canonical base64 SHA-256 hash")?;
+            proof.push(h);
+        }
+        if old == 0 && !proof.is_empty() {
+            return Err("a proof from size 0 must be empty".into());
+        }
+        Ok(AddCheckpoint {
+            old,
+            proof,
+            note: rest.to_vec(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +553,39 @@ mod vector {
             spec.contains(&vk),
             "SPEC.md §15.4 witness key differs; now: {vk}"
         );
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    #[test]
+    fn add_checkpoint_requests_round_trip_and_refuse_what_c2sp_does_not_allow() {
+        let note = b"example.org/log\n2\nAAAA\n\n".to_vec();
+        let req = AddCheckpoint {
+            old: 1,
+            proof: vec![[7u8; 32]],
+            note: note.clone(),
+        };
+        let bytes = req.to_bytes();
+        assert!(bytes.starts_with(b"old 1\nBwcH"));
+        assert_eq!(AddCheckpoint::parse(&bytes).unwrap(), req);
+        let line = B64.encode([7u8; 32]);
+        for bad in [
+            format!("old 01\n{line}\n\n"),
+            "old -1\n\n".to_string(),
+            format!("old 1\n{line}"),
+            format!("old 1\n{}\n\n", &line[..40]),
+            format!("old 0\n{line}\n\n"),
+            "new 1\n\n".to_string(),
+            format!("old 1\n{}\n\n", line.replace('=', "")),
+            format!(
+                "old 1\n{}\n",
+                format!("{line}\n").repeat(MAX_PROOF_LINES + 1)
+            ),
+        ] {
+            assert!(AddCheckpoint::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 }

@@ -90,6 +90,7 @@ replays!(
     bundle,
     isrc,
     receipt,
+    checkpoint,
     index,
     import_rows,
 );
