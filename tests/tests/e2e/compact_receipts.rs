@@ -8,7 +8,7 @@ use consentry::receipt::{AnyReceipt, CompactReceipt};
 use consentry_tests::attack::assert_refused;
 
 use super::fixture::Fixture;
-use super::receipts::{assert_refused_precisely, golden_isrcs};
+use super::receipts::{assert_refused_precisely, golden_isrcs, verify_with_the_root_alone};
 use super::witnesses::{cosign_all, publish_change, witnessed};
 
 /// A witnessed registry at version 2 (two cosigned checkpoints), synced.
@@ -78,25 +78,7 @@ fn compact_receipts_verify_offline_from_the_pinned_root_without_the_manifest() {
     );
 
     // Nothing but the pinned root, in a directory with no store.
-    let bare = tempfile::tempdir().unwrap();
-    std::fs::copy(f.path("site/root/1.cbor"), bare.path().join("root.cbor")).unwrap();
-    std::fs::copy(f.path("batch.cbor"), bare.path().join("b.cbor")).unwrap();
-    let out = consentry_tests::run_bounded(
-        "consentry",
-        &[
-            "--store",
-            "nostore",
-            "receipt",
-            "verify",
-            "--root",
-            "root.cbor",
-            "b.cbor",
-        ],
-        bare.path(),
-        super::fixture::RUN_LIMIT,
-    )
-    .ok()
-    .stdout;
+    let out = verify_with_the_root_alone(&f, "batch.cbor").ok().stdout;
     assert!(
         out.contains("from snapshot version 2")
             && out.contains("cosigned by w1.example, w2.example"),

@@ -60,6 +60,28 @@ pub(super) fn assert_refused_precisely(run: &consentry_tests::Run, what: &str) {
     );
 }
 
+/// `receipt verify` of `file` in another directory that holds nothing but
+/// a copy of the pinned root (and the receipt): no store.
+pub(super) fn verify_with_the_root_alone(f: &Fixture, file: &str) -> consentry_tests::Run {
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::copy(f.path("site/root/1.cbor"), bare.path().join("root.cbor")).unwrap();
+    std::fs::copy(f.path(file), bare.path().join("r.cbor")).unwrap();
+    consentry_tests::run_bounded(
+        "consentry",
+        &[
+            "--store",
+            "nostore",
+            "receipt",
+            "verify",
+            "--root",
+            "root.cbor",
+            "r.cbor",
+        ],
+        bare.path(),
+        super::fixture::RUN_LIMIT,
+    )
+}
+
 fn write_receipt(f: &Fixture, name: &str, r: &Receipt) -> String {
     std::fs::write(f.path(name), r.to_bytes()).unwrap();
     name.to_string()
@@ -115,24 +137,7 @@ fn receipts_verify_offline_and_every_flipped_byte_is_refused() {
     }
 
     // With nothing but the pinned root: another directory, no store.
-    let bare = tempfile::tempdir().unwrap();
-    std::fs::copy(f.path("site/root/1.cbor"), bare.path().join("root.cbor")).unwrap();
-    std::fs::copy(f.path("batch.receipt.cbor"), bare.path().join("b.cbor")).unwrap();
-    consentry_tests::run_bounded(
-        "consentry",
-        &[
-            "--store",
-            "nostore",
-            "receipt",
-            "verify",
-            "--root",
-            "root.cbor",
-            "b.cbor",
-        ],
-        bare.path(),
-        super::fixture::RUN_LIMIT,
-    )
-    .ok();
+    verify_with_the_root_alone(&f, "batch.receipt.cbor").ok();
 
     // The JSON rendering names every part.
     let json = f

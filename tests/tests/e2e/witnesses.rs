@@ -82,20 +82,23 @@ pub(super) fn witnessed() -> Fixture {
 
 /// Witness `w` (state `state`) cosigns `site`'s checkpoint into `out`.
 fn cosign(f: &Fixture, w: &str, state: &str, site: &str, out: &str) -> consentry_tests::Run {
-    consentry(
-        f.root(),
-        &[
-            "witness",
-            "cosign",
-            "--state",
-            state,
-            "--key",
-            &format!("{w}.key"),
-            site,
-            "--out",
-            out,
-        ],
-    )
+    witness_cosign(f, w, state, &[site], out)
+}
+
+/// `consentry witness cosign` by `w` with its state, key and `out`, and
+/// the rest of the arguments.
+fn witness_cosign(
+    f: &Fixture,
+    w: &str,
+    state: &str,
+    rest: &[&str],
+    out: &str,
+) -> consentry_tests::Run {
+    let key = format!("{w}.key");
+    let mut args = vec!["witness", "cosign", "--state", state, "--key", &key];
+    args.extend_from_slice(rest);
+    args.extend_from_slice(&["--out", out]);
+    consentry(f.root(), &args)
 }
 
 /// Both witnesses cosign `site` (their default states) and the publisher
@@ -336,22 +339,7 @@ fn request(f: &Fixture, site: &str, old: u64, out: &str) {
 fn cosign_request(f: &Fixture, w: &str, state: &str, req: &str, out: &str) -> consentry_tests::Run {
     let _ = std::fs::remove_dir_all(f.path("roots-only"));
     consentry_tests::tamper::copy_dir(&f.path("site/root"), &f.path("roots-only/root"));
-    consentry(
-        f.root(),
-        &[
-            "witness",
-            "cosign",
-            "--state",
-            state,
-            "--key",
-            &format!("{w}.key"),
-            "--request",
-            req,
-            "roots-only",
-            "--out",
-            out,
-        ],
-    )
+    witness_cosign(f, w, state, &["--request", req, "roots-only"], out)
 }
 
 #[test]
