@@ -266,6 +266,19 @@ pub fn cosign(
     sign_and_remember(state, key, v, &n, cp, now)
 }
 
+/// The log origin this witness follows (its newest root's
+/// `witnesses.origin`, roots followed through `fetch` when given) and the
+/// tree size it cosigned last (0: none) — what an HTTP witness needs to
+/// answer "unknown log" (404) and "conflict" (409) as tlog-witness says.
+pub fn status(
+    state: &Path,
+    fetch: Option<&dyn Fetch>,
+    limits: &Limits,
+) -> Result<(String, u64), Rejection> {
+    let v = view(state, fetch, limits)?;
+    Ok((v.policy.origin, v.last.map_or(0, |c| c.size)))
+}
+
 /// §15.6: the C2SP `tlog-witness` add-checkpoint check, offline. The note
 /// must be signed by the log (steps 1–3 of §15.3 against the witness's
 /// root, followed through `fetch` when given); `old` must be the size this

@@ -703,27 +703,7 @@ fn both_binaries_end_quietly_on_a_closed_stdout() {
 
 /// GET `path` from `base` (http://127.0.0.1:PORT/): status and body.
 fn http_get(base: &str, path: &str) -> (u16, Vec<u8>) {
-    use std::io::Write;
-    let addr = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap();
-    let body = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or_else(Vec::new, |i| buf[i + 4..].to_vec());
-    (status, body)
+    consentry_tests::http_request(base, "GET", path, &[])
 }
 
 #[test]

@@ -407,3 +407,78 @@ fn a_witness_given_a_forked_checkpoint_by_request_refuses() {
     assert_refused_with(&out, "log_fork");
     assert!(!f.path("w1-b.sig").exists());
 }
+
+/// `consentry witness serve` for `w` in the background: the child and the
+/// URL it printed (`http://127.0.0.1:PORT/add-checkpoint`).
+fn serve_witness(f: &Fixture, w: &str) -> (std::process::Child, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(consentry_tests::bin_dir().join("consentry"))
+        .args([
+            "witness",
+            "serve",
+            "--state",
+            &format!("{w}-state"),
+            "--key",
+            &format!("{w}.key"),
+            "--listen",
+            "127.0.0.1:0",
+            "site",
+        ])
+        .current_dir(f.root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (mut line, mut b) = (Vec::new(), [0u8; 1]);
+    while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    (child, String::from_utf8(line).unwrap())
+}
+
+#[test]
+fn a_witness_served_over_http_answers_add_checkpoint_as_tlog_witness_says() {
+    let f = witnessed();
+    let (mut child, url) = serve_witness(&f, "w1");
+    assert!(url.ends_with("/add-checkpoint"), "{url}");
+    let post = |file: &str| {
+        let body = std::fs::read(f.path(file)).unwrap();
+        consentry_tests::http_request(&url, "POST", "/add-checkpoint", &body)
+    };
+    // A new witness: old 0, 200 and a cosignature line.
+    request(&f, "site", 0, "req0");
+    let (code, body) = post("req0");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let line = String::from_utf8(body).unwrap();
+    assert!(line.starts_with("— w1.example "), "{line}");
+    std::fs::write(f.path("w1.sig"), &line).unwrap();
+    // The same request again: the witness now holds size 1, so old 0 is a
+    // conflict answered with that size.
+    let (code, body) = post("req0");
+    assert_eq!((code, body.as_slice()), (409, &b"1\n"[..]));
+    // The next version, with a forged proof: 422, nothing cosigned; then
+    // the honest proof: 200.
+    publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+    request(&f, "site", 1, "req1");
+    let honest = std::fs::read_to_string(f.path("req1")).unwrap();
+    let forged = honest.replacen(honest.lines().nth(1).unwrap(), &("A".repeat(43) + "="), 1);
+    std::fs::write(f.path("forged"), forged).unwrap();
+    assert_eq!(post("forged").0, 422);
+    let (code, body) = post("req1");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    // Another log's checkpoint: 404. Another path or method: 404, 405.
+    let other = honest.replace(ORIGIN, "other.example/log");
+    std::fs::write(f.path("other"), other).unwrap();
+    assert_eq!(post("other").0, 404);
+    assert_eq!(
+        consentry_tests::http_request(&url, "POST", "/add-checkpoint/x", b"").0,
+        404
+    );
+    assert_eq!(
+        consentry_tests::http_request(&url, "GET", "/add-checkpoint", b"").0,
+        405
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -66,6 +66,26 @@ enum WitnessCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Answer C2SP tlog-witness add-checkpoint requests over HTTP
+    /// (POST /add-checkpoint): 200 and a cosignature line, 409 and the size
+    /// cosigned last, 422 for a proof that fails (never cosigns a fork)
+    Serve(ServeArgs),
+}
+
+/// `consentry witness serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The witness's state directory (from `witness init`)
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+    /// The witness's secret key (from `witness keygen`)
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Address to listen on (127.0.0.1:0 picks a free port; the URL is printed)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: String,
+    /// The registry's site (URL or directory), to follow root rotations
+    source: Option<String>,
 }
 
 /// Compare the log checkpoints two stores hold: prove or disprove a split
@@ -119,6 +139,29 @@ pub(super) fn run(
                 stdout,
                 &format!("pinned root version {} in {}\n", r.version, state.display()),
             )?;
+            Ok(0)
+        }
+        WitnessCommand::Serve(ServeArgs {
+            state,
+            key,
+            listen,
+            source,
+        }) => {
+            let k = WitnessKey::read(key)?;
+            let name = k.name.clone();
+            let svc =
+                crate::serve::WitnessService::start(listen, state, k, source.clone(), &limits)?;
+            w(stdout, &format!("{}add-checkpoint\n", svc.url))?;
+            stdout
+                .flush()
+                .map_err(|e| reject("stdout", Code::IoError, e.to_string()))?;
+            if !ctx.cli.quiet {
+                eprintln!(
+                    "note: witness {name} answers POST {}add-checkpoint; stop with Ctrl-C",
+                    svc.url
+                );
+            }
+            svc.wait();
             Ok(0)
         }
         WitnessCommand::Cosign {
