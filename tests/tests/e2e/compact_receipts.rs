@@ -166,6 +166,21 @@ fn compact_receipt_for_a_manifest_outside_the_log_is_rejected() {
         write(&f, name, &r);
         assert_refused(&verify(&f, name), "proof_mismatch");
     }
+    // Impossible numbers are refused as such, never wrapped around.
+    let mut huge_index = good.clone();
+    huge_index.ranges[0].index = u64::MAX;
+    let mut huge_version = good.clone();
+    huge_version.entry.version = u64::MAX;
+    let mut huge_leaves = good.clone();
+    huge_leaves.entry.leaves = u64::MAX;
+    for (name, r, code) in [
+        ("huge-index.cbor", huge_index, "receipt_invalid"),
+        ("huge-version.cbor", huge_version, "proof_mismatch"),
+        ("huge-leaves.cbor", huge_leaves, "proof_mismatch"),
+    ] {
+        write(&f, name, &r);
+        assert_refused(&verify(&f, name), code);
+    }
 }
 
 #[test]

@@ -425,14 +425,11 @@ fn verify_compact(
             "the entry's inclusion proof does not lead to the checkpoint's root",
         ));
     }
-    if e.leaves < 2 || e.leaves > limits.max_ranges + 1 {
+    let max_leaves = limits.max_ranges.saturating_add(1);
+    if e.leaves < 2 || e.leaves > max_leaves {
         return Err(invalid(
             &eloc,
-            format!(
-                "{} state leaves is outside 2…{}",
-                e.leaves,
-                limits.max_ranges + 1
-            ),
+            format!("{} state leaves is outside 2…{}", e.leaves, max_leaves),
         ));
     }
     let answers = verify_proofs(
@@ -582,7 +579,7 @@ fn verify_proofs(
                 Some(mr.leaf)
             }
             Anchor::State { .. } => {
-                if rp.index + 1 >= n_leaves || rp.lo >= rp.hi {
+                if rp.index.saturating_add(1) >= n_leaves || rp.lo >= rp.hi {
                     return Err(invalid(
                         &loc,
                         "the range index or bounds are impossible for the state",
