@@ -375,8 +375,13 @@ pub enum LogCommand {
         #[command(flatten)]
         site: SiteArg,
         /// Files holding cosignature lines
-        #[arg(required = true, value_name = "FILE")]
+        #[arg(required_unless_present = "witness_url", value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// A witness service (C2SP tlog-witness, e.g. `consentry witness
+        /// serve`) to ask for its cosignature over HTTP: its add-checkpoint
+        /// URL or prefix; repeat for each
+        #[arg(long, value_name = "URL")]
+        witness_url: Vec<String>,
         #[command(flatten)]
         lock: LockArgs,
     },
@@ -1357,12 +1362,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Root(RootCommand::Sign(a)) => root_sign_cmd(&a, o)?,
         Command::Root(RootCommand::Assemble(a)) => root_assemble_cmd(&a, o)?,
         Command::Publish(a) => publish_cmd(&a, o)?,
-        Command::Log(LogCommand::Cosign { site, files, lock }) => {
+        Command::Log(LogCommand::Cosign {
+            site,
+            files,
+            witness_url,
+            lock,
+        }) => {
             let site = Site::new(&site.site);
             let held = lock.take(&site, "log cosign")?;
             let root = site.root()?;
             let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-            let r = crate::log::cosign(&site, &held, &root, &paths)?;
+            let mut texts = crate::log::read_texts(&paths)?;
+            texts.extend(crate::log::ask_witnesses(&site, &witness_url)?);
+            let r = crate::log::cosign_lines(&site, &held, &root, &texts)?;
             if o.json {
                 return print_json(&json!({
                     "origin": r.checkpoint.origin,

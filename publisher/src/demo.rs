@@ -155,13 +155,27 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     ] {
         out!("   {role:<9} key {}", hex::encode(rk.keyids[0]));
     }
-    for w in &witnesses {
+    // Each witness runs as a C2SP tlog-witness HTTP service on 127.0.0.1
+    // with its own key and state, as another organisation would run it.
+    let mut services = Vec::new();
+    for w in witnesses {
         out!("   witness   {}", w.vkey());
-        consentry::witness::init(
-            &d.join(format!("{}-state", w.name)),
-            &root_bytes,
+        let state = d.join(format!("{}-state", w.name));
+        consentry::witness::init(&state, &root_bytes, &site.limits)?;
+        services.push(consentry::serve::WitnessService::start(
+            "127.0.0.1:0",
+            &state,
+            w,
+            None,
             &site.limits,
-        )?;
+        )?);
+    }
+    let witness_urls: Vec<String> = services
+        .iter()
+        .map(|s| format!("{}add-checkpoint", s.url))
+        .collect();
+    for u in &witness_urls {
+        out!("   witness service {u}");
     }
 
     step(
@@ -178,7 +192,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
     for line in p1.to_string().lines() {
         out!("   {line}");
     }
-    witness_round(d, &site, &lock, &witnesses, now, 0)?;
+    witness_round(&site, &lock, &witness_urls)?;
 
     step(
         4,
@@ -271,7 +285,7 @@ pub fn run(o: &DemoOptions) -> Result<()> {
         p2.mode,
         p2.bytes_written
     );
-    witness_round(d, &site, &lock, &witnesses, now, 1)?;
+    witness_round(&site, &lock, &witness_urls)?;
     let s2 = sync(&store, &fetch, &sopts)?;
     out!(
         "   synced {} -> {} ({}): {} file(s), {} bytes fetched; {} reused",
@@ -342,45 +356,18 @@ fn demo_witnesses() -> Result<Vec<consentry::witness::WitnessKey>> {
         .collect()
 }
 
-/// Each witness checks the site's new checkpoint against the one it
-/// cosigned before (`old`, the log's previous size) and cosigns it: the
-/// first by reading the site's leaves, the second from a C2SP
-/// add-checkpoint request carrying a consistency proof (SPEC.md §15.6);
-/// the publisher adds the cosignatures.
-fn witness_round(
-    d: &Path,
-    site: &Site,
-    lock: &crate::lock::SiteLock,
-    witnesses: &[consentry::witness::WitnessKey],
-    now: i64,
-    old: u64,
-) -> Result<()> {
-    let mut files = Vec::new();
-    for (i, w) in witnesses.iter().enumerate() {
-        let fetch = consentry::fetch::DirFetch::new(&site.dir);
-        let state = d.join(format!("{}-state", w.name));
-        let c = if i == 0 {
-            consentry::witness::cosign(&state, w, &fetch, now, &site.limits)?
-        } else {
-            let req = crate::log::request(site, old)?;
-            consentry::witness::add_checkpoint(&state, w, Some(&fetch), &req, now, &site.limits)?
-        };
-        let f = d.join(format!("{}.cosig", w.name));
-        fs::write(&f, &c.line)?;
-        out!(
-            "   {} cosigned log size {} (it had cosigned size {})",
-            w.name,
-            c.checkpoint.size,
-            c.previous_size
-        );
-        files.push(f);
-    }
-    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let r = crate::log::cosign(site, lock, &site.root()?, &paths)?;
+/// The publisher asks each witness service for its cosignature of the new
+/// checkpoint (SPEC.md §15.6: an add-checkpoint request with the
+/// consistency proof from the size the witness cosigned last, which checks
+/// it against its own state) and adds the cosignatures.
+fn witness_round(site: &Site, lock: &crate::lock::SiteLock, urls: &[String]) -> Result<()> {
+    let texts = crate::log::ask_witnesses(site, urls)?;
+    let r = crate::log::cosign_lines(site, lock, &site.root()?, &texts)?;
     out!(
-        "   checkpoint {} size {}: cosigned by {} of {} witnesses needed (verifiers refuse it with fewer)",
+        "   checkpoint {} size {}: cosigned over HTTP by {} ({} of {} needed; verifiers refuse it with fewer)",
         r.checkpoint.origin,
         r.checkpoint.size,
+        r.cosigners.join(", "),
         r.cosigners.len(),
         r.threshold
     );

@@ -223,6 +223,88 @@ pub struct CosignReport {
 /// verify as a `cosignature/v1` of the served checkpoint by a witness the
 /// root lists count; each witness once (its newest).
 pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Result<CosignReport> {
+    cosign_lines(site, lock, root, &read_texts(files)?)
+}
+
+/// The texts of files of cosignature lines.
+pub fn read_texts(files: &[&Path]) -> Result<Vec<String>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f).map_err(|e| anyhow!("cannot read {}: {e}", f.display()))
+        })
+        .collect()
+}
+
+/// Longest a witness may take to answer one request.
+const WITNESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Largest answer read from a witness (a few cosignature lines).
+const MAX_WITNESS_ANSWER: u64 = 64 * 1024;
+
+/// Ask each witness service in `urls` (C2SP tlog-witness: its
+/// add-checkpoint endpoint, or the prefix it lives under) to cosign the
+/// served checkpoint, SPEC.md §15.6: first with old size 0; a 409 answer
+/// names the size the witness cosigned last, and the request is sent once
+/// more with the consistency proof from that size. Returns each witness's
+/// answer (cosignature lines) for [`cosign_lines`], which keeps only valid
+/// ones. A witness that refuses is an error naming it and its answer.
+pub fn ask_witnesses(site: &Site, urls: &[String]) -> Result<Vec<String>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(WITNESS_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut out = Vec::new();
+    for url in urls {
+        let endpoint = if url.ends_with("/add-checkpoint") {
+            url.clone()
+        } else {
+            format!("{}/add-checkpoint", url.trim_end_matches('/'))
+        };
+        let post = |old: u64| -> Result<(u16, String)> {
+            let body = request(site, old)?;
+            let mut resp = agent
+                .post(&endpoint)
+                .header("Content-Type", "text/plain; charset=utf-8")
+                .send(&body[..])
+                .map_err(|e| anyhow!("witness {endpoint}: {e}"))?;
+            let status = resp.status().as_u16();
+            let text = resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_WITNESS_ANSWER)
+                .read_to_string()
+                .map_err(|e| anyhow!("witness {endpoint}: reading its answer: {e}"))?;
+            Ok((status, text))
+        };
+        let (mut status, mut text) = post(0)?;
+        if status == 409 {
+            let size: u64 = text.trim().parse().map_err(|_| {
+                anyhow!("witness {endpoint}: a 409 answer without a tree size: {text:?}")
+            })?;
+            (status, text) = post(size)?;
+        }
+        if status != 200 {
+            return Err(crate::advise!(
+                "witness {} refused to cosign (HTTP {}): {}",
+                "a 422 means the witness saw another history of this log: find out which before publishing further",
+                endpoint,
+                status,
+                text.trim()
+            ));
+        }
+        out.push(text);
+    }
+    Ok(out)
+}
+
+/// [`cosign`] with the cosignature lines given as texts.
+pub fn cosign_lines(
+    site: &Site,
+    lock: &SiteLock,
+    root: &Root,
+    texts: &[String],
+) -> Result<CosignReport> {
     site.check_lock(lock)?;
     let Some(policy) = &root.witnesses else {
         return Err(crate::advise!(
@@ -242,9 +324,7 @@ pub fn cosign(site: &Site, lock: &SiteLock, root: &Root, files: &[&Path]) -> Res
         .collect();
     let mut ignored = 0;
     let mut offered = Vec::new();
-    for f in files {
-        let text =
-            std::fs::read_to_string(f).map_err(|e| anyhow!("cannot read {}: {e}", f.display()))?;
+    for text in texts {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             // A line alone is parsed as the signature part of a note.
             match Note::parse(format!("x\n\n{line}\n").as_bytes()) {

@@ -482,3 +482,52 @@ fn a_witness_served_over_http_answers_add_checkpoint_as_tlog_witness_says() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_publisher_collects_cosignatures_from_witness_services_over_http() {
+    let f = witnessed();
+    let (mut c1, u1) = serve_witness(&f, "w1");
+    let (mut c2, u2) = serve_witness(&f, "w2");
+    for version in [1, 2] {
+        if version == 2 {
+            publish_change(&f, "reg.db", "site", 17, "2026-11-01T01:00:00Z");
+        }
+        // The prefix form of one URL and the endpoint form of the other;
+        // at version 2 each witness answers old 0 with 409 and its size,
+        // and the publisher resends the proof from that size.
+        let prefix = u1.trim_end_matches("add-checkpoint");
+        f.publish(&[
+            "log",
+            "cosign",
+            "--site",
+            "site",
+            "--witness-url",
+            prefix,
+            "--witness-url",
+            &u2,
+        ])
+        .ok();
+        f.verifier(&["sync", "site"]).ok();
+    }
+    // A witness that cannot be reached is named, and the checkpoint is
+    // left as it was.
+    let before = std::fs::read(f.path("site/log/checkpoint")).unwrap();
+    let out = f.publish(&[
+        "log",
+        "cosign",
+        "--site",
+        "site",
+        "--witness-url",
+        "http://127.0.0.1:9/",
+    ]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("127.0.0.1:9"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(f.path("site/log/checkpoint")).unwrap(),
+        before
+    );
+    for c in [&mut c1, &mut c2] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
