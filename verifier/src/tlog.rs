@@ -684,6 +684,11 @@ mod spec_examples {
             &merkle_root(&leaves),
             &p
         ));
+        // SPEC.md states these values.
+        let spec = include_str!("../../SPEC.md");
+        for v in [&got.0, &got.1, &got.2, &got.3[0], &got.3[1]] {
+            assert!(spec.contains(v.as_str()), "SPEC.md §15.1/§15.6 lacks {v}");
+        }
         assert_eq!(
             got,
             (
