@@ -865,12 +865,20 @@ pub fn receipt(data: &[u8]) {
             r.entry.manifest,
         ),
     };
+    let compact = matches!(any, receipt::AnyReceipt::Compact(_));
     for c in ranges
         .iter()
         .flat_map(|rp| &rp.chunks)
         .chain(&prefixes.chunks)
     {
-        let _ = receipt::parse_chunk(&c.bytes);
+        if compact {
+            // A decoded compact chunk re-encodes to exactly its bytes.
+            if let Some(b) = receipt::chunk::decode(&c.bytes) {
+                assert_eq!(receipt::chunk::encode(&b).as_deref(), Some(&c.bytes[..]));
+            }
+        } else {
+            let _ = receipt::parse_chunk(&c.bytes);
+        }
     }
     let Some(pinned) = roots.first() else {
         return;

@@ -6,7 +6,7 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -15,17 +15,17 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Reads minimal LEB128 varints from a blob.
-pub(super) struct VarintReader<'a> {
-    pub(super) buf: &'a [u8],
-    pub(super) pos: usize,
+pub(crate) struct VarintReader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> VarintReader<'a> {
-    pub(super) fn new(buf: &'a [u8]) -> VarintReader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> VarintReader<'a> {
         VarintReader { buf, pos: 0 }
     }
 
-    pub(super) fn next(&mut self) -> Option<u64> {
+    pub(crate) fn next(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos)?;

@@ -282,6 +282,19 @@ impl Builder {
                 hashes: Vec::new(),
             };
         }
+        // Chunks in the compact encoding (§13.4): the same entries, each
+        // distinct policy hash once, keys as deltas.
+        let compact = |cs: &mut Vec<ChunkProof>| {
+            for c in cs {
+                if let Some(b) = super::chunk::encode(&c.bytes) {
+                    c.bytes = ByteBuf::from(b);
+                }
+            }
+        };
+        for r in &mut p.ranges {
+            compact(&mut r.chunks);
+        }
+        compact(&mut p.prefixes.chunks);
         Some(CompactReceipt {
             entry: log.entry,
             // The pinned root itself is not carried: the verifier has it.

@@ -432,15 +432,36 @@ fn verify_compact(
             format!("{} state leaves is outside 2…{}", e.leaves, max_leaves),
         ));
     }
+    // Chunks travel in the compact encoding: decoded to their canonical
+    // entry streams (only the canonical encoding is accepted), then proven
+    // exactly as a full receipt's.
+    let decode = |loc: &str, cs: &mut Vec<ChunkProof>| -> VResult<()> {
+        for c in cs {
+            let b = super::chunk::decode(&c.bytes).ok_or_else(|| {
+                invalid(
+                    &format!("{loc} chunk {}", c.index),
+                    "not a canonical compact chunk encoding",
+                )
+            })?;
+            c.bytes = ByteBuf::from(b);
+        }
+        Ok(())
+    };
+    let mut ranges = r.ranges.clone();
+    for (i, rp) in ranges.iter_mut().enumerate() {
+        decode(&format!("{file}: ranges[{i}]"), &mut rp.chunks)?;
+    }
+    let mut prefixes = r.prefixes.clone();
+    decode(&format!("{file}: prefixes"), &mut prefixes.chunks)?;
     let answers = verify_proofs(
         file,
         &Anchor::State {
             root: e.state_root,
             leaves: e.leaves,
         },
-        &r.prefixes,
+        &prefixes,
         &r.policies,
-        &r.ranges,
+        &ranges,
         &r.answers,
         &r.digest,
     )?;

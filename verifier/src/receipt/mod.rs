@@ -20,6 +20,7 @@
 
 mod build;
 mod check;
+pub mod chunk;
 
 pub use build::{Builder, LogProof, RangeHit};
 pub use check::{ChunkEntry, Verified, VerifiedAnswer, parse_chunk, verify};
