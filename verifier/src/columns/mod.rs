@@ -22,9 +22,9 @@ pub use codec::{
     RawRow, columns_from_raw, decode_columns, encode_columns, key_columns_from_raw, raw_of_columns,
     raw_of_key_columns,
 };
-#[cfg(feature = "zstd-c")]
 pub(crate) use codec::{VarintReader, put_varint};
 use file::check_count;
+#[cfg(feature = "zstd-c")]
 pub use file::compress;
 pub use file::open_file;
 pub use rows::{PolicySet, Rows};

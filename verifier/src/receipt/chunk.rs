@@ -35,13 +35,13 @@ pub fn encode(bytes: &[u8]) -> Option<Vec<u8>> {
             body.push(u8::try_from(e.id.len()).ok()?);
             body.extend_from_slice(e.id.as_bytes());
         }
-        let i = match table.iter().position(|h| *h == e.policy) {
-            Some(i) => i,
-            None => {
+        let i = table
+            .iter()
+            .position(|h| *h == e.policy)
+            .unwrap_or_else(|| {
                 table.push(e.policy);
                 table.len() - 1
-            }
-        };
+            });
         body.push(u8::try_from(i).ok()?);
     }
     let mut out = Vec::with_capacity(2 + prefix.len() + 32 * table.len() + body.len());
