@@ -125,9 +125,10 @@ impl Reader {
         let (Some(note), Some(leaves)) = (note, leaves) else {
             return Ok(None);
         };
-        let Some(cp) = st.trusted_checkpoint()? else {
-            return Ok(None);
-        };
+        // The note just read (sync verified it), not a second read.
+        let cp = crate::note::Note::parse(&note)
+            .and_then(|n| crate::note::Checkpoint::parse_text(&n.text))
+            .map_err(|e| reject(st.loc(crate::tlog::CHECKPOINT_PATH), Code::StoreCorrupt, e))?;
         let leaves = crate::note::parse_leaves(&leaves)
             .map_err(|e| reject(st.loc(crate::tlog::LEAVES_PATH), Code::StoreCorrupt, e))?;
         let Some(tree) = leaves.get(..usize::try_from(cp.size).unwrap_or(usize::MAX)) else {

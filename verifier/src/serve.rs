@@ -274,7 +274,9 @@ fn witness_answer(
         Ok(c) => text(200, c.line, "text/plain; charset=utf-8"),
         Err(e) => match e.code {
             Code::CheckpointMismatch | Code::Rollback => {
-                let size = crate::witness::status(state, source, limits).map_or(0, |(_, s)| s);
+                // Nothing was stored: the size read before still holds
+                // (one worker answers one request at a time).
+                let size = status.as_ref().map_or(0, |(_, s)| *s);
                 text(409, format!("{size}\n"), "text/x.tlog.size")
             }
             Code::ThresholdNotMet => text(403, format!("{e}\n"), "text/plain"),
