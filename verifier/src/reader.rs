@@ -22,6 +22,16 @@ enum Stop {
 }
 use crate::store::{Snapshot, SnapshotInfo, Store};
 
+/// The index chunks a batch holds: a run of range `range`'s chunks from
+/// chunk `first`, of the range's `count`.
+#[derive(Default)]
+struct Held {
+    range: Option<usize>,
+    first: usize,
+    chunks: Vec<std::sync::Arc<crate::index::Chunk>>,
+    count: usize,
+}
+
 /// Answers questions from one verified snapshot. Index blocks are verified
 /// against the signed range leaves on first use; a corrupt index is rebuilt
 /// once from verified files (with a warning) and the question retried.
@@ -217,14 +227,6 @@ impl Reader {
         at: crate::time::Day,
     ) -> Result<Vec<(crate::model::Decision, crate::model::Reason)>, Rejection> {
         type Outcome = (crate::model::Decision, crate::model::Reason);
-        /// Chunks in hand: range, first chunk index, the chunks, the range's
-        /// chunk count.
-        type Held = (
-            usize,
-            usize,
-            Vec<std::sync::Arc<crate::index::Chunk>>,
-            usize,
-        );
         let question = |isrc| Question {
             isrc,
             use_,
@@ -240,39 +242,20 @@ impl Reader {
         let mut last: Option<((u32, u32, u32), Outcome)> = None;
         // The covering prefix groups of the last registrant-year seen.
         let mut cover: Option<(u64, (u32, u32))> = None;
-        let mut held: Option<Held> = None;
+        let mut held = Held::default();
         for &isrc in isrcs {
             let key = isrc.key();
-            let range = self.snap.manifest.range_of(key);
-            let covered = held.as_ref().is_some_and(|(r, s, chunks, n)| {
-                *r == range
-                    && (*s == 0 || chunks.first().is_some_and(|c| c.key(0) < key))
-                    && (s + chunks.len() == *n
-                        || chunks.last().is_some_and(|c| c.key(c.len() - 1) > key))
-            });
-            if !covered {
-                let found = {
-                    let ix = self.index.borrow();
-                    ix.chunks_for_scan(range, key)
-                        .and_then(|(s, chunks)| Ok((range, s, chunks, ix.table(range)?.len())))
-                };
-                if let Ok(h) = found {
-                    held = Some(h);
-                } else {
-                    // Let the one-question path repair the index.
-                    held = None;
-                    let a = self.answer(&question(isrc))?;
-                    out.push((a.decision, a.reason));
-                    continue;
-                }
+            if !self.hold(&mut held, key, true) {
+                // Let the one-question path repair the index.
+                let a = self.answer(&question(isrc))?;
+                out.push((a.decision, a.reason));
+                continue;
             }
             let (mut n, mut pol) = (0u32, u32::MAX);
-            if let Some((_, _, chunks, _)) = &held {
-                for c in chunks {
-                    for (_, _, p) in c.entries_of(key) {
-                        n += 1;
-                        pol = p;
-                    }
+            for c in &held.chunks {
+                for (_, _, p) in c.entries_of(key) {
+                    n += 1;
+                    pol = p;
                 }
             }
             if n > 1 {
@@ -307,6 +290,73 @@ impl Reader {
             out.push(outcome);
         }
         Ok(out)
+    }
+
+    /// Make `held` hold every chunk that can contain `key`'s entries,
+    /// keeping what it holds when that already does (consecutive sorted
+    /// keys mostly fall in the same chunks). `false` when the index cannot
+    /// give them: the caller asks [`Reader::answer`], which repairs it.
+    fn hold(&self, held: &mut Held, key: u64, scan: bool) -> bool {
+        let range = self.snap.manifest.range_of(key);
+        let chunks = &held.chunks;
+        let covered = held.range == Some(range)
+            && (held.first == 0 || chunks.first().is_some_and(|c| c.key(0) < key))
+            && (held.first + chunks.len() == held.count
+                || chunks.last().is_some_and(|c| c.key(c.len() - 1) > key));
+        if covered {
+            return true;
+        }
+        let ix = self.index.borrow();
+        let found = if scan {
+            ix.chunks_for_scan(range, key)
+        } else {
+            ix.chunks_for_once(range, key)
+        };
+        let found = found.and_then(|(s, chunks)| Ok((s, chunks, ix.table(range)?.len())));
+        if let Ok((first, chunks, count)) = found {
+            *held = Held {
+                range: Some(range),
+                first,
+                chunks,
+                count,
+            };
+            true
+        } else {
+            *held = Held::default();
+            false
+        }
+    }
+
+    /// Answers to many questions, in the order given, each equal to
+    /// [`Reader::answer`]'s (deciding ids and terms included; a test
+    /// checks); `None` is an input that is not an ISRC, answered `unknown` /
+    /// `invalid_isrc`. The questions are taken in key order, so consecutive
+    /// keys share the index chunks already in hand and each chunk is read
+    /// and verified once per call: the batch path of `consentry check
+    /// --input`, whose questions may each carry their own use, territory
+    /// and day.
+    pub fn answer_many(&self, qs: &[Option<Question>]) -> Result<Vec<Answer>, Rejection> {
+        let mut order: Vec<(u64, usize)> = qs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.as_ref().map(|q| (q.isrc.key(), i)))
+            .collect();
+        radsort::sort_by_key(&mut order, |(k, _)| *k);
+        let mut out: Vec<Option<Answer>> = (0..qs.len()).map(|_| None).collect();
+        let mut held = Held::default();
+        for (key, i) in order {
+            let Some(Some(q)) = qs.get(i) else { continue };
+            let a = if self.hold(&mut held, key, false) {
+                Self::explain(&self.index.borrow(), q, &held.chunks)?
+            } else {
+                self.answer(q)?
+            };
+            out[i] = Some(a);
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| a.unwrap_or_else(Answer::invalid_isrc))
+            .collect())
     }
 
     /// Answer a question as a person or a file asked it: `input` in any

@@ -1264,6 +1264,41 @@ mod tests {
         // Allow, disallow, conflict, no record, silent, territory, expiry…
         assert!(seen.len() >= 6, "{seen:?}");
 
+        // Whole answers (deciding ids, terms) for questions that each carry
+        // their own use, territory and day, in any order, with repeats and
+        // inputs that are not ISRCs: each equals the one-question path.
+        let asks = [
+            (Use::TrainAi, None, crate::time::day_of(NOW)),
+            (Use::TrainGenai, Some("FR"), crate::time::day_of(NOW)),
+            (Use::Search, Some("US"), 19_000),
+            (Use::All, None, 30_000),
+        ];
+        let mut questions: Vec<Option<Question>> = Vec::new();
+        for (n, isrc) in shuffled.iter().chain(&isrcs).enumerate() {
+            let (use_, territory, at) = asks[n % asks.len()];
+            questions.push(Some(Question {
+                isrc: *isrc,
+                use_,
+                territory: territory.map(str::to_string),
+                at,
+            }));
+            if n % 11 == 0 {
+                questions.push(None);
+            }
+        }
+        let got = reader.answer_many(&questions).unwrap();
+        assert_eq!(got.len(), questions.len());
+        let mut decided_by_some = 0;
+        for (q, g) in questions.iter().zip(&got) {
+            let want = match q {
+                None => crate::lookup::Answer::invalid_isrc(),
+                Some(q) => reader.answer(q).unwrap(),
+            };
+            assert_eq!(*g, want, "{q:?}");
+            decided_by_some += usize::from(!g.decided_by.is_empty());
+        }
+        assert!(decided_by_some > questions.len() / 4, "{decided_by_some}");
+
         // Inputs as given (spellings, repeats, bad strings, missing values),
         // through the parse-sort-dedupe batch: each equals the one-question
         // path, and nothing that is not an ISRC is ever allowed.

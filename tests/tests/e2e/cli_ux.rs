@@ -405,3 +405,88 @@ fn progress_shows_on_a_terminal_and_never_in_a_pipe() {
     let tty = on_a_terminal(&f, "-q check --input many.txt").unwrap();
     assert!(!tty.contains("checked"), "{tty:?}");
 }
+
+/// A program that keeps `consentry check -` open as a coprocess writes one
+/// question and waits: the answer must come out before the next question
+/// goes in, although answers are otherwise written in blocks.
+#[test]
+fn check_answers_a_piped_question_before_the_next_one_arrives() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    let f = Fixture::synced();
+    let mut child = Command::new(consentry_tests::bin_dir().join("consentry"))
+        .args(["--store", "store", "--now", NOW, "check", "-"])
+        .current_dir(f.root())
+        .env("NO_COLOR", "1")
+        .env_remove("CONSENTRY_STORE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let limit = std::time::Duration::from_secs(60);
+    for isrc in ["GBNWR2500001", "USQZ92400500"] {
+        let alone = f.verifier(&["check", isrc]).ok().stdout;
+        writeln!(stdin, "{isrc}").unwrap();
+        stdin.flush().unwrap();
+        let line = rx
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("no answer to {isrc} while the pipe stayed open"));
+        assert_eq!(format!("{line}\n"), alone);
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+}
+
+/// More rows than one answer block, in an order that jumps around the key
+/// space, with repeats and lines that are not ISRCs: every row is answered,
+/// in input order, exactly as the same ISRC asked alone.
+#[test]
+fn check_answers_an_input_longer_than_a_block_in_input_order() {
+    let f = Fixture::synced();
+    let isrcs = [
+        "USQZ92400500",
+        "GBNWR2500001",
+        "not an isrc",
+        "GBNWR2500017",
+        "GB-NWR-25-00002",
+        "ZZZZZ9900001",
+        "gbnwr2500001",
+    ];
+    let alone: Vec<String> = isrcs
+        .iter()
+        .map(|i| {
+            let out = f.verifier(&["check", i]).stdout;
+            let line = out.lines().next().unwrap().to_string();
+            line
+        })
+        .collect();
+    let n = 300_000;
+    let mut input = String::new();
+    let mut want = Vec::with_capacity(n);
+    for k in 0..n {
+        let i = (k * 7 + k / 3) % isrcs.len();
+        input.push_str(isrcs[i]);
+        input.push('\n');
+        want.push(i);
+    }
+    std::fs::write(f.path("many.txt"), &input).unwrap();
+    let out = f.verifier(&["check", "--input", "many.txt"]).stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), n);
+    for (k, (line, i)) in lines.iter().zip(&want).enumerate() {
+        assert_eq!(*line, alone[*i], "row {k}");
+    }
+}

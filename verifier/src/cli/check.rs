@@ -92,6 +92,13 @@ pub struct CheckArgs {
 
 /// How many refused rows and non-allowed answers stderr names.
 const FIRST_FEW: usize = 5;
+/// Most rows answered together (`Reader::answer_many`): big enough that a
+/// block's keys share index chunks, small enough that memory stays flat
+/// (~40 MB) however long the input.
+const BLOCK_ROWS: usize = 1 << 17;
+/// Input read at a time: a block ends early when this much has been used
+/// and nothing more is buffered.
+const INPUT_BUFFER: usize = 1 << 20;
 
 pub(super) fn run(
     ctx: &Ctx<'_>,
@@ -197,44 +204,8 @@ pub(super) fn run(
     let mut out = Output::new(format, stdout);
     let mut tally = Tally::default();
     let progress = Progress::new(ctx, input.is_some());
-    let mut ask = |asked: Asked, out: &mut Output| -> Result<(), Rejection> {
-        progress.tick();
-        let (row, reply) = match asked {
-            Asked::Bad(bad) => {
-                if args.strict {
-                    return Err(reject(bad.at, Code::BadInput, bad.error));
-                }
-                tally.bad += 1;
-                if tally.first_bad.len() < FIRST_FEW {
-                    tally.first_bad.push(format!("{}: {}", bad.at, bad.error));
-                }
-                (bad.row, Reply::Refused(bad.error))
-            }
-            Asked::Row(row) => {
-                let a = match builder.as_mut() {
-                    None => answer(&reader, &row)?,
-                    Some(b) => {
-                        let q = crate::lookup::parse_for_lookup(&row.input)
-                            .ok()
-                            .map(|isrc| Question {
-                                isrc,
-                                use_: row.use_,
-                                territory: row.territory.clone(),
-                                at: row.at,
-                            });
-                        reader.answer_into(
-                            b,
-                            &row.input,
-                            row.use_,
-                            row.territory.as_deref(),
-                            row.at,
-                            q.as_ref(),
-                        )?
-                    }
-                };
-                (row, Reply::Answered(a))
-            }
-        };
+    // One answered row out: the tally, --keep, the output line.
+    let mut emit = |row: &Row, reply: &Reply, out: &mut Output| -> Result<(), Rejection> {
         let decision = reply.decision();
         tally.total += 1;
         if decision != Decision::Allow {
@@ -249,16 +220,64 @@ pub(super) fn run(
             }
         }
         if args.keep.is_empty() || args.keep.iter().any(|k| k.decision() == decision) {
-            out.write(&row, &reply, reader.snapshot())?;
+            out.write(row, reply, reader.snapshot())?;
         }
         Ok(())
     };
+    // Rows read but not yet answered: answered together
+    // (`Reader::answer_many`: in key order, each index chunk read and
+    // verified once per block), written in input order. A block ends when
+    // it is full or when the input has nothing more buffered, so a program
+    // that writes one question and waits gets its answer at once.
+    let mut pending: Vec<Asked> = Vec::new();
+    let mut answer_pending =
+        |pending: &mut Vec<Asked>, out: &mut Output| -> Result<(), Rejection> {
+            let questions: Vec<Option<Question>> = pending
+                .iter()
+                .map(|asked| match asked {
+                    Asked::Row(row) if builder.is_none() => question_of(row),
+                    _ => None,
+                })
+                .collect();
+            let mut answers = reader.answer_many(&questions)?.into_iter();
+            for asked in pending.drain(..) {
+                progress.tick();
+                let a = answers.next();
+                let (row, reply) = match asked {
+                    Asked::Bad(bad) => {
+                        if args.strict {
+                            return Err(reject(bad.at, Code::BadInput, bad.error));
+                        }
+                        tally.bad += 1;
+                        if tally.first_bad.len() < FIRST_FEW {
+                            tally.first_bad.push(format!("{}: {}", bad.at, bad.error));
+                        }
+                        (bad.row, Reply::Refused(bad.error))
+                    }
+                    Asked::Row(row) => {
+                        let a = match (builder.as_mut(), a) {
+                            (Some(b), _) => reader.answer_into(
+                                b,
+                                &row.input,
+                                row.use_,
+                                row.territory.as_deref(),
+                                row.at,
+                                question_of(&row).as_ref(),
+                            )?,
+                            (None, Some(a)) => a,
+                            (None, None) => answer(&reader, &row)?,
+                        };
+                        (row, Reply::Answered(a))
+                    }
+                };
+                emit(&row, &reply, out)?;
+            }
+            Ok(())
+        };
     for i in isrcs {
-        ask(
-            Asked::Row(Row::plain(crate::text::trim(i), &defaults)),
-            &mut out,
-        )?;
+        pending.push(Asked::Row(Row::plain(crate::text::trim(i), &defaults)));
     }
+    answer_pending(&mut pending, &mut out)?;
     if let Some(src) = &input {
         let (name, r): (String, Box<dyn Read>) = if src == "-" {
             ("stdin".into(), Box::new(io::stdin().lock()))
@@ -268,12 +287,29 @@ pub(super) fn run(
         };
         read_rows(
             &name,
-            BufReader::new(r),
+            BufReader::with_capacity(INPUT_BUFFER, r),
             &defaults,
             &table,
             &mut out,
-            &mut |asked, out| ask(asked, out),
+            &mut |asked, out| {
+                if let Some(a) = asked {
+                    // A row that cannot be asked is answered at once, so
+                    // --strict stops where it used to, before reading on.
+                    let now = matches!(a, Asked::Bad(_));
+                    pending.push(a);
+                    if now || pending.len() >= BLOCK_ROWS {
+                        answer_pending(&mut pending, out)?;
+                    }
+                } else {
+                    // Nothing more buffered: answer, and let the answers
+                    // out before waiting for more input.
+                    answer_pending(&mut pending, out)?;
+                    out.flush()?;
+                }
+                Ok(())
+            },
         )?;
+        answer_pending(&mut pending, &mut out)?;
     }
     progress.done();
     out.finish()?;
@@ -522,6 +558,18 @@ fn answer(reader: &Reader, row: &Row) -> Result<Answer, Rejection> {
     reader.answer_input(&row.input, row.use_, row.territory.as_deref(), row.at)
 }
 
+/// The question a row asks; `None` when its input is not an ISRC.
+fn question_of(row: &Row) -> Option<Question> {
+    crate::lookup::parse_for_lookup(&row.input)
+        .ok()
+        .map(|isrc| Question {
+            isrc,
+            use_: row.use_,
+            territory: row.territory.clone(),
+            at: row.at,
+        })
+}
+
 /// Apply a row's optional overrides; a bad one makes a [`BadRow`] at
 /// `where_`. Every value is trimmed with [`crate::text::trim`] (SPEC.md
 /// §3.1), the one whitespace rule of every entry point; an empty override
@@ -572,6 +620,10 @@ fn header_name(h: &str) -> String {
     crate::text::trim(crate::text::trim(h).trim_matches('"')).to_ascii_lowercase()
 }
 
+/// Where [`read_rows`] sends each row, and `None` when the input has
+/// nothing more buffered (the next read may wait).
+type RowSink<'a> = dyn FnMut(Option<Asked>, &mut Output<'_>) -> Result<(), Rejection> + 'a;
+
 /// Read questions from `r`, streaming each to `f` in input order (SPEC.md
 /// §8.1, "Batch input"). A UTF-8 byte order mark at the very start is
 /// removed; blank lines (empty or ASCII whitespace only) are skipped; the
@@ -580,13 +632,13 @@ fn header_name(h: &str) -> String {
 /// works), one of its names is the ISRC column; an error if it holds one of
 /// those delimiters but names no ISRC column; else one ISRC per line.
 #[allow(clippy::many_single_char_names)]
-fn read_rows(
+fn read_rows<R: Read>(
     name: &str,
-    mut r: impl BufRead,
+    mut r: BufReader<R>,
     d: &Defaults,
     t: &TableOptions,
     out: &mut Output<'_>,
-    f: &mut dyn FnMut(Asked, &mut Output<'_>) -> Result<(), Rejection>,
+    f: &mut RowSink<'_>,
 ) -> Result<(), Rejection> {
     let io = |e: &io::Error| crate::fetch::io_error(name, e);
     let at_line = |n: usize| format!("{name}:{n}");
@@ -615,7 +667,10 @@ fn read_rows(
         loop {
             lineno += 1;
             if !crate::text::is_blank(&line) {
-                f(json_row(&at_line(lineno), &line, d, &t.column)?, out)?;
+                f(Some(json_row(&at_line(lineno), &line, d, &t.column)?), out)?;
+            }
+            if r.buffer().is_empty() {
+                f(None, out)?;
             }
             line.clear();
             if r.read_line(&mut line).map_err(|e| io(&e))? == 0 {
@@ -662,15 +717,17 @@ fn read_rows(
                 ),
             ));
         }
-        let mut lineno = skipped;
         let mut line = first;
         loop {
-            lineno += 1;
             if !crate::text::is_blank(&line) {
+                // No overrides: a plain line is always a question.
                 f(
-                    row_of(&at_line(lineno), &line, [None; 3], d, Extra::None),
+                    Some(Asked::Row(Row::plain(crate::text::trim(&line), d))),
                     out,
                 )?;
+            }
+            if r.buffer().is_empty() {
+                f(None, out)?;
             }
             line.clear();
             if r.read_line(&mut line).map_err(|e| io(&e))? == 0 {
@@ -762,7 +819,7 @@ fn read_rows(
                 },
             })
         };
-        f(asked, out)?;
+        f(Some(asked), out)?;
     }
     Ok(())
 }
@@ -949,9 +1006,11 @@ impl<'w> Output<'w> {
     }
 
     fn write(&mut self, row: &Row, reply: &Reply, snap: &SnapshotInfo) -> Result<(), Rejection> {
-        let isrc = crate::isrc::Isrc::parse(&row.input)
-            .ok()
-            .map(crate::isrc::Isrc::compact);
+        let isrc = || {
+            crate::isrc::Isrc::parse(&row.input)
+                .ok()
+                .map(crate::isrc::Isrc::compact)
+        };
         let (by, terms, error): (&[String], &[crate::model::Terms], Option<&str>) = match reply {
             Reply::Answered(a) => (&a.decided_by, &a.terms, None),
             Reply::Refused(e) => (&[], &[], Some(e.as_str())),
@@ -963,40 +1022,49 @@ impl<'w> Output<'w> {
             terms.iter().map(|t| t.sha256.map(hex::encode)).collect();
         match self.format {
             Format::Text => {
-                let by = if by.is_empty() {
-                    "-".to_string()
-                } else {
-                    by.join(" ")
-                };
-                let mut tail = String::new();
-                if !terms_url.is_empty() {
-                    tail.push_str("\tterms ");
-                    tail.push_str(&terms_url.join(" "));
+                // Built in place: this is the line a million-row batch
+                // writes a million times.
+                let l = &mut self.line;
+                l.clear();
+                for field in [escape(&row.input).as_ref(), decision, reason] {
+                    l.extend_from_slice(field.as_bytes());
+                    l.push(b'\t');
                 }
-                if snap.expired {
-                    tail.push_str("\tEXPIRED-SNAPSHOT");
+                if by.is_empty() {
+                    l.push(b'-');
                 }
-                if let Some(e) = error {
-                    tail.push_str("\terror: ");
-                    tail.push_str(&escape(e));
+                for (k, id) in by.iter().enumerate() {
+                    if k > 0 {
+                        l.push(b' ');
+                    }
+                    l.extend_from_slice(id.as_bytes());
                 }
                 // Every answer names its snapshot: version and the manifest
                 // hash's first 12 hex digits (the full hash is in --json/--csv).
-                self.text(&format!(
-                    "{}\t{}\t{}\t{}\tv{}:{}{}\n",
-                    escape(&row.input),
-                    decision,
-                    reason,
-                    by,
-                    snap.version,
-                    &snap.manifest_sha256[..snap.manifest_sha256.len().min(12)],
-                    tail
-                ))
+                l.extend_from_slice(b"\tv");
+                l.extend_from_slice(snap.version.to_string().as_bytes());
+                l.push(b':');
+                l.extend_from_slice(
+                    snap.manifest_sha256.as_bytes()[..snap.manifest_sha256.len().min(12)].as_ref(),
+                );
+                if !terms_url.is_empty() {
+                    l.extend_from_slice(b"\tterms ");
+                    l.extend_from_slice(terms_url.join(" ").as_bytes());
+                }
+                if snap.expired {
+                    l.extend_from_slice(b"\tEXPIRED-SNAPSHOT");
+                }
+                if let Some(e) = error {
+                    l.extend_from_slice(b"\terror: ");
+                    l.extend_from_slice(escape(e).as_bytes());
+                }
+                l.push(b'\n');
+                self.out.write_all(l).map_err(|e| out_err(&e))
             }
             Format::Json => {
                 let j = JsonAnswer {
                     input: &row.input,
-                    isrc,
+                    isrc: isrc(),
                     use_: row.use_.name(),
                     territory: row.territory.as_deref(),
                     at: format_date(row.at),
@@ -1039,7 +1107,7 @@ impl<'w> Output<'w> {
                 let version = snap.version.to_string();
                 let fixed = [
                     row.input.clone(),
-                    isrc.unwrap_or_default(),
+                    isrc().unwrap_or_default(),
                     row.use_.name().to_string(),
                     row.territory.clone().unwrap_or_default(),
                     format_date(row.at),
@@ -1065,6 +1133,10 @@ impl<'w> Output<'w> {
                 self.csv_record(all)
             }
         }
+    }
+
+    fn flush(&mut self) -> Result<(), Rejection> {
+        self.out.flush().map_err(|e| out_err(&e))
     }
 
     fn finish(&mut self) -> Result<(), Rejection> {

@@ -348,7 +348,7 @@ pub const EXIT_BROKEN_PIPE: i32 = 141;
 /// Parse, run, print errors; the process exit code.
 pub fn main_exit(cli: &Cli) -> i32 {
     let stdout = io::stdout();
-    let mut lock = io::BufWriter::new(stdout.lock());
+    let mut lock = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let r = run(cli, &mut lock);
     let flushed = lock.flush();
     match r {

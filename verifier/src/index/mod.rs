@@ -443,6 +443,27 @@ impl Index {
         self.chunks_around(i, &t, key, |c| self.chunk(i, c))
     }
 
+    /// [`Index::chunks_for`] for a sparse sorted batch (a block of
+    /// `check --input`): chunks not already cached are read alone and not
+    /// kept — the batch holds each as long as its keys need it, and a
+    /// one-shot process gains nothing from filling memory with them.
+    pub fn chunks_for_once(
+        &self,
+        i: usize,
+        key: u64,
+    ) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
+        let t = self.table(i)?;
+        self.chunks_around(i, &t, key, |c| {
+            if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
+                return Ok(ch);
+            }
+            if c >= t.len() {
+                return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
+            }
+            Ok(Arc::new(self.load_chunk(i, &t, c, false)?))
+        })
+    }
+
     /// [`Index::chunks_for`] for a forward scan (a sorted batch): chunks not
     /// already cached are read ahead in large reads, and cached only while
     /// the budget has room (a scan must not push out the point lookups'
