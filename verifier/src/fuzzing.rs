@@ -28,7 +28,7 @@ use crate::docs::{FileRef, Head, Manifest, ManifestRef, Range, Role, RoleKeys, R
 use crate::envelope::{Envelope, HEAD_TYPE, ROOT_TYPE, key_id, load_key, pae, sha256};
 use crate::error::{Code, VResult};
 use crate::fetch::{SITE_DIRS, SiteFile};
-use crate::index::{Index, PrefixRow as IndexPrefixRow, PrefixTable};
+use crate::index::Index;
 use crate::isrc::{self, Isrc, KEY_SPACE, Scope};
 use crate::limits::Limits;
 use crate::model::{Declarant, Policy};
@@ -540,39 +540,6 @@ fn prefixes_payload(data: &[u8]) {
         data,
         "an accepted prefix table is the only encoding of its entries"
     );
-    let table = PrefixTable::new(
-        recs.iter()
-            .enumerate()
-            .map(|(i, r)| IndexPrefixRow {
-                scope: r.scope,
-                seq: r.seq,
-                id: r.id.clone(),
-                policy: i as u32,
-            })
-            .collect(),
-    );
-    for r in recs.iter().take(64) {
-        assert!(!matches!(r.scope, Scope::Exact(_)));
-        let (lo, hi) = r.scope.key_range();
-        for k in [lo, hi - 1, hi] {
-            let Some(i) = Isrc::from_key(k) else {
-                continue;
-            };
-            let mut want: Vec<(&str, u64)> = recs
-                .iter()
-                .filter(|x| x.scope.covers(i))
-                .map(|x| (x.id.as_str(), x.seq))
-                .collect();
-            let mut got: Vec<(&str, u64)> =
-                table.covering(i).map(|x| (x.id.as_str(), x.seq)).collect();
-            want.sort_unstable();
-            got.sort_unstable();
-            assert_eq!(
-                got, want,
-                "the prefix table finds exactly the covering entries"
-            );
-        }
-    }
 }
 
 // ---- structured inputs for the data-file decoders --------------------------
@@ -1084,6 +1051,28 @@ pub fn index(data: &[u8]) {
         Some(&fx.state.prefixes),
         "a verified index holds exactly the prefix table it commits to"
     );
+    for r in &fx.state.prefixes {
+        let (lo, hi) = r.scope.key_range();
+        for isrc in [lo, hi - 1, hi].into_iter().filter_map(Isrc::from_key) {
+            let mut want: Vec<(&str, u64)> = fx
+                .state
+                .prefixes
+                .iter()
+                .filter(|x| x.scope.covers(isrc))
+                .map(|x| (x.id.as_str(), x.seq))
+                .collect();
+            let hits = ix.covering(isrc);
+            assert!(hits.is_ok(), "a verified index finds every prefix scope");
+            let hits = hits.unwrap_or_default();
+            let mut got: Vec<(&str, u64)> = hits.iter().map(|h| (h.id(), h.seq())).collect();
+            want.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(
+                got, want,
+                "the index finds exactly the covering prefix entries"
+            );
+        }
+    }
     for &(i, k) in &probes {
         let got = ix.chunks_for(i, k);
         assert!(got.is_ok(), "a verified index answers every lookup");

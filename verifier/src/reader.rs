@@ -235,13 +235,13 @@ impl Reader {
         };
         let mut out = Vec::with_capacity(isrcs.len());
         let mut memo: std::collections::HashMap<
-            (u32, u32, u32),
+            (u64, u64, u32),
             Outcome,
             rustc_hash::FxBuildHasher,
         > = std::collections::HashMap::default();
-        let mut last: Option<((u32, u32, u32), Outcome)> = None;
+        let mut last: Option<((u64, u64, u32), Outcome)> = None;
         // The covering prefix groups of the last registrant-year seen.
-        let mut cover: Option<(u64, (u32, u32))> = None;
+        let mut cover: Option<(u64, (u64, u64))> = None;
         let mut held = Held::default();
         for &isrc in isrcs {
             let key = isrc.key();
@@ -267,7 +267,7 @@ impl Reader {
             let (reg, year) = match cover {
                 Some((r, c)) if r == ry => c,
                 _ => {
-                    let c = self.index.borrow().prefixes().cover_key(isrc);
+                    let c = self.index.borrow().cover_key(isrc)?;
                     cover = Some((ry, c));
                     c
                 }
@@ -457,6 +457,7 @@ impl Reader {
         chunks: &'i [std::sync::Arc<crate::index::Chunk>],
     ) -> Result<Answer, Rejection> {
         let key = q.isrc.key();
+        let prefixes = ix.covering(q.isrc)?;
         let mut entries = Vec::new();
         for (seq, id, pol) in chunks.iter().flat_map(|c| c.entries_of(key)) {
             entries.push(Entry {
@@ -466,12 +467,12 @@ impl Reader {
                 policy: ix.policy(pol)?,
             });
         }
-        for r in ix.prefixes().covering(q.isrc) {
+        for h in &prefixes {
             entries.push(Entry {
-                scope: r.scope,
-                seq: r.seq,
-                id: &r.id,
-                policy: ix.policy(r.policy)?,
+                scope: h.scope(),
+                seq: h.seq(),
+                id: h.id(),
+                policy: ix.policy(h.policy())?,
             });
         }
         Ok(crate::lookup::lookup(q, entries))

@@ -949,7 +949,7 @@ impl Store {
         let path = self.index_path(&snap.manifest_sha256);
         let ix = Index::open(&path, m, &snap.manifest_sha256, &self.limits);
         let ix_check = match &ix {
-            Ok(Some(ix)) => ix.check_policies().err().map(|e| e.detail),
+            Ok(Some(ix)) => ix.check_shared().err().map(|e| e.detail),
             Ok(None) => None,
             Err(e) => Some(e.detail.clone()),
         };

@@ -71,43 +71,36 @@ pub(super) struct Cache {
     pub(super) chunks: FifoCache<(usize, usize), Chunk>,
 }
 
-/// The index's policy table: sorted hashes and where each policy's bytes
-/// lie. A policy is read, checked against its hash and decoded (canonical
-/// check and validation) the first time a verified chunk names it: a
-/// registry has tens of thousands of policies, a single lookup needs one or
-/// two, and reading and decoding them all made up most of the time to the
-/// first answer.
+/// The index's policy table, searched on disk: only the bucket directory
+/// is read at open (16 KB whatever the registry's size); a hash is found by
+/// reading its bucket's few hashes, and a policy is read, checked against
+/// its hash and decoded (canonical check and validation) the first time a
+/// verified chunk names it. A registry has 10^5 policies, a single lookup
+/// needs one or two: reading them all made opening grow with the registry.
 #[derive(Debug)]
 pub(super) struct PolicyTable {
-    pub(super) hashes: Vec<[u8; 32]>,
-    /// `ends[i]`: end of policy i's bytes in the blob (its start is `ends[i-1]`).
-    pub(super) ends: Vec<u64>,
-    pub(super) blob_offset: u64,
-    /// Boxed: a cell is 8 bytes until its policy is decoded (tens of
-    /// thousands of cells, one or two decoded per lookup).
-    pub(super) decoded: Vec<std::cell::OnceCell<Box<Policy>>>,
-    /// `buckets[b]..buckets[b + 1]`: the hashes whose first
-    /// [`BUCKET_BITS`] bits are `b` — a chunk's entries find their policy
-    /// among a handful, not by a binary search over the whole table for
-    /// every entry.
+    pub(super) n: usize,
+    /// `buckets[b]..buckets[b + 1]`: the places of the hashes whose first
+    /// [`BUCKET_BITS`] bits are `b` (non-decreasing, from 0 to `n`).
     pub(super) buckets: Vec<u32>,
-}
-
-impl PolicyTable {
-    pub(super) fn find(&self, h: &[u8; 32]) -> Option<u32> {
-        let b = bucket_of(h);
-        let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
-        self.hashes[lo..hi]
-            .iter()
-            .position(|x| x == h)
-            .map(|i| (lo + i) as u32)
-    }
+    /// File offsets of the sorted hashes (32 bytes each) and of the ends of
+    /// the policies' bytes in the blob (u64 each).
+    pub(super) hashes_offset: u64,
+    pub(super) ends_offset: u64,
+    pub(super) blob_offset: u64,
+    pub(super) blob_len: u64,
+    /// Boxed: a cell is 8 bytes until its policy is decoded.
+    pub(super) decoded: Vec<std::cell::OnceCell<Box<Policy>>>,
+    /// Hashes found so far, and their places.
+    pub(super) found: RefCell<HashMap<[u8; 32], u32, FastHash>>,
 }
 
 /// Bits of a policy hash that pick its bucket: 4096 buckets hold a few
-/// policies each even at 10^5 policies, and the table (16 KB) costs nothing
-/// to build at open.
+/// policies each even at 10^5 policies (one small read per bucket), and the
+/// directory is 16 KB.
 pub(super) const BUCKET_BITS: u32 = 12;
+/// Number of buckets.
+pub(super) const BUCKETS: usize = 1 << BUCKET_BITS;
 
 pub(super) fn bucket_of(h: &[u8; 32]) -> usize {
     usize::from(u16::from_be_bytes([h[0], h[1]]) >> (16 - BUCKET_BITS))

@@ -13,23 +13,25 @@
 //!
 //! ```text
 //! magic            8 bytes  "CSTRYIDX"
-//! format version   u32      5
+//! format version   u32      6
 //! manifest sha256  32 bytes SHA-256 of the manifest envelope this index belongs to
 //! n_policies       u32
+//!   4097 × u32     bucket directory: bucket b's hashes (first 12 bits = b)
+//!                  are places dir[b]..dir[b+1]; dir[0] = 0, dir[4096] = n_policies
 //!   n_policies × SHA-256 of each policy, strictly increasing (the policy's index
 //!                is its place here)
 //!   n_policies × u64 end of each policy's bytes in the blob (non-decreasing)
 //!   blob             the policies' canonical CBOR, back to back
-//!   (opening reads the hashes and ends only; a policy's bytes are read, checked
-//!   against its hash and decoded when a verified chunk first names it)
+//!   (opening reads the directory only; a hash is found by reading its
+//!   bucket, and a policy's bytes are read, checked against its hash and
+//!   decoded when a verified chunk first names it)
 //! n_prefixes       u32      must equal the manifest's prefix count
-//!   n_prefixes × (prefix key u64, seq u64, len(id) u8, id, policy index u32):
-//!                the prefix table in table order (SPEC.md §6), checked at open
-//!                against the manifest's prefix_leaf, so a reader never decodes
-//!                the prefix file
+//!   offset u64, len u64: the prefix block, laid out like a range block over
+//!                the prefix table in table order (SPEC.md §6: keys are prefix
+//!                keys), proven against the manifest's prefix_leaf
 //! n_ranges         u32      must equal the manifest's range count
 //!   n_ranges × (lo u64, hi u64, count u64, offset u64, len u64)
-//! blocks           range i's block is `len` bytes at `offset`:
+//! blocks           the prefix block, then range i's block, `len` bytes at `offset`:
 //!   n = ceil(count / 16) × (first key u64, chunk start u64, chunk hash 32 bytes)
 //!   the RFC 6962 tree over the chunk hashes above its leaf level, bottom up:
 //!                level k ≥ 1 holds ceil(n / 2^k) nodes of 32 bytes (an
@@ -38,7 +40,9 @@
 //!   (chunk starts are byte offsets into the entry stream)
 //! ```
 //!
-//! Blocks follow the header back to back in range order and end the file.
+//! Opening reads a fixed-size header part (the directory) and the range
+//! list: its cost does not grow with the policies or the prefix table.
+//! Blocks follow the header back to back (the prefix block first) and end the file.
 //! Opening reads only the header, with positioned reads; a lookup reads only
 //! the chunk table of the key's range and the chunk(s) holding the key. The
 //! first chunks loaded from a range are each proven by their audit path (the
@@ -66,7 +70,7 @@ use cache::*;
 #[allow(clippy::wildcard_imports)]
 use chunk::*;
 pub use chunk::{Chunk, ChunkTable};
-pub use prefix::{PrefixRow, PrefixTable};
+pub use prefix::{PrefixHit, PrefixRow};
 pub use write::{block_of, tree_nodes, write};
 
 use std::cell::RefCell;
@@ -88,15 +92,15 @@ use crate::isrc::{REGISTRANT_SPAN, REGISTRANT_YEAR_SPAN};
 use crate::limits::Limits;
 use crate::model::Policy;
 use crate::state::{
-    CHUNK, ENTRY_FIXED, MerkleTree, State, chunk_bounds, chunk_count, chunk_hash, chunk_hashes,
-    entry_stream, leaf_hash, merkle_root, policy_hash, prefix_key, prefix_leaf_of_root,
-    prefix_scope, range_leaf_of_root,
+    CHUNK, ENTRY_FIXED, MerkleTree, State, chunk_bounds, chunk_count, chunk_hash, entry_stream,
+    leaf_hash, merkle_root, policy_hash, prefix_key, prefix_leaf_of_root, prefix_scope,
+    range_leaf_of_root,
 };
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"CSTRYIDX";
 /// Format version written and accepted.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// Verified chunks kept in memory by one reader before older ones are
 /// dropped: a cap, not a reservation. A chunk costs ~1.2 KB (16 entries), so
 /// this holds every chunk of a 10^7-entry registry — warm point lookups over
@@ -119,10 +123,12 @@ pub const PATH_PROOFS_PER_TABLE: u32 = 64;
 pub struct Index {
     file: File,
     path: String,
+    /// The ranges' blocks, then the prefix block (at `n_ranges`).
     ranges: Vec<RangeEntry>,
+    n_ranges: usize,
+    /// The signed leaf of each block: the ranges', then `prefix_leaf`.
     leaves: Vec<[u8; 32]>,
     policies: PolicyTable,
-    prefixes: PrefixTable,
     cache: RefCell<Cache>,
     cache_budget: usize,
     /// The last read-ahead: range, stream offset, bytes.
@@ -166,8 +172,11 @@ impl Index {
             return Err(bad("it does not start with CSTRYIDX"));
         }
         r.read_exact(&mut b4).map_err(trunc)?;
-        if u32::from_le_bytes(b4) != FORMAT_VERSION {
-            return Err(bad("unknown format version"));
+        let v = u32::from_le_bytes(b4);
+        if v != FORMAT_VERSION {
+            return Err(bad(&format!(
+                "it has format version {v}, and this consentry reads version {FORMAT_VERSION} (an index written by another release)"
+            )));
         }
         r.read_exact(&mut b32).map_err(trunc)?;
         if &b32 != manifest_sha256 {
@@ -181,89 +190,75 @@ impl Index {
             return Err(bad("too many policies"));
         }
         let n = n_pol as usize;
-        if n_pol.saturating_mul(40) > file_len.saturating_sub(pos) {
+        // The bucket directory is all that is read of the policy table:
+        // its hashes are searched on disk, one bucket at a time.
+        let dir_len = (BUCKETS + 1) as u64 * 4;
+        if n_pol.saturating_mul(40).saturating_add(dir_len) > file_len.saturating_sub(pos) {
             return Err(bad("the policy table runs past the end of the file"));
         }
-        // One positioned read for both arrays (not through the small buffer).
-        let mut raw = vec![0u8; n * 40];
+        let mut raw = vec![0u8; (BUCKETS + 1) * 4];
         file.read_exact_at(&mut raw, pos).map_err(trunc)?;
-        let (raw_hashes, raw_ends) = raw.split_at(n * 32);
+        pos += dir_len;
+        let buckets: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        if buckets.first() != Some(&0)
+            || buckets.last().map(|&b| b as usize) != Some(n)
+            || buckets.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(bad("the policy bucket directory is not in order"));
+        }
+        let hashes_offset = pos;
+        let ends_offset = pos + 32 * n_pol;
         pos += 40 * n_pol;
-        let hashes: Vec<[u8; 32]> = raw_hashes
-            .chunks_exact(32)
-            .map(|c| c.try_into().unwrap_or_default())
-            .collect();
-        if hashes.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(bad("the policy hashes are not strictly increasing"));
-        }
-        let ends: Vec<u64> = raw_ends
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-            .collect();
-        if ends.windows(2).any(|w| w[0] > w[1]) {
-            return Err(bad("the policy ends are not in order"));
-        }
-        let blob = ends.last().copied().unwrap_or(0);
+        let blob = if n == 0 {
+            0
+        } else {
+            file.read_exact_at(&mut b8, ends_offset + 8 * (n_pol - 1))
+                .map_err(trunc)?;
+            u64::from_le_bytes(b8)
+        };
         if blob > file_len.saturating_sub(pos) {
             return Err(bad("a policy runs past the end of the file"));
         }
-        let blob_offset = pos;
-        pos += blob;
-        // Skip the blob: the next reads start after it.
-        let mut r = BufReader::with_capacity(1 << 16, PosReader { file: &file, pos });
-        let mut b4 = [0u8; 4];
-        let mut buckets = vec![0u32; (1 << BUCKET_BITS) + 1];
-        for h in &hashes {
-            buckets[bucket_of(h) + 1] += 1;
-        }
-        for b in 1..buckets.len() {
-            buckets[b] += buckets[b - 1];
-        }
         let policies = PolicyTable {
-            decoded: (0..n).map(|_| std::cell::OnceCell::new()).collect(),
+            n,
             buckets,
-            hashes,
-            ends,
-            blob_offset,
+            hashes_offset,
+            ends_offset,
+            blob_offset: pos,
+            blob_len: blob,
+            decoded: (0..n).map(|_| std::cell::OnceCell::new()).collect(),
+            found: RefCell::new(HashMap::default()),
         };
+        pos += blob;
+        let mut r = BufReader::with_capacity(1 << 12, PosReader { file: &file, pos });
         r.read_exact(&mut b4).map_err(trunc)?;
         pos += 4;
         let n_pre = u64::from(u32::from_le_bytes(b4));
         if n_pre != manifest.prefixes.count {
             return Err(bad("its prefix count differs from the manifest's"));
         }
-        let mut rows = Rows::default();
-        for _ in 0..n_pre {
-            let mut head = [0u8; 17];
-            r.read_exact(&mut head).map_err(trunc)?;
-            let mut id = vec![0u8; usize::from(head[16])];
-            r.read_exact(&mut id).map_err(trunc)?;
-            r.read_exact(&mut b4).map_err(trunc)?;
-            pos += 21 + id.len() as u64;
-            let key = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
-            let seq = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
-            let pol = u32::from_le_bytes(b4);
-            if pol as usize >= n || id.is_empty() || !id.iter().all(u8::is_ascii_graphic) {
-                return Err(bad("a prefix entry is malformed"));
-            }
-            rows.push(key, seq, std::str::from_utf8(&id).unwrap_or(""), pol);
+        let mut prefix = RangeEntry {
+            lo: 0,
+            hi: u64::MAX,
+            count: n_pre,
+            offset: 0,
+            len: 0,
+        };
+        for x in [&mut prefix.offset, &mut prefix.len] {
+            r.read_exact(&mut b8).map_err(trunc)?;
+            *x = u64::from_le_bytes(b8);
         }
-        // The prefix entries must be exactly the signed prefix table.
-        let leaf = prefix_leaf_of_root(n_pre, &merkle_root(&chunk_hashes(&rows, &policies.hashes)));
-        if leaf != manifest.prefix_leaf {
-            return Err(bad(
-                "its prefix entries do not hash to the manifest's prefix_leaf",
-            ));
-        }
-        let prefixes = PrefixTable::from_rows(&rows)
-            .ok_or_else(|| bad("a prefix entry has no prefix scope"))?;
+        pos += 16;
         r.read_exact(&mut b4).map_err(trunc)?;
         pos += 4;
         let n_ranges = u32::from_le_bytes(b4) as usize;
         if n_ranges != manifest.ranges.len() {
             return Err(bad("its range count differs from the manifest's"));
         }
-        let mut raw = Vec::with_capacity(n_ranges);
+        let mut raw = Vec::with_capacity(n_ranges + 1);
         for _ in 0..n_ranges {
             let mut v = [0u64; 5];
             for x in &mut v {
@@ -279,7 +274,18 @@ impl Index {
                 len: v[4],
             });
         }
-        let mut expect = pos;
+        // The prefix table is block n_ranges, laid out like a range's and
+        // stored first: its chunks are proven like a range's, against the
+        // manifest's prefix_leaf, when a lookup first needs them.
+        let min_len = |count: u64| {
+            chunk_count(count).saturating_mul(CHUNK_ROW)
+                + tree_nodes(chunk_count(count)).saturating_mul(32)
+                + count.saturating_mul((ENTRY_FIXED + 1) as u64)
+        };
+        if prefix.offset != pos || prefix.len < min_len(n_pre) {
+            return Err(bad("the prefix block has a bad offset or length"));
+        }
+        let mut expect = pos.saturating_add(prefix.len);
         for (i, e) in raw.iter().enumerate() {
             if (e.lo, e.hi) != manifest.range_bounds(i) || e.count != manifest.ranges[i].count {
                 return Err(corrupt(
@@ -289,10 +295,7 @@ impl Index {
             }
             if e.offset != expect
                 || e.count > limits.max_records_per_file
-                || e.len
-                    < chunk_count(e.count).saturating_mul(CHUNK_ROW)
-                        + tree_nodes(chunk_count(e.count)).saturating_mul(32)
-                        + e.count.saturating_mul((ENTRY_FIXED + 1) as u64)
+                || e.len < min_len(e.count)
             {
                 return Err(corrupt(
                     &loc,
@@ -304,13 +307,16 @@ impl Index {
         if expect != file_len {
             return Err(bad("the blocks do not end where the file ends"));
         }
+        raw.push(prefix);
+        let mut leaves: Vec<[u8; 32]> = manifest.ranges.iter().map(|r| r.leaf).collect();
+        leaves.push(manifest.prefix_leaf);
         Ok(Some(Index {
             file,
             path: loc,
             ranges: raw,
-            leaves: manifest.ranges.iter().map(|r| r.leaf).collect(),
+            n_ranges,
+            leaves,
             policies,
-            prefixes,
             cache: RefCell::new(Cache::default()),
             cache_budget: DEFAULT_CACHE_BYTES,
             ahead: RefCell::new(None),
@@ -337,12 +343,34 @@ impl Index {
         if let Some(p) = cell.get() {
             return Ok(p);
         }
-        let start = if i == 0 { 0 } else { t.ends[i - 1] };
-        let mut bytes = vec![0u8; (t.ends[i] - start) as usize];
-        self.file
-            .read_exact_at(&mut bytes, t.blob_offset + start)
-            .map_err(|e| corrupt(&self.path, format!("policy {i} cannot be read: {e}")))?;
-        if sha256(&bytes) != t.hashes[i] {
+        let read = |buf: &mut [u8], at: u64| {
+            self.file
+                .read_exact_at(buf, at)
+                .map_err(|e| corrupt(&self.path, format!("policy {i} cannot be read: {e}")))
+        };
+        let mut ends = [0u8; 16];
+        let (start, end) = if i == 0 {
+            read(&mut ends[8..], t.ends_offset)?;
+            (
+                0,
+                u64::from_le_bytes(ends[8..].try_into().unwrap_or_default()),
+            )
+        } else {
+            read(&mut ends, t.ends_offset + 8 * (i as u64 - 1))?;
+            (
+                u64::from_le_bytes(ends[..8].try_into().unwrap_or_default()),
+                u64::from_le_bytes(ends[8..].try_into().unwrap_or_default()),
+            )
+        };
+        if start > end || end > t.blob_len {
+            return Err(corrupt(
+                &self.path,
+                format!("policy {i}'s bytes are out of place"),
+            ));
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        read(&mut bytes, t.blob_offset + start)?;
+        if sha256(&bytes) != self.policy_hash_at(i)? {
             return Err(corrupt(
                 &self.path,
                 format!("policy {i} does not hash to its listed hash"),
@@ -355,30 +383,82 @@ impl Index {
         Ok(cell.get_or_init(|| Box::new(p)))
     }
 
-    /// The prefix table (verified against the manifest at open).
-    pub fn prefixes(&self) -> &PrefixTable {
-        &self.prefixes
+    /// The listed hash of policy `i`.
+    fn policy_hash_at(&self, i: usize) -> Result<[u8; 32], Rejection> {
+        let mut h = [0u8; 32];
+        self.file
+            .read_exact_at(&mut h, self.policies.hashes_offset + 32 * i as u64)
+            .map_err(|e| corrupt(&self.path, format!("policy {i} cannot be read: {e}")))?;
+        Ok(h)
     }
 
-    /// The prefix table as records, every policy decoded.
-    pub fn prefix_records(&self) -> Result<Vec<Record>, Rejection> {
-        self.prefixes
-            .rows
-            .iter()
-            .map(|r| {
-                Ok(Record {
-                    scope: r.scope,
-                    seq: r.seq,
-                    id: r.id.clone(),
-                    policy: self.policy(r.policy)?.clone(),
-                })
-            })
-            .collect()
+    /// The place of the policy whose hash is `h`, searched in its bucket on
+    /// disk (the bucket's hashes must be strictly increasing and belong to
+    /// it); `None` when the table does not list it.
+    pub(super) fn find_policy(&self, h: &[u8; 32]) -> Result<Option<u32>, Rejection> {
+        let t = &self.policies;
+        if let Some(&p) = t.found.borrow().get(h) {
+            return Ok(Some(p));
+        }
+        let b = bucket_of(h);
+        let (lo, hi) = (t.buckets[b] as usize, t.buckets[b + 1] as usize);
+        let mut raw = vec![0u8; (hi - lo) * 32];
+        self.file
+            .read_exact_at(&mut raw, t.hashes_offset + 32 * lo as u64)
+            .map_err(|e| corrupt(&self.path, format!("policy bucket {b} cannot be read: {e}")))?;
+        let hashes: Vec<[u8; 32]> = raw
+            .chunks_exact(32)
+            .map(|c| c.try_into().unwrap_or_default())
+            .collect();
+        if hashes.windows(2).any(|w| w[0] >= w[1]) || hashes.iter().any(|x| bucket_of(x) != b) {
+            return Err(corrupt(
+                &self.path,
+                format!("policy bucket {b} is out of order"),
+            ));
+        }
+        let found = hashes.binary_search(h).ok().map(|k| (lo + k) as u32);
+        if let Some(p) = found {
+            t.found.borrow_mut().insert(*h, p);
+        }
+        Ok(found)
+    }
+
+    /// Check the whole policy table: every bucket in order, the ends in
+    /// order, every policy's bytes against its hash and decodable (what
+    /// opening no longer reads).
+    fn check_policy_table(&self) -> Result<(), Rejection> {
+        let t = &self.policies;
+        let mut raw = vec![0u8; t.n * 40];
+        self.file
+            .read_exact_at(&mut raw, t.hashes_offset)
+            .map_err(|e| corrupt(&self.path, format!("the policy table cannot be read: {e}")))?;
+        let (hashes, ends) = raw.split_at(t.n * 32);
+        let hashes: Vec<&[u8]> = hashes.chunks_exact(32).collect();
+        let in_buckets = (0..BUCKETS).all(|b| {
+            let (lo, hi) = (t.buckets[b] as usize, t.buckets[b + 1] as usize);
+            hashes[lo..hi]
+                .iter()
+                .all(|h| bucket_of(&<[u8; 32]>::try_from(*h).unwrap_or_default()) == b)
+        });
+        let ends: Vec<u64> = ends
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        if !in_buckets
+            || hashes.windows(2).any(|w| w[0] >= w[1])
+            || ends.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(corrupt(&self.path, "the policy table is out of order"));
+        }
+        for i in 0..t.n as u32 {
+            self.policy(i)?;
+        }
+        Ok(())
     }
 
     /// Number of policies in the table.
     pub fn policy_count(&self) -> usize {
-        self.policies.hashes.len()
+        self.policies.n
     }
 
     /// Range `i`'s `(lo, hi, count)`.
@@ -502,19 +582,23 @@ impl Index {
         &self.file
     }
 
-    /// Decode every policy of the table (each checked against its hash).
-    pub fn check_policies(&self) -> Result<(), Rejection> {
-        for i in 0..self.policy_count() as u32 {
-            self.policy(i)?;
-        }
+    /// Check what opening does not read and the range blocks do not hold:
+    /// the whole policy table (order, every policy against its hash) and
+    /// the prefix block (tree, every chunk against the prefix_leaf).
+    pub fn check_shared(&self) -> Result<(), Rejection> {
+        self.check_policy_table()?;
+        let i = self.n_ranges;
+        let t = self.load_table(i)?;
+        self.check_whole(i, &t)?;
+        self.check_tree(i, &t)?;
+        self.prefix_rows()?;
         Ok(())
     }
 
     /// Check every chunk table and chunk (without keeping them).
     pub fn verify_all(&self) -> Result<(), Rejection> {
-        for i in 0..self.policy_count() as u32 {
-            self.policy(i)?;
-        }
+        self.check_policy_table()?;
+        // The ranges, then the prefix block.
         for i in 0..self.ranges.len() {
             let t = self.load_table(i)?;
             self.check_whole(i, &t)?;
@@ -533,7 +617,7 @@ impl Index {
         let ids: Vec<u32> = (0..self.policy_count() as u32)
             .map(|i| Ok(st.policies.intern(self.policy(i)?)))
             .collect::<Result<_, Rejection>>()?;
-        for i in 0..self.ranges.len() {
+        for i in 0..self.n_ranges {
             let t = self.load_table(i)?;
             self.check_whole(i, &t)?;
             let mut rows = Rows::default();
@@ -740,38 +824,47 @@ mod tests {
 
     #[test]
     fn prefix_probes_find_exactly_the_covering_scopes() {
-        let recs: Vec<Record> = testsite::example_records()
-            .into_iter()
-            .filter(|r| !matches!(r.scope, Scope::Exact(_)))
-            .collect();
+        let (state, m, sha, dir) = state_and_manifest();
+        let recs: Vec<Record> = state.prefixes.clone();
         assert!(!recs.is_empty());
-        let t = PrefixTable::new(
-            recs.iter()
-                .map(|r| PrefixRow {
-                    scope: r.scope,
-                    seq: r.seq,
-                    id: r.id.clone(),
-                    policy: 0,
-                })
-                .collect(),
-        );
-        for s in [
+        let path = dir.path().join("x.idx");
+        write(&path, &sha, &state).unwrap();
+        let ix = Index::open(&path, &m, &sha, &Limits::DEFAULT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ix.prefix_records().unwrap(), recs);
+        let mut probes: Vec<Isrc> = [
             "GBNWR2500001",
             "GBNWR2400001",
             "USQZ92400123",
             "FRAB10012345",
             "ZZZZZ9999999",
-        ] {
-            let i = Isrc::parse(s).unwrap();
-            let mut want: Vec<&str> = recs
+        ]
+        .iter()
+        .map(|s| Isrc::parse(s).unwrap())
+        .collect();
+        for r in &recs {
+            let (lo, hi) = r.scope.key_range();
+            probes.extend([lo, hi - 1, hi].into_iter().filter_map(Isrc::from_key));
+        }
+        for i in probes {
+            let mut want: Vec<(&str, u64)> = recs
                 .iter()
                 .filter(|r| r.scope.covers(i))
-                .map(|r| r.id.as_str())
+                .map(|r| (r.id.as_str(), r.seq))
                 .collect();
-            let mut got: Vec<&str> = t.covering(i).map(|r| r.id.as_str()).collect();
+            let hits = ix.covering(i).unwrap();
+            let mut got: Vec<(&str, u64)> = hits.iter().map(|h| (h.id(), h.seq())).collect();
             want.sort_unstable();
             got.sort_unstable();
-            assert_eq!(got, want, "{s}");
+            assert_eq!(got, want, "{}", i.compact());
+            for h in &hits {
+                assert!(h.scope().covers(i));
+                assert_eq!(
+                    ix.policy(h.policy()).unwrap(),
+                    &recs.iter().find(|r| r.id == h.id()).unwrap().policy
+                );
+            }
         }
     }
 }

@@ -1,19 +1,13 @@
-//! The prefix table as a lookup structure: two hash probes per ISRC.
+//! The prefix table as the index holds it: block `n_ranges`, chunked and
+//! proven like a range (against the manifest's prefix_leaf), so an ISRC's
+//! covering entries cost two chunk lookups and opening reads none of it.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// The prefix table, indexed by (specificity, scope start) so each lookup is
-/// two hash probes: the ISRC's registrant and its registrant-year.
-#[derive(Debug, Default)]
-pub struct PrefixTable {
-    pub(super) rows: Vec<PrefixRow>,
-    /// (specificity, scope start) → the run `start..end` of its entries in `rows`.
-    pub(super) by_scope: HashMap<(u8, u64), (u32, u32), FastHash>,
-}
-
-/// One prefix entry; `policy` indexes the index's policy table.
-#[derive(Debug, Clone)]
+/// One prefix entry, read from the verified prefix block; `policy` indexes
+/// the index's policy table.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixRow {
     pub scope: Scope,
     pub seq: u64,
@@ -21,74 +15,113 @@ pub struct PrefixRow {
     pub policy: u32,
 }
 
-impl PrefixTable {
-    /// The table over `rows`, put in table order (by [`prefix_key`], stably)
-    /// so each scope's entries are one run.
-    pub fn new(mut rows: Vec<PrefixRow>) -> PrefixTable {
-        rows.sort_by_key(|r| prefix_key(r.scope));
-        let mut by_scope: HashMap<(u8, u64), (u32, u32), FastHash> =
-            HashMap::with_capacity_and_hasher(rows.len(), FastHash::default());
-        let mut start = 0;
-        // Each pass ends one run: at most rows.len() passes.
-        while start < rows.len() {
-            let scope = rows[start].scope;
-            let end = start + rows[start..].partition_point(|r| r.scope == scope);
-            by_scope.insert(
-                (scope.specificity(), scope.key_range().0),
-                (start as u32, end as u32),
-            );
-            start = end;
+/// A prefix entry that covers an ISRC, borrowed from its verified chunk.
+#[derive(Debug, Clone)]
+pub struct PrefixHit {
+    pub(super) scope: Scope,
+    pub(super) chunk: Arc<Chunk>,
+    pub(super) at: usize,
+}
+
+impl PrefixHit {
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.chunk.entry(self.at).1
+    }
+
+    pub fn id(&self) -> &str {
+        self.chunk.entry(self.at).2
+    }
+
+    /// The entry's place in the index's policy table.
+    pub fn policy(&self) -> u32 {
+        self.chunk.entry(self.at).3
+    }
+}
+
+/// The two prefix scopes that can cover `isrc` (its registrant's and its
+/// registrant-year's) with their prefix keys, in table order.
+pub(super) fn cover_scopes(isrc: Isrc) -> [(Scope, u64); 2] {
+    let k = isrc.key();
+    let reg = Scope::registrant_of(k - k % REGISTRANT_SPAN);
+    let year = Scope::registrant_year_of(k - k % REGISTRANT_YEAR_SPAN);
+    [(reg, prefix_key(reg)), (year, prefix_key(year))]
+}
+
+impl Index {
+    /// The entries of the prefix table that cover `isrc` (of its
+    /// registrant and of its registrant-year scope), their chunks proven
+    /// against the manifest's prefix_leaf.
+    pub fn covering(&self, isrc: Isrc) -> Result<Vec<PrefixHit>, Rejection> {
+        let mut out = Vec::new();
+        for (scope, pk) in cover_scopes(isrc) {
+            let (_, chunks) = self.chunks_for(self.n_ranges, pk)?;
+            for c in chunks {
+                for at in 0..c.len() {
+                    if c.key(at) == pk {
+                        out.push(PrefixHit {
+                            scope,
+                            chunk: c.clone(),
+                            at,
+                        });
+                    }
+                }
+            }
         }
-        PrefixTable { rows, by_scope }
+        Ok(out)
     }
 
-    /// From rows keyed by prefix key (SPEC.md §6); `None` if a key is not
-    /// `4 · lo + specificity` of a registrant or registrant-year scope.
-    pub(super) fn from_rows(rows: &Rows) -> Option<PrefixTable> {
-        let mut out = Vec::with_capacity(rows.len());
-        for i in 0..rows.len() {
-            let scope = prefix_scope(rows.keys[i])?;
-            out.push(PrefixRow {
-                scope,
-                seq: rows.seqs[i],
-                id: rows.id(i).to_string(),
-                policy: rows.pol[i],
-            });
+    /// Which prefix entries cover `isrc`, as an opaque pair: two ISRCs with
+    /// equal pairs are covered by exactly the same prefix entries (the
+    /// prefix keys of its scopes that have entries; `u64::MAX` for one that
+    /// has none).
+    pub fn cover_key(&self, isrc: Isrc) -> Result<(u64, u64), Rejection> {
+        let [(_, k1), (_, k2)] = cover_scopes(isrc);
+        let has = |pk: u64| -> Result<u64, Rejection> {
+            let (_, chunks) = self.chunks_for(self.n_ranges, pk)?;
+            let any = chunks.iter().any(|c| (0..c.len()).any(|j| c.key(j) == pk));
+            Ok(if any { pk } else { u64::MAX })
+        };
+        Ok((has(k1)?, has(k2)?))
+    }
+
+    /// The prefix table (every chunk verified), in table order.
+    pub fn prefix_rows(&self) -> Result<Vec<PrefixRow>, Rejection> {
+        let i = self.n_ranges;
+        let t = self.verified_table(i)?;
+        let mut out = Vec::with_capacity(t.len() * CHUNK);
+        for c in 0..t.len() {
+            let ch = self.load_chunk(i, &t, c, true)?;
+            for j in 0..ch.len() {
+                let (key, seq, id, policy) = ch.entry(j);
+                let scope = prefix_scope(key)
+                    .ok_or_else(|| corrupt(&self.path, "a prefix entry has no prefix scope"))?;
+                out.push(PrefixRow {
+                    scope,
+                    seq,
+                    id: id.to_string(),
+                    policy,
+                });
+            }
         }
-        Some(PrefixTable::new(out))
+        Ok(out)
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Which prefix entries cover `isrc`, as an opaque pair (the groups of its
-    /// registrant and of its registrant-year; `u32::MAX` for none): two ISRCs
-    /// with equal pairs are covered by exactly the same prefix entries.
-    pub fn cover_key(&self, isrc: Isrc) -> (u32, u32) {
-        let k = isrc.key();
-        let group = |p: (u8, u64)| self.by_scope.get(&p).map_or(u32::MAX, |r| r.0);
-        (
-            group((1, k - k % REGISTRANT_SPAN)),
-            group((2, k - k % REGISTRANT_YEAR_SPAN)),
-        )
-    }
-
-    /// The prefix entries whose scope covers `isrc`.
-    pub fn covering(&self, isrc: Isrc) -> impl Iterator<Item = &PrefixRow> {
-        let k = isrc.key();
-        let probes = [
-            (1u8, k - k % REGISTRANT_SPAN),
-            (2u8, k - k % REGISTRANT_YEAR_SPAN),
-        ];
-        probes
+    /// The prefix table as records, every policy decoded.
+    pub fn prefix_records(&self) -> Result<Vec<Record>, Rejection> {
+        self.prefix_rows()?
             .into_iter()
-            .filter_map(|p| self.by_scope.get(&p))
-            .flat_map(|&(a, b)| &self.rows[a as usize..b as usize])
-            .filter(move |r| !matches!(r.scope, Scope::Exact(_)) && r.scope.covers(isrc))
+            .map(|r| {
+                Ok(Record {
+                    scope: r.scope,
+                    seq: r.seq,
+                    id: r.id,
+                    policy: self.policy(r.policy)?.clone(),
+                })
+            })
+            .collect()
     }
 }

@@ -6,6 +6,17 @@ use super::*;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Index {
+    /// The signed leaf block `i` must give for chunk root `root`: a
+    /// range's leaf, or for the prefix block (`n_ranges`) the prefix leaf.
+    fn leaf_of(&self, i: usize, root: &[u8; 32]) -> [u8; 32] {
+        let e = self.ranges[i];
+        if i == self.n_ranges {
+            prefix_leaf_of_root(e.count, root)
+        } else {
+            range_leaf_of_root(e.lo, e.hi, e.count, root)
+        }
+    }
+
     /// Read range `i`'s chunk table (not yet checked against the leaf: see
     /// [`Index::check_whole`] and [`Index::check_path`]).
     pub(super) fn load_table(&self, i: usize) -> Result<ChunkTable, Rejection> {
@@ -53,8 +64,7 @@ impl Index {
         if t.whole.load(Relaxed) {
             return Ok(());
         }
-        let e = self.ranges[i];
-        if range_leaf_of_root(e.lo, e.hi, e.count, &merkle_root(&t.hashes)) != self.leaves[i] {
+        if self.leaf_of(i, &merkle_root(&t.hashes)) != self.leaves[i] {
             return Err(corrupt(
                 &self.path,
                 format!("block {i}: its chunk hashes do not hash to the manifest's leaf"),
@@ -106,7 +116,6 @@ impl Index {
         c: usize,
         h: &[u8; 32],
     ) -> Result<(), Rejection> {
-        let e = self.ranges[i];
         let bad = |d: String| corrupt(&self.path, format!("block {i} chunk {c}: {d}"));
         // The stored tree is kept level by level (a lone last node moves up
         // unchanged), which gives the RFC 6962 tree; its audit path is the
@@ -140,7 +149,7 @@ impl Index {
         }
         let cur = crate::state::root_from_path(h, c as u64, n, &path)
             .ok_or_else(|| bad("its audit path has the wrong length".into()))?;
-        if range_leaf_of_root(e.lo, e.hi, e.count, &cur) != self.leaves[i] {
+        if self.leaf_of(i, &cur) != self.leaves[i] {
             return Err(bad(
                 "its audit path does not lead to the manifest's leaf".into()
             ));
@@ -256,7 +265,7 @@ impl Index {
             let p = match last {
                 Some((lh, lp)) if lh == h => lp,
                 _ => {
-                    let Some(p) = self.policies.find(&h) else {
+                    let Some(p) = self.find_policy(&h)? else {
                         return Err(bad("an entry names a policy the index does not hold"));
                     };
                     self.policy(p)?;

@@ -50,15 +50,26 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
     );
     pols.sort_unstable_by_key(|p| p.0);
     pols.dedup_by(|a, b| a.0 == b.0);
-    let place = |h: &[u8; 32]| pols.binary_search_by_key(h, |p| p.0).unwrap_or(0) as u32;
 
-    let mut header_len: u64 = 8 + 4 + 32 + 4 + 4 + 4 + 40 * state.ranges.len() as u64;
+    // The bucket directory: where each bucket's hashes start, then n.
+    let mut buckets = vec![0u32; BUCKETS + 1];
+    for (h, _) in &pols {
+        buckets[bucket_of(h) + 1] += 1;
+    }
+    for b in 1..buckets.len() {
+        buckets[b] += buckets[b - 1];
+    }
+    // The prefix table as a block: its rows keyed by prefix key, each
+    // naming its own policy hash.
+    let mut prefix_rows = Rows::with_capacity(state.prefixes.len(), 0);
+    for (k, r) in state.prefixes.iter().enumerate() {
+        prefix_rows.push(prefix_key(r.scope), r.seq, &r.id, k as u32);
+    }
+    let prefix_block = block_of(&prefix_rows, &prefix_hashes).0;
+
+    let mut header_len: u64 =
+        8 + 4 + 32 + 4 + 4 * (BUCKETS as u64 + 1) + 4 + 16 + 4 + 40 * state.ranges.len() as u64;
     header_len += pols.iter().map(|p| 40 + p.1.len() as u64).sum::<u64>();
-    header_len += state
-        .prefixes
-        .iter()
-        .map(|r| 21 + r.id.len() as u64)
-        .sum::<u64>();
     let block_len = |rows: &Rows| -> u64 {
         let n = chunk_count(rows.len() as u64);
         n * CHUNK_ROW
@@ -75,6 +86,9 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
         w.write_all(&FORMAT_VERSION.to_le_bytes())?;
         w.write_all(manifest_sha256)?;
         w.write_all(&(pols.len() as u32).to_le_bytes())?;
+        for b in &buckets {
+            w.write_all(&b.to_le_bytes())?;
+        }
         for (h, _) in &pols {
             w.write_all(h)?;
         }
@@ -87,15 +101,10 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
             w.write_all(b)?;
         }
         w.write_all(&(state.prefixes.len() as u32).to_le_bytes())?;
-        for (r, h) in state.prefixes.iter().zip(&prefix_hashes) {
-            w.write_all(&prefix_key(r.scope).to_le_bytes())?;
-            w.write_all(&r.seq.to_le_bytes())?;
-            w.write_all(&[r.id.len() as u8])?;
-            w.write_all(r.id.as_bytes())?;
-            w.write_all(&place(h).to_le_bytes())?;
-        }
+        w.write_all(&header_len.to_le_bytes())?;
+        w.write_all(&(prefix_block.len() as u64).to_le_bytes())?;
         w.write_all(&(state.ranges.len() as u32).to_le_bytes())?;
-        let mut offset = header_len;
+        let mut offset = header_len + prefix_block.len() as u64;
         for (lo, hi, rows) in &state.ranges {
             let len = block_len(rows);
             for v in [*lo, *hi, rows.len() as u64, offset, len] {
@@ -103,6 +112,7 @@ pub fn write(path: &Path, manifest_sha256: &[u8; 32], state: &State) -> Result<(
             }
             offset += len;
         }
+        w.write_all(&prefix_block)?;
         for (_, _, rows) in &state.ranges {
             w.write_all(&block_of(rows, &hashes).0)?;
         }
