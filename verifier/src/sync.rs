@@ -207,9 +207,16 @@ impl DataFiles for Files<'_> {
     }
 }
 
-/// The state of the trusted manifest, from its index (every block verified)
-/// or, failing that, from the store's files. `None` when neither works.
+/// The state of the trusted manifest, from the store's own data files
+/// (each checked against its signed length and hash: see
+/// [`rebuild::trusted_state`]) or, failing that, from its index (every
+/// block verified). `None` when neither works.
 fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
+    let from_files = rebuild::trusted_state(&mut StoreFiles::new(store), m, store.limits());
+    let files_error = match from_files {
+        Ok(st) => return Some(st),
+        Err(e) => e,
+    };
     let path = store.index_path(sha);
     let from_index = match Index::open(&path, m, sha, store.limits()) {
         Ok(Some(ix)) => ix.load_state(),
@@ -223,22 +230,10 @@ fn local_state(store: &Store, m: &Manifest, sha: &[u8; 32]) -> Option<State> {
     match from_index {
         Ok(st) => Some(st),
         Err(e) => {
-            if e.code == Code::IndexCorrupt {
-                store.reporter().warn(&format!(
-                    "index {} was corrupt ({}); rebuilding the local state from verified files",
-                    path.display(),
-                    e.detail
-                ));
-            }
-            match rebuild::full_state(&mut StoreFiles::new(store), m, store.limits()) {
-                Ok(st) => Some(st),
-                Err(e) => {
-                    store.reporter().warn(&format!(
-                        "the local snapshot cannot be rebuilt ({e}); fetching the full snapshot"
-                    ));
-                    None
-                }
-            }
+            store.reporter().warn(&format!(
+                "the local snapshot cannot be read from its files ({files_error}) or its index ({e}); fetching the full snapshot"
+            ));
+            None
         }
     }
 }
@@ -1109,6 +1104,58 @@ mod tests {
         assert_eq!(env.version(), 2);
         // Only the current index is kept.
         assert_eq!(std::fs::read_dir(env.store.index_dir()).unwrap().count(), 1);
+    }
+
+    /// A delta sync starts from the store's own files, each checked against
+    /// the trusted manifest; a local shard that no longer matches its
+    /// signed hash is not trusted: the index (verified block by block)
+    /// gives the local state instead, and the answers are still right.
+    #[test]
+    fn a_delta_sync_from_a_tampered_local_shard_starts_from_the_index() {
+        let env = Env::new();
+        env.sync().unwrap();
+        let shards = env.store.dir().join("shard");
+        let mut tampered = 0;
+        for e in std::fs::read_dir(&shards).unwrap() {
+            tampered += 1;
+            let p = e.unwrap().path();
+            let mut b = std::fs::read(&p).unwrap();
+            let last = b.len() - 1;
+            b[last] ^= 1;
+            std::fs::write(&p, b).unwrap();
+        }
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        let env = Env { site, ..env };
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Delta);
+        // The layer, and each tampered shard fetched again (a mirror holds
+        // what its manifest names).
+        assert_eq!(rep.files_fetched, 1 + tampered, "{rep:?}");
+        assert_eq!(env.ask("GBZZZ2600001").decision, Decision::Disallow);
+        env.store.verify(NOW, Expiry::Enforce).unwrap();
+    }
+
+    /// Without an index, a delta sync still fetches only the layer: the
+    /// local state comes from the store's files.
+    #[test]
+    fn a_delta_sync_without_an_index_fetches_only_the_layer() {
+        let env = Env::new();
+        env.sync().unwrap();
+        std::fs::remove_dir_all(env.store.index_dir()).unwrap();
+        let mut site = env.site;
+        site.publish(
+            &more(&[("GBZZZ2600001", 1000, "X1", false)]),
+            &Opts::default(),
+        );
+        let env = Env { site, ..env };
+        let rep = env.sync().unwrap();
+        assert_eq!(rep.mode, SyncMode::Delta);
+        assert_eq!(rep.files_fetched, 1, "{rep:?}");
+        assert_eq!(env.ask("GBZZZ2600001").decision, Decision::Disallow);
     }
 
     #[test]

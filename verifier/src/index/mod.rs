@@ -133,6 +133,10 @@ pub struct Index {
     cache_budget: usize,
     /// The last read-ahead: range, stream offset, bytes.
     ahead: RefCell<Option<(usize, u64, Vec<u8>)>>,
+    /// Verified chunks of the prefix block, kept apart from the budgeted
+    /// cache: every lookup probes the prefix table twice, and the whole
+    /// table is small (70 000 entries at 10^8 records).
+    prefix_chunks: RefCell<HashMap<usize, Arc<Chunk>, FastHash>>,
 }
 
 fn corrupt(path: &str, detail: impl Into<String>) -> Rejection {
@@ -320,6 +324,7 @@ impl Index {
             cache: RefCell::new(Cache::default()),
             cache_budget: DEFAULT_CACHE_BYTES,
             ahead: RefCell::new(None),
+            prefix_chunks: RefCell::new(HashMap::default()),
         }))
     }
 

@@ -52,14 +52,32 @@ pub(super) fn cover_scopes(isrc: Isrc) -> [(Scope, u64); 2] {
 }
 
 impl Index {
+    /// The chunks of the prefix block that hold the entries of prefix key
+    /// `pk` (and its neighbours), each proven once and then kept.
+    fn prefix_chunks_for(&self, pk: u64) -> Result<Vec<Arc<Chunk>>, Rejection> {
+        let i = self.n_ranges;
+        let t = self.table(i)?;
+        let load = |c: usize| -> Result<Arc<Chunk>, Rejection> {
+            if let Some(ch) = self.prefix_chunks.borrow().get(&c) {
+                return Ok(ch.clone());
+            }
+            if c >= t.len() {
+                return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
+            }
+            let ch = Arc::new(self.load_chunk(i, &t, c, false)?);
+            self.prefix_chunks.borrow_mut().insert(c, ch.clone());
+            Ok(ch)
+        };
+        Ok(self.chunks_around(i, &t, pk, load)?.1)
+    }
+
     /// The entries of the prefix table that cover `isrc` (of its
     /// registrant and of its registrant-year scope), their chunks proven
     /// against the manifest's prefix_leaf.
     pub fn covering(&self, isrc: Isrc) -> Result<Vec<PrefixHit>, Rejection> {
         let mut out = Vec::new();
         for (scope, pk) in cover_scopes(isrc) {
-            let (_, chunks) = self.chunks_for(self.n_ranges, pk)?;
-            for c in chunks {
+            for c in self.prefix_chunks_for(pk)? {
                 for at in 0..c.len() {
                     if c.key(at) == pk {
                         out.push(PrefixHit {
@@ -81,7 +99,7 @@ impl Index {
     pub fn cover_key(&self, isrc: Isrc) -> Result<(u64, u64), Rejection> {
         let [(_, k1), (_, k2)] = cover_scopes(isrc);
         let has = |pk: u64| -> Result<u64, Rejection> {
-            let (_, chunks) = self.chunks_for(self.n_ranges, pk)?;
+            let chunks = self.prefix_chunks_for(pk)?;
             let any = chunks.iter().any(|c| (0..c.len()).any(|j| c.key(j) == pk));
             Ok(if any { pk } else { u64::MAX })
         };
