@@ -336,6 +336,32 @@ impl Reader {
     /// --input`, whose questions may each carry their own use, territory
     /// and day.
     pub fn answer_many(&self, qs: &[Option<Question>]) -> Result<Vec<Answer>, Rejection> {
+        self.answer_many_with(&mut [], qs)
+    }
+
+    /// Another reader of the same verified snapshot, on its own handle of
+    /// the same index with empty caches (nothing is verified again but the
+    /// chunks it reads): a helper for [`Reader::answer_many_with`].
+    pub fn fork(&self) -> Result<Reader, Rejection> {
+        Ok(Reader {
+            store: self.store.clone(),
+            snap: self.snap.clone(),
+            info: self.info.clone(),
+            index: RefCell::new(self.index.borrow().fork()?),
+            rebuilt: Cell::new(self.rebuilt.get()),
+        })
+    }
+
+    /// [`Reader::answer_many`] on this thread and one thread per helper
+    /// (see [`Reader::fork`]): the questions in key order are cut into
+    /// contiguous runs, one per reader, so each reads its own part of the
+    /// index. The answers are the same whatever the number of helpers (a
+    /// test checks).
+    pub fn answer_many_with(
+        &self,
+        helpers: &mut [Reader],
+        qs: &[Option<Question>],
+    ) -> Result<Vec<Answer>, Rejection> {
         let mut order: Vec<(u64, usize)> = qs
             .iter()
             .enumerate()
@@ -343,20 +369,56 @@ impl Reader {
             .collect();
         radsort::sort_by_key(&mut order, |(k, _)| *k);
         let mut out: Vec<Option<Answer>> = (0..qs.len()).map(|_| None).collect();
+        let per = order.len().div_ceil(helpers.len() + 1).max(1);
+        let mut parts = order.chunks(per);
+        let mine = parts.next().unwrap_or_default();
+        let answered = std::thread::scope(|s| {
+            let running: Vec<_> = helpers
+                .iter_mut()
+                .zip(parts)
+                .map(|(r, part)| s.spawn(move || r.answer_sorted(qs, part)))
+                .collect();
+            let mut all = vec![self.answer_sorted(qs, mine)];
+            for t in running {
+                all.push(t.join().unwrap_or_else(|_| {
+                    Err(reject(
+                        self.index_loc(),
+                        Code::IoError,
+                        "a batch worker stopped unexpectedly",
+                    ))
+                }));
+            }
+            all
+        });
+        for part in answered {
+            for (i, a) in part? {
+                out[i] = Some(a);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|a| a.unwrap_or_else(Answer::invalid_isrc))
+            .collect())
+    }
+
+    /// The answers to `qs[i]` for each `(key, i)` of `order` (in key order).
+    fn answer_sorted(
+        &self,
+        qs: &[Option<Question>],
+        order: &[(u64, usize)],
+    ) -> Result<Vec<(usize, Answer)>, Rejection> {
+        let mut out = Vec::with_capacity(order.len());
         let mut held = Held::default();
-        for (key, i) in order {
+        for &(key, i) in order {
             let Some(Some(q)) = qs.get(i) else { continue };
             let a = if self.hold(&mut held, key, false) {
                 Self::explain(&self.index.borrow(), q, &held.chunks)?
             } else {
                 self.answer(q)?
             };
-            out[i] = Some(a);
+            out.push((i, a));
         }
-        Ok(out
-            .into_iter()
-            .map(|a| a.unwrap_or_else(Answer::invalid_isrc))
-            .collect())
+        Ok(out)
     }
 
     /// Answer a question as a person or a file asked it: `input` in any

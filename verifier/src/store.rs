@@ -1298,6 +1298,18 @@ mod tests {
             decided_by_some += usize::from(!g.decided_by.is_empty());
         }
         assert!(decided_by_some > questions.len() / 4, "{decided_by_some}");
+        // The same answers on several threads, each with its own reader.
+        let mut helpers = vec![reader.fork().unwrap(), reader.fork().unwrap()];
+        assert_eq!(
+            reader.answer_many_with(&mut helpers, &questions).unwrap(),
+            got
+        );
+        assert_eq!(
+            reader
+                .answer_many_with(&mut helpers[..1], &questions[..7])
+                .unwrap(),
+            got[..7]
+        );
 
         // Inputs as given (spellings, repeats, bad strings, missing values),
         // through the parse-sort-dedupe batch: each equals the one-question

@@ -96,6 +96,10 @@ const FIRST_FEW: usize = 5;
 /// block's keys share index chunks, small enough that memory stays flat
 /// (~40 MB) however long the input.
 const BLOCK_ROWS: usize = 1 << 17;
+/// Rows in a block from which answering is shared among the cores.
+const PARALLEL_ROWS: usize = 8192;
+/// Most threads a batch answers on.
+const MAX_THREADS: usize = 8;
 /// Input read at a time: a block ends early when this much has been used
 /// and nothing more is buffered.
 const INPUT_BUFFER: usize = 1 << 20;
@@ -230,6 +234,9 @@ pub(super) fn run(
     // it is full or when the input has nothing more buffered, so a program
     // that writes one question and waits gets its answer at once.
     let mut pending: Vec<Asked> = Vec::new();
+    // Readers for the other cores, opened when a block is big enough to
+    // share (a one-ISRC check never opens them).
+    let mut helpers: Vec<Reader> = Vec::new();
     let mut answer_pending =
         |pending: &mut Vec<Asked>, out: &mut Output| -> Result<(), Rejection> {
             let questions: Vec<Option<Question>> = pending
@@ -239,7 +246,15 @@ pub(super) fn run(
                     _ => None,
                 })
                 .collect();
-            let mut answers = reader.answer_many(&questions)?.into_iter();
+            if helpers.is_empty() && questions.len() >= PARALLEL_ROWS {
+                let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+                for _ in 1..cores.min(MAX_THREADS) {
+                    helpers.push(reader.fork()?);
+                }
+            }
+            let mut answers = reader
+                .answer_many_with(&mut helpers, &questions)?
+                .into_iter();
             for asked in pending.drain(..) {
                 progress.tick();
                 let a = answers.next();

@@ -328,6 +328,38 @@ impl Index {
         }))
     }
 
+    /// A second handle on the same index file (its descriptor duplicated,
+    /// so an unlinked scratch index works too) with the header already
+    /// checked and empty caches: one per thread of a parallel batch.
+    pub fn fork(&self) -> Result<Index, Rejection> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| corrupt(&self.path, format!("cannot be opened again: {e}")))?;
+        let t = &self.policies;
+        Ok(Index {
+            file,
+            path: self.path.clone(),
+            ranges: self.ranges.clone(),
+            n_ranges: self.n_ranges,
+            leaves: self.leaves.clone(),
+            policies: PolicyTable {
+                n: t.n,
+                buckets: t.buckets.clone(),
+                hashes_offset: t.hashes_offset,
+                ends_offset: t.ends_offset,
+                blob_offset: t.blob_offset,
+                blob_len: t.blob_len,
+                decoded: (0..t.n).map(|_| std::cell::OnceCell::new()).collect(),
+                found: RefCell::new(HashMap::default()),
+            },
+            cache: RefCell::new(Cache::default()),
+            cache_budget: self.cache_budget,
+            ahead: RefCell::new(None),
+            prefix_chunks: RefCell::new(HashMap::default()),
+        })
+    }
+
     /// Keep at most this many bytes of verified blocks in memory.
     pub fn set_cache_budget(&mut self, bytes: usize) {
         self.cache_budget = bytes;
