@@ -176,6 +176,17 @@ pub fn open_prefixes(
 /// version order (each applied), then the prefix table; the result must
 /// match every leaf of `m`.
 pub fn full_state(files: &mut dyn DataFiles, m: &Manifest, limits: &Limits) -> VResult<State> {
+    let (st, all) = base_and_layers(files, m, limits)?;
+    finish(files, st, &all, m, limits)
+}
+
+/// Every base shard of `m` in range order, then every layer in version
+/// order (each applied): the rows, and a state holding their policies.
+fn base_and_layers(
+    files: &mut dyn DataFiles,
+    m: &Manifest,
+    limits: &Limits,
+) -> VResult<(State, Rows)> {
     let mut st = State::default();
     let mut all = Rows::default();
     for i in 0..m.ranges.len() {
@@ -186,7 +197,7 @@ pub fn full_state(files: &mut dyn DataFiles, m: &Manifest, limits: &Limits) -> V
         apply_layer(files, &mut all, lr, from, limits, &mut st.policies)?;
         from = lr.version;
     }
-    finish(files, st, &all, m, limits)
+    Ok((st, all))
 }
 
 /// The state of `m` — the store's current manifest, verified when it was
@@ -198,16 +209,7 @@ pub fn full_state(files: &mut dyn DataFiles, m: &Manifest, limits: &Limits) -> V
 /// compressed files are ~1.2 bytes per entry where re-reading and
 /// re-hashing the index is ~64.
 pub fn trusted_state(files: &mut dyn DataFiles, m: &Manifest, limits: &Limits) -> VResult<State> {
-    let mut st = State::default();
-    let mut all = Rows::default();
-    for i in 0..m.ranges.len() {
-        all.append(&open_shard(files, m, i, limits, &mut st.policies)?);
-    }
-    let mut from = m.base;
-    for lr in &m.layers {
-        apply_layer(files, &mut all, lr, from, limits, &mut st.policies)?;
-        from = lr.version;
-    }
+    let (mut st, all) = base_and_layers(files, m, limits)?;
     st.ranges = State::split(&all, m);
     Ok(st)
 }

@@ -569,16 +569,7 @@ impl Index {
         i: usize,
         key: u64,
     ) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
-        let t = self.table(i)?;
-        self.chunks_around(i, &t, key, |c| {
-            if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
-                return Ok(ch);
-            }
-            if c >= t.len() {
-                return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
-            }
-            Ok(Arc::new(self.load_chunk(i, &t, c, false)?))
-        })
+        self.chunks_for_batch(i, key, false)
     }
 
     /// [`Index::chunks_for`] for a forward scan (a sorted batch): chunks not
@@ -591,6 +582,17 @@ impl Index {
         i: usize,
         key: u64,
     ) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
+        self.chunks_for_batch(i, key, true)
+    }
+
+    /// The batch lookups: cached chunks as they are; others read ahead and
+    /// kept while there is room (`scan`), or read alone and not kept.
+    fn chunks_for_batch(
+        &self,
+        i: usize,
+        key: u64,
+        scan: bool,
+    ) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
         let t = self.table(i)?;
         self.chunks_around(i, &t, key, |c| {
             if let Some(ch) = self.cache.borrow().chunks.get(&(i, c)) {
@@ -599,12 +601,16 @@ impl Index {
             if c >= t.len() {
                 return Err(corrupt(&self.path, format!("block {i} has no chunk {c}")));
             }
-            let ch = Arc::new(self.load_chunk(i, &t, c, true)?);
-            let size = ch.weight();
-            self.cache
-                .borrow_mut()
-                .chunks
-                .put_if_room((i, c), ch.clone(), size, self.cache_budget);
+            let ch = Arc::new(self.load_chunk(i, &t, c, scan)?);
+            if scan {
+                let size = ch.weight();
+                self.cache.borrow_mut().chunks.put_if_room(
+                    (i, c),
+                    ch.clone(),
+                    size,
+                    self.cache_budget,
+                );
+            }
             Ok(ch)
         })
     }
