@@ -9,9 +9,10 @@ table; this writes
 
 - ``entries.parquet``: ``key`` (int64, the packed ISRC key), ``seq`` (int64),
   ``id`` (string), ``policy`` (int32, an index into the policy table);
-  DELTA_BINARY_PACKED for the integer columns, DELTA_BYTE_ARRAY for ``id``,
-  no dictionaries, zstd level 19, row groups of 2^20 rows (pyarrow's
-  default), streamed (memory: a row group or two);
+  DELTA_BINARY_PACKED for ``key`` and ``seq``, DELTA_BYTE_ARRAY for ``id``, a
+  dictionary for ``policy`` (smaller there than DELTA_BINARY_PACKED), zstd
+  level 19, row groups of 2^20 rows (pyarrow's default), streamed (memory: a
+  row group or two);
 - ``policies.parquet``: ``policy`` (int32), ``value`` (the policy as JSON);
 - ``prefixes.parquet``: ``scope``, ``seq``, ``id``, ``policy``,
 
@@ -50,7 +51,9 @@ def parquet(args: argparse.Namespace) -> int:
     schema = pa.schema(
         [("key", pa.int64()), ("seq", pa.int64()), ("id", pa.string()), ("policy", pa.int32())]
     )
-    ints = {"key": "DELTA_BINARY_PACKED", "seq": "DELTA_BINARY_PACKED", "policy": "DELTA_BINARY_PACKED"}
+    # The policy column holds few distinct numbers: a dictionary beats
+    # DELTA_BINARY_PACKED on it (0.44 vs 0.90 MB at 10^6 entries).
+    delta = {"key": "DELTA_BINARY_PACKED", "seq": "DELTA_BINARY_PACKED", "id": "DELTA_BYTE_ARRAY"}
 
     def tsv(src, columns, types):
         return pcsv.open_csv(
@@ -67,8 +70,8 @@ def parquet(args: argparse.Namespace) -> int:
     with pq.ParquetWriter(
         f"{out}/entries.parquet",
         schema,
-        use_dictionary=False,
-        column_encoding={**ints, "id": "DELTA_BYTE_ARRAY"},
+        use_dictionary=["policy"],
+        column_encoding=delta,
         **opts,
     ) as w:
         held, n = [], 0
