@@ -12,7 +12,10 @@
 //!   after opening a store, a batch, warm single lookups);
 //! - `csv`: a generated registry as an import CSV (import throughput);
 //! - `sqlite-lookup`: the same keys as indexed point queries on the SQLite
-//!   export.
+//!   export;
+//! - `entries`: the entries of a site's full snapshot, decoded from its
+//!   shards, as TSV for `bench/baselines.py` (the tuned Parquet baseline) at
+//!   any size, without the registry database.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -86,6 +89,11 @@ enum Command {
         /// Warm single lookups to time (random keys of the file).
         #[arg(long, default_value_t = 200_000)]
         warm: usize,
+        /// Only open, first lookup and the batch (first and warm): no
+        /// per-key `answer` check, no warm single lookups (for a second key
+        /// order of the same keys).
+        #[arg(long)]
+        batch_only: bool,
     },
     /// Time `Reader::decide_inputs` (the language bindings' batch path:
     /// parse, sort, dedupe, decide) on the lines of a file as given, in one
@@ -117,6 +125,23 @@ enum Command {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// Write the entries of a site's newest manifest (right after a full
+    /// publish: base shards only), decoded from its shards range by range:
+    /// exact entries as TSV lines `key seq id policy` in (key, seq) order
+    /// (`key` the packed ISRC key, `policy` an index into the policies
+    /// file), the policies as JSON lines `{"policy":N,"value":{…}}`, the
+    /// prefix entries as TSV lines `scope seq id policy`.
+    Entries {
+        #[arg(long)]
+        site: PathBuf,
+        /// File to write, or - for stdout.
+        #[arg(long)]
+        entries: String,
+        #[arg(long)]
+        policies: PathBuf,
+        #[arg(long)]
+        prefixes: PathBuf,
+    },
 }
 
 fn main() {
@@ -144,10 +169,17 @@ fn main() {
             now,
             keys,
             warm,
-        } => lookup(&store, &now, &keys, warm),
+            batch_only,
+        } => lookup(&store, &now, &keys, warm, batch_only),
         Command::DecideInputs { store, now, keys } => decide_inputs(&store, &now, &keys),
         Command::SqliteLookup { sqlite, keys } => sqlite_lookup(&sqlite, &keys),
         Command::Csv { records, seed, out } => csv(records, seed, &out),
+        Command::Entries {
+            site,
+            entries: out,
+            policies,
+            prefixes,
+        } => entries(&site, &out, &policies, &prefixes),
     };
     if let Err(e) = r {
         eprintln!("consentry-bench: {e:#}");
@@ -447,7 +479,7 @@ fn read_keys(path: &Path) -> Result<Vec<Isrc>> {
     Ok(out)
 }
 
-fn lookup(store: &Path, now: &str, keys: &Path, warm: usize) -> Result<()> {
+fn lookup(store: &Path, now: &str, keys: &Path, warm: usize, batch_only: bool) -> Result<()> {
     let now = consentry::time::parse_timestamp(now).map_err(|e| anyhow!("--now: {e}"))?;
     let isrcs = read_keys(keys)?;
     let Some(&first) = isrcs.first() else {
@@ -529,6 +561,9 @@ fn lookup(store: &Path, now: &str, keys: &Path, warm: usize) -> Result<()> {
     let warm_s = t.elapsed().as_secs_f64();
     std::hint::black_box(again);
     println!("batch_warm_per_s {:.0}", isrcs.len() as f64 / warm_s);
+    if batch_only {
+        return Ok(());
+    }
     let qs: Vec<Question> = isrcs.iter().map(|&i| question(i)).collect();
     let t = Instant::now();
     let mut same = 0usize;
@@ -593,10 +628,22 @@ fn decide_inputs(store: &Path, now: &str, keys: &Path) -> Result<()> {
 
 fn sqlite_lookup(sqlite: &Path, keys: &Path) -> Result<()> {
     let isrcs = read_keys(keys)?;
+    let Some(first) = isrcs.first() else {
+        bail!("{} holds no keys", keys.display());
+    };
+    // First lookup after open: open the file, prepare, fetch one key's rows.
+    let t = Instant::now();
     let db =
         rusqlite::Connection::open_with_flags(sqlite, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     db.execute_batch("PRAGMA cache_size = -262144")?;
     let mut stmt = db.prepare("SELECT seq, id, policy FROM entries WHERE key = ?1")?;
+    {
+        let mut q = stmt.query([first.key() as i64])?;
+        while let Some(r) = q.next()? {
+            std::hint::black_box(r.get_ref(1)?.as_str()?);
+        }
+    }
+    println!("sqlite_first_us {:.1}", t.elapsed().as_secs_f64() * 1e6);
     let t = Instant::now();
     let mut found = 0u64;
     for i in &isrcs {
@@ -614,6 +661,84 @@ fn sqlite_lookup(sqlite: &Path, keys: &Path) -> Result<()> {
     println!("sqlite_rows {found}");
     println!("sqlite_s {s:.4}");
     println!("sqlite_per_s {:.0}", isrcs.len() as f64 / s);
+    Ok(())
+}
+
+/// The entries of the site's newest manifest, decoded from its base shards
+/// one range at a time (memory: one range), as TSV for bench/baselines.py.
+fn entries(site: &Path, out: &str, policies: &Path, prefixes: &Path) -> Result<()> {
+    use consentry::columns::{PolicySet, decode_prefixes, decode_shard, open_file};
+    let m = newest_manifest(site)?;
+    if m.base != m.version {
+        bail!("the newest manifest has layers; write entries right after a full publish");
+    }
+    let limits = Limits::DEFAULT;
+    let mut set = PolicySet::default();
+    let mut out_w: Box<dyn Write> = if out == "-" {
+        Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(out).with_context(|| format!("creating {out}"))?,
+        ))
+    };
+    let mut n = 0u64;
+    for i in 0..m.ranges.len() {
+        let r = &m.ranges[i];
+        let (lo, hi) = m.range_bounds(i);
+        let rel = consentry::docs::paths::shard(&r.shard.sha256);
+        let bytes = std::fs::read(site.join(&rel)).with_context(|| format!("reading {rel}"))?;
+        let raw = open_file(&rel, &bytes, &r.shard, &limits).map_err(|e| anyhow!("{e}"))?;
+        let rows = decode_shard(&rel, &raw, lo, hi, r.count, &limits, &mut set)
+            .map_err(|e| anyhow!("{e}"))?;
+        for j in 0..rows.len() {
+            writeln!(
+                out_w,
+                "{}\t{}\t{}\t{}",
+                rows.keys[j],
+                rows.seqs[j],
+                rows.id(j),
+                rows.pol[j]
+            )?;
+        }
+        n += rows.len() as u64;
+    }
+    out_w.flush()?;
+    drop(out_w);
+    let prel = consentry::docs::paths::prefixes(&m.prefixes.sha256);
+    let bytes = std::fs::read(site.join(&prel)).with_context(|| format!("reading {prel}"))?;
+    let raw = open_file(&prel, &bytes, &m.prefixes, &limits).map_err(|e| anyhow!("{e}"))?;
+    let records =
+        decode_prefixes(&prel, &raw, m.prefixes.count, &limits).map_err(|e| anyhow!("{e}"))?;
+    let mut pw = BufWriter::new(std::fs::File::create(prefixes)?);
+    for rec in &records {
+        let pid = set.intern(&rec.policy);
+        writeln!(
+            pw,
+            "{}\t{}\t{}\t{pid}",
+            rec.scope.canonical(),
+            rec.seq,
+            rec.id
+        )?;
+    }
+    pw.flush()?;
+    let mut jw = BufWriter::new(std::fs::File::create(policies)?);
+    for (i, value) in set.list.iter().enumerate() {
+        serde_json::to_writer(
+            &mut jw,
+            &JsonPolicy {
+                policy: i as i64,
+                value,
+            },
+        )?;
+        jw.write_all(b"\n")?;
+    }
+    jw.flush()?;
+    eprintln!(
+        "entries {n} prefixes {} policies {}",
+        records.len(),
+        set.list.len()
+    );
     Ok(())
 }
 
