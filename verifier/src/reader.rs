@@ -218,8 +218,45 @@ impl Reader {
     /// decision and reason depend on nothing else then: an ISRC's own entry is
     /// its only exact-scope candidate, more specific than every prefix entry,
     /// so its seq and id never decide. ISRCs with several entries go through
-    /// [`Reader::answer`]. Unsorted input gets the same results, only slower.
+    /// [`Reader::answer`]. Input not in key order is put in order first (a
+    /// stable radix sort of positions, repeats answered once) and the
+    /// results given back in input order.
     pub fn decide_batch(
+        &self,
+        isrcs: &[crate::isrc::Isrc],
+        use_: crate::model::Use,
+        territory: Option<&str>,
+        at: crate::time::Day,
+    ) -> Result<Vec<(crate::model::Decision, crate::model::Reason)>, Rejection> {
+        if isrcs.windows(2).all(|w| w[0].key() <= w[1].key()) {
+            return self.decide_sorted(isrcs, use_, territory, at);
+        }
+        let mut order: Vec<(u64, usize)> = isrcs
+            .iter()
+            .enumerate()
+            .map(|(i, isrc)| (isrc.key(), i))
+            .collect();
+        radsort::sort_by_key(&mut order, |(k, _)| *k);
+        let mut unique: Vec<crate::isrc::Isrc> = order.iter().map(|&(_, i)| isrcs[i]).collect();
+        unique.dedup_by_key(|isrc| isrc.key());
+        let decided = self.decide_sorted(&unique, use_, territory, at)?;
+        // Every position is in `order` once: each slot is written below.
+        let placeholder = Answer::invalid_isrc();
+        let mut out = vec![(placeholder.decision, placeholder.reason); isrcs.len()];
+        let mut u = 0usize;
+        for (k, &(key, i)) in order.iter().enumerate() {
+            if k > 0 && order[k - 1].0 != key {
+                u += 1;
+            }
+            if let (Some(slot), Some(d)) = (out.get_mut(i), decided.get(u)) {
+                *slot = *d;
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Reader::decide_batch`] over keys in order.
+    fn decide_sorted(
         &self,
         isrcs: &[crate::isrc::Isrc],
         use_: crate::model::Use,
