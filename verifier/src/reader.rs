@@ -344,12 +344,9 @@ impl Reader {
             return true;
         }
         let ix = self.index.borrow();
-        let found = if scan {
-            ix.chunks_for_scan(range, key)
-        } else {
-            ix.chunks_for_once(range, key)
-        };
-        let found = found.and_then(|(s, chunks)| Ok((s, chunks, ix.table(range)?.len())));
+        let found = ix
+            .chunks_for_batch(range, key, scan)
+            .and_then(|(s, chunks)| Ok((s, chunks, ix.table(range)?.len())));
         if let Ok((first, chunks, count)) = found {
             *held = Held {
                 range: Some(range),
@@ -497,31 +494,22 @@ impl Reader {
     ) -> Result<Vec<(crate::model::Decision, crate::model::Reason)>, Rejection> {
         let invalid = Answer::invalid_isrc();
         let invalid = (invalid.decision, invalid.reason);
-        // (ISRC, input position) sorted: the unique ISRCs in key order for
-        // decide_batch, and where each answer goes back to (no search).
+        // The valid ISRCs and where each answer goes back to; decide_batch
+        // puts them in key order and answers repeats once.
         let mut n = 0usize;
-        let mut order: Vec<(crate::isrc::Isrc, usize)> = Vec::new();
+        let (mut isrcs, mut at_pos) = (Vec::new(), Vec::new());
         for (i, input) in inputs.into_iter().enumerate() {
             n = i + 1;
             if let Some(isrc) = input.and_then(|s| crate::lookup::parse_for_lookup(s).ok()) {
-                order.push((isrc, i));
+                isrcs.push(isrc);
+                at_pos.push(i);
             }
         }
-        // A stable radix sort on the packed key: the positions of equal
-        // ISRCs stay in input order, so this is the (ISRC, position) order,
-        // in about half the time of a comparison sort of the pairs.
-        radsort::sort_by_key(&mut order, |(isrc, _)| isrc.key());
-        let mut unique: Vec<crate::isrc::Isrc> = order.iter().map(|(isrc, _)| *isrc).collect();
-        unique.dedup();
-        let decided = self.decide_batch(&unique, use_, territory, at)?;
+        let decided = self.decide_batch(&isrcs, use_, territory, at)?;
         let mut out = vec![invalid; n];
-        let mut u = 0usize;
-        for (k, (isrc, i)) in order.iter().enumerate() {
-            if k > 0 && order[k - 1].0 != *isrc {
-                u += 1;
-            }
-            if let (Some(slot), Some(d)) = (out.get_mut(*i), decided.get(u)) {
-                *slot = *d;
+        for (i, d) in at_pos.into_iter().zip(decided) {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = d;
             }
         }
         Ok(out)

@@ -252,12 +252,11 @@ pub(super) fn run(
                     helpers.push(reader.fork()?);
                 }
             }
-            let mut answers = reader
-                .answer_many_with(&mut helpers, &questions)?
-                .into_iter();
-            for asked in pending.drain(..) {
+            let answers = reader.answer_many_with(&mut helpers, &questions)?;
+            // One answer per pending row (unused for refused rows and when
+            // receipts are written: those are answered row by row).
+            for (asked, a) in pending.drain(..).zip(answers) {
                 progress.tick();
-                let a = answers.next();
                 let (row, reply) = match asked {
                     Asked::Bad(bad) => {
                         if args.strict {
@@ -270,8 +269,8 @@ pub(super) fn run(
                         (bad.row, Reply::Refused(bad.error))
                     }
                     Asked::Row(row) => {
-                        let a = match (builder.as_mut(), a) {
-                            (Some(b), _) => reader.answer_into(
+                        let a = match builder.as_mut() {
+                            Some(b) => reader.answer_into(
                                 b,
                                 &row.input,
                                 row.use_,
@@ -279,8 +278,7 @@ pub(super) fn run(
                                 row.at,
                                 question_of(&row).as_ref(),
                             )?,
-                            (None, Some(a)) => a,
-                            (None, None) => answer(&reader, &row)?,
+                            None => a,
                         };
                         (row, Reply::Answered(a))
                     }
@@ -567,10 +565,6 @@ struct BadRow {
     at: String,
     error: String,
     row: Row,
-}
-
-fn answer(reader: &Reader, row: &Row) -> Result<Answer, Rejection> {
-    reader.answer_input(&row.input, row.use_, row.territory.as_deref(), row.at)
 }
 
 /// The question a row asks; `None` when its input is not an ISRC.

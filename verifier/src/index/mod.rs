@@ -560,18 +560,6 @@ impl Index {
         self.chunks_around(i, &t, key, |c| self.chunk(i, c))
     }
 
-    /// [`Index::chunks_for`] for a sparse sorted batch (a block of
-    /// `check --input`): chunks not already cached are read alone and not
-    /// kept — the batch holds each as long as its keys need it, and a
-    /// one-shot process gains nothing from filling memory with them.
-    pub fn chunks_for_once(
-        &self,
-        i: usize,
-        key: u64,
-    ) -> Result<(usize, Vec<Arc<Chunk>>), Rejection> {
-        self.chunks_for_batch(i, key, false)
-    }
-
     /// [`Index::chunks_for`] for a forward scan (a sorted batch): chunks not
     /// already cached are read ahead in large reads, and cached only while
     /// the budget has room (a scan must not push out the point lookups'
@@ -585,9 +573,12 @@ impl Index {
         self.chunks_for_batch(i, key, true)
     }
 
-    /// The batch lookups: cached chunks as they are; others read ahead and
-    /// kept while there is room (`scan`), or read alone and not kept.
-    fn chunks_for_batch(
+    /// [`Index::chunks_for`] for batches: cached chunks as they are; others
+    /// read ahead and kept while there is room (`scan`: a forward scan), or
+    /// read alone and not kept (a sparse sorted batch, such as a block of
+    /// `check --input`: the batch holds each chunk as long as its keys need
+    /// it, and a one-shot process gains nothing from filling memory).
+    pub fn chunks_for_batch(
         &self,
         i: usize,
         key: u64,
